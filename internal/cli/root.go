@@ -1,0 +1,42 @@
+// Package cli holds the sublet command tree.
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Execute runs the sublet command line and returns the process exit code.
+func Execute() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd := NewRootCommand()
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		return 1
+	}
+	return 0
+}
+
+// NewRootCommand builds the command tree.
+func NewRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "sublet",
+		Short: "Virtual Kubernetes clusters, each running inside one namespace of a host cluster",
+		Long: `Sublet runs fully functional Kubernetes clusters whose control planes live in a
+single namespace of a host cluster. Workloads are synced to the host; everything
+else stays in the virtual cluster.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
+	})
+	root.AddCommand(newHostCommand(), newControlPlaneCommand(), newVersionCommand())
+	return root
+}

@@ -1,0 +1,105 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/spf13/pflag"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	"k8s.io/client-go/rest"
+	cliflag "k8s.io/component-base/cli/flag"
+	logsapi "k8s.io/component-base/logs/api/v1"
+	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	apiserveroptions "k8s.io/kubernetes/cmd/kube-apiserver/app/options"
+	cmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	cmoptions "k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
+	schedulerapp "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	scheduleroptions "k8s.io/kubernetes/cmd/kube-scheduler/app/options"
+)
+
+func init() {
+	// Three components share one process and one klog; each would otherwise
+	// refuse a second logging configuration.
+	logsapi.ReapplyHandling = logsapi.ReapplyHandlingIgnoreUnchanged
+}
+
+// parseComponentFlags parses args into the component's own flag sets, the
+// same flags its command line takes.
+func parseComponentFlags(name string, fss cliflag.NamedFlagSets, args []string) error {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	for _, f := range fss.FlagSets {
+		fs.AddFlagSet(f)
+	}
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%s flags: %w", name, err)
+	}
+	return nil
+}
+
+// runAPIServer runs kube-apiserver with args until ctx ends.
+// Its logs, and those of every component in the process, go to logOut.
+func runAPIServer(ctx context.Context, args []string, logOut io.Writer) error {
+	s := apiserveroptions.NewServerRunOptions()
+	if err := parseComponentFlags("kube-apiserver", s.Flags(), args); err != nil {
+		return err
+	}
+	if err := s.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
+		return fmt.Errorf("kube-apiserver: %w", err)
+	}
+	// The apiserver's loopback clients would log warnings about themselves.
+	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+	streams := &logsapi.LoggingOptions{ErrorStream: logOut, InfoStream: logOut}
+	if err := logsapi.ValidateAndApplyWithOptions(s.Logs, streams, utilfeature.DefaultFeatureGate); err != nil {
+		return fmt.Errorf("kube-apiserver logging: %w", err)
+	}
+	completed, err := s.Complete(ctx)
+	if err != nil {
+		return fmt.Errorf("kube-apiserver: %w", err)
+	}
+	if errs := completed.Validate(); len(errs) > 0 {
+		return fmt.Errorf("kube-apiserver: %w", utilerrors.NewAggregate(errs))
+	}
+	return apiserverapp.Run(ctx, completed)
+}
+
+// runControllerManager runs kube-controller-manager with args until ctx ends.
+func runControllerManager(ctx context.Context, args []string) error {
+	s, err := cmoptions.NewKubeControllerManagerOptions()
+	if err != nil {
+		return fmt.Errorf("kube-controller-manager: %w", err)
+	}
+	known, disabled, aliases := cmapp.KnownControllers(), cmapp.ControllersDisabledByDefault(), cmapp.ControllerAliases()
+	fss := s.Flags(known, disabled, aliases)
+	s.ParsedFlags = &fss
+	if err := parseComponentFlags("kube-controller-manager", fss, args); err != nil {
+		return err
+	}
+	if err := s.ComponentGlobalsRegistry.Set(); err != nil {
+		return fmt.Errorf("kube-controller-manager: %w", err)
+	}
+	c, err := s.Config(ctx, known, disabled, aliases)
+	if err != nil {
+		return fmt.Errorf("kube-controller-manager: %w", err)
+	}
+	return cmapp.Run(ctx, c.Complete())
+}
+
+// runScheduler runs kube-scheduler with args until ctx ends. It goes through
+// Setup and Run rather than the cobra command, which would install a second
+// process-wide signal handler.
+func runScheduler(ctx context.Context, args []string) error {
+	o := scheduleroptions.NewOptions()
+	if err := parseComponentFlags("kube-scheduler", *o.Flags, args); err != nil {
+		return err
+	}
+	if err := o.ComponentGlobalsRegistry.Set(); err != nil {
+		return fmt.Errorf("kube-scheduler: %w", err)
+	}
+	cc, sched, err := schedulerapp.Setup(ctx, o)
+	if err != nil {
+		return fmt.Errorf("kube-scheduler: %w", err)
+	}
+	return schedulerapp.Run(ctx, cc, sched)
+}

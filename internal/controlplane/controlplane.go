@@ -1,0 +1,353 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sublet-dev/sublet/internal/pki"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+	netutils "k8s.io/utils/net"
+)
+
+// Info describes a running control plane.
+type Info struct {
+	// URL is the apiserver's address as clients on this machine reach it.
+	URL string
+	// AdminKubeconfig is the path of a cluster-admin kubeconfig.
+	AdminKubeconfig string
+	// Admin is a cluster-admin client configuration.
+	Admin *rest.Config
+	// Version is the Kubernetes version the apiserver reports.
+	Version string
+}
+
+// ControlPlane is a kube-apiserver, controller-manager, optional scheduler and
+// datastore running in this process.
+type ControlPlane struct {
+	opts Options
+	dir  dataDir
+	log  klog.Logger
+	lock *os.File
+	logs io.Writer
+}
+
+// SetLogOutput sends the components' logs to w instead of stderr.
+func (cp *ControlPlane) SetLogOutput(w io.Writer) { cp.logs = w }
+
+// New returns a control plane for completed, validated options.
+func New(o Options, log klog.Logger) *ControlPlane {
+	return &ControlPlane{opts: o, dir: dataDir{root: o.DataDir}, log: log}
+}
+
+// AdminKubeconfigPath is where Run writes the admin kubeconfig.
+func (cp *ControlPlane) AdminKubeconfigPath() string { return cp.dir.AdminKubeconfig() }
+
+// DataDir is the control plane's data directory.
+func (cp *ControlPlane) DataDir() string { return cp.dir.root }
+
+// Prepare checks and locks the data dir, failing fast on anything that is not
+// this control plane's own intact data. Run calls it if it was not called.
+func (cp *ControlPlane) Prepare() error {
+	if cp.lock != nil {
+		return nil
+	}
+	if err := cp.dir.prepare(cp.opts.Datastore); err != nil {
+		return err
+	}
+	lock, err := cp.dir.lock()
+	if err != nil {
+		return err
+	}
+	if err := cp.dir.checkDatastore(cp.opts.Datastore); err != nil {
+		lock.Close()
+		return err
+	}
+	cp.lock = lock
+	return nil
+}
+
+// Run starts the control plane, calls ready once the apiserver is ready and
+// the controllers are started, and runs until ctx ends; then it stops the
+// components in order: controllers, apiserver, datastore.
+func (cp *ControlPlane) Run(ctx context.Context, ready func(Info) error) error {
+	if err := cp.Prepare(); err != nil {
+		return err
+	}
+	defer func() { cp.lock.Close(); cp.lock = nil }()
+
+	port, err := reservePort(cp.opts.BindAddress, cp.opts.Port)
+	if err != nil {
+		return err
+	}
+	serviceIP, err := firstServiceIP(cp.opts.ServiceCIDR)
+	if err != nil {
+		return err
+	}
+	hosts := []string{"localhost", "127.0.0.1", serviceIP, "kubernetes", "kubernetes.default",
+		"kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}
+	for _, h := range []string{cp.opts.BindAddress, cp.opts.AdvertiseAddress} {
+		if h != "" && !net.ParseIP(h).IsUnspecified() {
+			hosts = append(hosts, h)
+		}
+	}
+	p := cp.dir.pkiDir()
+	if err := p.Ensure(hosts); err != nil {
+		return err
+	}
+
+	var store datastore
+	if cp.opts.Datastore == DatastoreSQLite {
+		store = &kineStore{file: cp.dir.sqlite(), pki: p}
+	} else {
+		store = &etcdStore{dir: cp.dir.etcd(), pki: p, logFile: cp.dir.path("logs", "etcd.log")}
+	}
+	storeURL, err := store.start(ctx)
+	if err != nil {
+		return err
+	}
+	defer store.stop()
+	cp.log.V(1).Info("datastore ready", "datastore", cp.opts.Datastore, "url", storeURL)
+
+	url := "https://" + net.JoinHostPort(clientHost(cp.opts.BindAddress), strconv.Itoa(port))
+	admin, err := p.KubeconfigForClient(url, "sublet", pki.Admin)
+	if err != nil {
+		return err
+	}
+	adminREST, err := clientcmd.NewDefaultClientConfig(*admin, nil).ClientConfig()
+	if err != nil {
+		return err
+	}
+
+	// Components stop in reverse order of start, each with its own context.
+	apiCtx, stopAPI := context.WithCancel(context.Background())
+	defer stopAPI()
+	apiDone := make(chan error, 1)
+	go func() { apiDone <- runAPIServer(apiCtx, cp.apiserverArgs(storeURL, port), cp.logOut()) }()
+	if err := waitReady(ctx, adminREST, apiDone); err != nil {
+		stopAPI()
+		return err
+	}
+	for name, client := range map[string]string{"controller-manager": pki.ControllerManager, "scheduler": pki.Scheduler} {
+		cfg, err := p.KubeconfigForClient(url, name, client)
+		if err != nil {
+			return err
+		}
+		if err := pki.WriteKubeconfig(cp.dir.componentKubeconfig(name), cfg); err != nil {
+			return err
+		}
+	}
+	if err := pki.WriteKubeconfig(cp.dir.AdminKubeconfig(), admin); err != nil {
+		return err
+	}
+
+	ctrlCtx, stopCtrl := context.WithCancel(context.Background())
+	defer stopCtrl()
+	var wg sync.WaitGroup
+	ctrlErr := make(chan error, 2)
+	start := func(name string, run func(context.Context, []string) error, args []string) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(ctrlCtx, args); err != nil && ctrlCtx.Err() == nil {
+				ctrlErr <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	start("kube-controller-manager", runControllerManager, cp.controllerManagerArgs())
+	if cp.opts.Scheduler {
+		start("kube-scheduler", runScheduler, cp.schedulerArgs())
+	}
+
+	info := Info{URL: url, AdminKubeconfig: cp.dir.AdminKubeconfig(), Admin: adminREST, Version: BinaryVersion()}
+	if ready != nil {
+		if err := ready(info); err != nil {
+			return err
+		}
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-apiDone:
+		runErr = fmt.Errorf("kube-apiserver stopped: %w", err)
+	case err := <-ctrlErr:
+		runErr = err
+	}
+	cp.log.Info("stopping control plane")
+	stopCtrl()
+	waitTimeout(&wg, 20*time.Second)
+	stopAPI()
+	select {
+	case <-apiDone:
+	case <-time.After(30 * time.Second):
+		cp.log.Info("kube-apiserver did not stop in 30s")
+	}
+	return runErr
+}
+
+func (cp *ControlPlane) logOut() io.Writer {
+	if cp.logs != nil {
+		return cp.logs
+	}
+	return os.Stderr
+}
+
+func (cp *ControlPlane) apiserverArgs(storeURL string, port int) []string {
+	p := cp.dir.pkiDir()
+	args := []string{
+		"--etcd-servers=" + storeURL,
+		"--etcd-cafile=" + p.CACert(),
+		"--etcd-certfile=" + p.ClientCert(pki.APIServerEtcdClient),
+		"--etcd-keyfile=" + p.ClientKey(pki.APIServerEtcdClient),
+		"--bind-address=" + cp.opts.BindAddress,
+		"--secure-port=" + strconv.Itoa(port),
+		"--service-cluster-ip-range=" + cp.opts.ServiceCIDR,
+		"--client-ca-file=" + p.CACert(),
+		"--tls-cert-file=" + p.ServingCert(),
+		"--tls-private-key-file=" + p.ServingKey(),
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file=" + p.SAPub(),
+		"--service-account-signing-key-file=" + p.SAKey(),
+		"--authorization-mode=Node,RBAC",
+		"--allow-privileged=true",
+		"--kubelet-client-certificate=" + p.ClientCert(pki.APIServerKubeletClient),
+		"--kubelet-client-key=" + p.ClientKey(pki.APIServerKubeletClient),
+		"--kubelet-preferred-address-types=InternalIP,Hostname",
+		"--cert-dir=" + p.Path,
+		"--profiling=false",
+	}
+	if cp.opts.AdvertiseAddress != "" {
+		args = append(args, "--advertise-address="+cp.opts.AdvertiseAddress)
+	} else {
+		// The default reconciler rejects loopback addresses; with no other
+		// address on this machine, nothing publishes the kubernetes endpoints.
+		args = append(args, "--endpoint-reconciler-type=none")
+	}
+	if v := emulatedVersion(cp.opts.KubernetesVersion); v != "" {
+		args = append(args, "--emulated-version=kube="+v)
+	}
+	return append(args, cp.opts.ExtraAPIServerArgs...)
+}
+
+// virtualDisabledControllers are controllers a virtual cluster does without:
+// its nodes and volumes belong to the host, which runs these for them.
+var virtualDisabledControllers = []string{
+	"node-ipam-controller", "node-lifecycle-controller", "taint-eviction-controller",
+	"persistentvolume-binder-controller", "persistentvolume-attach-detach-controller",
+	"persistentvolume-expander-controller", "ttl-controller", "bootstrap-signer-controller",
+	"token-cleaner-controller", "pod-garbage-collector-controller",
+}
+
+func (cp *ControlPlane) controllerManagerArgs() []string {
+	p := cp.dir.pkiDir()
+	controllers := "*"
+	if cp.opts.Mode == ModeVirtual {
+		controllers += ",-" + strings.Join(virtualDisabledControllers, ",-")
+	}
+	return []string{
+		"--kubeconfig=" + cp.dir.componentKubeconfig("controller-manager"),
+		"--secure-port=0",
+		"--leader-elect=false",
+		"--use-service-account-credentials=true",
+		"--service-account-private-key-file=" + p.SAKey(),
+		"--root-ca-file=" + p.CACert(),
+		"--cluster-signing-cert-file=" + p.CACert(),
+		"--cluster-signing-key-file=" + p.CAKey(),
+		"--service-cluster-ip-range=" + cp.opts.ServiceCIDR,
+		"--controllers=" + controllers,
+		"--cluster-name=sublet",
+		"--profiling=false",
+	}
+}
+
+func (cp *ControlPlane) schedulerArgs() []string {
+	return []string{
+		"--kubeconfig=" + cp.dir.componentKubeconfig("scheduler"),
+		"--secure-port=0",
+		"--leader-elect=false",
+	}
+}
+
+// reservePort returns port if it is free on addr, or a free port if port is 0.
+func reservePort(addr string, port int) (int, error) {
+	if port == 0 {
+		return freePort(addr)
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
+	if err != nil {
+		return 0, fmt.Errorf("port %d on %s is not available (%v); stop what uses it or pass --port 0 to pick a free port", port, addr, errors.Unwrap(err))
+	}
+	l.Close()
+	return port, nil
+}
+
+func firstServiceIP(cidr string) (string, error) {
+	_, n, err := netutils.ParseCIDRSloppy(cidr)
+	if err != nil {
+		return "", fmt.Errorf("service CIDR %q: %w", cidr, err)
+	}
+	ip, err := netutils.GetIndexedIP(n, 1)
+	if err != nil {
+		return "", fmt.Errorf("service CIDR %q: %w", cidr, err)
+	}
+	return ip.String(), nil
+}
+
+// clientHost is the address a local client dials for a server bound to addr.
+func clientHost(addr string) string {
+	if ip := net.ParseIP(addr); ip == nil || ip.IsUnspecified() {
+		return "127.0.0.1"
+	}
+	return addr
+}
+
+// waitReady polls /readyz until it passes, the apiserver exits, or 3 minutes pass.
+func waitReady(ctx context.Context, cfg *rest.Config, apiDone <-chan error) error {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	deadline := time.After(3 * time.Minute)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-apiDone:
+			return fmt.Errorf("kube-apiserver exited: %w", err)
+		case <-deadline:
+			return fmt.Errorf("kube-apiserver was not ready after 3m: %v", last)
+		case <-tick.C:
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(rctx)
+			cancel()
+			if err == nil {
+				return nil
+			}
+			last = err
+		}
+	}
+}
+
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}

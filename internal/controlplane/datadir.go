@@ -1,0 +1,121 @@
+package controlplane
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/sublet-dev/sublet/internal/pki"
+)
+
+// markerFile records what created a data dir, so a later start can tell its
+// own data from anything else.
+const markerFile = "sublet-data-dir.json"
+
+type marker struct {
+	Datastore string `json:"datastore"`
+}
+
+// dataDir is the on-disk layout of one control plane.
+type dataDir struct {
+	root string
+}
+
+func (d dataDir) path(elem ...string) string {
+	return filepath.Join(append([]string{d.root}, elem...)...)
+}
+func (d dataDir) pkiDir() pki.Dir         { return pki.Dir{Path: d.path("pki")} }
+func (d dataDir) etcd() string            { return d.path("etcd") }
+func (d dataDir) sqlite() string          { return d.path("db", "state.db") }
+func (d dataDir) logs() string            { return d.path("logs") }
+func (d dataDir) AdminKubeconfig() string { return d.path("admin.kubeconfig") }
+func (d dataDir) componentKubeconfig(n string) string {
+	return d.path("components", n+".kubeconfig")
+}
+
+// prepare creates the data dir and checks it is writable and ours. It writes
+// nothing but the marker of a new dir.
+func (d dataDir) prepare(datastore string) error {
+	if err := os.MkdirAll(d.root, 0o700); err != nil {
+		return fmt.Errorf("cannot create data dir %s: %v; pass a writable --data-dir", d.root, unwrapPathError(err))
+	}
+	probe, err := os.CreateTemp(d.root, ".write-probe-*")
+	if err != nil {
+		return fmt.Errorf("data dir %s is not writable: %v; fix its permissions or pass another --data-dir", d.root, unwrapPathError(err))
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+
+	data, err := os.ReadFile(d.path(markerFile))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		entries, err := os.ReadDir(d.root)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if !strings.HasPrefix(e.Name(), ".") {
+				return fmt.Errorf("data dir %s is not empty and was not created by sublet (found %q); pass an empty or new --data-dir", d.root, e.Name())
+			}
+		}
+		m, _ := json.Marshal(marker{Datastore: datastore})
+		if err := pki.WriteFileAtomic(d.path(markerFile), m, 0o600); err != nil {
+			return err
+		}
+	case err != nil:
+		return fmt.Errorf("read %s: %w", d.path(markerFile), err)
+	default:
+		var m marker
+		if err := json.Unmarshal(data, &m); err != nil {
+			return fmt.Errorf("%s is corrupt (%v); remove the data dir to start afresh", d.path(markerFile), err)
+		}
+		if m.Datastore != datastore {
+			return fmt.Errorf("data dir %s holds a %s datastore, not %s; start with --datastore=%s or pass another --data-dir", d.root, m.Datastore, datastore, m.Datastore)
+		}
+	}
+	for _, dir := range []string{d.logs(), d.path("components"), filepath.Dir(d.sqlite())} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// checkDatastore fails if the datastore in the data dir is not intact.
+func (d dataDir) checkDatastore(datastore string) error {
+	if datastore == DatastoreEtcd {
+		return checkEtcdDir(d.etcd())
+	}
+	return checkSQLiteFile(d.sqlite())
+}
+
+// lock takes an exclusive lock on the data dir for the life of the process,
+// so two control planes never share one datastore.
+func (d dataDir) lock() (*os.File, error) {
+	path := d.path(".lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock data dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		owner, _ := os.ReadFile(path)
+		f.Close()
+		return nil, fmt.Errorf("data dir %s is in use by another sublet process (pid %s); stop it or pass another --data-dir", d.root, strings.TrimSpace(string(owner)))
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return f, nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Path, pe.Err)
+	}
+	return err
+}

@@ -1,0 +1,162 @@
+// Package controlplane runs a real Kubernetes control plane in one process:
+// kube-apiserver, kube-controller-manager, optionally kube-scheduler, and a
+// datastore (embedded etcd or kine on SQLite), all linked from upstream.
+package controlplane
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// Datastore names accepted by --datastore.
+const (
+	DatastoreEtcd   = "etcd"
+	DatastoreSQLite = "sqlite"
+)
+
+// Mode selects which controllers run.
+type Mode string
+
+const (
+	// ModeHost runs a full cluster control plane, scheduler included.
+	ModeHost Mode = "host"
+	// ModeVirtual runs the control plane of a virtual cluster: no scheduler and
+	// no controllers that manage real nodes or volumes.
+	ModeVirtual Mode = "virtual"
+)
+
+// Options configures one control plane.
+type Options struct {
+	// DataDir holds the datastore, certificates and the admin kubeconfig.
+	DataDir string
+	// BindAddress is the address the apiserver listens on.
+	BindAddress string
+	// Port is the apiserver's secure port; 0 picks a free one.
+	Port int
+	// AdvertiseAddress is the address published in the kubernetes service's
+	// endpoints; empty means the first non-loopback address of this machine.
+	AdvertiseAddress string
+	// ServiceCIDR is the range of service ClusterIPs.
+	ServiceCIDR string
+	// Datastore is DatastoreEtcd or DatastoreSQLite.
+	Datastore string
+	// Scheduler runs kube-scheduler in the process.
+	Scheduler bool
+	// Mode selects the controller set; ModeHost also turns the scheduler on.
+	Mode Mode
+	// KubernetesVersion is the version the control plane emulates (major.minor
+	// of the binary or up to three minors older). Empty means the binary's.
+	KubernetesVersion string
+	// ExtraAPIServerArgs are appended to the apiserver's flags (--name=value).
+	ExtraAPIServerArgs []string
+}
+
+// NewOptions returns options with defaults for a host-mode control plane.
+func NewOptions() *Options {
+	return &Options{
+		BindAddress: "127.0.0.1",
+		Port:        0,
+		ServiceCIDR: "10.96.0.0/16",
+		Datastore:   DatastoreEtcd,
+		Mode:        ModeHost,
+	}
+}
+
+// AddFlags binds the options to fs.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "Directory for the datastore, certificates and the admin kubeconfig; reused on the next start.")
+	fs.StringVar(&o.BindAddress, "bind-address", o.BindAddress, "Address the API server listens on.")
+	fs.IntVar(&o.Port, "port", o.Port, "Secure port of the API server; 0 picks a free port.")
+	fs.StringVar(&o.AdvertiseAddress, "advertise-address", o.AdvertiseAddress, "Address published for the kubernetes service; default: the first non-loopback address of this machine.")
+	fs.StringVar(&o.ServiceCIDR, "service-cidr", o.ServiceCIDR, "IP range for service ClusterIPs.")
+	fs.StringVar(&o.Datastore, "datastore", o.Datastore, "Datastore: etcd (embedded etcd) or sqlite (kine on SQLite).")
+	fs.StringVar(&o.KubernetesVersion, "kubernetes-version", o.KubernetesVersion, "Kubernetes version to emulate, e.g. v1.36; default: the version Sublet is built with.")
+}
+
+// Complete fills in derived values.
+func (o *Options) Complete() error {
+	if o.DataDir != "" {
+		abs, err := filepath.Abs(o.DataDir)
+		if err != nil {
+			return fmt.Errorf("data dir %q: %w", o.DataDir, err)
+		}
+		o.DataDir = abs
+	}
+	if o.Mode == "" {
+		o.Mode = ModeHost
+	}
+	if o.Mode == ModeHost {
+		o.Scheduler = true
+	}
+	if o.AdvertiseAddress == "" {
+		o.AdvertiseAddress = firstNonLoopbackIPv4()
+	}
+	o.KubernetesVersion = strings.TrimPrefix(o.KubernetesVersion, "v")
+	return nil
+}
+
+var minorVersionRE = regexp.MustCompile(`^1\.[0-9]+(\.[0-9]+)?$`)
+
+// Validate reports every invalid option.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir is required"))
+	}
+	if net.ParseIP(o.BindAddress) == nil {
+		errs = append(errs, fmt.Errorf("--bind-address %q is not an IP address", o.BindAddress))
+	}
+	if o.Port < 0 || o.Port > 65535 {
+		errs = append(errs, fmt.Errorf("--port %d is out of range 0-65535", o.Port))
+	}
+	if o.AdvertiseAddress != "" && net.ParseIP(o.AdvertiseAddress) == nil {
+		errs = append(errs, fmt.Errorf("--advertise-address %q is not an IP address", o.AdvertiseAddress))
+	}
+	if _, _, err := net.ParseCIDR(o.ServiceCIDR); err != nil {
+		errs = append(errs, fmt.Errorf("--service-cidr %q is not a CIDR (example: 10.96.0.0/16)", o.ServiceCIDR))
+	}
+	if o.Datastore != DatastoreEtcd && o.Datastore != DatastoreSQLite {
+		errs = append(errs, fmt.Errorf("--datastore %q is not one of etcd, sqlite", o.Datastore))
+	}
+	if o.Mode != ModeHost && o.Mode != ModeVirtual {
+		errs = append(errs, fmt.Errorf("mode %q is not one of host, virtual", o.Mode))
+	}
+	if o.KubernetesVersion != "" {
+		if !minorVersionRE.MatchString(o.KubernetesVersion) {
+			errs = append(errs, fmt.Errorf("--kubernetes-version %q is not of the form v1.MINOR or v1.MINOR.PATCH", o.KubernetesVersion))
+		} else if err := checkEmulatable(o.KubernetesVersion); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// firstNonLoopbackIPv4 returns the first IPv4 address of an up, non-loopback
+// interface, or "" if there is none.
+func firstNonLoopbackIPv4() string {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return ""
+	}
+	for _, iface := range ifaces {
+		if iface.Flags&net.FlagUp == 0 || iface.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, err := iface.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
+				return ipn.IP.String()
+			}
+		}
+	}
+	return ""
+}

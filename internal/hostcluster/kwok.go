@@ -1,0 +1,169 @@
+package hostcluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/kwok/kustomize/stage/node/fast"
+	heartbeat "sigs.k8s.io/kwok/kustomize/stage/node/heartbeat-with-lease"
+	podfast "sigs.k8s.io/kwok/kustomize/stage/pod/fast"
+	"sigs.k8s.io/kwok/pkg/apis/internalversion"
+	"sigs.k8s.io/kwok/pkg/config"
+	"sigs.k8s.io/kwok/pkg/kwok/controllers"
+	"sigs.k8s.io/kwok/pkg/kwok/server"
+	kwoklog "sigs.k8s.io/kwok/pkg/log"
+)
+
+const (
+	// kwokID holds the node leases; it is stable so a restarted host takes
+	// its nodes back at once instead of waiting for the old leases to expire.
+	kwokID = "sublet-host"
+	// nodeLeaseSeconds is the node lease duration KWOK renews.
+	nodeLeaseSeconds = 40
+	// nobody is the user simulated exec runs as when sublet runs as root.
+	nobody = 65534
+)
+
+// loadStages parses KWOK's standard stages: nodes become Ready and keep their
+// leases; pods become Running, Job pods complete, deleted pods go away.
+func loadStages() (map[internalversion.StageResourceRef][]*internalversion.Stage, error) {
+	out := map[internalversion.StageResourceRef][]*internalversion.Stage{}
+	for _, raw := range []string{fast.DefaultNodeInit, heartbeat.DefaultNodeHeartbeatWithLease,
+		podfast.DefaultPodReady, podfast.DefaultPodComplete, podfast.DefaultPodDelete} {
+		s, err := config.UnmarshalWithType[*internalversion.Stage](raw)
+		if err != nil {
+			return nil, fmt.Errorf("parse kwok stage: %w", err)
+		}
+		out[s.Spec.ResourceRef] = append(out[s.Spec.ResourceRef], s)
+	}
+	return out, nil
+}
+
+// simulator is KWOK's node and pod simulation plus its fake kubelet.
+type simulator struct {
+	admin   *rest.Config
+	workDir string
+	podCIDR string
+	exec    bool
+	logOut  io.Writer
+}
+
+// start runs the simulation until ctx ends and returns the kubelet port.
+func (s *simulator) start(ctx context.Context) (int, error) {
+	ctx = kwoklog.NewContext(ctx, kwoklog.NewLogger(s.logOut, slog.LevelWarn))
+	cfg := rest.CopyConfig(s.admin)
+	cfg.QPS, cfg.Burst = 200, 400
+	typed, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return 0, err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return 0, err
+	}
+	stages, err := loadStages()
+	if err != nil {
+		return 0, err
+	}
+	port, err := freeLoopbackPort()
+	if err != nil {
+		return 0, err
+	}
+	ctr, err := controllers.NewController(controllers.Config{
+		Clock:                             clock.RealClock{},
+		TypedClient:                       typed,
+		DynamicClient:                     dyn,
+		RESTClient:                        typed.Discovery().RESTClient(),
+		ManageNodesWithAnnotationSelector: kwokNodeSelector,
+		CIDR:                              s.podCIDR,
+		NodeIP:                            "127.0.0.1",
+		NodeName:                          "localhost",
+		NodePort:                          port,
+		LocalStages:                       stages,
+		PodPlayStageParallelism:           4,
+		NodePlayStageParallelism:          4,
+		NodeLeaseDurationSeconds:          nodeLeaseSeconds,
+		NodeLeaseParallelism:              4,
+		PodsOnNodeSyncParallelism:         1,
+		EnablePodsOnNodeSyncListPager:     true,
+		ID:                                kwokID,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("kwok controller: %w", err)
+	}
+	if err := ctr.Start(ctx); err != nil {
+		return 0, fmt.Errorf("start kwok controller: %w", err)
+	}
+
+	srvCfg := server.Config{DataSource: ctr, NodeCacheGetter: ctr.GetNodeCache(), PodCacheGetter: ctr.GetPodCache()}
+	logs, err := s.clusterLogs()
+	if err != nil {
+		return 0, err
+	}
+	srvCfg.ClusterLogs = logs
+	if s.exec {
+		execs, err := s.clusterExecs()
+		if err != nil {
+			return 0, err
+		}
+		srvCfg.ClusterExecs = execs
+	}
+	srv, err := server.NewServer(srvCfg)
+	if err != nil {
+		return 0, fmt.Errorf("kwok kubelet server: %w", err)
+	}
+	srv.InstallHealthz()
+	srv.InstallDebuggingHandlers()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	go func() {
+		if err := srv.Run(ctx, addr, "", ""); err != nil && ctx.Err() == nil {
+			fmt.Fprintf(s.logOut, "kwok kubelet server on %s stopped: %v\n", addr, err)
+		}
+	}()
+	return port, nil
+}
+
+// simulatedLog is what kubectl logs shows for every simulated container.
+const simulatedLog = "sublet: simulated container started on a KWOK node\nsublet: no real process runs here; kubectl exec runs commands on the host machine\n"
+
+func (s *simulator) clusterLogs() ([]*internalversion.ClusterLogs, error) {
+	dir := filepath.Join(s.workDir, "logs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	file := filepath.Join(dir, "container.log")
+	ts := time.Now().UTC().Format(time.RFC3339Nano)
+	var b strings.Builder
+	for _, line := range strings.Split(strings.TrimSpace(simulatedLog), "\n") {
+		fmt.Fprintf(&b, "%s stdout F %s\n", ts, line)
+	}
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		return nil, err
+	}
+	return []*internalversion.ClusterLogs{{
+		Spec: internalversion.ClusterLogsSpec{Logs: []internalversion.Log{{LogsFile: file, Follow: true}}},
+	}}, nil
+}
+
+func (s *simulator) clusterExecs() ([]*internalversion.ClusterExec, error) {
+	// The system's scratch dir: an unprivileged user can enter it, unlike
+	// the data dir, which holds the cluster's keys.
+	local := &internalversion.ExecTargetLocal{WorkDir: os.TempDir()}
+	if os.Geteuid() == 0 {
+		uid, gid := int64(nobody), int64(nobody)
+		local.SecurityContext = &internalversion.SecurityContext{RunAsUser: &uid, RunAsGroup: &gid}
+	}
+	return []*internalversion.ClusterExec{{
+		Spec: internalversion.ClusterExecSpec{Execs: []internalversion.ExecTarget{{Local: local}}},
+	}}, nil
+}
