@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -86,6 +87,7 @@ func (cp *ControlPlane) Run(ctx context.Context, ready func(Info) error) error {
 		return err
 	}
 	defer func() { cp.lock.Close(); cp.lock = nil }()
+	cp.applyMemorySettings()
 
 	port, err := reservePort(cp.opts.BindAddress, cp.opts.Port)
 	if err != nil {
@@ -195,6 +197,17 @@ func (cp *ControlPlane) Run(ctx context.Context, ready func(Info) error) error {
 		cp.log.Info("kube-apiserver did not stop in 30s")
 	}
 	return runErr
+}
+
+// applyMemorySettings sets the Go runtime's memory limit and GC target
+// unless the environment already does.
+func (cp *ControlPlane) applyMemorySettings() {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && cp.opts.MemoryLimit > 0 {
+		debug.SetMemoryLimit(cp.opts.MemoryLimit)
+	}
+	if _, set := os.LookupEnv("GOGC"); !set && cp.opts.GCPercent > 0 {
+		debug.SetGCPercent(cp.opts.GCPercent)
+	}
 }
 
 func (cp *ControlPlane) logOut() io.Writer {
