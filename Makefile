@@ -19,8 +19,12 @@ help: ## list targets
 build: ## build bin/sublet
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sublet
 
+# Packages whose concurrency matters run again under the race detector.
+RACE_PKGS := ./internal/syncer/... ./internal/translate/... ./internal/pki/...
+
 test: build lint ## run the whole test suite: lint, unit and end-to-end tests
 	SUBLET_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 40m ./...
+	CGO_ENABLED=1 $(GO) test -count=1 -race $(RACE_PKGS)
 
 test-unit: ## run the tests that need no cluster
 	$(GO) test -count=1 -short ./...

@@ -1,0 +1,54 @@
+package cli
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
+
+	"github.com/sublet-dev/sublet/internal/controlplane"
+	"github.com/sublet-dev/sublet/internal/vcluster"
+)
+
+func newVClusterCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "vcluster",
+		Short: "Run a virtual cluster's runtime (control plane and syncer)",
+	}
+	cmd.AddCommand(newVClusterRunCommand())
+	return cmd
+}
+
+func newVClusterRunCommand() *cobra.Command {
+	o := vcluster.NewOptions()
+	cmd := &cobra.Command{
+		Use:   "run --name NAME --host-namespace NS --data-dir DIR",
+		Short: "Run a virtual cluster whose workloads run in one host namespace",
+		Long: `Runs the virtual cluster's control plane (kube-apiserver, controller-manager,
+datastore; no scheduler) and the syncer that runs its pods in the host
+namespace under names NAME-x-NAMESPACE-x-VCLUSTER and copies their status
+back. Everything else (deployments, CRDs, RBAC, namespaces) stays virtual.`,
+		Example: `  sublet vcluster run --name demo --host-kubeconfig host.kubeconfig \
+    --host-namespace vcluster-demo --data-dir ./demo`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Complete(); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			cp := controlplane.New(*o.ControlPlane, klog.Background())
+			if err := cp.Prepare(); err != nil {
+				return err
+			}
+			logFile, closeLog := redirectComponentLogs(cp, "vcluster.log")
+			defer closeLog()
+			return vcluster.Run(cmd.Context(), cp, *o, klog.Background(), prometheus.DefaultRegisterer, func(info controlplane.Info) error {
+				printReady(cmd.OutOrStdout(), "virtual cluster "+o.Name, info, logFile, o.ControlPlane.DataDir)
+				return nil
+			})
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}

@@ -1,0 +1,186 @@
+// Package syncer copies what must really run from a virtual cluster into one
+// host namespace and copies status back. A generic engine runs one
+// controller per resource kind; each kind implements Syncer.
+package syncer
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+
+	"github.com/sublet-dev/sublet/internal/translate"
+)
+
+// Context is what every syncer works with.
+type Context struct {
+	Translator translate.Translator
+	Virtual    kubernetes.Interface
+	Host       kubernetes.Interface
+	Log        klog.Logger
+}
+
+// Syncer handles one resource kind. The engine calls exactly one method per
+// reconcile of a virtual key, by which side exists.
+type Syncer[T metav1.Object] interface {
+	// ToHost: the virtual object exists, its host copy does not.
+	ToHost(ctx context.Context, c *Context, vObj T) error
+	// Both: both exist; bring the host copy in line and copy status back.
+	Both(ctx context.Context, c *Context, vObj, hObj T) error
+	// ToVirtual: an owned host copy exists, the virtual object does not.
+	ToVirtual(ctx context.Context, c *Context, hObj T) error
+}
+
+// Informers picks a kind's shared informer from a factory.
+type Informers func(informers.SharedInformerFactory) cache.SharedIndexInformer
+
+// controller runs one Syncer: informers on both sides feed one queue of
+// virtual keys (namespace/name).
+type controller[T metav1.Object] struct {
+	name    string
+	syncer  Syncer[T]
+	virtual cache.SharedIndexInformer
+	host    cache.SharedIndexInformer
+	queue   workqueue.TypedRateLimitingInterface[string]
+	metrics *Metrics
+	sctx    *Context
+	workers int
+}
+
+// Runnable is a registered, constructed syncer controller.
+type Runnable interface {
+	Name() string
+	Run(ctx context.Context) error
+}
+
+func newController[T metav1.Object](name string, s Syncer[T], sctx *Context, vf, hf informers.SharedInformerFactory, vi, hi Informers, m *Metrics) *controller[T] {
+	c := &controller[T]{
+		name:    name,
+		syncer:  s,
+		virtual: vi(vf),
+		host:    hi(hf),
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "sync-" + name}),
+		metrics: m,
+		sctx:    sctx,
+		workers: 4,
+	}
+	enqueueVirtual := func(obj interface{}) {
+		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+			c.queue.Add(key)
+		}
+	}
+	enqueueHost := func(obj interface{}) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		if o, ok := obj.(metav1.Object); ok {
+			if ns, n, ok := translate.VirtualKey(o); ok {
+				c.queue.Add(cache.NewObjectName(ns, n).String())
+			}
+		}
+	}
+	_, _ = c.virtual.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: enqueueVirtual, UpdateFunc: func(_, n interface{}) { enqueueVirtual(n) }, DeleteFunc: enqueueVirtual,
+	})
+	_, _ = c.host.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: enqueueHost, UpdateFunc: func(_, n interface{}) { enqueueHost(n) }, DeleteFunc: enqueueHost,
+	})
+	return c
+}
+
+func (c *controller[T]) Name() string { return c.name }
+
+// Run waits for both caches, then works the queue until ctx ends.
+func (c *controller[T]) Run(ctx context.Context) error {
+	defer c.queue.ShutDown()
+	if !cache.WaitForCacheSync(ctx.Done(), c.virtual.HasSynced, c.host.HasSynced) {
+		return fmt.Errorf("syncer %s: caches did not sync", c.name)
+	}
+	// Host copies whose virtual object went away while we were down.
+	for _, obj := range c.host.GetStore().List() {
+		if o, ok := obj.(metav1.Object); ok {
+			if ns, n, ok := translate.VirtualKey(o); ok {
+				c.queue.Add(cache.NewObjectName(ns, n).String())
+			}
+		}
+	}
+	for i := 0; i < c.workers; i++ {
+		go func() {
+			for c.processNext(ctx) {
+			}
+		}()
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func (c *controller[T]) processNext(ctx context.Context) bool {
+	key, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(key)
+	c.metrics.queueDepth.WithLabelValues(c.name).Set(float64(c.queue.Len()))
+	start := time.Now()
+	err := c.reconcile(ctx, key)
+	c.metrics.syncDuration.WithLabelValues(c.name).Observe(time.Since(start).Seconds())
+	if err != nil {
+		c.metrics.syncErrors.WithLabelValues(c.name).Inc()
+		c.sctx.Log.V(1).Info("sync failed, retrying", "syncer", c.name, "virtual", key, "err", err)
+		c.queue.AddRateLimited(key)
+		return true
+	}
+	c.queue.Forget(key)
+	return true
+}
+
+func (c *controller[T]) reconcile(ctx context.Context, key string) error {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		utilruntime.HandleError(err)
+		return nil
+	}
+	vObj, vOK, err := getTyped[T](c.virtual.GetIndexer(), key)
+	if err != nil {
+		return err
+	}
+	hKey := cache.NewObjectName(c.sctx.Translator.HostNamespace, c.sctx.Translator.HostName(ns, name)).String()
+	hObj, hOK, err := getTyped[T](c.host.GetIndexer(), hKey)
+	if err != nil {
+		return err
+	}
+	if hOK && !c.sctx.Translator.Owns(hObj) {
+		hOK = false
+	}
+	switch {
+	case vOK && hOK:
+		return c.syncer.Both(ctx, c.sctx, vObj, hObj)
+	case vOK:
+		return c.syncer.ToHost(ctx, c.sctx, vObj)
+	case hOK:
+		return c.syncer.ToVirtual(ctx, c.sctx, hObj)
+	}
+	return nil
+}
+
+func getTyped[T metav1.Object](store cache.Store, key string) (T, bool, error) {
+	var zero T
+	obj, ok, err := store.GetByKey(key)
+	if err != nil || !ok {
+		return zero, false, err
+	}
+	t, ok := obj.(T)
+	if !ok {
+		return zero, false, fmt.Errorf("object %s is %T", key, obj)
+	}
+	return t, true, nil
+}

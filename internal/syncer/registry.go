@@ -1,0 +1,107 @@
+package syncer
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+
+	"github.com/sublet-dev/sublet/internal/translate"
+)
+
+// registration is one row of the syncer table: name, default, and how to
+// build its controller.
+type registration struct {
+	name    string
+	enabled bool
+	build   func(sctx *Context, vf, hf informers.SharedInformerFactory, m *Metrics) Runnable
+}
+
+func register[T metav1.Object](name string, enabled bool, s Syncer[T], vi, hi Informers) registration {
+	return registration{name: name, enabled: enabled, build: func(sctx *Context, vf, hf informers.SharedInformerFactory, m *Metrics) Runnable {
+		return newController[T](name, s, sctx, vf, hf, vi, hi, m)
+	}}
+}
+
+// table lists every syncer. Adding a resource kind is one file and one row.
+func table() []registration {
+	return []registration{
+		register[*corev1.Pod]("pods", true, podSyncer{}, podInformer, podInformer),
+	}
+}
+
+// Names returns every syncer name, sorted.
+func Names() []string {
+	var out []string
+	for _, r := range table() {
+		out = append(out, r.name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Selection picks syncers: the defaults, minus disabled, plus enabled.
+func Selection(enable, disable []string) (map[string]bool, error) {
+	known := map[string]bool{}
+	sel := map[string]bool{}
+	for _, r := range table() {
+		known[r.name] = true
+		sel[r.name] = r.enabled
+	}
+	for _, lists := range []struct {
+		names []string
+		on    bool
+	}{{enable, true}, {disable, false}} {
+		for _, n := range lists.names {
+			n = strings.TrimSpace(n)
+			if n == "" {
+				continue
+			}
+			if !known[n] {
+				return nil, fmt.Errorf("unknown resource %q: known are %s", n, strings.Join(Names(), ", "))
+			}
+			sel[n] = lists.on
+		}
+	}
+	return sel, nil
+}
+
+// Run starts the selected syncers and runs them until ctx ends.
+func Run(ctx context.Context, sctx *Context, selected map[string]bool, m *Metrics) error {
+	vf := informers.NewSharedInformerFactory(sctx.Virtual, 10*time.Hour)
+	hf := informers.NewSharedInformerFactoryWithOptions(sctx.Host, 10*time.Hour,
+		informers.WithNamespace(sctx.Translator.HostNamespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.LabelSelector = translate.LabelManagedBy + "=" + sctx.Translator.VCluster
+		}))
+	var runs []Runnable
+	for _, r := range table() {
+		if selected[r.name] {
+			runs = append(runs, r.build(sctx, vf, hf, m))
+		}
+	}
+	vf.Start(ctx.Done())
+	hf.Start(ctx.Done())
+	var wg sync.WaitGroup
+	errs := make(chan error, len(runs))
+	for _, r := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.Run(ctx); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	vf.Shutdown()
+	hf.Shutdown()
+	close(errs)
+	return <-errs
+}

@@ -1,0 +1,155 @@
+// Package vcluster is the virtual cluster runtime: a virtual-mode control
+// plane plus the syncer that runs its workloads in one host namespace.
+package vcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/sublet-dev/sublet/internal/controlplane"
+	"github.com/sublet-dev/sublet/internal/syncer"
+	"github.com/sublet-dev/sublet/internal/translate"
+)
+
+// maxNameLength keeps NAME short enough that host names of typical objects
+// stay readable (NAME ends every one of them).
+const maxNameLength = 40
+
+// Options configures one virtual cluster runtime.
+type Options struct {
+	ControlPlane   *controlplane.Options
+	Name           string
+	HostKubeconfig string
+	HostNamespace  string
+	Sync           []string
+	DisableSync    []string
+}
+
+// NewOptions returns defaults.
+func NewOptions() *Options {
+	cp := controlplane.NewOptions()
+	cp.Mode = controlplane.ModeVirtual
+	return &Options{ControlPlane: cp}
+}
+
+// AddFlags binds the options to fs.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	o.ControlPlane.AddFlags(fs)
+	fs.StringVar(&o.Name, "name", o.Name, "Name of the virtual cluster; it ends the host name of every synced object.")
+	fs.StringVar(&o.HostKubeconfig, "host-kubeconfig", o.HostKubeconfig, "Kubeconfig of the host cluster; it needs rights in --host-namespace only. Default: in-cluster credentials.")
+	fs.StringVar(&o.HostNamespace, "host-namespace", o.HostNamespace, "Host namespace the virtual cluster's workloads run in.")
+	fs.StringSliceVar(&o.Sync, "sync", o.Sync, "Resources to sync in addition to the defaults (comma list).")
+	fs.StringSliceVar(&o.DisableSync, "disable-sync-resources", o.DisableSync, "Resources not to sync (comma list), e.g. ingresses.")
+}
+
+// Complete fills in derived values.
+func (o *Options) Complete() error {
+	o.ControlPlane.Mode = controlplane.ModeVirtual
+	return o.ControlPlane.Complete()
+}
+
+// Validate reports every invalid option.
+func (o *Options) Validate() error {
+	var errs []error
+	if err := o.ControlPlane.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	switch msgs := validation.IsDNS1123Label(o.Name); {
+	case o.Name == "":
+		errs = append(errs, errors.New("--name is required"))
+	case len(msgs) > 0:
+		errs = append(errs, fmt.Errorf("--name %q: %s", o.Name, strings.Join(msgs, "; ")))
+	case len(o.Name) > maxNameLength:
+		errs = append(errs, fmt.Errorf("--name %q is %d characters; at most %d", o.Name, len(o.Name), maxNameLength))
+	}
+	if msgs := validation.IsDNS1123Label(o.HostNamespace); o.HostNamespace == "" || len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("--host-namespace %q is not a namespace name", o.HostNamespace))
+	}
+	if _, err := syncer.Selection(o.Sync, o.DisableSync); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (o *Options) hostConfig() (*rest.Config, error) {
+	if o.HostKubeconfig == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("no --host-kubeconfig and not running in a cluster: %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", o.HostKubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("read --host-kubeconfig: %w", err)
+	}
+	return cfg, nil
+}
+
+// Run checks the host namespace, starts the control plane on cp and, once
+// it is ready, the syncer; ready is called after both started.
+func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog.Logger, reg prometheus.Registerer, ready func(controlplane.Info) error) error {
+	hostCfg, err := o.hostConfig()
+	if err != nil {
+		return err
+	}
+	host, err := kubernetes.NewForConfig(hostCfg)
+	if err != nil {
+		return err
+	}
+	if _, err := host.CoreV1().Namespaces().Get(ctx, o.HostNamespace, metav1.GetOptions{}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("host namespace %q does not exist: create it (kubectl create namespace %s) or pass another --host-namespace", o.HostNamespace, o.HostNamespace)
+		}
+		if !apierrors.IsForbidden(err) {
+			return fmt.Errorf("reach the host cluster: %w", err)
+		}
+		// Namespace-scoped credentials may not read namespaces: go on.
+	}
+	selected, err := syncer.Selection(o.Sync, o.DisableSync)
+	if err != nil {
+		return err
+	}
+	metrics := syncer.NewMetrics(reg)
+	return cp.Run(ctx, func(info controlplane.Info) error {
+		virtual, err := kubernetes.NewForConfig(withThroughput(info.Admin))
+		if err != nil {
+			return err
+		}
+		sctx := &syncer.Context{
+			Translator: translate.Translator{VCluster: o.Name, HostNamespace: o.HostNamespace},
+			Virtual:    virtual,
+			Host:       kubernetes.NewForConfigOrDie(withThroughput(hostCfg)),
+			Log:        log.WithName("syncer"),
+		}
+		go func() {
+			if err := syncer.Run(ctx, sctx, selected, metrics); err != nil {
+				log.Error(err, "syncer stopped")
+			}
+		}()
+		if ready != nil {
+			return ready(info)
+		}
+		return nil
+	})
+}
+
+// withThroughput raises client-side rate limits: the syncer is the virtual
+// cluster's kubelet and must keep up with bursts of pods.
+func withThroughput(cfg *rest.Config) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.QPS, c.Burst = 200, 400
+	return c
+}

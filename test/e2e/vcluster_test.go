@@ -1,0 +1,137 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
+
+	"github.com/sublet-dev/sublet/internal/testenv"
+)
+
+// startVCluster runs `sublet vcluster run` against the shared host in a new
+// host namespace and returns the process and that namespace.
+func startVCluster(t *testing.T, name, hostNS string) *testenv.Process {
+	t.Helper()
+	vc, err := testenv.Start(context.Background(), t.TempDir(), "vcluster", "run", "--name", name,
+		"--host-kubeconfig", host.Kubeconfig, "--host-namespace", hostNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(vc.Kill)
+	return vc
+}
+
+func TestVClusterRunsPodsOnHost(t *testing.T) {
+	needHost(t)
+	ctx := context.Background()
+	hostNS := createNamespace(t, host.Client, "vc-pods")
+	vc := startVCluster(t, "alpha", hostNS)
+	vns := createNamespace(t, vc.Client, "team")
+
+	labels := map[string]string{"app": "web"}
+	if _, err := vc.Client.AppsV1().Deployments(vns).Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](3),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx"}}},
+			},
+		},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Virtual pods run as host pods with translated names; status comes back.
+	var vpods []corev1.Pod
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		list, err := vc.Client.CoreV1().Pods(vns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		vpods = list.Items
+		running := 0
+		for _, p := range vpods {
+			if p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" && p.Spec.NodeName != "" {
+				running++
+			}
+		}
+		return running == 3 && len(vpods) == 3, nil
+	})
+	if err != nil {
+		t.Fatalf("virtual pods not Running: %v%s", err, describePods(vpods))
+	}
+	for _, vp := range vpods {
+		hp, err := host.Client.CoreV1().Pods(hostNS).Get(ctx, fmt.Sprintf("%s-x-%s-x-alpha", vp.Name, vns), metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("host pod of %s: %v", vp.Name, err)
+		}
+		if hp.Status.PodIP != vp.Status.PodIP || hp.Spec.NodeName != vp.Spec.NodeName {
+			t.Errorf("%s: virtual ip/node %s/%s, host %s/%s", vp.Name, vp.Status.PodIP, vp.Spec.NodeName, hp.Status.PodIP, hp.Spec.NodeName)
+		}
+		if hp.Labels["app"] != "" {
+			t.Errorf("host pod carries the tenant's label app=%s untranslated", hp.Labels["app"])
+		}
+	}
+	// Namespaces and deployments stay virtual.
+	if _, err := host.Client.CoreV1().Namespaces().Get(ctx, vns, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("virtual namespace %s exists on the host (err=%v)", vns, err)
+	}
+	if deps, _ := host.Client.AppsV1().Deployments(hostNS).List(ctx, metav1.ListOptions{}); len(deps.Items) > 0 {
+		t.Errorf("deployment synced to the host: %v", deps.Items[0].Name)
+	}
+
+	// A host pod deleted out of band: its virtual pod goes too and the
+	// ReplicaSet replaces it.
+	gone := vpods[0]
+	if err := host.Client.CoreV1().Pods(hostNS).Delete(ctx, fmt.Sprintf("%s-x-%s-x-alpha", gone.Name, vns), metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := vc.Client.CoreV1().Pods(vns).Get(ctx, gone.Name, metav1.GetOptions{})
+		if !apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		list, err := host.Client.CoreV1().Pods(hostNS).List(ctx, metav1.ListOptions{})
+		return err == nil && len(list.Items) == 3, nil
+	})
+	if err != nil {
+		t.Fatalf("out-of-band host deletion did not converge: %v", err)
+	}
+
+	// Deleting the deployment removes every host pod.
+	if err := vc.Client.AppsV1().Deployments(vns).Delete(ctx, "web", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)}); err != nil {
+		t.Fatal(err)
+	}
+	var left []corev1.Pod
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		list, err := host.Client.CoreV1().Pods(hostNS).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		left = list.Items
+		return len(left) == 0, nil
+	})
+	if err != nil {
+		t.Fatalf("host pods left after deleting the deployment: %v%s", err, describePods(left))
+	}
+}
+
+func TestVClusterBadInput(t *testing.T) {
+	needHost(t)
+	failFast(t, []string{"host namespace \"does-not-exist\" does not exist", "kubectl create namespace"},
+		"vcluster", "run", "--name", "x", "--host-kubeconfig", host.Kubeconfig, "--host-namespace", "does-not-exist", "--data-dir", t.TempDir())
+	failFast(t, []string{"--name", "at most 40"},
+		"vcluster", "run", "--name", "a-name-that-is-far-too-long-for-a-virtual-cluster-name", "--host-kubeconfig", host.Kubeconfig, "--host-namespace", "default", "--data-dir", t.TempDir())
+	failFast(t, []string{"unknown resource \"gadgets\""},
+		"vcluster", "run", "--name", "x", "--host-kubeconfig", host.Kubeconfig, "--host-namespace", "default", "--disable-sync-resources", "gadgets", "--data-dir", t.TempDir())
+}
