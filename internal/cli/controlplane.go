@@ -35,27 +35,42 @@ in a virtual cluster; host mode adds kube-scheduler.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Mode = controlplane.Mode(mode)
-			if err := o.Complete(); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			cp := controlplane.New(*o, klog.Background())
-			if err := cp.Prepare(); err != nil {
-				return err
-			}
-			logFile, closeLog := redirectComponentLogs(cp, "control-plane.log")
-			defer closeLog()
-			return cp.Run(cmd.Context(), func(info controlplane.Info) error {
-				printReady(cmd.OutOrStdout(), "control plane", info, logFile, o.DataDir)
-				return nil
+			return runServer(o, o, "control-plane.log", func(cp *controlplane.ControlPlane, logFile string) error {
+				return cp.Run(cmd.Context(), func(info controlplane.Info) error {
+					printReady(cmd.OutOrStdout(), "control plane", info, logFile, o.DataDir)
+					return nil
+				})
 			})
 		},
 	}
 	o.AddFlags(cmd.Flags())
 	cmd.Flags().StringVar(&mode, "mode", string(controlplane.ModeVirtual), "Controller set: virtual (no scheduler, no node/volume controllers) or host.")
 	return cmd
+}
+
+// serverOptions are the options of a command that runs a control plane.
+type serverOptions interface {
+	Complete() error
+	Validate() error
+}
+
+// runServer completes and validates o, checks and locks the data dir of the
+// control plane cpOpts describes, sends the components' logs to logName in
+// it, and calls run.
+func runServer(o serverOptions, cpOpts *controlplane.Options, logName string, run func(cp *controlplane.ControlPlane, logFile string) error) error {
+	if err := o.Complete(); err != nil {
+		return err
+	}
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	cp := controlplane.New(*cpOpts, klog.Background())
+	if err := cp.Prepare(); err != nil {
+		return err
+	}
+	logFile, closeLog := redirectComponentLogs(cp, logName)
+	defer closeLog()
+	return run(cp, logFile)
 }
 
 // redirectComponentLogs sends the Kubernetes components' logs to a file in

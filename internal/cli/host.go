@@ -40,28 +40,18 @@ interrupted; the next start on the same data dir keeps every object.`,
   kubectl get nodes`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.Complete(); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			cp := controlplane.New(*o.ControlPlane, klog.Background())
-			if err := cp.Prepare(); err != nil {
-				return err
-			}
-			logFile, closeLog := redirectComponentLogs(cp, "host.log")
-			defer closeLog()
-			var logOut io.Writer = os.Stderr
-			if logFile != "" {
-				if f, err := os.OpenFile(filepath.Join(filepath.Dir(logFile), "kwok.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
-					defer f.Close()
-					logOut = f
+			return runServer(o, o.ControlPlane, "host.log", func(cp *controlplane.ControlPlane, logFile string) error {
+				var kwokLog io.Writer = os.Stderr
+				if logFile != "" {
+					if f, err := os.OpenFile(filepath.Join(filepath.Dir(logFile), "kwok.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
+						defer f.Close()
+						kwokLog = f
+					}
 				}
-			}
-			return hostcluster.Run(cmd.Context(), cp, *o, klog.Background(), logOut, func(info hostcluster.Info) error {
-				printReady(cmd.OutOrStdout(), fmt.Sprintf("host cluster with %d simulated nodes", len(info.Nodes)), info.Info, logFile, o.ControlPlane.DataDir)
-				return nil
+				return hostcluster.Run(cmd.Context(), cp, *o, klog.Background(), kwokLog, func(info hostcluster.Info) error {
+					printReady(cmd.OutOrStdout(), fmt.Sprintf("host cluster with %d simulated nodes", len(info.Nodes)), info.Info, logFile, o.ControlPlane.DataDir)
+					return nil
+				})
 			})
 		},
 	}

@@ -31,21 +31,11 @@ back. Everything else (deployments, CRDs, RBAC, namespaces) stays virtual.`,
     --host-namespace vcluster-demo --data-dir ./demo`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.Complete(); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			cp := controlplane.New(*o.ControlPlane, klog.Background())
-			if err := cp.Prepare(); err != nil {
-				return err
-			}
-			logFile, closeLog := redirectComponentLogs(cp, "vcluster.log")
-			defer closeLog()
-			return vcluster.Run(cmd.Context(), cp, *o, klog.Background(), prometheus.DefaultRegisterer, func(info controlplane.Info) error {
-				printReady(cmd.OutOrStdout(), "virtual cluster "+o.Name, info, logFile, o.ControlPlane.DataDir)
-				return nil
+			return runServer(o, o.ControlPlane, "vcluster.log", func(cp *controlplane.ControlPlane, logFile string) error {
+				return vcluster.Run(cmd.Context(), cp, *o, klog.Background(), prometheus.DefaultRegisterer, func(info controlplane.Info) error {
+					printReady(cmd.OutOrStdout(), "virtual cluster "+o.Name, info, logFile, o.ControlPlane.DataDir)
+					return nil
+				})
 			})
 		},
 	}

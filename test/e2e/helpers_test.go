@@ -7,10 +7,12 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 
 	"github.com/sublet-dev/sublet/internal/testenv"
 )
@@ -62,4 +64,42 @@ func describePods(pods []corev1.Pod) string {
 		fmt.Fprintf(&b, "\n  %s phase=%s ip=%s node=%s", p.Name, p.Status.Phase, p.Status.PodIP, p.Spec.NodeName)
 	}
 	return b.String()
+}
+
+// deployment returns a Deployment of replicas pods labelled app=name.
+func deployment(name, image string, replicas int32) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: image}}},
+			},
+		},
+	}
+}
+
+// deleteAndWaitNoPods deletes a deployment with foreground propagation and
+// waits until namespace ns has no pods left.
+func deleteAndWaitNoPods(t *testing.T, cs kubernetes.Interface, deploymentCS kubernetes.Interface, depNS, depName, ns string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := deploymentCS.AppsV1().Deployments(depNS).Delete(ctx, depName, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)}); err != nil {
+		t.Fatal(err)
+	}
+	var left []corev1.Pod
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		left = list.Items
+		return len(left) == 0, nil
+	})
+	if err != nil {
+		t.Fatalf("pods left in %s after deleting deployment %s: %v%s", ns, depName, err, describePods(left))
+	}
 }

@@ -7,11 +7,9 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/utils/ptr"
 )
 
 func TestHostDeploymentRunsOnSimulatedNodes(t *testing.T) {
@@ -20,26 +18,13 @@ func TestHostDeploymentRunsOnSimulatedNodes(t *testing.T) {
 	cs := host.Client
 	ns := createNamespace(t, cs, "host-deploy")
 
-	labels := map[string]string{"app": "web"}
-	dep := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](3),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					Containers: []corev1.Container{{Name: "web", Image: "nginx"}},
-					// Spread so both nodes get pods, as a real scheduler would be asked to.
-					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
-						MaxSkew: 1, TopologyKey: "kubernetes.io/hostname",
-						WhenUnsatisfiable: corev1.DoNotSchedule,
-						LabelSelector:     &metav1.LabelSelector{MatchLabels: labels},
-					}},
-				},
-			},
-		},
-	}
+	dep := deployment("web", "nginx", 3)
+	// Spread so both nodes get pods, as a real scheduler would be asked to.
+	dep.Spec.Template.Spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{
+		MaxSkew: 1, TopologyKey: "kubernetes.io/hostname",
+		WhenUnsatisfiable: corev1.DoNotSchedule,
+		LabelSelector:     dep.Spec.Selector,
+	}}
 	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -79,20 +64,7 @@ func TestHostDeploymentRunsOnSimulatedNodes(t *testing.T) {
 		t.Errorf("kubectl logs: %v\n%s", err, out)
 	}
 
-	if err := cs.AppsV1().Deployments(ns).Delete(ctx, "web", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)}); err != nil {
-		t.Fatal(err)
-	}
-	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
-		list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return false, err
-		}
-		pods = list.Items
-		return len(pods) == 0, nil
-	})
-	if err != nil {
-		t.Fatalf("pods left after deleting the deployment: %v: %s", err, describePods(pods))
-	}
+	deleteAndWaitNoPods(t, cs, cs, ns, "web", ns)
 }
 
 func TestHostKubectlExec(t *testing.T) {

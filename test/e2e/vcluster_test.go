@@ -6,12 +6,10 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/utils/ptr"
 
 	"github.com/sublet-dev/sublet/internal/testenv"
 )
@@ -36,18 +34,7 @@ func TestVClusterRunsPodsOnHost(t *testing.T) {
 	vc := startVCluster(t, "alpha", hostNS)
 	vns := createNamespace(t, vc.Client, "team")
 
-	labels := map[string]string{"app": "web"}
-	if _, err := vc.Client.AppsV1().Deployments(vns).Create(ctx, &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](3),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx"}}},
-			},
-		},
-	}, metav1.CreateOptions{}); err != nil {
+	if _, err := vc.Client.AppsV1().Deployments(vns).Create(ctx, deployment("web", "nginx", 3), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -109,21 +96,7 @@ func TestVClusterRunsPodsOnHost(t *testing.T) {
 	}
 
 	// Deleting the deployment removes every host pod.
-	if err := vc.Client.AppsV1().Deployments(vns).Delete(ctx, "web", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)}); err != nil {
-		t.Fatal(err)
-	}
-	var left []corev1.Pod
-	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
-		list, err := host.Client.CoreV1().Pods(hostNS).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return false, err
-		}
-		left = list.Items
-		return len(left) == 0, nil
-	})
-	if err != nil {
-		t.Fatalf("host pods left after deleting the deployment: %v%s", err, describePods(left))
-	}
+	deleteAndWaitNoPods(t, host.Client, vc.Client, vns, "web", hostNS)
 }
 
 func TestVClusterBadInput(t *testing.T) {
