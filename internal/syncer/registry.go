@@ -33,6 +33,7 @@ func register[T metav1.Object](name string, enabled bool, s Syncer[T], vi, hi In
 func table() []registration {
 	return []registration{
 		register[*corev1.Pod]("pods", true, podSyncer{}, podInformer, podInformer),
+		register[*corev1.Service]("services", true, serviceSyncer{}, serviceInformer, serviceInformer),
 	}
 }
 

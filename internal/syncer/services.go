@@ -1,0 +1,173 @@
+package syncer
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/sublet-dev/sublet/internal/translate"
+)
+
+// serviceSyncer gives every virtual service a host service that selects the
+// host copies of its pods, with the same ClusterIP on both sides: the host's
+// allocation wins, and a virtual service created with another IP is
+// recreated with the host's.
+type serviceSyncer struct{}
+
+func serviceInformer(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+	return f.Core().V1().Services().Informer()
+}
+
+// isAPIServerService is the virtual cluster's own kubernetes service, which
+// points at its API server and has no host counterpart.
+func isAPIServerService(s *corev1.Service) bool {
+	return s.Namespace == metav1.NamespaceDefault && s.Name == "kubernetes"
+}
+
+func (serviceSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Service) error {
+	if isAPIServerService(v) || v.DeletionTimestamp != nil {
+		return nil
+	}
+	h := hostService(c.Translator, v)
+	_, err := c.Host.CoreV1().Services(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
+	if apierrors.IsInvalid(err) && h.Spec.ClusterIP != "" && h.Spec.ClusterIP != corev1.ClusterIPNone {
+		// The virtual ClusterIP is taken on the host: let the host pick one;
+		// Both then gives the virtual service the same.
+		h.Spec.ClusterIP, h.Spec.ClusterIPs = "", nil
+		_, err = c.Host.CoreV1().Services(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
+	}
+	if apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("host service %s/%s exists and is not owned by virtual cluster %s", h.Namespace, h.Name, c.Translator.VCluster)
+	}
+	return err
+}
+
+func (serviceSyncer) Both(ctx context.Context, c *Context, v, h *corev1.Service) error {
+	if isAPIServerService(v) {
+		return nil
+	}
+	if h.Spec.ClusterIP != "" && v.Spec.ClusterIP != h.Spec.ClusterIP {
+		return adoptHostClusterIP(ctx, c, v, h)
+	}
+	want := hostService(c.Translator, v)
+	if !apiequality.Semantic.DeepEqual(h.Labels, want.Labels) || !apiequality.Semantic.DeepEqual(h.Annotations, want.Annotations) ||
+		!apiequality.Semantic.DeepEqual(h.Spec.Selector, want.Spec.Selector) || !portsEqualIgnoringNodePort(h.Spec.Ports, want.Spec.Ports) ||
+		h.Spec.Type != want.Spec.Type || h.Spec.SessionAffinity != want.Spec.SessionAffinity ||
+		h.Spec.PublishNotReadyAddresses != want.Spec.PublishNotReadyAddresses || h.Spec.ExternalName != want.Spec.ExternalName {
+		nh := h.DeepCopy()
+		nh.Labels, nh.Annotations = want.Labels, want.Annotations
+		nh.Spec.Selector, nh.Spec.Type = want.Spec.Selector, want.Spec.Type
+		nh.Spec.SessionAffinity, nh.Spec.PublishNotReadyAddresses = want.Spec.SessionAffinity, want.Spec.PublishNotReadyAddresses
+		nh.Spec.ExternalName = want.Spec.ExternalName
+		nh.Spec.Ports = mergeNodePorts(want.Spec.Ports, h.Spec.Ports)
+		if _, err := c.Host.CoreV1().Services(h.Namespace).Update(ctx, nh, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("update host service: %w", err)
+		}
+		return nil
+	}
+	// Node ports and load-balancer status are the host's.
+	if ports := mergeNodePorts(v.Spec.Ports, h.Spec.Ports); !apiequality.Semantic.DeepEqual(ports, v.Spec.Ports) {
+		nv := v.DeepCopy()
+		nv.Spec.Ports = ports
+		if _, err := c.Virtual.CoreV1().Services(v.Namespace).Update(ctx, nv, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("copy node ports to the virtual service: %w", err)
+		}
+		return nil
+	}
+	if !apiequality.Semantic.DeepEqual(v.Status.LoadBalancer, h.Status.LoadBalancer) {
+		nv := v.DeepCopy()
+		nv.Status.LoadBalancer = *h.Status.LoadBalancer.DeepCopy()
+		if _, err := c.Virtual.CoreV1().Services(v.Namespace).UpdateStatus(ctx, nv, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("copy load-balancer status: %w", err)
+		}
+	}
+	return nil
+}
+
+func (serviceSyncer) ToVirtual(ctx context.Context, c *Context, h *corev1.Service) error {
+	err := c.Host.CoreV1().Services(h.Namespace).Delete(ctx, h.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &h.UID}})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// adoptHostClusterIP recreates the virtual service with the host's
+// ClusterIP, which cannot be changed in place.
+func adoptHostClusterIP(ctx context.Context, c *Context, v, h *corev1.Service) error {
+	nv := v.DeepCopy()
+	nv.ResourceVersion, nv.UID, nv.CreationTimestamp = "", "", metav1.Time{}
+	nv.Spec.ClusterIP, nv.Spec.ClusterIPs = h.Spec.ClusterIP, append([]string(nil), h.Spec.ClusterIPs...)
+	nv.Spec.Ports = mergeNodePorts(v.Spec.Ports, h.Spec.Ports)
+	err := c.Virtual.CoreV1().Services(v.Namespace).Delete(ctx, v.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &v.UID}})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("replace virtual service to adopt host ClusterIP %s: %w", h.Spec.ClusterIP, err)
+	}
+	if _, err := c.Virtual.CoreV1().Services(v.Namespace).Create(ctx, nv, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("recreate virtual service with host ClusterIP %s: %w", h.Spec.ClusterIP, err)
+	}
+	c.Log.Info("virtual service adopted the host's ClusterIP", "virtual", cache.MetaObjectToName(v), "clusterIP", h.Spec.ClusterIP)
+	return nil
+}
+
+// hostService translates a virtual service into its host copy. It asks for
+// the virtual ClusterIP; node ports are left to the host.
+func hostService(t translate.Translator, v *corev1.Service) *corev1.Service {
+	h := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        t.HostName(v.Namespace, v.Name),
+			Namespace:   t.HostNamespace,
+			Labels:      t.HostLabels(v.Namespace, v.Labels),
+			Annotations: map[string]string{},
+		},
+		Spec: *v.Spec.DeepCopy(),
+	}
+	for k, val := range v.Annotations {
+		h.Annotations[k] = val
+	}
+	for k, val := range translate.OwnerAnnotations(v) {
+		h.Annotations[k] = val
+	}
+	h.Spec.Selector = t.HostSelector(v.Namespace, v.Spec.Selector)
+	for i := range h.Spec.Ports {
+		h.Spec.Ports[i].NodePort = 0
+	}
+	h.Spec.HealthCheckNodePort = 0
+	return h
+}
+
+func portsEqualIgnoringNodePort(a, b []corev1.ServicePort) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		x.NodePort, y.NodePort = 0, 0
+		if !apiequality.Semantic.DeepEqual(x, y) {
+			return false
+		}
+	}
+	return true
+}
+
+// mergeNodePorts returns ports with the node ports of the same-named (or
+// same-numbered) ports in from.
+func mergeNodePorts(ports, from []corev1.ServicePort) []corev1.ServicePort {
+	out := make([]corev1.ServicePort, len(ports))
+	copy(out, ports)
+	for i := range out {
+		out[i].NodePort = 0
+		for _, f := range from {
+			if f.Name == out[i].Name && f.Port == out[i].Port && f.Protocol == out[i].Protocol {
+				out[i].NodePort = f.NodePort
+			}
+		}
+	}
+	return out
+}
