@@ -282,6 +282,9 @@ func (cp *ControlPlane) controllerManagerArgs() []string {
 		"--controllers=" + controllers,
 		"--cluster-name=sublet",
 		"--profiling=false",
+		// Defaults of 20/30 make a burst of pods wait on the client side.
+		"--kube-api-qps=200",
+		"--kube-api-burst=400",
 	}
 }
 
@@ -290,6 +293,8 @@ func (cp *ControlPlane) schedulerArgs() []string {
 		"--kubeconfig=" + cp.dir.componentKubeconfig("scheduler"),
 		"--secure-port=0",
 		"--leader-elect=false",
+		"--kube-api-qps=200",
+		"--kube-api-burst=400",
 	}
 }
 

@@ -62,7 +62,7 @@ type simulator struct {
 func (s *simulator) start(ctx context.Context) (int, error) {
 	ctx = kwoklog.NewContext(ctx, kwoklog.NewLogger(s.logOut, slog.LevelWarn))
 	cfg := rest.CopyConfig(s.admin)
-	cfg.QPS, cfg.Burst = 200, 400
+	cfg.QPS, cfg.Burst = 500, 1000
 	typed, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return 0, err

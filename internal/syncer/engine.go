@@ -54,6 +54,10 @@ type controller[T metav1.Object] struct {
 	workers int
 }
 
+// workersPerSyncer is how many keys a syncer reconciles at once; the work
+// is API round trips, not CPU.
+const workersPerSyncer = 16
+
 // Runnable is a registered, constructed syncer controller.
 type Runnable interface {
 	Name() string
@@ -71,7 +75,7 @@ func newController[T metav1.Object](name string, s Syncer[T], sctx *Context, vf,
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "sync-" + name}),
 		metrics: m,
 		sctx:    sctx,
-		workers: 4,
+		workers: workersPerSyncer,
 	}
 	enqueueVirtual := func(obj interface{}) {
 		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {

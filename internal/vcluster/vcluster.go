@@ -27,6 +27,13 @@ import (
 // stay readable (NAME ends every one of them).
 const maxNameLength = 40
 
+// Client rate limits of the syncer. The virtual API server is this
+// process's own; the host is shared, so its limit is lower.
+const (
+	virtualQPS = 2000
+	hostQPS    = 500
+)
+
 // Options configures one virtual cluster runtime.
 type Options struct {
 	ControlPlane   *controlplane.Options
@@ -124,14 +131,14 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 	}
 	metrics := syncer.NewMetrics(reg)
 	return cp.Run(ctx, func(info controlplane.Info) error {
-		virtual, err := kubernetes.NewForConfig(withThroughput(info.Admin))
+		virtual, err := kubernetes.NewForConfig(withThroughput(info.Admin, virtualQPS))
 		if err != nil {
 			return err
 		}
 		sctx := &syncer.Context{
 			Translator: translate.Translator{VCluster: o.Name, HostNamespace: o.HostNamespace},
 			Virtual:    virtual,
-			Host:       kubernetes.NewForConfigOrDie(withThroughput(hostCfg)),
+			Host:       kubernetes.NewForConfigOrDie(withThroughput(hostCfg, hostQPS)),
 			Log:        log.WithName("syncer"),
 		}
 		go func() {
@@ -147,9 +154,10 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 }
 
 // withThroughput raises client-side rate limits: the syncer is the virtual
-// cluster's kubelet and must keep up with bursts of pods.
-func withThroughput(cfg *rest.Config) *rest.Config {
+// cluster's kubelet and scheduler in one and must keep up with bursts of
+// pods (client-go's default of 5 per second would take minutes for 1,000).
+func withThroughput(cfg *rest.Config, qps float32) *rest.Config {
 	c := rest.CopyConfig(cfg)
-	c.QPS, c.Burst = 200, 400
+	c.QPS, c.Burst = qps, int(2*qps)
 	return c
 }
