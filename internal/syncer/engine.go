@@ -41,6 +41,14 @@ type Syncer[T metav1.Object] interface {
 // Informers picks a kind's shared informer from a factory.
 type Informers func(informers.SharedInformerFactory) cache.SharedIndexInformer
 
+// trigger maps the events of another informer to keys of this syncer, for
+// syncers whose work depends on other kinds (a configmap is synced while a
+// pod uses it).
+type trigger struct {
+	informer cache.SharedIndexInformer
+	keys     func(obj interface{}) []string
+}
+
 // controller runs one Syncer: informers on both sides feed one queue of
 // virtual keys (namespace/name).
 type controller[T metav1.Object] struct {
@@ -64,7 +72,7 @@ type Runnable interface {
 	Run(ctx context.Context) error
 }
 
-func newController[T metav1.Object](name string, s Syncer[T], sctx *Context, vf, hf informers.SharedInformerFactory, vi, hi Informers, m *Metrics) *controller[T] {
+func newController[T metav1.Object](name string, s Syncer[T], sctx *Context, vf, hf informers.SharedInformerFactory, vi, hi Informers, m *Metrics, triggers []trigger) *controller[T] {
 	c := &controller[T]{
 		name:    name,
 		syncer:  s,
@@ -98,6 +106,21 @@ func newController[T metav1.Object](name string, s Syncer[T], sctx *Context, vf,
 	_, _ = c.host.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: enqueueHost, UpdateFunc: func(_, n interface{}) { enqueueHost(n) }, DeleteFunc: enqueueHost,
 	})
+	for _, t := range triggers {
+		enqueue := func(obj interface{}) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			for _, k := range t.keys(obj) {
+				c.queue.Add(k)
+			}
+		}
+		_, _ = t.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    enqueue,
+			UpdateFunc: func(o, n interface{}) { enqueue(o); enqueue(n) },
+			DeleteFunc: enqueue,
+		})
+	}
 	return c
 }
 

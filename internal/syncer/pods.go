@@ -17,14 +17,104 @@ import (
 )
 
 // podSyncer runs virtual pods as host pods and copies their status back.
-type podSyncer struct{}
+// A host pod is created only once the configmaps and secrets it uses have
+// host copies of this virtual cluster, so it never mounts a host object
+// that is not the tenant's.
+type podSyncer struct {
+	virtualConfigMaps, virtualSecrets cache.Indexer
+	hostConfigMaps, hostSecrets       cache.Indexer
+}
+
+func newPodSyncer(f factories) (Syncer[*corev1.Pod], []trigger) {
+	pods := indexedPods(f)
+	s := podSyncer{
+		virtualConfigMaps: configMapInformer(f.virtual).GetIndexer(),
+		virtualSecrets:    secretInformer(f.virtual).GetIndexer(),
+		hostConfigMaps:    configMapInformer(f.host).GetIndexer(),
+		hostSecrets:       secretInformer(f.host).GetIndexer(),
+	}
+	// Pods waiting for a configmap or secret: retry when it or its host
+	// copy appears.
+	users := func(index string, virtual bool) func(obj interface{}) []string {
+		return func(obj interface{}) []string {
+			o, ok := obj.(metav1.Object)
+			if !ok {
+				return nil
+			}
+			ns, name := o.GetNamespace(), o.GetName()
+			if !virtual {
+				if ns, name, ok = translate.VirtualKey(o); !ok {
+					return nil
+				}
+			}
+			keys, _ := pods.IndexKeys(index, ns+"/"+name)
+			return keys
+		}
+	}
+	return s, []trigger{
+		{informer: configMapInformer(f.virtual), keys: users(indexConfigMapRefs, true)},
+		{informer: secretInformer(f.virtual), keys: users(indexSecretRefs, true)},
+		{informer: configMapInformer(f.host), keys: users(indexConfigMapRefs, false)},
+		{informer: secretInformer(f.host), keys: users(indexSecretRefs, false)},
+	}
+}
+
+// errWaitingForCopy makes the engine retry a pod whose configmaps or
+// secrets are being copied to the host.
+var errWaitingForCopy = fmt.Errorf("waiting for host copies of the configmaps and secrets the pod uses")
+
+// usesReady reports whether every configmap and secret v uses is ready on
+// the host: true to create the host pod, false (nil error) to wait for the
+// tenant to create a missing one, or an error to retry soon.
+func (s podSyncer) usesReady(ctx context.Context, c *Context, v *corev1.Pod) (bool, error) {
+	cms, secrets := podReferences(v)
+	for _, kind := range []struct {
+		refs          []reference
+		virtual, host cache.Indexer
+		// foreign looks up a host object by name; the host informers see
+		// only this virtual cluster's objects.
+		foreign func(name string) error
+	}{
+		{cms, s.virtualConfigMaps, s.hostConfigMaps, func(name string) error {
+			_, err := c.Host.CoreV1().ConfigMaps(c.Translator.HostNamespace).Get(ctx, name, metav1.GetOptions{})
+			return err
+		}},
+		{secrets, s.virtualSecrets, s.hostSecrets, func(name string) error {
+			_, err := c.Host.CoreV1().Secrets(c.Translator.HostNamespace).Get(ctx, name, metav1.GetOptions{})
+			return err
+		}},
+	} {
+		for _, r := range kind.refs {
+			hostName := c.Translator.HostName(v.Namespace, r.name)
+			_, inVirtual, _ := kind.virtual.GetByKey(v.Namespace + "/" + r.name)
+			_, onHost, _ := kind.host.GetByKey(c.Translator.HostNamespace + "/" + hostName)
+			switch {
+			case inVirtual && !onHost:
+				return false, errWaitingForCopy
+			case !inVirtual && !r.optional:
+				return false, nil // the tenant has not created it: wait, like a kubelet
+			case !inVirtual && r.optional:
+				// Optional and absent: the host pod must not find some
+				// other owner's object under the translated name.
+				err := kind.foreign(hostName)
+				if err == nil {
+					return false, fmt.Errorf("host object %s/%s exists and is not owned by virtual cluster %s", c.Translator.HostNamespace, hostName, c.Translator.VCluster)
+				}
+				if !apierrors.IsNotFound(err) {
+					return false, err
+				}
+			}
+		}
+	}
+	return true, nil
+}
 
 func podInformer(f informers.SharedInformerFactory) cache.SharedIndexInformer {
 	return f.Core().V1().Pods().Informer()
 }
 
-func (podSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Pod) error {
-	if v.DeletionTimestamp != nil || v.Spec.NodeName != "" {
+func (s podSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Pod) error {
+	if v.DeletionTimestamp != nil || ranOnHost(v) {
 		// Deleting, or it ran on the host before and its host pod was
 		// deleted out of band: delete it here too, so its controller
 		// replaces it. No kubelet in the virtual cluster confirms deletion.
@@ -34,6 +124,9 @@ func (podSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Pod) error {
 		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 			return nil
 		}
+		return err
+	}
+	if ready, err := s.usesReady(ctx, c, v); !ready {
 		return err
 	}
 	h := hostPod(c.Translator, v)
@@ -101,6 +194,12 @@ func (podSyncer) ToVirtual(ctx context.Context, c *Context, h *corev1.Pod) error
 		return nil
 	}
 	return err
+}
+
+// ranOnHost reports whether a virtual pod carries status copied from a host
+// pod. A nodeName alone does not tell: tenants may set it themselves.
+func ranOnHost(v *corev1.Pod) bool {
+	return v.Status.HostIP != "" || v.Status.StartTime != nil
 }
 
 func imagesDiffer(a, b *corev1.Pod) bool {

@@ -23,17 +23,30 @@ type registration struct {
 	build   func(sctx *Context, vf, hf informers.SharedInformerFactory, m *Metrics) Runnable
 }
 
-func register[T metav1.Object](name string, enabled bool, s Syncer[T], vi, hi Informers) registration {
+// factories are the shared informer factories of both sides.
+type factories struct {
+	virtual, host informers.SharedInformerFactory
+}
+
+func register[T metav1.Object](name string, enabled bool, vi, hi Informers, build func(f factories) (Syncer[T], []trigger)) registration {
 	return registration{name: name, enabled: enabled, build: func(sctx *Context, vf, hf informers.SharedInformerFactory, m *Metrics) Runnable {
-		return newController[T](name, s, sctx, vf, hf, vi, hi, m)
+		s, triggers := build(factories{virtual: vf, host: hf})
+		return newController[T](name, s, sctx, vf, hf, vi, hi, m, triggers)
 	}}
+}
+
+// stateless wraps a syncer that needs no informers of other kinds.
+func stateless[T metav1.Object](s Syncer[T]) func(factories) (Syncer[T], []trigger) {
+	return func(factories) (Syncer[T], []trigger) { return s, nil }
 }
 
 // table lists every syncer. Adding a resource kind is one file and one row.
 func table() []registration {
 	return []registration{
-		register[*corev1.Pod]("pods", true, podSyncer{}, podInformer, podInformer),
-		register[*corev1.Service]("services", true, serviceSyncer{}, serviceInformer, serviceInformer),
+		register[*corev1.Pod]("pods", true, podInformer, podInformer, newPodSyncer),
+		register[*corev1.Service]("services", true, serviceInformer, serviceInformer, stateless[*corev1.Service](serviceSyncer{})),
+		register[*corev1.ConfigMap]("configmaps", true, configMapInformer, configMapInformer, newConfigMapSyncer),
+		register[*corev1.Secret]("secrets", true, secretInformer, secretInformer, newSecretSyncer),
 	}
 }
 

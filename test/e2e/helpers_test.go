@@ -30,15 +30,21 @@ func createNamespace(t *testing.T, cs kubernetes.Interface, prefix string) strin
 	t.Cleanup(func() {
 		_ = cs.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
 	})
-	// Pods are admitted only once the namespace's default service account exists.
-	err = wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		_, err := cs.CoreV1().ServiceAccounts(ns.Name).Get(ctx, "default", metav1.GetOptions{})
+	waitDefaultServiceAccount(t, cs, ns.Name)
+	return ns.Name
+}
+
+// waitDefaultServiceAccount waits for the service account without which pods
+// in ns are not admitted.
+func waitDefaultServiceAccount(t *testing.T, cs kubernetes.Interface, ns string) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
 		return err == nil, nil
 	})
 	if err != nil {
-		t.Fatalf("namespace %s has no default service account: %v", ns.Name, err)
+		t.Fatalf("namespace %s has no default service account: %v", ns, err)
 	}
-	return ns.Name
 }
 
 func waitPodRunning(t *testing.T, p *testenv.Process, ns, name string) *corev1.Pod {

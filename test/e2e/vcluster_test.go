@@ -108,3 +108,24 @@ func TestVClusterBadInput(t *testing.T) {
 	failFast(t, []string{"unknown resource \"gadgets\""},
 		"vcluster", "run", "--name", "x", "--host-kubeconfig", host.Kubeconfig, "--host-namespace", "default", "--disable-sync-resources", "gadgets", "--data-dir", t.TempDir())
 }
+
+// TestVClusterPodWithNodeName: a tenant may set spec.nodeName itself; the pod
+// still runs on the host and is not mistaken for one whose host pod is gone.
+func TestVClusterPodWithNodeName(t *testing.T) {
+	needHost(t)
+	ctx := context.Background()
+	hostNS := createNamespace(t, host.Client, "vc-nodename")
+	vc := startVCluster(t, "pinned", hostNS)
+	waitDefaultServiceAccount(t, vc.Client, "default")
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "pinned"},
+		Spec:       corev1.PodSpec{NodeName: "some-node", Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+	}
+	if _, err := vc.Client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitPodRunning(t, vc, "default", "pinned")
+	if _, err := host.Client.CoreV1().Pods(hostNS).Get(ctx, "pinned-x-default-x-pinned", metav1.GetOptions{}); err != nil {
+		t.Errorf("host pod: %v", err)
+	}
+}

@@ -1,0 +1,172 @@
+package syncer
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/sublet-dev/sublet/internal/translate"
+)
+
+// copyOps are what differs between syncing configmaps and secrets.
+type copyOps[T metav1.Object] struct {
+	kind  string
+	index string // of the virtual pod informer: pods by what they use
+	// hostCopy builds the host copy of v (names and ownership set).
+	hostCopy func(t translate.Translator, v T) T
+	// sameData reports whether host copy h already carries want's content.
+	sameData func(h, want T) bool
+	create   func(ctx context.Context, c *Context, h T) error
+	update   func(ctx context.Context, c *Context, h T) error
+	delete   func(ctx context.Context, c *Context, h T) error
+}
+
+// usedCopySyncer keeps a host copy of a configmap or secret exactly while a
+// virtual pod uses it; unused ones stay virtual.
+type usedCopySyncer[T metav1.Object] struct {
+	pods cache.Indexer
+	ops  copyOps[T]
+}
+
+func (s usedCopySyncer[T]) used(v metav1.Object) bool {
+	pods, err := s.pods.ByIndex(s.ops.index, v.GetNamespace()+"/"+v.GetName())
+	return err == nil && len(pods) > 0
+}
+
+func (s usedCopySyncer[T]) ToHost(ctx context.Context, c *Context, v T) error {
+	if !s.used(v) || v.GetDeletionTimestamp() != nil {
+		return nil
+	}
+	h := s.ops.hostCopy(c.Translator, v)
+	err := s.ops.create(ctx, c, h)
+	if apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("host %s %s/%s exists and is not owned by virtual cluster %s", s.ops.kind, h.GetNamespace(), h.GetName(), c.Translator.VCluster)
+	}
+	return err
+}
+
+func (s usedCopySyncer[T]) Both(ctx context.Context, c *Context, v, h T) error {
+	if !s.used(v) {
+		return s.ops.delete(ctx, c, h)
+	}
+	want := s.ops.hostCopy(c.Translator, v)
+	if s.ops.sameData(h, want) && apiequality.Semantic.DeepEqual(h.GetLabels(), want.GetLabels()) &&
+		apiequality.Semantic.DeepEqual(h.GetAnnotations(), want.GetAnnotations()) {
+		return nil
+	}
+	want.SetResourceVersion(h.GetResourceVersion())
+	want.SetUID(h.GetUID())
+	return s.ops.update(ctx, c, want)
+}
+
+func (s usedCopySyncer[T]) ToVirtual(ctx context.Context, c *Context, h T) error {
+	return s.ops.delete(ctx, c, h)
+}
+
+// usedBy triggers a sync of the configmaps (or secrets) a pod uses, before
+// and after each change of the pod.
+func usedBy(f factories, pick func(*corev1.Pod) []reference) trigger {
+	return trigger{informer: podInformer(f.virtual), keys: func(obj interface{}) []string {
+		p, ok := obj.(*corev1.Pod)
+		if !ok {
+			return nil
+		}
+		var keys []string
+		for _, r := range pick(p) {
+			keys = append(keys, p.Namespace+"/"+r.name)
+		}
+		return keys
+	}}
+}
+
+func hostMeta(t translate.Translator, v metav1.Object) metav1.ObjectMeta {
+	m := metav1.ObjectMeta{
+		Name:        t.HostName(v.GetNamespace(), v.GetName()),
+		Namespace:   t.HostNamespace,
+		Labels:      t.HostLabels(v.GetNamespace(), v.GetLabels()),
+		Annotations: map[string]string{},
+	}
+	for k, val := range v.GetAnnotations() {
+		m.Annotations[k] = val
+	}
+	for k, val := range translate.OwnerAnnotations(v) {
+		m.Annotations[k] = val
+	}
+	return m
+}
+
+func deleteOwned(err error) error {
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	return err
+}
+
+func configMapInformer(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+	return f.Core().V1().ConfigMaps().Informer()
+}
+
+func secretInformer(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+	return f.Core().V1().Secrets().Informer()
+}
+
+func newConfigMapSyncer(f factories) (Syncer[*corev1.ConfigMap], []trigger) {
+	ops := copyOps[*corev1.ConfigMap]{
+		kind:  "configmap",
+		index: indexConfigMapRefs,
+		hostCopy: func(t translate.Translator, v *corev1.ConfigMap) *corev1.ConfigMap {
+			return &corev1.ConfigMap{ObjectMeta: hostMeta(t, v), Data: v.Data, BinaryData: v.BinaryData, Immutable: v.Immutable}
+		},
+		sameData: func(h, want *corev1.ConfigMap) bool {
+			return apiequality.Semantic.DeepEqual(h.Data, want.Data) && apiequality.Semantic.DeepEqual(h.BinaryData, want.BinaryData)
+		},
+		create: func(ctx context.Context, c *Context, h *corev1.ConfigMap) error {
+			_, err := c.Host.CoreV1().ConfigMaps(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
+			return err
+		},
+		update: func(ctx context.Context, c *Context, h *corev1.ConfigMap) error {
+			_, err := c.Host.CoreV1().ConfigMaps(h.Namespace).Update(ctx, h, metav1.UpdateOptions{})
+			return err
+		},
+		delete: func(ctx context.Context, c *Context, h *corev1.ConfigMap) error {
+			return deleteOwned(c.Host.CoreV1().ConfigMaps(h.Namespace).Delete(ctx, h.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &h.UID}}))
+		},
+	}
+	return usedCopySyncer[*corev1.ConfigMap]{pods: indexedPods(f), ops: ops}, []trigger{usedBy(f, configMapRefs)}
+}
+
+func newSecretSyncer(f factories) (Syncer[*corev1.Secret], []trigger) {
+	ops := copyOps[*corev1.Secret]{
+		kind:  "secret",
+		index: indexSecretRefs,
+		hostCopy: func(t translate.Translator, v *corev1.Secret) *corev1.Secret {
+			typ := v.Type
+			if typ == corev1.SecretTypeServiceAccountToken {
+				// The host would fill it with a host token; keep the data.
+				typ = corev1.SecretTypeOpaque
+			}
+			return &corev1.Secret{ObjectMeta: hostMeta(t, v), Data: v.Data, Type: typ, Immutable: v.Immutable}
+		},
+		sameData: func(h, want *corev1.Secret) bool {
+			return apiequality.Semantic.DeepEqual(h.Data, want.Data) && h.Type == want.Type
+		},
+		create: func(ctx context.Context, c *Context, h *corev1.Secret) error {
+			_, err := c.Host.CoreV1().Secrets(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
+			return err
+		},
+		update: func(ctx context.Context, c *Context, h *corev1.Secret) error {
+			_, err := c.Host.CoreV1().Secrets(h.Namespace).Update(ctx, h, metav1.UpdateOptions{})
+			return err
+		},
+		delete: func(ctx context.Context, c *Context, h *corev1.Secret) error {
+			return deleteOwned(c.Host.CoreV1().Secrets(h.Namespace).Delete(ctx, h.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &h.UID}}))
+		},
+	}
+	return usedCopySyncer[*corev1.Secret]{pods: indexedPods(f), ops: ops}, []trigger{usedBy(f, secretRefs)}
+}
