@@ -301,7 +301,7 @@ func (cp *ControlPlane) schedulerArgs() []string {
 // reservePort returns port if it is free on addr, or a free port if port is 0.
 func reservePort(addr string, port int) (int, error) {
 	if port == 0 {
-		return freePort(addr)
+		return FreePort(addr)
 	}
 	l, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
 	if err != nil {

@@ -15,8 +15,8 @@ type datastore interface {
 	stop()
 }
 
-// freePort asks the kernel for a free TCP port on addr.
-func freePort(addr string) (int, error) {
+// FreePort asks the kernel for a free TCP port on addr.
+func FreePort(addr string) (int, error) {
 	l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)

@@ -58,11 +58,11 @@ func checkEtcdDir(dir string) error {
 
 func (s *etcdStore) start(ctx context.Context) (string, error) {
 	wal.SegmentSizeBytes = etcdWALSegmentBytes
-	clientPort, err := freePort("127.0.0.1")
+	clientPort, err := FreePort("127.0.0.1")
 	if err != nil {
 		return "", err
 	}
-	peerPort, err := freePort("127.0.0.1")
+	peerPort, err := FreePort("127.0.0.1")
 	if err != nil {
 		return "", err
 	}

@@ -53,7 +53,7 @@ func checkSQLiteFile(file string) error {
 }
 
 func (s *kineStore) start(ctx context.Context) (string, error) {
-	port, err := freePort("127.0.0.1")
+	port, err := FreePort("127.0.0.1")
 	if err != nil {
 		return "", err
 	}

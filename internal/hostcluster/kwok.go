@@ -22,6 +22,8 @@ import (
 	"sigs.k8s.io/kwok/pkg/kwok/controllers"
 	"sigs.k8s.io/kwok/pkg/kwok/server"
 	kwoklog "sigs.k8s.io/kwok/pkg/log"
+
+	"github.com/sublet-dev/sublet/internal/controlplane"
 )
 
 const (
@@ -75,7 +77,7 @@ func (s *simulator) start(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	port, err := freeLoopbackPort()
+	port, err := controlplane.FreePort("127.0.0.1")
 	if err != nil {
 		return 0, err
 	}

@@ -85,6 +85,8 @@ func usedBy(f factories, pick func(*corev1.Pod) []reference) trigger {
 	}}
 }
 
+// hostMeta is the metadata of the host copy of v: translated name, labels
+// and owner labels, v's annotations plus the owner annotations.
 func hostMeta(t translate.Translator, v metav1.Object) metav1.ObjectMeta {
 	m := metav1.ObjectMeta{
 		Name:        t.HostName(v.GetNamespace(), v.GetName()),

@@ -216,21 +216,7 @@ func imagesDiffer(a, b *corev1.Pod) bool {
 
 // hostPod translates a virtual pod into the pod that runs it on the host.
 func hostPod(t translate.Translator, v *corev1.Pod) *corev1.Pod {
-	h := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:        t.HostName(v.Namespace, v.Name),
-			Namespace:   t.HostNamespace,
-			Labels:      t.HostLabels(v.Namespace, v.Labels),
-			Annotations: map[string]string{},
-		},
-		Spec: *v.Spec.DeepCopy(),
-	}
-	for k, val := range v.Annotations {
-		h.Annotations[k] = val
-	}
-	for k, val := range translate.OwnerAnnotations(v) {
-		h.Annotations[k] = val
-	}
+	h := &corev1.Pod{ObjectMeta: hostMeta(t, v), Spec: *v.Spec.DeepCopy()}
 	s := &h.Spec
 	// The host schedules; the virtual cluster's service accounts, priority
 	// classes and scheduler mean nothing there.

@@ -119,21 +119,7 @@ func adoptHostClusterIP(ctx context.Context, c *Context, v, h *corev1.Service) e
 // hostService translates a virtual service into its host copy. It asks for
 // the virtual ClusterIP; node ports are left to the host.
 func hostService(t translate.Translator, v *corev1.Service) *corev1.Service {
-	h := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:        t.HostName(v.Namespace, v.Name),
-			Namespace:   t.HostNamespace,
-			Labels:      t.HostLabels(v.Namespace, v.Labels),
-			Annotations: map[string]string{},
-		},
-		Spec: *v.Spec.DeepCopy(),
-	}
-	for k, val := range v.Annotations {
-		h.Annotations[k] = val
-	}
-	for k, val := range translate.OwnerAnnotations(v) {
-		h.Annotations[k] = val
-	}
+	h := &corev1.Service{ObjectMeta: hostMeta(t, v), Spec: *v.Spec.DeepCopy()}
 	h.Spec.Selector = t.HostSelector(v.Namespace, v.Spec.Selector)
 	for i := range h.Spec.Ports {
 		h.Spec.Ports[i].NodePort = 0
