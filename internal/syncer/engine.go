@@ -128,46 +128,59 @@ func (c *controller[T]) Name() string { return c.name }
 
 // Run waits for both caches, then works the queue until ctx ends.
 func (c *controller[T]) Run(ctx context.Context) error {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.virtual.HasSynced, c.host.HasSynced) {
-		return fmt.Errorf("syncer %s: caches did not sync", c.name)
-	}
 	// Host copies whose virtual object went away while we were down.
-	for _, obj := range c.host.GetStore().List() {
-		if o, ok := obj.(metav1.Object); ok {
-			if ns, n, ok := translate.VirtualKey(o); ok {
-				c.queue.Add(cache.NewObjectName(ns, n).String())
+	enqueueOrphans := func() {
+		for _, obj := range c.host.GetStore().List() {
+			if o, ok := obj.(metav1.Object); ok {
+				if ns, n, ok := translate.VirtualKey(o); ok {
+					c.queue.Add(cache.NewObjectName(ns, n).String())
+				}
 			}
 		}
 	}
-	for i := 0; i < c.workers; i++ {
+	return runQueue(ctx, c.name, c.queue, c.workers, c.metrics, c.sctx,
+		[]cache.InformerSynced{c.virtual.HasSynced, c.host.HasSynced}, enqueueOrphans, c.reconcile)
+}
+
+// runQueue waits for synced, calls onSynced (if not nil), then runs
+// workers that reconcile the queue's keys, retrying failures with backoff,
+// until ctx ends.
+func runQueue(ctx context.Context, name string, queue workqueue.TypedRateLimitingInterface[string], workers int,
+	m *Metrics, sctx *Context, synced []cache.InformerSynced, onSynced func(), reconcile func(context.Context, string) error) error {
+	defer queue.ShutDown()
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return fmt.Errorf("syncer %s: caches did not sync", name)
+	}
+	if onSynced != nil {
+		onSynced()
+	}
+	process := func() bool {
+		key, quit := queue.Get()
+		if quit {
+			return false
+		}
+		defer queue.Done(key)
+		m.queueDepth.WithLabelValues(name).Set(float64(queue.Len()))
+		start := time.Now()
+		err := reconcile(ctx, key)
+		m.syncDuration.WithLabelValues(name).Observe(time.Since(start).Seconds())
+		if err != nil {
+			m.syncErrors.WithLabelValues(name).Inc()
+			sctx.Log.V(1).Info("sync failed, retrying", "syncer", name, "key", key, "err", err)
+			queue.AddRateLimited(key)
+			return true
+		}
+		queue.Forget(key)
+		return true
+	}
+	for i := 0; i < workers; i++ {
 		go func() {
-			for c.processNext(ctx) {
+			for process() {
 			}
 		}()
 	}
 	<-ctx.Done()
 	return nil
-}
-
-func (c *controller[T]) processNext(ctx context.Context) bool {
-	key, quit := c.queue.Get()
-	if quit {
-		return false
-	}
-	defer c.queue.Done(key)
-	c.metrics.queueDepth.WithLabelValues(c.name).Set(float64(c.queue.Len()))
-	start := time.Now()
-	err := c.reconcile(ctx, key)
-	c.metrics.syncDuration.WithLabelValues(c.name).Observe(time.Since(start).Seconds())
-	if err != nil {
-		c.metrics.syncErrors.WithLabelValues(c.name).Inc()
-		c.sctx.Log.V(1).Info("sync failed, retrying", "syncer", c.name, "virtual", key, "err", err)
-		c.queue.AddRateLimited(key)
-		return true
-	}
-	c.queue.Forget(key)
-	return true
 }
 
 func (c *controller[T]) reconcile(ctx context.Context, key string) error {

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,6 +71,28 @@ func TestVClusterRunsPodsOnHost(t *testing.T) {
 			t.Errorf("host pod carries the tenant's label app=%s untranslated", hp.Labels["app"])
 		}
 	}
+	// kubectl get nodes in the virtual cluster lists the host nodes its pods use.
+	wantNodes := map[string]bool{}
+	for _, vp := range vpods {
+		wantNodes["node/"+vp.Spec.NodeName] = true
+	}
+	poll(t, 30*time.Second, "virtual nodes = nodes of the pods", func(ctx context.Context) (bool, error) {
+		out, err := exec.Command("kubectl", "--kubeconfig", vc.Kubeconfig, "get", "nodes", "-o", "name").Output()
+		if err != nil {
+			return false, nil
+		}
+		got := strings.Fields(string(out))
+		if len(got) != len(wantNodes) {
+			return false, nil
+		}
+		for _, n := range got {
+			if !wantNodes[n] {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+
 	// Namespaces and deployments stay virtual.
 	if _, err := host.Client.CoreV1().Namespaces().Get(ctx, vns, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("virtual namespace %s exists on the host (err=%v)", vns, err)
@@ -97,6 +121,10 @@ func TestVClusterRunsPodsOnHost(t *testing.T) {
 
 	// Deleting the deployment removes every host pod.
 	deleteAndWaitNoPods(t, host.Client, vc.Client, vns, "web", hostNS)
+	poll(t, 30*time.Second, "virtual nodes removed once unused", func(ctx context.Context) (bool, error) {
+		nodes, err := vc.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		return err == nil && len(nodes.Items) == 0, nil
+	})
 }
 
 func TestVClusterBadInput(t *testing.T) {
