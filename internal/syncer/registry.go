@@ -47,6 +47,7 @@ func table() []registration {
 		register[*corev1.Service]("services", true, serviceInformer, serviceInformer, stateless[*corev1.Service](serviceSyncer{})),
 		register[*corev1.ConfigMap]("configmaps", true, configMapInformer, configMapInformer, newConfigMapSyncer),
 		register[*corev1.Secret]("secrets", true, secretInformer, secretInformer, newSecretSyncer),
+		register[*corev1.PersistentVolumeClaim]("persistentvolumeclaims", true, pvcInformer, pvcInformer, stateless[*corev1.PersistentVolumeClaim](pvcSyncer{})),
 		{name: "nodes", enabled: true, build: newNodeSyncer},
 	}
 }
