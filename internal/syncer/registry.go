@@ -49,6 +49,7 @@ func table() []registration {
 		register[*corev1.Secret]("secrets", true, secretInformer, secretInformer, newSecretSyncer),
 		register[*corev1.PersistentVolumeClaim]("persistentvolumeclaims", true, pvcInformer, pvcInformer, stateless[*corev1.PersistentVolumeClaim](pvcSyncer{})),
 		{name: "nodes", enabled: true, build: newNodeSyncer},
+		{name: "events", enabled: true, build: newEventSyncer},
 	}
 }
 

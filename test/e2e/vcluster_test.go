@@ -93,6 +93,25 @@ func TestVClusterRunsPodsOnHost(t *testing.T) {
 		return true, nil
 	})
 
+	// kubectl get events in the virtual cluster shows the host's scheduling.
+	poll(t, 30*time.Second, "Scheduled events in the virtual cluster", func(ctx context.Context) (bool, error) {
+		out, err := exec.Command("kubectl", "--kubeconfig", vc.Kubeconfig, "get", "events", "-n", vns,
+			"--field-selector", "reason=Scheduled", "-o", "jsonpath={.items[*].involvedObject.name}").Output()
+		if err != nil {
+			return false, nil
+		}
+		named := map[string]bool{}
+		for _, n := range strings.Fields(string(out)) {
+			named[n] = true
+		}
+		for _, vp := range vpods {
+			if !named[vp.Name] {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+
 	// Namespaces and deployments stay virtual.
 	if _, err := host.Client.CoreV1().Namespaces().Get(ctx, vns, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("virtual namespace %s exists on the host (err=%v)", vns, err)
