@@ -85,31 +85,6 @@ func usedBy(f factories, pick func(*corev1.Pod) []reference) trigger {
 	}}
 }
 
-// hostMeta is the metadata of the host copy of v: translated name, labels
-// and owner labels, v's annotations plus the owner annotations.
-func hostMeta(t translate.Translator, v metav1.Object) metav1.ObjectMeta {
-	m := metav1.ObjectMeta{
-		Name:        t.HostName(v.GetNamespace(), v.GetName()),
-		Namespace:   t.HostNamespace,
-		Labels:      t.HostLabels(v.GetNamespace(), v.GetLabels()),
-		Annotations: map[string]string{},
-	}
-	for k, val := range v.GetAnnotations() {
-		m.Annotations[k] = val
-	}
-	for k, val := range translate.OwnerAnnotations(v) {
-		m.Annotations[k] = val
-	}
-	return m
-}
-
-func deleteOwned(err error) error {
-	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-		return nil
-	}
-	return err
-}
-
 func configMapInformer(f informers.SharedInformerFactory) cache.SharedIndexInformer {
 	return f.Core().V1().ConfigMaps().Informer()
 }

@@ -118,13 +118,9 @@ func (s podSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Pod) error 
 		// Deleting, or it ran on the host before and its host pod was
 		// deleted out of band: delete it here too, so its controller
 		// replaces it. No kubelet in the virtual cluster confirms deletion.
-		err := c.Virtual.CoreV1().Pods(v.Namespace).Delete(ctx, v.Name, metav1.DeleteOptions{
+		return deleteOwned(c.Virtual.CoreV1().Pods(v.Namespace).Delete(ctx, v.Name, metav1.DeleteOptions{
 			GracePeriodSeconds: ptr.To[int64](0), Preconditions: &metav1.Preconditions{UID: &v.UID},
-		})
-		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-			return nil
-		}
-		return err
+		}))
 	}
 	if ready, err := s.usesReady(ctx, c, v); !ready {
 		return err
@@ -143,17 +139,17 @@ func (s podSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Pod) error 
 func (podSyncer) Both(ctx context.Context, c *Context, v, h *corev1.Pod) error {
 	if v.DeletionTimestamp != nil {
 		if h.DeletionTimestamp == nil {
-			return c.Host.CoreV1().Pods(h.Namespace).Delete(ctx, h.Name, metav1.DeleteOptions{
+			return deleteOwned(c.Host.CoreV1().Pods(h.Namespace).Delete(ctx, h.Name, metav1.DeleteOptions{
 				GracePeriodSeconds: v.DeletionGracePeriodSeconds, Preconditions: &metav1.Preconditions{UID: &h.UID},
-			})
+			}))
 		}
 		return nil
 	}
 	if string(v.UID) != h.Annotations[translate.AnnotationObjectUID] {
 		// The host pod copies an earlier virtual pod of the same name.
-		return c.Host.CoreV1().Pods(h.Namespace).Delete(ctx, h.Name, metav1.DeleteOptions{
+		return deleteOwned(c.Host.CoreV1().Pods(h.Namespace).Delete(ctx, h.Name, metav1.DeleteOptions{
 			GracePeriodSeconds: ptr.To[int64](0), Preconditions: &metav1.Preconditions{UID: &h.UID},
-		})
+		}))
 	}
 	if v.Spec.NodeName == "" && h.Spec.NodeName != "" {
 		err := c.Virtual.CoreV1().Pods(v.Namespace).Bind(ctx, &corev1.Binding{
@@ -189,11 +185,7 @@ func (podSyncer) ToVirtual(ctx context.Context, c *Context, h *corev1.Pod) error
 	if h.DeletionTimestamp != nil {
 		return nil
 	}
-	err := c.Host.CoreV1().Pods(h.Namespace).Delete(ctx, h.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &h.UID}})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	return err
+	return deleteOwned(c.Host.CoreV1().Pods(h.Namespace).Delete(ctx, h.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &h.UID}}))
 }
 
 // ranOnHost reports whether a virtual pod carries status copied from a host
