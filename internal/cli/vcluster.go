@@ -1,8 +1,8 @@
 package cli
 
 import (
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/klog/v2"
 
 	"github.com/sublet-dev/sublet/internal/controlplane"
@@ -32,7 +32,7 @@ back. Everything else (deployments, CRDs, RBAC, namespaces) stays virtual.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runServer(o, o.ControlPlane, "vcluster.log", func(cp *controlplane.ControlPlane, logFile string) error {
-				return vcluster.Run(cmd.Context(), cp, *o, klog.Background(), prometheus.DefaultRegisterer, func(info controlplane.Info) error {
+				return vcluster.Run(cmd.Context(), cp, *o, klog.Background(), legacyregistry.Registerer(), func(info controlplane.Info) error {
 					printReady(cmd.OutOrStdout(), "virtual cluster "+o.Name, info, logFile, o.ControlPlane.DataDir)
 					return nil
 				})

@@ -2,7 +2,6 @@ package syncer
 
 import (
 	"context"
-	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -16,8 +15,7 @@ import (
 
 // copyOps are what differs between syncing configmaps and secrets.
 type copyOps[T metav1.Object] struct {
-	kind  string
-	index string // of the virtual pod informer: pods by what they use
+	kind string
 	// hostCopy builds the host copy of v (names and ownership set).
 	hostCopy func(t translate.Translator, v T) T
 	// sameData reports whether host copy h already carries want's content.
@@ -28,15 +26,27 @@ type copyOps[T metav1.Object] struct {
 }
 
 // usedCopySyncer keeps a host copy of a configmap or secret exactly while a
-// virtual pod uses it; unused ones stay virtual.
+// virtual pod (or ingress, for TLS secrets) uses it; unused ones stay
+// virtual.
 type usedCopySyncer[T metav1.Object] struct {
-	pods cache.Indexer
-	ops  copyOps[T]
+	users []users
+	ops   copyOps[T]
+}
+
+// users finds the virtual objects that use an object: an index of a
+// virtual informer, by "namespace/name" of what they use.
+type users struct {
+	indexer cache.Indexer
+	index   string
 }
 
 func (s usedCopySyncer[T]) used(v metav1.Object) bool {
-	pods, err := s.pods.ByIndex(s.ops.index, v.GetNamespace()+"/"+v.GetName())
-	return err == nil && len(pods) > 0
+	for _, u := range s.users {
+		if objs, err := u.indexer.ByIndex(u.index, v.GetNamespace()+"/"+v.GetName()); err == nil && len(objs) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (s usedCopySyncer[T]) ToHost(ctx context.Context, c *Context, v T) error {
@@ -46,7 +56,7 @@ func (s usedCopySyncer[T]) ToHost(ctx context.Context, c *Context, v T) error {
 	h := s.ops.hostCopy(c.Translator, v)
 	err := s.ops.create(ctx, c, h)
 	if apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("host %s %s/%s exists and is not owned by virtual cluster %s", s.ops.kind, h.GetNamespace(), h.GetName(), c.Translator.VCluster)
+		return c.conflict(v, s.ops.kind, h.GetName())
 	}
 	return err
 }
@@ -95,8 +105,7 @@ func secretInformer(f informers.SharedInformerFactory) cache.SharedIndexInformer
 
 func newConfigMapSyncer(f factories) (Syncer[*corev1.ConfigMap], []trigger) {
 	ops := copyOps[*corev1.ConfigMap]{
-		kind:  "configmap",
-		index: indexConfigMapRefs,
+		kind: "configmap",
 		hostCopy: func(t translate.Translator, v *corev1.ConfigMap) *corev1.ConfigMap {
 			return &corev1.ConfigMap{ObjectMeta: hostMeta(t, v), Data: v.Data, BinaryData: v.BinaryData, Immutable: v.Immutable}
 		},
@@ -115,13 +124,12 @@ func newConfigMapSyncer(f factories) (Syncer[*corev1.ConfigMap], []trigger) {
 			return deleteOwned(c.Host.CoreV1().ConfigMaps(h.Namespace).Delete(ctx, h.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &h.UID}}))
 		},
 	}
-	return usedCopySyncer[*corev1.ConfigMap]{pods: indexedPods(f), ops: ops}, []trigger{usedBy(f, configMapRefs)}
+	return usedCopySyncer[*corev1.ConfigMap]{users: []users{{indexedPods(f), indexConfigMapRefs}}, ops: ops}, []trigger{usedBy(f, configMapRefs)}
 }
 
 func newSecretSyncer(f factories) (Syncer[*corev1.Secret], []trigger) {
 	ops := copyOps[*corev1.Secret]{
-		kind:  "secret",
-		index: indexSecretRefs,
+		kind: "secret",
 		hostCopy: func(t translate.Translator, v *corev1.Secret) *corev1.Secret {
 			typ := v.Type
 			if typ == corev1.SecretTypeServiceAccountToken {
@@ -145,5 +153,6 @@ func newSecretSyncer(f factories) (Syncer[*corev1.Secret], []trigger) {
 			return deleteOwned(c.Host.CoreV1().Secrets(h.Namespace).Delete(ctx, h.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &h.UID}}))
 		},
 	}
-	return usedCopySyncer[*corev1.Secret]{pods: indexedPods(f), ops: ops}, []trigger{usedBy(f, secretRefs)}
+	u := []users{{indexedPods(f), indexSecretRefs}, {indexedIngresses(f), indexIngressTLSRefs}}
+	return usedCopySyncer[*corev1.Secret]{users: u, ops: ops}, []trigger{usedBy(f, secretRefs), tlsSecretsOf(f)}
 }

@@ -5,8 +5,13 @@ package syncer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/record"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -25,6 +30,29 @@ type Context struct {
 	Virtual    kubernetes.Interface
 	Host       kubernetes.Interface
 	Log        klog.Logger
+	// Pods is how host pods reach their virtual cluster.
+	Pods PodRuntime
+	// Recorder records events on virtual objects; Run sets one if nil.
+	Recorder record.EventRecorder
+}
+
+// event records an event on virtual object obj, if there is a recorder.
+func (c *Context) event(obj runtime.Object, eventType, reason, message string) {
+	if c.Recorder != nil {
+		c.Recorder.Event(obj, eventType, reason, message)
+	}
+}
+
+// conflict reports that the host name of virtual object v is taken by a
+// host object this virtual cluster does not own: an event on v, and an
+// error so the engine retries with backoff until the name is free.
+func (c *Context) conflict(v metav1.Object, kind, hostName string) error {
+	msg := fmt.Sprintf("host %s %s/%s exists and is not owned by virtual cluster %s; it is left alone and this object is not synced until it is gone",
+		kind, c.Translator.HostNamespace, hostName, c.Translator.VCluster)
+	if obj, ok := v.(runtime.Object); ok {
+		c.event(obj, corev1.EventTypeWarning, "HostNameConflict", msg)
+	}
+	return errors.New(msg)
 }
 
 // Syncer handles one resource kind. The engine calls exactly one method per

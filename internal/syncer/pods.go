@@ -23,6 +23,7 @@ import (
 type podSyncer struct {
 	virtualConfigMaps, virtualSecrets cache.Indexer
 	hostConfigMaps, hostSecrets       cache.Indexer
+	virtualServices                   cache.Indexer
 }
 
 func newPodSyncer(f factories) (Syncer[*corev1.Pod], []trigger) {
@@ -32,6 +33,7 @@ func newPodSyncer(f factories) (Syncer[*corev1.Pod], []trigger) {
 		virtualSecrets:    secretInformer(f.virtual).GetIndexer(),
 		hostConfigMaps:    configMapInformer(f.host).GetIndexer(),
 		hostSecrets:       secretInformer(f.host).GetIndexer(),
+		virtualServices:   serviceInformer(f.virtual).GetIndexer(),
 	}
 	// Pods waiting for a configmap or secret: retry when it or its host
 	// copy appears.
@@ -64,22 +66,23 @@ func newPodSyncer(f factories) (Syncer[*corev1.Pod], []trigger) {
 var errWaitingForCopy = fmt.Errorf("waiting for host copies of the configmaps and secrets the pod uses")
 
 // usesReady reports whether every configmap and secret v uses is ready on
-// the host: true to create the host pod, false (nil error) to wait for the
-// tenant to create a missing one, or an error to retry soon.
-func (s podSyncer) usesReady(ctx context.Context, c *Context, v *corev1.Pod) (bool, error) {
+// the host: "" and nil to create the host pod, what is missing (nil error)
+// to wait for the tenant to create it, or an error to retry soon.
+func (s podSyncer) usesReady(ctx context.Context, c *Context, v *corev1.Pod) (string, error) {
 	cms, secrets := podReferences(v)
 	for _, kind := range []struct {
+		kind          string
 		refs          []reference
 		virtual, host cache.Indexer
 		// foreign looks up a host object by name; the host informers see
 		// only this virtual cluster's objects.
 		foreign func(name string) error
 	}{
-		{cms, s.virtualConfigMaps, s.hostConfigMaps, func(name string) error {
+		{"configmap", cms, s.virtualConfigMaps, s.hostConfigMaps, func(name string) error {
 			_, err := c.Host.CoreV1().ConfigMaps(c.Translator.HostNamespace).Get(ctx, name, metav1.GetOptions{})
 			return err
 		}},
-		{secrets, s.virtualSecrets, s.hostSecrets, func(name string) error {
+		{"secret", secrets, s.virtualSecrets, s.hostSecrets, func(name string) error {
 			_, err := c.Host.CoreV1().Secrets(c.Translator.HostNamespace).Get(ctx, name, metav1.GetOptions{})
 			return err
 		}},
@@ -90,23 +93,36 @@ func (s podSyncer) usesReady(ctx context.Context, c *Context, v *corev1.Pod) (bo
 			_, onHost, _ := kind.host.GetByKey(c.Translator.HostNamespace + "/" + hostName)
 			switch {
 			case inVirtual && !onHost:
-				return false, errWaitingForCopy
+				return "", errWaitingForCopy
 			case !inVirtual && !r.optional:
-				return false, nil // the tenant has not created it: wait, like a kubelet
+				// The tenant has not created it: wait, like a kubelet.
+				return fmt.Sprintf("%s %q not found", kind.kind, r.name), nil
 			case !inVirtual && r.optional:
 				// Optional and absent: the host pod must not find some
 				// other owner's object under the translated name.
 				err := kind.foreign(hostName)
 				if err == nil {
-					return false, fmt.Errorf("host object %s/%s exists and is not owned by virtual cluster %s", c.Translator.HostNamespace, hostName, c.Translator.VCluster)
+					return "", fmt.Errorf("host object %s/%s exists and is not owned by virtual cluster %s", c.Translator.HostNamespace, hostName, c.Translator.VCluster)
 				}
 				if !apierrors.IsNotFound(err) {
-					return false, err
+					return "", err
 				}
 			}
 		}
 	}
-	return true, nil
+	return "", nil
+}
+
+// servicesOf lists the virtual services of namespace ns.
+func (s podSyncer) servicesOf(ns string) []*corev1.Service {
+	objs, _ := s.virtualServices.ByIndex(cache.NamespaceIndex, ns)
+	out := make([]*corev1.Service, 0, len(objs))
+	for _, o := range objs {
+		if svc, ok := o.(*corev1.Service); ok {
+			out = append(out, svc)
+		}
+	}
+	return out
 }
 
 func podInformer(f informers.SharedInformerFactory) cache.SharedIndexInformer {
@@ -122,21 +138,30 @@ func (s podSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Pod) error 
 			GracePeriodSeconds: ptr.To[int64](0), Preconditions: &metav1.Preconditions{UID: &v.UID},
 		}))
 	}
-	if ready, err := s.usesReady(ctx, c, v); !ready {
+	missing, err := s.usesReady(ctx, c, v)
+	if err != nil {
 		return err
 	}
-	h := hostPod(c.Translator, v)
-	_, err := c.Host.CoreV1().Pods(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
+	if missing != "" {
+		c.event(v, corev1.EventTypeWarning, "FailedMount", "waiting to start the pod: "+missing)
+		return nil
+	}
+	h, identity := hostPod(c, v, s.servicesOf(v.Namespace))
+	created, err := c.Host.CoreV1().Pods(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("host pod %s/%s exists and is not owned by virtual cluster %s", h.Namespace, h.Name, c.Translator.VCluster)
+		return c.conflict(v, "pod", h.Name)
 	}
-	if err == nil {
-		c.Log.V(2).Info("created host pod", "virtual", cache.MetaObjectToName(v), "host", h.Name)
+	if err != nil {
+		return err
 	}
-	return err
+	c.Log.V(2).Info("created host pod", "virtual", cache.MetaObjectToName(v), "host", h.Name)
+	if identity {
+		return ensureIdentitySecret(ctx, c, v, created)
+	}
+	return nil
 }
 
-func (podSyncer) Both(ctx context.Context, c *Context, v, h *corev1.Pod) error {
+func (s podSyncer) Both(ctx context.Context, c *Context, v, h *corev1.Pod) error {
 	if v.DeletionTimestamp != nil {
 		if h.DeletionTimestamp == nil {
 			return deleteOwned(c.Host.CoreV1().Pods(h.Namespace).Delete(ctx, h.Name, metav1.DeleteOptions{
@@ -167,7 +192,15 @@ func (podSyncer) Both(ctx context.Context, c *Context, v, h *corev1.Pod) error {
 			return fmt.Errorf("update virtual pod status: %w", err)
 		}
 	}
-	want := hostPod(c.Translator, v)
+	want, identity := hostPod(c, v, s.servicesOf(v.Namespace))
+	if identity {
+		// Created with the pod; missing if the syncer stopped in between.
+		if _, ok, _ := s.hostSecrets.GetByKey(h.Namespace + "/" + identitySecretName(h.Name)); !ok {
+			if err := ensureIdentitySecret(ctx, c, v, h); err != nil {
+				return err
+			}
+		}
+	}
 	if !apiequality.Semantic.DeepEqual(h.Labels, want.Labels) || !apiequality.Semantic.DeepEqual(h.Annotations, want.Annotations) || imagesDiffer(h, want) {
 		nh := h.DeepCopy()
 		nh.Labels, nh.Annotations = want.Labels, want.Annotations
@@ -206,8 +239,11 @@ func imagesDiffer(a, b *corev1.Pod) bool {
 	return false
 }
 
-// hostPod translates a virtual pod into the pod that runs it on the host.
-func hostPod(t translate.Translator, v *corev1.Pod) *corev1.Pod {
+// hostPod translates a virtual pod into the pod that runs it on the host,
+// given the virtual services of its namespace, and reports whether it needs
+// an identity secret.
+func hostPod(c *Context, v *corev1.Pod, services []*corev1.Service) (*corev1.Pod, bool) {
+	t := c.Translator
 	h := &corev1.Pod{ObjectMeta: hostMeta(t, v), Spec: *v.Spec.DeepCopy()}
 	s := &h.Spec
 	// The host schedules; the virtual cluster's service accounts, priority
@@ -224,27 +260,22 @@ func hostPod(t translate.Translator, v *corev1.Pod) *corev1.Pod {
 	}
 	s.Subdomain = ""
 
-	// Volumes the virtual service-account admission added, and references
-	// to virtual objects translated to their host copies.
-	dropped := map[string]bool{}
-	var volumes []corev1.Volume
-	for _, vol := range s.Volumes {
-		if vol.Projected != nil && strings.HasPrefix(vol.Name, "kube-api-access-") {
-			dropped[vol.Name] = true
-			continue
-		}
-		translateVolume(t, v.Namespace, &vol)
-		volumes = append(volumes, vol)
+	// References to virtual objects translated to their host copies.
+	for i := range s.Volumes {
+		translateVolume(t, v.Namespace, &s.Volumes[i])
 	}
-	s.Volumes = volumes
 	for _, list := range [][]corev1.Container{s.InitContainers, s.Containers} {
 		for i := range list {
-			translateContainer(t, v.Namespace, &list[i], dropped)
+			translateContainer(t, v.Namespace, &list[i])
 		}
 	}
 	for i := range s.EphemeralContainers {
-		translateContainer(t, v.Namespace, (*corev1.Container)(&s.EphemeralContainers[i].EphemeralContainerCommon), dropped)
+		translateContainer(t, v.Namespace, (*corev1.Container)(&s.EphemeralContainers[i].EphemeralContainerCommon))
 	}
+	// Tokens, downward API, environment and DNS of the virtual pod.
+	identity := translateIdentity(h)
+	translateEnv(c, v, h, services)
+	translateDNS(c, v, h)
 	for i := range s.ImagePullSecrets {
 		s.ImagePullSecrets[i].Name = t.HostName(v.Namespace, s.ImagePullSecrets[i].Name)
 	}
@@ -259,7 +290,7 @@ func hostPod(t translate.Translator, v *corev1.Pod) *corev1.Pod {
 			translateAffinityTerms(t, v.Namespace, a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution, a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution)
 		}
 	}
-	return h
+	return h, identity
 }
 
 func translateAffinityTerms(t translate.Translator, vNamespace string, required []corev1.PodAffinityTerm, preferred []corev1.WeightedPodAffinityTerm) {
@@ -297,14 +328,7 @@ func translateVolume(t translate.Translator, vNamespace string, vol *corev1.Volu
 	}
 }
 
-func translateContainer(t translate.Translator, vNamespace string, c *corev1.Container, droppedVolumes map[string]bool) {
-	var mounts []corev1.VolumeMount
-	for _, m := range c.VolumeMounts {
-		if !droppedVolumes[m.Name] {
-			mounts = append(mounts, m)
-		}
-	}
-	c.VolumeMounts = mounts
+func translateContainer(t translate.Translator, vNamespace string, c *corev1.Container) {
 	for i := range c.Env {
 		if from := c.Env[i].ValueFrom; from != nil {
 			if from.ConfigMapKeyRef != nil {

@@ -29,7 +29,7 @@ func (pvcSyncer) ToHost(ctx context.Context, c *Context, v *corev1.PersistentVol
 	h := hostPVC(c.Translator, v)
 	_, err := c.Host.CoreV1().PersistentVolumeClaims(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("host claim %s/%s exists and is not owned by virtual cluster %s", h.Namespace, h.Name, c.Translator.VCluster)
+		return c.conflict(v, "persistentvolumeclaim", h.Name)
 	}
 	return err
 }

@@ -2,6 +2,7 @@ package syncer
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -9,6 +10,8 @@ import (
 const (
 	indexConfigMapRefs = "sublet-configmap-refs"
 	indexSecretRefs    = "sublet-secret-refs"
+	// indexIngressTLSRefs indexes virtual ingresses by their TLS secrets.
+	indexIngressTLSRefs = "sublet-tls-secret-refs"
 )
 
 // reference is a configmap or secret a pod uses.
@@ -95,4 +98,38 @@ func indexedPods(f factories) cache.Indexer {
 		})
 	}
 	return inf.GetIndexer()
+}
+
+// tlsSecretNames lists the "namespace/name" keys of ingress ing's TLS
+// secrets.
+func tlsSecretNames(obj interface{}) []string {
+	ing, ok := obj.(*networkingv1.Ingress)
+	if !ok {
+		return nil
+	}
+	var keys []string
+	for _, t := range ing.Spec.TLS {
+		if t.SecretName != "" {
+			keys = append(keys, ing.Namespace+"/"+t.SecretName)
+		}
+	}
+	return keys
+}
+
+// indexedIngresses returns the virtual ingress informer's indexer, with the
+// TLS secret index added on first call.
+func indexedIngresses(f factories) cache.Indexer {
+	inf := ingressInformer(f.virtual)
+	if _, ok := inf.GetIndexer().GetIndexers()[indexIngressTLSRefs]; !ok {
+		_ = inf.AddIndexers(cache.Indexers{indexIngressTLSRefs: func(obj interface{}) ([]string, error) {
+			return tlsSecretNames(obj), nil
+		}})
+	}
+	return inf.GetIndexer()
+}
+
+// tlsSecretsOf triggers a sync of the TLS secrets an ingress names, before
+// and after each change of the ingress.
+func tlsSecretsOf(f factories) trigger {
+	return trigger{informer: ingressInformer(f.virtual), keys: tlsSecretNames}
 }

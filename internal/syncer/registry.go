@@ -9,8 +9,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/sublet-dev/sublet/internal/translate"
 )
@@ -48,6 +53,9 @@ func table() []registration {
 		register[*corev1.ConfigMap]("configmaps", true, configMapInformer, configMapInformer, newConfigMapSyncer),
 		register[*corev1.Secret]("secrets", true, secretInformer, secretInformer, newSecretSyncer),
 		register[*corev1.PersistentVolumeClaim]("persistentvolumeclaims", true, pvcInformer, pvcInformer, stateless[*corev1.PersistentVolumeClaim](pvcSyncer{})),
+		register[*networkingv1.Ingress]("ingresses", true, ingressInformer, ingressInformer, stateless[*networkingv1.Ingress](ingressSyncer{})),
+		register[*corev1.Endpoints]("endpoints", true, endpointsInformer, endpointsInformer, newEndpointsSyncer),
+		register[*discoveryv1.EndpointSlice]("endpointslices", true, endpointSliceInformer, endpointSliceInformer, newEndpointSliceSyncer),
 		{name: "nodes", enabled: true, build: newNodeSyncer},
 		{name: "events", enabled: true, build: newEventSyncer},
 	}
@@ -97,6 +105,12 @@ func Run(ctx context.Context, sctx *Context, selected map[string]bool, m *Metric
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.LabelSelector = translate.LabelManagedBy + "=" + sctx.Translator.VCluster
 		}))
+	if sctx.Recorder == nil {
+		b := record.NewBroadcaster(record.WithContext(ctx))
+		b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: sctx.Virtual.CoreV1().Events("")})
+		defer b.Shutdown()
+		sctx.Recorder = b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "sublet-syncer"})
+	}
 	var runs []Runnable
 	for _, r := range table() {
 		if selected[r.name] {

@@ -43,7 +43,7 @@ func (serviceSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Service) 
 		_, err = c.Host.CoreV1().Services(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
 	}
 	if apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("host service %s/%s exists and is not owned by virtual cluster %s", h.Namespace, h.Name, c.Translator.VCluster)
+		return c.conflict(v, "service", h.Name)
 	}
 	return err
 }

@@ -6,7 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
@@ -42,12 +46,22 @@ type Options struct {
 	HostNamespace  string
 	Sync           []string
 	DisableSync    []string
+	// Listen is HOST:PORT for the API server (sets BindAddress and Port).
+	Listen string
+	// PodAPIEndpoint is HOST:PORT host pods reach the virtual API server
+	// at; default the advertise address and the API server's port.
+	PodAPIEndpoint string
+	// PodDNS is the nameserver of ClusterFirst pods; "" keeps the host's.
+	PodDNS string
 }
 
 // NewOptions returns defaults.
 func NewOptions() *Options {
 	cp := controlplane.NewOptions()
 	cp.Mode = controlplane.ModeVirtual
+	// Detected from the host unless given, so virtual and host ClusterIPs
+	// agree.
+	cp.ServiceCIDR = ""
 	return &Options{ControlPlane: cp}
 }
 
@@ -58,21 +72,54 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.HostKubeconfig, "host-kubeconfig", o.HostKubeconfig, "Kubeconfig of the host cluster; it needs rights in --host-namespace only. Default: in-cluster credentials.")
 	fs.StringVar(&o.HostNamespace, "host-namespace", o.HostNamespace, "Host namespace the virtual cluster's workloads run in.")
 	fs.StringSliceVar(&o.Sync, "sync", o.Sync, "Resources to sync in addition to the defaults (comma list).")
-	fs.StringSliceVar(&o.DisableSync, "disable-sync-resources", o.DisableSync, "Resources not to sync (comma list), e.g. ingresses.")
+	fs.StringSliceVar(&o.DisableSync, "disable-sync-resources", o.DisableSync, "Resources not to sync (comma list), e.g. ingresses. Known: "+strings.Join(syncer.Names(), ", ")+".")
+	fs.StringVar(&o.Listen, "listen", o.Listen, "HOST:PORT the virtual API server listens on (instead of --bind-address and --port).")
+	fs.StringVar(&o.PodAPIEndpoint, "pod-api-endpoint", o.PodAPIEndpoint, "HOST:PORT synced pods reach the virtual API server at (KUBERNETES_SERVICE_HOST/PORT); default: the advertise address and the API server's port.")
+	fs.StringVar(&o.PodDNS, "pod-dns", o.PodDNS, "Nameserver IP for the virtual cluster's ClusterFirst pods; default: they use the host's DNS.")
+	if f := fs.Lookup("service-cidr"); f != nil {
+		f.Usage = "IP range for service ClusterIPs; default: the host's, detected, so a service has the same ClusterIP on both sides."
+	}
 }
 
-// Complete fills in derived values.
+// Complete fills in derived values. Without --service-cidr it asks the
+// host for its service range.
 func (o *Options) Complete() error {
 	o.ControlPlane.Mode = controlplane.ModeVirtual
+	if o.Listen != "" {
+		host, port, err := net.SplitHostPort(o.Listen)
+		p, perr := strconv.Atoi(port)
+		if err != nil || perr != nil {
+			return fmt.Errorf("--listen %q is not HOST:PORT (example: 0.0.0.0:8443)", o.Listen)
+		}
+		o.ControlPlane.BindAddress, o.ControlPlane.Port = host, p
+	}
+	if err := o.validateLocal(); err != nil {
+		return err
+	}
+	if o.ControlPlane.ServiceCIDR == "" {
+		cfg, err := o.hostConfig()
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cidr, err := DetectServiceCIDR(ctx, kubernetes.NewForConfigOrDie(cfg), o.HostNamespace)
+		if err != nil {
+			return err
+		}
+		o.ControlPlane.ServiceCIDR = cidr
+	}
 	return o.ControlPlane.Complete()
 }
 
 // Validate reports every invalid option.
 func (o *Options) Validate() error {
+	return errors.Join(o.ControlPlane.Validate(), o.validateLocal())
+}
+
+// validateLocal checks the options that need no host.
+func (o *Options) validateLocal() error {
 	var errs []error
-	if err := o.ControlPlane.Validate(); err != nil {
-		errs = append(errs, err)
-	}
 	switch msgs := validation.IsDNS1123Label(o.Name); {
 	case o.Name == "":
 		errs = append(errs, errors.New("--name is required"))
@@ -87,7 +134,36 @@ func (o *Options) Validate() error {
 	if _, err := syncer.Selection(o.Sync, o.DisableSync); err != nil {
 		errs = append(errs, err)
 	}
+	if o.PodAPIEndpoint != "" {
+		if _, port, err := net.SplitHostPort(o.PodAPIEndpoint); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("--pod-api-endpoint %q is not HOST:PORT (example: 10.96.12.34:443)", o.PodAPIEndpoint))
+		}
+	}
+	if o.PodDNS != "" && net.ParseIP(o.PodDNS) == nil {
+		errs = append(errs, fmt.Errorf("--pod-dns %q is not an IP address", o.PodDNS))
+	}
 	return errors.Join(errs...)
+}
+
+// podRuntime is where host pods find the virtual API server and DNS.
+func (o *Options) podRuntime(info controlplane.Info) (syncer.PodRuntime, error) {
+	endpoint := o.PodAPIEndpoint
+	if endpoint == "" {
+		u, err := url.Parse(info.URL)
+		if err != nil {
+			return syncer.PodRuntime{}, err
+		}
+		endpoint = net.JoinHostPort(o.ControlPlane.AdvertiseAddress, u.Port())
+	}
+	host, port, err := net.SplitHostPort(endpoint)
+	if err != nil {
+		return syncer.PodRuntime{}, err
+	}
+	p, err := strconv.ParseInt(port, 10, 32)
+	if err != nil {
+		return syncer.PodRuntime{}, fmt.Errorf("pod API endpoint %q: %w", endpoint, err)
+	}
+	return syncer.PodRuntime{APIHost: host, APIPort: int32(p), DNSServer: o.PodDNS}, nil
 }
 
 func (o *Options) hostConfig() (*rest.Config, error) {
@@ -135,11 +211,16 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 		if err != nil {
 			return err
 		}
+		pods, err := o.podRuntime(info)
+		if err != nil {
+			return err
+		}
 		sctx := &syncer.Context{
 			Translator: translate.Translator{VCluster: o.Name, HostNamespace: o.HostNamespace},
 			Virtual:    virtual,
 			Host:       kubernetes.NewForConfigOrDie(withThroughput(hostCfg, hostQPS)),
 			Log:        log.WithName("syncer"),
+			Pods:       pods,
 		}
 		go func() {
 			if err := syncer.Run(ctx, sctx, selected, metrics); err != nil {

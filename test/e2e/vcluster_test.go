@@ -18,10 +18,10 @@ import (
 
 // startVCluster runs `sublet vcluster run` against the shared host in a new
 // host namespace and returns the process and that namespace.
-func startVCluster(t *testing.T, name, hostNS string) *testenv.Process {
+func startVCluster(t *testing.T, name, hostNS string, extra ...string) *testenv.Process {
 	t.Helper()
-	vc, err := testenv.Start(context.Background(), t.TempDir(), "vcluster", "run", "--name", name,
-		"--host-kubeconfig", host.Kubeconfig, "--host-namespace", hostNS)
+	vc, err := testenv.Start(context.Background(), t.TempDir(), append([]string{"vcluster", "run", "--name", name,
+		"--host-kubeconfig", host.Kubeconfig, "--host-namespace", hostNS}, extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

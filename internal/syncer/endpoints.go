@@ -1,0 +1,202 @@
+package syncer
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/sublet-dev/sublet/internal/translate"
+)
+
+// Endpoints of services with a selector are computed on each side from the
+// pods there. Services without one get their endpoints from the tenant:
+// those are copied to the host, as Endpoints or as EndpointSlices.
+
+// managedBySyncer marks host EndpointSlices the syncer maintains, so the
+// host's endpoint controllers leave them alone.
+const managedBySyncer = "sublet.dev/syncer"
+
+// selectorless finds whether virtual service ns/name exists and takes its
+// endpoints from the tenant.
+type selectorless struct{ services cache.Indexer }
+
+func (s selectorless) has(ns, name string) bool {
+	obj, ok, _ := s.services.GetByKey(ns + "/" + name)
+	if !ok {
+		return false
+	}
+	svc, ok := obj.(*corev1.Service)
+	return ok && len(svc.Spec.Selector) == 0 && !isAPIServerService(svc) && svc.Spec.Type != corev1.ServiceTypeExternalName
+}
+
+// serviceTrigger re-syncs the endpoints named like a service when the
+// service changes (a selector added or removed).
+func serviceTrigger(f factories) trigger {
+	return trigger{informer: serviceInformer(f.virtual), keys: func(obj interface{}) []string {
+		if o, ok := obj.(metav1.Object); ok {
+			return []string{o.GetNamespace() + "/" + o.GetName()}
+		}
+		return nil
+	}}
+}
+
+// hostTargetRef translates a reference to a virtual pod into one to its host
+// pod; references to anything else mean nothing on the host.
+func hostTargetRef(t translate.Translator, vNamespace string, r *corev1.ObjectReference) *corev1.ObjectReference {
+	if r == nil || r.Kind != "Pod" || (r.Namespace != "" && r.Namespace != vNamespace) {
+		return nil
+	}
+	return &corev1.ObjectReference{Kind: "Pod", Namespace: t.HostNamespace, Name: t.HostName(vNamespace, r.Name)}
+}
+
+type endpointsSyncer struct{ selectorless }
+
+func endpointsInformer(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+	return f.Core().V1().Endpoints().Informer()
+}
+
+func newEndpointsSyncer(f factories) (Syncer[*corev1.Endpoints], []trigger) {
+	return endpointsSyncer{selectorless{serviceInformer(f.virtual).GetIndexer()}}, []trigger{serviceTrigger(f)}
+}
+
+func hostEndpoints(t translate.Translator, v *corev1.Endpoints) *corev1.Endpoints {
+	h := &corev1.Endpoints{ObjectMeta: hostMeta(t, v)}
+	for _, s := range v.Subsets {
+		s = *s.DeepCopy()
+		for _, list := range [][]corev1.EndpointAddress{s.Addresses, s.NotReadyAddresses} {
+			for i := range list {
+				list[i].TargetRef = hostTargetRef(t, v.Namespace, list[i].TargetRef)
+			}
+		}
+		h.Subsets = append(h.Subsets, s)
+	}
+	return h
+}
+
+func (s endpointsSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Endpoints) error {
+	if !s.has(v.Namespace, v.Name) || v.DeletionTimestamp != nil {
+		return nil
+	}
+	h := hostEndpoints(c.Translator, v)
+	_, err := c.Host.CoreV1().Endpoints(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return c.conflict(v, "endpoints", h.Name)
+	}
+	return err
+}
+
+func (s endpointsSyncer) Both(ctx context.Context, c *Context, v, h *corev1.Endpoints) error {
+	if !s.has(v.Namespace, v.Name) {
+		return s.ToVirtual(ctx, c, h)
+	}
+	want := hostEndpoints(c.Translator, v)
+	if apiequality.Semantic.DeepEqual(h.Subsets, want.Subsets) && apiequality.Semantic.DeepEqual(h.Labels, want.Labels) &&
+		apiequality.Semantic.DeepEqual(h.Annotations, want.Annotations) {
+		return nil
+	}
+	want.ResourceVersion, want.UID = h.ResourceVersion, h.UID
+	if _, err := c.Host.CoreV1().Endpoints(h.Namespace).Update(ctx, want, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("update host endpoints: %w", err)
+	}
+	return nil
+}
+
+func (endpointsSyncer) ToVirtual(ctx context.Context, c *Context, h *corev1.Endpoints) error {
+	return deleteOwned(c.Host.CoreV1().Endpoints(h.Namespace).Delete(ctx, h.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &h.UID}}))
+}
+
+// endpointSliceSyncer copies EndpointSlices the tenant wrote for services
+// without selectors. Slices the virtual control plane's controllers made
+// (from pods, or mirrored from Endpoints) are not copied: the host makes
+// its own.
+type endpointSliceSyncer struct{ selectorless }
+
+func endpointSliceInformer(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+	return f.Discovery().V1().EndpointSlices().Informer()
+}
+
+func newEndpointSliceSyncer(f factories) (Syncer[*discoveryv1.EndpointSlice], []trigger) {
+	services := serviceInformer(f.virtual).GetIndexer()
+	slices := endpointSliceInformer(f.virtual)
+	const byService = "sublet-slices-by-service"
+	if _, ok := slices.GetIndexer().GetIndexers()[byService]; !ok {
+		_ = slices.AddIndexers(cache.Indexers{byService: func(obj interface{}) ([]string, error) {
+			if es, ok := obj.(*discoveryv1.EndpointSlice); ok && es.Labels[discoveryv1.LabelServiceName] != "" {
+				return []string{es.Namespace + "/" + es.Labels[discoveryv1.LabelServiceName]}, nil
+			}
+			return nil, nil
+		}})
+	}
+	// A service change re-syncs its slices.
+	t := trigger{informer: serviceInformer(f.virtual), keys: func(obj interface{}) []string {
+		o, ok := obj.(metav1.Object)
+		if !ok {
+			return nil
+		}
+		keys, _ := slices.GetIndexer().IndexKeys(byService, o.GetNamespace()+"/"+o.GetName())
+		return keys
+	}}
+	return endpointSliceSyncer{selectorless{services}}, []trigger{t}
+}
+
+// tenantSlice reports whether v is a slice the tenant wrote for a service
+// without a selector.
+func (s endpointSliceSyncer) tenantSlice(v *discoveryv1.EndpointSlice) bool {
+	switch v.Labels[discoveryv1.LabelManagedBy] {
+	case "endpointslice-controller.k8s.io", "endpointslicemirroring-controller.k8s.io":
+		return false
+	}
+	svc := v.Labels[discoveryv1.LabelServiceName]
+	return svc != "" && s.has(v.Namespace, svc)
+}
+
+func hostEndpointSlice(t translate.Translator, v *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
+	h := &discoveryv1.EndpointSlice{ObjectMeta: hostMeta(t, v), AddressType: v.AddressType, Ports: v.Ports}
+	h.Labels[discoveryv1.LabelServiceName] = t.HostName(v.Namespace, v.Labels[discoveryv1.LabelServiceName])
+	h.Labels[discoveryv1.LabelManagedBy] = managedBySyncer
+	for _, e := range v.Endpoints {
+		e = *e.DeepCopy()
+		e.TargetRef = hostTargetRef(t, v.Namespace, e.TargetRef)
+		h.Endpoints = append(h.Endpoints, e)
+	}
+	return h
+}
+
+func (s endpointSliceSyncer) ToHost(ctx context.Context, c *Context, v *discoveryv1.EndpointSlice) error {
+	if !s.tenantSlice(v) || v.DeletionTimestamp != nil {
+		return nil
+	}
+	h := hostEndpointSlice(c.Translator, v)
+	_, err := c.Host.DiscoveryV1().EndpointSlices(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return c.conflict(v, "endpointslice", h.Name)
+	}
+	return err
+}
+
+func (s endpointSliceSyncer) Both(ctx context.Context, c *Context, v, h *discoveryv1.EndpointSlice) error {
+	if !s.tenantSlice(v) {
+		return s.ToVirtual(ctx, c, h)
+	}
+	want := hostEndpointSlice(c.Translator, v)
+	if apiequality.Semantic.DeepEqual(h.Endpoints, want.Endpoints) && apiequality.Semantic.DeepEqual(h.Ports, want.Ports) &&
+		apiequality.Semantic.DeepEqual(h.Labels, want.Labels) && apiequality.Semantic.DeepEqual(h.Annotations, want.Annotations) {
+		return nil
+	}
+	want.ResourceVersion, want.UID = h.ResourceVersion, h.UID
+	if _, err := c.Host.DiscoveryV1().EndpointSlices(h.Namespace).Update(ctx, want, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("update host endpointslice: %w", err)
+	}
+	return nil
+}
+
+func (endpointSliceSyncer) ToVirtual(ctx context.Context, c *Context, h *discoveryv1.EndpointSlice) error {
+	return deleteOwned(c.Host.DiscoveryV1().EndpointSlices(h.Namespace).Delete(ctx, h.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &h.UID}}))
+}
