@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 
 	"github.com/spf13/pflag"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
@@ -38,13 +39,15 @@ func parseComponentFlags(name string, fss cliflag.NamedFlagSets, args []string) 
 	return nil
 }
 
-// runAPIServer runs kube-apiserver with args until ctx ends.
-// Its logs, and those of every component in the process, go to logOut.
-func runAPIServer(ctx context.Context, args []string, logOut io.Writer) error {
+// runAPIServer runs kube-apiserver with args, serving on listener, until
+// ctx ends. Its logs, and those of every component in the process, go to
+// logOut.
+func runAPIServer(ctx context.Context, args []string, listener net.Listener, logOut io.Writer) error {
 	s := apiserveroptions.NewServerRunOptions()
 	if err := parseComponentFlags("kube-apiserver", s.Flags(), args); err != nil {
 		return err
 	}
+	s.SecureServing.Listener = listener
 	if err := s.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
 		return fmt.Errorf("kube-apiserver: %w", err)
 	}

@@ -89,10 +89,18 @@ func (cp *ControlPlane) Run(ctx context.Context, ready func(Info) error) error {
 	defer func() { cp.lock.Close(); cp.lock = nil }()
 	cp.applyMemorySettings()
 
-	port, err := reservePort(cp.opts.BindAddress, cp.opts.Port)
+	// The listener stays open and is handed to the apiserver, so no other
+	// process can take the port in between.
+	listener, port, err := listen(cp.opts.BindAddress, cp.opts.Port)
 	if err != nil {
 		return err
 	}
+	served := false // from then on the apiserver owns and closes the listener
+	defer func() {
+		if !served {
+			listener.Close()
+		}
+	}()
 	serviceIP, err := firstServiceIP(cp.opts.ServiceCIDR)
 	if err != nil {
 		return err
@@ -136,7 +144,8 @@ func (cp *ControlPlane) Run(ctx context.Context, ready func(Info) error) error {
 	apiCtx, stopAPI := context.WithCancel(context.Background())
 	defer stopAPI()
 	apiDone := make(chan error, 1)
-	go func() { apiDone <- runAPIServer(apiCtx, cp.apiserverArgs(storeURL, port), cp.logOut()) }()
+	served = true
+	go func() { apiDone <- runAPIServer(apiCtx, cp.apiserverArgs(storeURL, port), listener, cp.logOut()) }()
 	if err := waitReady(ctx, adminREST, apiDone); err != nil {
 		stopAPI()
 		return err
@@ -298,17 +307,13 @@ func (cp *ControlPlane) schedulerArgs() []string {
 	}
 }
 
-// reservePort returns port if it is free on addr, or a free port if port is 0.
-func reservePort(addr string, port int) (int, error) {
-	if port == 0 {
-		return FreePort(addr)
-	}
+// listen opens the API server's port on addr (a free one if port is 0).
+func listen(addr string, port int) (net.Listener, int, error) {
 	l, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
 	if err != nil {
-		return 0, fmt.Errorf("port %d on %s is not available (%v); stop what uses it or pass --port 0 to pick a free port", port, addr, errors.Unwrap(err))
+		return nil, 0, fmt.Errorf("port %d on %s is not available (%v); stop what uses it or pass --port 0 to pick a free port", port, addr, errors.Unwrap(err))
 	}
-	l.Close()
-	return port, nil
+	return l, l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func firstServiceIP(cidr string) (string, error) {

@@ -21,7 +21,7 @@ import (
 
 // managedBySyncer marks host EndpointSlices the syncer maintains, so the
 // host's endpoint controllers leave them alone.
-const managedBySyncer = "sublet.dev/syncer"
+const managedBySyncer = "syncer.sublet.dev"
 
 // selectorless finds whether virtual service ns/name exists and takes its
 // endpoints from the tenant.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sublet-dev/sublet/internal/translate"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -183,7 +184,7 @@ func ensureIdentitySecret(ctx context.Context, c *Context, v, h *corev1.Pod) err
 		if gerr != nil {
 			return gerr
 		}
-		if old.Annotations[identitySecretKey] != h.Name || !c.Translator.Owns(old) {
+		if old.Annotations[identitySecretKey] != h.Name || old.Labels[translate.LabelManagedBy] != c.Translator.VCluster {
 			return fmt.Errorf("host secret %s/%s exists and is not owned by virtual cluster %s", s.Namespace, s.Name, c.Translator.VCluster)
 		}
 		s.ResourceVersion = old.ResourceVersion

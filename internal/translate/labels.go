@@ -91,9 +91,13 @@ func OwnerAnnotations(vObj metav1.Object) map[string]string {
 	}
 }
 
-// Owns reports whether host object h is this virtual cluster's copy.
+// Owns reports whether host object h is this virtual cluster's copy of a
+// virtual object. The owner annotation is required besides the labels:
+// host controllers copy a service's labels onto the Endpoints and
+// EndpointSlices they make, which are not copies.
 func (t Translator) Owns(h metav1.Object) bool {
-	return h.GetLabels()[LabelManagedBy] == t.VCluster && h.GetNamespace() == t.HostNamespace
+	_, named := h.GetAnnotations()[AnnotationObjectName]
+	return named && h.GetLabels()[LabelManagedBy] == t.VCluster && h.GetNamespace() == t.HostNamespace
 }
 
 // VirtualKey returns the virtual namespace and name a host object copies, as

@@ -78,14 +78,17 @@ func TestHostLabelSelector(t *testing.T) {
 
 func TestOwns(t *testing.T) {
 	tr := Translator{VCluster: "a", HostNamespace: "shared"}
-	own := &metav1.ObjectMeta{Namespace: "shared", Labels: tr.OwnerLabels("default")}
+	named := OwnerAnnotations(&metav1.ObjectMeta{Name: "web", Namespace: "default", UID: "u"})
+	own := &metav1.ObjectMeta{Namespace: "shared", Labels: tr.OwnerLabels("default"), Annotations: named}
 	if !tr.Owns(own) {
 		t.Error("does not own its own object")
 	}
 	for _, other := range []*metav1.ObjectMeta{
-		{Namespace: "shared", Labels: Translator{VCluster: "b"}.OwnerLabels("default")},
-		{Namespace: "elsewhere", Labels: tr.OwnerLabels("default")},
+		{Namespace: "shared", Labels: Translator{VCluster: "b"}.OwnerLabels("default"), Annotations: named},
+		{Namespace: "elsewhere", Labels: tr.OwnerLabels("default"), Annotations: named},
 		{Namespace: "shared"},
+		// A host controller's Endpoints with the labels of our service.
+		{Namespace: "shared", Labels: tr.OwnerLabels("default")},
 	} {
 		if tr.Owns(other) {
 			t.Errorf("owns %+v", other)
