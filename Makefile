@@ -11,7 +11,7 @@ LDFLAGS     := -s -w $(foreach p,$(VERSION_PKGS),-X $(p).gitVersion=$(KUBE_VERSI
 export CGO_ENABLED ?= 0
 export GOFLAGS += -trimpath
 
-.PHONY: help build test test-unit lint demo bench clean
+.PHONY: help build test test-unit lint codegen demo bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -29,9 +29,13 @@ test: build lint ## run the whole test suite: lint, unit and end-to-end tests
 test-unit: ## run the tests that need no cluster
 	$(GO) test -count=1 -short ./...
 
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet, and generated API files up to date
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
 	$(GO) vet ./...
+	hack/verify-codegen.sh
+
+codegen: ## regenerate deepcopy functions and CRDs from api/ (controller-gen)
+	hack/update-codegen.sh
 
 demo: build ## run a local host cluster with 2 simulated nodes in .sublet/host
 	$(BIN) host run --data-dir .sublet/host --nodes 2

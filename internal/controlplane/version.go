@@ -2,33 +2,14 @@ package controlplane
 
 import (
 	"fmt"
-	"strconv"
-	"strings"
 
-	baseversion "k8s.io/component-base/version"
+	"github.com/sublet-dev/sublet/internal/kubeversion"
 )
 
-// emulationWindow is how many minor versions below its own the apiserver can
-// emulate (upstream's compatibility-version range).
-const emulationWindow = 3
+// BinaryVersion returns the Kubernetes version this binary was built from.
+func BinaryVersion() string { return kubeversion.Binary() }
 
-// BinaryVersion returns the Kubernetes version this binary was built from, as
-// stamped at link time (for example "v1.37.2"), or the built-in major.minor
-// when the binary was not stamped.
-func BinaryVersion() string {
-	if v := baseversion.Get().GitVersion; v != "" && !strings.HasPrefix(v, "v0.0.0") {
-		return v
-	}
-	return "v" + baseversion.DefaultKubeBinaryVersion + ".0"
-}
-
-func minorOf(v string) (int, error) {
-	parts := strings.Split(strings.TrimPrefix(v, "v"), ".")
-	if len(parts) < 2 || parts[0] != "1" {
-		return 0, fmt.Errorf("version %q is not a Kubernetes 1.x version", v)
-	}
-	return strconv.Atoi(strings.SplitN(parts[1], "-", 2)[0])
-}
+func minorOf(v string) (int, error) { return kubeversion.Minor(v) }
 
 // checkEmulatable reports whether version v (1.MINOR[.PATCH]) can run on this
 // binary: the same minor or up to emulationWindow minors older.
@@ -41,8 +22,8 @@ func checkEmulatable(v string) error {
 	if err != nil {
 		return err
 	}
-	if want > have || want < have-emulationWindow {
-		return fmt.Errorf("--kubernetes-version %s is not supported: this build runs 1.%d to 1.%d", v, have-emulationWindow, have)
+	if want > have || want < have-kubeversion.EmulationWindow {
+		return fmt.Errorf("--kubernetes-version %s is not supported: this build runs 1.%d to 1.%d", v, have-kubeversion.EmulationWindow, have)
 	}
 	return nil
 }

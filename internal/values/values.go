@@ -1,0 +1,431 @@
+// Package values parses and validates the values of a virtual cluster (the
+// YAML in a VirtualCluster's spec.helmRelease.values and in templates),
+// merges layers of them, and turns the result into `sublet vcluster run`
+// flags. Parsing is strict: an unknown key, a wrong type or an invalid
+// value is an error naming its path, never silently ignored.
+package values
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	sjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+
+	"github.com/sublet-dev/sublet/internal/kubeversion"
+	"github.com/sublet-dev/sublet/internal/syncer"
+)
+
+// Values are a virtual cluster's settings. The README's "Values reference"
+// documents every key.
+type Values struct {
+	VirtualCluster VirtualCluster          `json:"virtualCluster,omitempty"`
+	Syncer         Syncer                  `json:"syncer,omitempty"`
+	Sync           map[string]SyncResource `json:"sync,omitempty"`
+	Isolation      Isolation               `json:"isolation,omitempty"`
+}
+
+// VirtualCluster configures the control plane.
+type VirtualCluster struct {
+	// Image's tag chooses the Kubernetes version (rancher/k3s:v1.21.2-k3s1
+	// asks for 1.21.2); Sublet runs its own binary, not the image.
+	Image string `json:"image,omitempty"`
+	// ExtraArgs: --service-cidr=CIDR, and API server flags on an allow list
+	// (also in k3s's --kube-apiserver-arg=NAME=VALUE form).
+	ExtraArgs []string `json:"extraArgs,omitempty"`
+}
+
+// Syncer configures the syncer.
+type Syncer struct {
+	// ExtraArgs: --disable-sync-resources=A,B and --sync=A,B.
+	ExtraArgs []string `json:"extraArgs,omitempty"`
+}
+
+// SyncResource turns one syncer on or off.
+type SyncResource struct {
+	Enabled *bool `json:"enabled,omitempty"`
+}
+
+// Isolation is reserved for host-side isolation of the virtual cluster's
+// namespace; it is validated but not applied yet.
+type Isolation struct {
+	Enabled             bool                `json:"enabled,omitempty"`
+	PodSecurityStandard string              `json:"podSecurityStandard,omitempty"`
+	ResourceQuota       IsolationQuota      `json:"resourceQuota,omitempty"`
+	LimitRange          IsolationLimitRange `json:"limitRange,omitempty"`
+	NetworkPolicy       IsolationToggle     `json:"networkPolicy,omitempty"`
+}
+
+// IsolationQuota is a resource quota for the host namespace.
+type IsolationQuota struct {
+	Enabled bool                          `json:"enabled,omitempty"`
+	Quota   map[string]intstr.IntOrString `json:"quota,omitempty"`
+}
+
+// IsolationLimitRange sets default container resources.
+type IsolationLimitRange struct {
+	Enabled        bool                          `json:"enabled,omitempty"`
+	Default        map[string]intstr.IntOrString `json:"default,omitempty"`
+	DefaultRequest map[string]intstr.IntOrString `json:"defaultRequest,omitempty"`
+}
+
+// IsolationToggle is an on/off switch.
+type IsolationToggle struct {
+	Enabled bool `json:"enabled,omitempty"`
+}
+
+// Layer is one source of values: defaults, a template, the object.
+type Layer struct {
+	// Source names the layer in errors, e.g. `template "small"`.
+	Source string
+	// YAML is the values document ("" for none).
+	YAML string
+}
+
+// Effective are the merged, validated values of a virtual cluster.
+type Effective struct {
+	Values Values
+	// YAML is the merged document, for status and `-o yaml`.
+	YAML string
+	// Version is what the image asks for and what runs.
+	Version Version
+}
+
+// Merge parses each layer strictly, merges them in order (maps merge key by
+// key, a later scalar or list replaces an earlier one) and validates the
+// result. Errors name the layer and the path.
+func Merge(layers ...Layer) (*Effective, error) {
+	merged := map[string]interface{}{}
+	var errs []error
+	for _, l := range layers {
+		if strings.TrimSpace(l.YAML) == "" {
+			continue
+		}
+		m, err := parseStrict(l.YAML)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", l.Source, err))
+			continue
+		}
+		mergeInto(merged, m)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	raw, err := json.Marshal(merged)
+	if err != nil {
+		return nil, err
+	}
+	var v Values
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, err
+	}
+	if errs := Validate(&v); len(errs) > 0 {
+		return nil, errs.ToAggregate()
+	}
+	out, err := yaml.JSONToYAML(raw)
+	if err != nil {
+		return nil, err
+	}
+	ver, _ := ParseVersion(v.VirtualCluster.Image)
+	return &Effective{Values: v, YAML: string(out), Version: ver}, nil
+}
+
+// parseStrict reads one YAML document of values: it must be a map, and
+// every key and type must be known.
+func parseStrict(doc string) (map[string]interface{}, error) {
+	raw, err := yaml.YAMLToJSON([]byte(doc))
+	if err != nil {
+		return nil, fmt.Errorf("not valid YAML: %w", err)
+	}
+	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return map[string]interface{}{}, nil
+	}
+	// Map entries first: encoding/json's errors leave out map keys.
+	var generic map[string]json.RawMessage
+	if json.Unmarshal(raw, &generic) == nil {
+		var sync map[string]json.RawMessage
+		if json.Unmarshal(generic["sync"], &sync) == nil {
+			for _, name := range sortedKeys(sync) {
+				var r SyncResource
+				if _, err := sjson.UnmarshalStrict(sync[name], &r); err != nil {
+					return nil, fmt.Errorf("sync.%s.%w", name, typeError(err))
+				}
+			}
+		}
+	}
+	var v Values
+	strict, err := sjson.UnmarshalStrict(raw, &v)
+	if err != nil {
+		return nil, typeError(err)
+	}
+	if len(strict) > 0 {
+		var msgs []string
+		for _, e := range strict {
+			msgs = append(msgs, e.Error())
+		}
+		return nil, fmt.Errorf("%s (see the README's \"Values reference\")", strings.Join(msgs, "; "))
+	}
+	var m map[string]interface{}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// typeError rewrites encoding/json's type errors to name the value path.
+func typeError(err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Errorf("%s: must be %s, not a %s", te.Field, describeType(te.Type.String()), te.Value)
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("not valid YAML: %w", err)
+	}
+	if strings.Contains(err.Error(), "cannot unmarshal") {
+		return errors.New(strings.TrimPrefix(err.Error(), "json: "))
+	}
+	return err
+}
+
+func describeType(t string) string {
+	switch {
+	case strings.HasPrefix(t, "[]"):
+		return "a list"
+	case strings.HasPrefix(t, "map["), strings.HasPrefix(t, "values."):
+		return "a map"
+	case t == "*bool" || t == "bool":
+		return "true or false"
+	}
+	return "a " + t
+}
+
+func mergeInto(dst, src map[string]interface{}) {
+	for k, v := range src {
+		if sm, ok := v.(map[string]interface{}); ok {
+			if dm, ok := dst[k].(map[string]interface{}); ok {
+				mergeInto(dm, sm)
+				continue
+			}
+			cp := map[string]interface{}{}
+			mergeInto(cp, sm)
+			dst[k] = cp
+			continue
+		}
+		dst[k] = v
+	}
+}
+
+// apiServerFlags are the kube-apiserver flags values may set.
+var apiServerFlags = map[string]bool{
+	"event-ttl": true, "default-not-ready-toleration-seconds": true, "default-unreachable-toleration-seconds": true,
+	"enable-admission-plugins": true, "disable-admission-plugins": true, "max-requests-inflight": true,
+	"max-mutating-requests-inflight": true, "min-request-timeout": true, "request-timeout": true,
+	"service-node-port-range": true, "service-account-max-token-expiration": true, "audit-log-maxage": true,
+}
+
+func allowedAPIServerFlags() string {
+	var names []string
+	for n := range apiServerFlags {
+		names = append(names, "--"+n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// flagArg splits "--name=value"; ok is false for anything else.
+func flagArg(a string) (name, value string, ok bool) {
+	if !strings.HasPrefix(a, "--") {
+		return "", "", false
+	}
+	name, value, ok = strings.Cut(strings.TrimPrefix(a, "--"), "=")
+	return name, value, ok && name != ""
+}
+
+// Validate checks values that parse but are wrong.
+func Validate(v *Values) field.ErrorList {
+	var errs field.ErrorList
+	vc := field.NewPath("virtualCluster")
+	if _, err := ParseVersion(v.VirtualCluster.Image); err != nil {
+		errs = append(errs, field.Invalid(vc.Child("image"), v.VirtualCluster.Image, err.Error()))
+	}
+	for i, a := range v.VirtualCluster.ExtraArgs {
+		p := vc.Child("extraArgs").Index(i)
+		name, value, ok := flagArg(a)
+		switch {
+		case !ok:
+			errs = append(errs, field.Invalid(p, a, "must be --name=value"))
+		case name == "service-cidr":
+			if _, _, err := net.ParseCIDR(value); err != nil {
+				errs = append(errs, field.Invalid(p, a, "not a CIDR (example: --service-cidr=10.96.0.0/16)"))
+			}
+		case name == "kube-apiserver-arg":
+			n, _, ok := strings.Cut(value, "=")
+			if !ok || !apiServerFlags[n] {
+				errs = append(errs, field.NotSupported(p, a, []string{"--kube-apiserver-arg=NAME=VALUE with NAME one of " + allowedAPIServerFlags()}))
+			}
+		case apiServerFlags[name]:
+		default:
+			errs = append(errs, field.NotSupported(p, a, []string{"--service-cidr=CIDR", allowedAPIServerFlags()}))
+		}
+	}
+	known := map[string]bool{}
+	for _, n := range syncer.Names() {
+		known[n] = true
+	}
+	checkResources := func(p *field.Path, a, list string) {
+		for _, n := range strings.Split(list, ",") {
+			if n = strings.TrimSpace(n); n != "" && !known[n] {
+				errs = append(errs, field.NotSupported(p, a, syncer.Names()))
+			}
+		}
+	}
+	for i, a := range v.Syncer.ExtraArgs {
+		p := field.NewPath("syncer", "extraArgs").Index(i)
+		name, value, ok := flagArg(a)
+		switch {
+		case ok && (name == "disable-sync-resources" || name == "sync"):
+			checkResources(p, a, value)
+		default:
+			errs = append(errs, field.NotSupported(p, a, []string{"--disable-sync-resources=A,B", "--sync=A,B"}))
+		}
+	}
+	for _, name := range sortedKeys(v.Sync) {
+		if !known[name] {
+			errs = append(errs, field.NotSupported(field.NewPath("sync").Key(name), name, syncer.Names()))
+		}
+	}
+	iso := field.NewPath("isolation")
+	switch v.Isolation.PodSecurityStandard {
+	case "", "privileged", "baseline", "restricted":
+	default:
+		errs = append(errs, field.NotSupported(iso.Child("podSecurityStandard"), v.Isolation.PodSecurityStandard, []string{"privileged", "baseline", "restricted"}))
+	}
+	for path, m := range map[*field.Path]map[string]intstr.IntOrString{
+		iso.Child("resourceQuota", "quota"):       v.Isolation.ResourceQuota.Quota,
+		iso.Child("limitRange", "default"):        v.Isolation.LimitRange.Default,
+		iso.Child("limitRange", "defaultRequest"): v.Isolation.LimitRange.DefaultRequest,
+	} {
+		for _, k := range sortedKeys(m) {
+			q := m[k]
+			if _, err := resource.ParseQuantity(q.String()); err != nil {
+				errs = append(errs, field.Invalid(path.Key(k), q.String(), "not a quantity (examples: 4, 500m, 8Gi)"))
+			}
+		}
+	}
+	return errs
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Version is the Kubernetes version an image asks for and the one that runs.
+type Version struct {
+	// Asked is MAJOR.MINOR[.PATCH] from the image tag; "" without an image.
+	Asked string
+	// Run is the minor to run, "1.MINOR"; "" runs the binary's own.
+	Run string
+	// Fallback: Asked is not shipped, Run is the nearest shipped minor.
+	Fallback bool
+}
+
+var tagVersionRE = regexp.MustCompile(`^v?(1)\.([0-9]+)(?:\.([0-9]+))?(?:[-+].*)?$`)
+
+// ParseVersion reads the Kubernetes version from an image's tag
+// (rancher/k3s:v1.21.2-k3s1 → 1.21.2) and picks the minor to run: the
+// asked one if this build runs it, else the nearest one it runs.
+func ParseVersion(image string) (Version, error) {
+	if image == "" {
+		return Version{}, nil
+	}
+	name := image
+	if i := strings.Index(name, "@"); i >= 0 {
+		name = name[:i]
+	}
+	slash := strings.LastIndex(name, "/")
+	colon := strings.LastIndex(name, ":")
+	if colon <= slash {
+		return Version{}, fmt.Errorf("image has no tag; its tag chooses the Kubernetes version (example: rancher/k3s:v1.21.2-k3s1)")
+	}
+	tag := name[colon+1:]
+	m := tagVersionRE.FindStringSubmatch(tag)
+	if m == nil {
+		return Version{}, fmt.Errorf("tag %q does not start with a Kubernetes version (example: v1.21.2-k3s1)", tag)
+	}
+	asked := m[1] + "." + m[2]
+	if m[3] != "" {
+		asked += "." + m[3]
+	}
+	minor, _ := strconv.Atoi(m[2])
+	oldest, newest := kubeversion.Range()
+	v := Version{Asked: asked}
+	switch {
+	case minor < oldest:
+		v.Run, v.Fallback = fmt.Sprintf("1.%d", oldest), true
+	case minor > newest:
+		v.Run, v.Fallback = fmt.Sprintf("1.%d", newest), true
+	default:
+		v.Run = fmt.Sprintf("1.%d", minor)
+	}
+	return v, nil
+}
+
+// RunArgs are the `sublet vcluster run` flags the values ask for.
+func (e *Effective) RunArgs() []string {
+	var args []string
+	if e.Version.Run != "" {
+		args = append(args, "--kubernetes-version=v"+e.Version.Run)
+	}
+	for _, a := range e.Values.VirtualCluster.ExtraArgs {
+		name, value, _ := flagArg(a)
+		switch {
+		case name == "service-cidr":
+			args = append(args, "--service-cidr="+value)
+		case name == "kube-apiserver-arg":
+			args = append(args, "--apiserver-arg=--"+value)
+		default:
+			args = append(args, "--apiserver-arg="+a)
+		}
+	}
+	var enable, disable []string
+	for _, a := range e.Values.Syncer.ExtraArgs {
+		name, value, _ := flagArg(a)
+		if name == "sync" {
+			enable = append(enable, value)
+		} else {
+			disable = append(disable, value)
+		}
+	}
+	for _, name := range sortedKeys(e.Values.Sync) {
+		if en := e.Values.Sync[name].Enabled; en != nil {
+			if *en {
+				enable = append(enable, name)
+			} else {
+				disable = append(disable, name)
+			}
+		}
+	}
+	if len(enable) > 0 {
+		args = append(args, "--sync="+strings.Join(enable, ","))
+	}
+	if len(disable) > 0 {
+		args = append(args, "--disable-sync-resources="+strings.Join(disable, ","))
+	}
+	return args
+}

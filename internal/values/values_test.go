@@ -1,0 +1,120 @@
+package values
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/sublet-dev/sublet/internal/kubeversion"
+)
+
+// seedValues is the values block of the seed's VirtualCluster manifest.
+const seedValues = `virtualCluster:
+  image: rancher/k3s:v1.21.2-k3s1
+  extraArgs:
+  - --service-cidr=10.96.0.0/12
+`
+
+func TestSeedValues(t *testing.T) {
+	e, err := Merge(Layer{Source: "spec.helmRelease.values", YAML: seedValues})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldest, _ := kubeversion.Range()
+	if e.Version.Asked != "1.21.2" || !e.Version.Fallback || e.Version.Run != fmt.Sprintf("1.%d", oldest) {
+		t.Errorf("version %+v", e.Version)
+	}
+	args := strings.Join(e.RunArgs(), " ")
+	if !strings.Contains(args, "--service-cidr=10.96.0.0/12") || !strings.Contains(args, fmt.Sprintf("--kubernetes-version=v1.%d", oldest)) {
+		t.Errorf("run args %s", args)
+	}
+}
+
+func TestValuesErrorsNamePathAndReason(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"unknown key", "virtualCluster:\n  imag: x\n", []string{"virtualCluster.imag", "unknown field"}},
+		{"unknown top-level key", "syncr: {}\n", []string{`"syncr"`}},
+		{"wrong type", "virtualCluster:\n  extraArgs: --service-cidr=10.0.0.0/16\n", []string{"virtualCluster.extraArgs", "a list"}},
+		{"bad bool", "sync:\n  ingresses:\n    enabled: maybe\n", []string{"sync.ingresses.enabled"}},
+		{"invalid CIDR", "virtualCluster:\n  extraArgs: [--service-cidr=10.96.0.0/99]\n", []string{"virtualCluster.extraArgs[0]", "not a CIDR"}},
+		{"flag not allowed", "virtualCluster:\n  extraArgs: [--etcd-servers=http://evil]\n", []string{"virtualCluster.extraArgs[0]", "--service-cidr"}},
+		{"no tag", "virtualCluster:\n  image: rancher/k3s\n", []string{"virtualCluster.image", "no tag"}},
+		{"tag without version", "virtualCluster:\n  image: rancher/k3s:latest\n", []string{"virtualCluster.image", "latest"}},
+		{"unknown syncer", "syncer:\n  extraArgs: [--disable-sync-resources=gadgets]\n", []string{"syncer.extraArgs[0]", "ingresses"}},
+		{"unknown sync key", "sync:\n  gadgets:\n    enabled: true\n", []string{"sync[gadgets]"}},
+		{"bad quantity", "isolation:\n  resourceQuota:\n    quota: {cpu: lots, memory: 4}\n", []string{"isolation.resourceQuota.quota[cpu]", "quantity"}},
+		{"not YAML", "virtualCluster: [\n", []string{"not valid YAML"}},
+		{"not a map", "- a\n- b\n", []string{"a map"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Merge(Layer{Source: "spec.helmRelease.values", YAML: tc.yaml})
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestMergeOrder(t *testing.T) {
+	e, err := Merge(
+		Layer{Source: "cluster default", YAML: "virtualCluster:\n  image: rancher/k3s:v1.35.1-k3s1\nsync:\n  ingresses: {enabled: false}\n  nodes: {enabled: false}\n"},
+		Layer{Source: `template "t"`, YAML: "sync:\n  nodes: {enabled: true}\n"},
+		Layer{Source: "spec.helmRelease.values", YAML: "virtualCluster:\n  extraArgs: [--event-ttl=2h]\n"},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Values.VirtualCluster.Image != "rancher/k3s:v1.35.1-k3s1" || len(e.Values.VirtualCluster.ExtraArgs) != 1 {
+		t.Errorf("virtualCluster %+v", e.Values.VirtualCluster)
+	}
+	if *e.Values.Sync["nodes"].Enabled != true || *e.Values.Sync["ingresses"].Enabled != false {
+		t.Errorf("sync %+v", e.Values.Sync)
+	}
+	args := strings.Join(e.RunArgs(), " ")
+	for _, w := range []string{"--kubernetes-version=v1.35", "--apiserver-arg=--event-ttl=2h", "--sync=nodes", "--disable-sync-resources=ingresses"} {
+		if !strings.Contains(args, w) {
+			t.Errorf("args %q lack %q", args, w)
+		}
+	}
+	if e.Version.Fallback {
+		t.Error("a shipped version reported as fallback")
+	}
+	if !strings.Contains(e.YAML, "event-ttl") || !strings.Contains(e.YAML, "v1.35.1") {
+		t.Errorf("merged YAML:\n%s", e.YAML)
+	}
+	// The failing layer is named.
+	_, err = Merge(Layer{Source: `template "t"`, YAML: "bogus: 1\n"}, Layer{Source: "spec", YAML: ""})
+	if err == nil || !strings.Contains(err.Error(), `template "t"`) {
+		t.Errorf("error %v does not name the layer", err)
+	}
+}
+
+func TestParseVersion(t *testing.T) {
+	oldest, newest := kubeversion.Range()
+	for _, tc := range []struct {
+		image, run string
+		fallback   bool
+	}{
+		{"", "", false},
+		{fmt.Sprintf("rancher/k3s:v1.%d.0-k3s1", newest), fmt.Sprintf("1.%d", newest), false},
+		{fmt.Sprintf("registry.local:5000/k3s:v1.%d.3", oldest), fmt.Sprintf("1.%d", oldest), false},
+		{"rancher/k3s:v1.99.0-k3s1", fmt.Sprintf("1.%d", newest), true},
+		{"rancher/k3s:v1.21.2-k3s1@sha256:abc", fmt.Sprintf("1.%d", oldest), true},
+	} {
+		v, err := ParseVersion(tc.image)
+		if err != nil || v.Run != tc.run || v.Fallback != tc.fallback {
+			t.Errorf("%s: %+v %v, want run %s fallback %v", tc.image, v, err, tc.run, tc.fallback)
+		}
+	}
+	if _, err := ParseVersion("registry.local:5000/k3s"); err == nil {
+		t.Error("a registry port taken for a tag")
+	}
+}
