@@ -93,21 +93,38 @@ type Process struct {
 // Start runs `sublet ARGS...` and waits until it prints its admin
 // kubeconfig; dataDir is passed as --data-dir.
 func Start(ctx context.Context, dataDir string, args ...string) (*Process, error) {
-	bin, err := Binary()
+	p, kc, err := StartUntil(ctx, readyPrefix, append(args, "--data-dir", dataDir)...)
 	if err != nil {
 		return nil, err
 	}
-	args = append(args, "--data-dir", dataDir)
-	p := &Process{Args: args, DataDir: dataDir, output: &lockedBuffer{}, done: make(chan struct{})}
+	p.DataDir, p.Kubeconfig = dataDir, kc
+	cfg, err := clientcmd.BuildConfigFromFlags("", p.Kubeconfig)
+	if err != nil {
+		p.Kill()
+		return nil, err
+	}
+	p.Config = cfg
+	p.Client = kubernetes.NewForConfigOrDie(cfg)
+	return p, nil
+}
+
+// StartUntil runs `sublet ARGS...` and waits until it prints a line
+// starting with prefix; it returns the rest of that line.
+func StartUntil(ctx context.Context, prefix string, args ...string) (*Process, string, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, "", err
+	}
+	p := &Process{Args: args, output: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	p.cmd.Stderr = p.output
 	if err := p.cmd.Start(); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	ready := make(chan string, 1)
 	go func() {
@@ -115,9 +132,9 @@ func Start(ctx context.Context, dataDir string, args ...string) (*Process, error
 		for sc.Scan() {
 			line := sc.Text()
 			p.output.Write([]byte(line + "\n"))
-			if strings.HasPrefix(line, readyPrefix) {
+			if strings.HasPrefix(line, prefix) {
 				select {
-				case ready <- strings.TrimPrefix(line, readyPrefix):
+				case ready <- strings.TrimPrefix(line, prefix):
 				default:
 				}
 			}
@@ -129,25 +146,17 @@ func Start(ctx context.Context, dataDir string, args ...string) (*Process, error
 		close(p.done)
 	}()
 	select {
-	case kc := <-ready:
-		p.Kubeconfig = kc
+	case rest := <-ready:
+		return p, rest, nil
 	case <-p.done:
-		return nil, fmt.Errorf("sublet %s exited before it was ready: %v\n%s", strings.Join(args, " "), p.err, p.Output())
+		return nil, "", fmt.Errorf("sublet %s exited before it was ready: %v\n%s", strings.Join(args, " "), p.err, p.Output())
 	case <-time.After(StartTimeout):
 		p.Kill()
-		return nil, fmt.Errorf("sublet %s not ready after %s\n%s", strings.Join(args, " "), StartTimeout, p.Output())
+		return nil, "", fmt.Errorf("sublet %s not ready after %s\n%s", strings.Join(args, " "), StartTimeout, p.Output())
 	case <-ctx.Done():
 		p.Kill()
-		return nil, ctx.Err()
+		return nil, "", ctx.Err()
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", p.Kubeconfig)
-	if err != nil {
-		p.Kill()
-		return nil, err
-	}
-	p.Config = cfg
-	p.Client = kubernetes.NewForConfigOrDie(cfg)
-	return p, nil
 }
 
 // Output returns what the process printed so far.

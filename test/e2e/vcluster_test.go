@@ -152,6 +152,12 @@ func TestVClusterBadInput(t *testing.T) {
 		"vcluster", "run", "--name", "x", "--host-kubeconfig", host.Kubeconfig, "--host-namespace", "does-not-exist", "--data-dir", t.TempDir())
 	failFast(t, []string{"--name", "at most 40"},
 		"vcluster", "run", "--name", "a-name-that-is-far-too-long-for-a-virtual-cluster-name", "--host-kubeconfig", host.Kubeconfig, "--host-namespace", "default", "--data-dir", t.TempDir())
+	failFast(t, []string{"--listen", "HOST:PORT"},
+		"vcluster", "run", "--name", "x", "--host-kubeconfig", host.Kubeconfig, "--host-namespace", "default", "--listen", "8443", "--data-dir", t.TempDir())
+	failFast(t, []string{"--pod-dns", "not an IP"},
+		"vcluster", "run", "--name", "x", "--host-kubeconfig", host.Kubeconfig, "--host-namespace", "default", "--pod-dns", "dns.local", "--data-dir", t.TempDir())
+	failFast(t, []string{"--runtime \"vm\"", "process or pod"}, "agent", "--kubeconfig", host.Kubeconfig, "--runtime", "vm", "--state-dir", t.TempDir())
+	failFast(t, []string{"read --kubeconfig"}, "agent", "--kubeconfig", "/nonexistent/kubeconfig", "--state-dir", t.TempDir(), "--metrics-bind-address", "0")
 	failFast(t, []string{"unknown resource \"gadgets\""},
 		"vcluster", "run", "--name", "x", "--host-kubeconfig", host.Kubeconfig, "--host-namespace", "default", "--disable-sync-resources", "gadgets", "--data-dir", t.TempDir())
 }

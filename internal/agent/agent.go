@@ -1,0 +1,227 @@
+// Package agent reconciles VirtualCluster objects in a host cluster: it
+// merges their values, runs each through a runtime (a child process here,
+// a pod in real clusters), publishes its admin kubeconfig and reports
+// status, and on deletion removes everything the virtual cluster owned.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/pflag"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
+
+	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/config/crd"
+)
+
+// Options configure the agent.
+type Options struct {
+	Kubeconfig              string
+	StateDir                string
+	Runtime                 string
+	InstallCRDs             bool
+	LeaderElect             bool
+	LeaderElectionNamespace string
+	MetricsAddr             string
+	DefaultTemplate         string
+	// Binary is the sublet binary children run; default this executable.
+	Binary string
+}
+
+// NewOptions returns defaults.
+func NewOptions() *Options {
+	home, _ := os.UserHomeDir()
+	return &Options{
+		StateDir:                filepath.Join(home, ".sublet", "agent"),
+		Runtime:                 "process",
+		InstallCRDs:             true,
+		LeaderElect:             true,
+		LeaderElectionNamespace: "kube-system",
+		MetricsAddr:             "127.0.0.1:9464",
+	}
+}
+
+// AddFlags binds the options to fs.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Kubeconfig of the host cluster; default: in-cluster credentials.")
+	fs.StringVar(&o.StateDir, "state-dir", o.StateDir, "Directory for the process runtime's virtual clusters (data, logs, credentials).")
+	fs.StringVar(&o.Runtime, "runtime", o.Runtime, "How virtual clusters run: process (children of the agent, the local default) or pod.")
+	fs.BoolVar(&o.InstallCRDs, "install-crds", o.InstallCRDs, "Create or upgrade the storage.loft.sh CRDs at start; false where an admin applies config/crd.")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "Run only while holding the leader lease, so agents can run replicated.")
+	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", o.LeaderElectionNamespace, "Namespace of the leader lease.")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "Address of the Prometheus /metrics endpoint; 0 turns it off.")
+	fs.StringVar(&o.DefaultTemplate, "default-template", o.DefaultTemplate, "VirtualClusterTemplate whose values every virtual cluster starts from.")
+}
+
+// Validate reports invalid options.
+func (o *Options) Validate() error {
+	var errs []error
+	switch o.Runtime {
+	case "process":
+	case "pod":
+		errs = append(errs, errors.New("--runtime pod is not available yet; use --runtime process"))
+	default:
+		errs = append(errs, fmt.Errorf("--runtime %q: must be process or pod", o.Runtime))
+	}
+	if o.StateDir == "" {
+		errs = append(errs, errors.New("--state-dir is required"))
+	}
+	return errors.Join(errs...)
+}
+
+func (o *Options) restConfig() (*rest.Config, error) {
+	if o.Kubeconfig == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("no --kubeconfig and not running in a cluster: %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("read --kubeconfig: %w", err)
+	}
+	return cfg, nil
+}
+
+// Run runs the agent until ctx ends; started is called once it reconciles.
+func Run(ctx context.Context, o Options, log klog.Logger, started func()) error {
+	cfg, err := o.restConfig()
+	if err != nil {
+		return err
+	}
+	cfg.QPS, cfg.Burst = 50, 100
+	if o.Binary == "" {
+		if o.Binary, err = os.Executable(); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	if o.InstallCRDs {
+		if err := installCRDs(ctx, cfg); err != nil {
+			return err
+		}
+		log.Info("CRDs installed", "group", storagev1.GroupVersion.Group)
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := storagev1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	ctrl.SetLogger(log)
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		LeaderElection:          o.LeaderElect,
+		LeaderElectionID:        "sublet-agent",
+		LeaderElectionNamespace: o.LeaderElectionNamespace,
+		Logger:                  log,
+	})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	host, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	r := &reconciler{
+		client:          mgr.GetClient(),
+		host:            host,
+		runtime:         newProcessRuntime(o.StateDir, o.Binary, host, cfg, log.WithName("process")),
+		recorder:        mgr.GetEventRecorder("sublet-agent"),
+		defaultTemplate: o.DefaultTemplate,
+	}
+	err = ctrl.NewControllerManagedBy(mgr).
+		For(&storagev1.VirtualCluster{}).
+		Named("virtualcluster").
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		Complete(r)
+	if err != nil {
+		return err
+	}
+	if started != nil {
+		go func() {
+			select {
+			case <-mgr.Elected():
+				started()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	return mgr.Start(ctx)
+}
+
+// installCRDs creates or updates the embedded CRDs and waits until they
+// are established.
+func installCRDs(ctx context.Context, cfg *rest.Config) error {
+	cs, err := apiextensionsclient.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	files, err := fs.Glob(crd.Files, "*.yaml")
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		data, err := crd.Files.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		want := &apiextensionsv1.CustomResourceDefinition{}
+		if err := yaml.UnmarshalStrict(data, want); err != nil {
+			return fmt.Errorf("embedded CRD %s: %w", f, err)
+		}
+		crds := cs.ApiextensionsV1().CustomResourceDefinitions()
+		have, err := crds.Get(ctx, want.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			_, err = crds.Create(ctx, want, metav1.CreateOptions{})
+		case err == nil:
+			want.ResourceVersion = have.ResourceVersion
+			_, err = crds.Update(ctx, want, metav1.UpdateOptions{})
+		}
+		if err != nil {
+			return fmt.Errorf("install CRD %s (or run with --install-crds=false after kubectl apply -f config/crd): %w", want.Name, err)
+		}
+		err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			c, err := crds.Get(ctx, want.Name, metav1.GetOptions{})
+			if err != nil {
+				return false, nil
+			}
+			for _, cond := range c.Status.Conditions {
+				if cond.Type == apiextensionsv1.Established && cond.Status == apiextensionsv1.ConditionTrue {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			return fmt.Errorf("CRD %s not established: %w", want.Name, err)
+		}
+	}
+	return nil
+}

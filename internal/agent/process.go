@@ -1,0 +1,257 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/klog/v2"
+
+	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/pki"
+)
+
+// tokenLifetime of the syncer's host token; the agent renews the token
+// file at half of it, and the syncer's client re-reads the file.
+const tokenLifetime = 24 * 3600
+
+// processRuntime runs each virtual cluster as a `sublet vcluster run` child
+// process with a data dir under the agent's state dir. Children run in a
+// session of their own, so an agent restart re-adopts them (by pid file and
+// command line) instead of starting duplicates.
+type processRuntime struct {
+	stateDir string
+	binary   string
+	host     kubernetes.Interface
+	hostCfg  *rest.Config
+	log      klog.Logger
+
+	mu       sync.Mutex
+	restarts map[string]restartState // by namespace/name
+}
+
+type restartState struct {
+	count int
+	last  time.Time
+}
+
+func newProcessRuntime(stateDir, binary string, host kubernetes.Interface, hostCfg *rest.Config, log klog.Logger) *processRuntime {
+	return &processRuntime{stateDir: stateDir, binary: binary, host: host, hostCfg: hostCfg, log: log, restarts: map[string]restartState{}}
+}
+
+func (r *processRuntime) Name() string { return "process" }
+
+// dir is vc's directory: pid, args, host credentials, logs, data.
+func (r *processRuntime) dir(vc *storagev1.VirtualCluster) string {
+	return filepath.Join(r.stateDir, "vclusters", vc.Namespace, vc.Name)
+}
+
+func (r *processRuntime) Ensure(ctx context.Context, vc *storagev1.VirtualCluster, extra []string) (State, error) {
+	dir := r.dir(vc)
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+		return State{}, err
+	}
+	if err := r.ensureHostCredentials(ctx, vc, dir); err != nil {
+		return State{}, err
+	}
+	args := append([]string{"vcluster", "run", "--name", vc.Name, "--host-namespace", vc.Namespace,
+		"--host-kubeconfig", filepath.Join(dir, "host.kubeconfig"), "--data-dir", filepath.Join(dir, "data")}, extra...)
+	pid, running := r.running(dir)
+	if running && readFile(filepath.Join(dir, "args")) != strings.Join(args, "\n") {
+		r.log.Info("values changed: restarting virtual cluster", "virtualcluster", klog.KObj(vc), "pid", pid)
+		stopProcess(pid, 30*time.Second)
+		running = false
+	}
+	if !running {
+		if wait := r.backoff(vc); wait > 0 {
+			return State{Message: fmt.Sprintf("restarting in %s after %d exits; see %s", wait.Round(time.Second), r.restartCount(vc), filepath.Join(dir, "vcluster.log"))}, nil
+		}
+		if err := r.start(dir, args); err != nil {
+			return State{}, err
+		}
+		r.log.Info("started virtual cluster", "virtualcluster", klog.KObj(vc), "dir", dir)
+		return State{Message: "starting the virtual cluster's control plane"}, nil
+	}
+	return probe(ctx, filepath.Join(dir, "data", "admin.kubeconfig"))
+}
+
+// ensureHostCredentials writes the syncer's host kubeconfig, whose token
+// file is renewed when older than half its lifetime.
+func (r *processRuntime) ensureHostCredentials(ctx context.Context, vc *storagev1.VirtualCluster, dir string) error {
+	tokenFile := filepath.Join(dir, "host.token")
+	if st, err := os.Stat(tokenFile); err == nil && time.Since(st.ModTime()) < tokenLifetime/2*time.Second {
+		return nil
+	}
+	token, err := ensureSyncerAccount(ctx, r.host, vc, tokenLifetime)
+	if err != nil {
+		return err
+	}
+	if err := pki.WriteFileAtomic(tokenFile, []byte(token), 0o600); err != nil {
+		return err
+	}
+	cluster := &clientcmdapi.Cluster{Server: r.hostCfg.Host, CertificateAuthorityData: r.hostCfg.CAData, CertificateAuthority: r.hostCfg.CAFile,
+		InsecureSkipTLSVerify: r.hostCfg.Insecure}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["host"] = cluster
+	cfg.AuthInfos["syncer"] = &clientcmdapi.AuthInfo{TokenFile: tokenFile}
+	cfg.Contexts["host"] = &clientcmdapi.Context{Cluster: "host", AuthInfo: "syncer", Namespace: vc.Namespace}
+	cfg.CurrentContext = "host"
+	return pki.WriteKubeconfig(filepath.Join(dir, "host.kubeconfig"), cfg)
+}
+
+// running reports the child's pid if the pid file names a live `sublet
+// vcluster run` of this directory.
+func (r *processRuntime) running(dir string) (int, bool) {
+	pid, err := strconv.Atoi(strings.TrimSpace(readFile(filepath.Join(dir, "pid"))))
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return 0, false
+	}
+	args := strings.Split(string(cmdline), "\x00")
+	want := filepath.Join(dir, "data")
+	for i, a := range args {
+		if a == "--data-dir" && i+1 < len(args) && args[i+1] == want {
+			return pid, true
+		}
+	}
+	return 0, false
+}
+
+func (r *processRuntime) start(dir string, args []string) error {
+	logFile, err := os.OpenFile(filepath.Join(dir, "vcluster.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(r.binary, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// A session of its own: the child outlives an agent restart.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", r.binary, err)
+	}
+	go func() { _ = cmd.Wait() }() // reap it if it exits while we run
+	if err := pki.WriteFileAtomic(filepath.Join(dir, "args"), []byte(strings.Join(args, "\n")), 0o600); err != nil {
+		return err
+	}
+	return pki.WriteFileAtomic(filepath.Join(dir, "pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600)
+}
+
+// backoff returns how long to wait before starting vc again: nothing the
+// first time, then 1 s doubling to 5 min while it keeps exiting.
+func (r *processRuntime) backoff(vc *storagev1.VirtualCluster) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	key := vc.Namespace + "/" + vc.Name
+	st := r.restarts[key]
+	if st.count > 0 {
+		delay := time.Second << min(st.count-1, 8)
+		if delay > 5*time.Minute {
+			delay = 5 * time.Minute
+		}
+		if wait := time.Until(st.last.Add(delay)); wait > 0 {
+			return wait
+		}
+	}
+	if time.Since(st.last) > 10*time.Minute {
+		st.count = 0 // it ran long enough
+	}
+	st.count++
+	st.last = time.Now()
+	r.restarts[key] = st
+	return 0
+}
+
+func (r *processRuntime) restartCount(vc *storagev1.VirtualCluster) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.restarts[vc.Namespace+"/"+vc.Name].count
+}
+
+func (r *processRuntime) Delete(ctx context.Context, vc *storagev1.VirtualCluster) error {
+	dir := r.dir(vc)
+	if pid, ok := r.running(dir); ok {
+		stopProcess(pid, 30*time.Second)
+	}
+	if err := deleteSyncerAccount(ctx, r.host, vc); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	delete(r.restarts, vc.Namespace+"/"+vc.Name)
+	r.mu.Unlock()
+	return os.RemoveAll(dir)
+}
+
+// stopProcess sends SIGTERM, then SIGKILL after grace.
+func stopProcess(pid int, grace time.Duration) {
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			return
+		}
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(st), ") Z ") {
+			return // exited, waiting to be reaped
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// probe reports whether the API server behind an admin kubeconfig is
+// ready, and its version.
+func probe(ctx context.Context, kubeconfig string) (State, error) {
+	data, err := os.ReadFile(kubeconfig)
+	if err != nil {
+		return State{Message: "waiting for the control plane's admin kubeconfig"}, nil
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
+	if err != nil {
+		return State{}, fmt.Errorf("read %s: %w", kubeconfig, err)
+	}
+	cfg.Timeout = 5 * time.Second
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return State{}, err
+	}
+	body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	if err != nil || strings.TrimSpace(string(body)) != "ok" {
+		return State{Endpoint: cfg.Host, Message: "waiting for the virtual API server to be ready"}, nil
+	}
+	v, err := cs.Discovery().ServerVersion()
+	if err != nil {
+		return State{Endpoint: cfg.Host, Message: "waiting for the virtual API server's version"}, nil
+	}
+	return State{Ready: true, Kubeconfig: data, Endpoint: cfg.Host, Version: servedVersion(v)}, nil
+}
+
+// servedVersion is the Kubernetes version an API server behaves as: its
+// emulation version when it emulates an older minor (then /version's
+// emulationMinor says so), else its gitVersion.
+func servedVersion(v *version.Info) string {
+	if v.EmulationMajor != "" && v.EmulationMinor != "" && v.EmulationMinor != strings.TrimSuffix(v.Minor, "+") {
+		return "v" + v.EmulationMajor + "." + v.EmulationMinor
+	}
+	return v.GitVersion
+}
+
+func readFile(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}

@@ -1,0 +1,240 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/translate"
+	"github.com/sublet-dev/sublet/internal/values"
+)
+
+// finalizer keeps a VirtualCluster until its runtime, data and host objects
+// are gone.
+const finalizer = "storage.loft.sh/cleanup"
+
+// How often a Ready virtual cluster is checked (the process runtime
+// restarts a child that exited), and how often one that is coming up.
+const (
+	superviseEvery = 10 * time.Second
+	deployingEvery = time.Second
+)
+
+// reconciler drives VirtualCluster objects to their runtime's state.
+type reconciler struct {
+	client          client.Client
+	host            kubernetes.Interface
+	runtime         Runtime
+	recorder        events.EventRecorder
+	defaultTemplate string
+}
+
+func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	vc := &storagev1.VirtualCluster{}
+	if err := r.client.Get(ctx, req.NamespacedName, vc); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !vc.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.delete(ctx, vc)
+	}
+	if controllerutil.AddFinalizer(vc, finalizer) {
+		if err := r.client.Update(ctx, vc); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	old := vc.Status.DeepCopy()
+	result, err := r.reconcile(ctx, vc)
+	vc.Status.ObservedGeneration = vc.Generation
+	vc.Status.Runtime = r.runtime.Name()
+	if !equalStatus(old, &vc.Status) {
+		if uerr := r.client.Status().Update(ctx, vc); uerr != nil && err == nil {
+			err = uerr
+		}
+	}
+	return result, err
+}
+
+func (r *reconciler) reconcile(ctx context.Context, vc *storagev1.VirtualCluster) (ctrl.Result, error) {
+	eff, err := r.effectiveValues(ctx, vc)
+	if err != nil {
+		r.setCondition(vc, storagev1.ConditionValuesValid, false, "InvalidValues", err.Error())
+		r.setPhase(vc, storagev1.PhaseFailed, "InvalidValues", "invalid values: "+err.Error()+"; fix them and apply again")
+		return ctrl.Result{}, nil
+	}
+	r.setCondition(vc, storagev1.ConditionValuesValid, true, "Valid", "values parsed and validated")
+	vc.Status.EffectiveValues = eff.YAML
+	if eff.Version.Fallback {
+		msg := fmt.Sprintf("image %s asks for Kubernetes %s, which this Sublet does not ship; running %s, the nearest shipped version",
+			eff.Values.VirtualCluster.Image, eff.Version.Asked, eff.Version.Run)
+		if r.setCondition(vc, storagev1.ConditionVersionFallback, true, "NearestShippedVersion", msg) {
+			r.recorder.Eventf(vc, nil, corev1.EventTypeWarning, "VersionFallback", "Deploy", msg)
+		}
+	} else {
+		meta.RemoveStatusCondition(&vc.Status.Conditions, storagev1.ConditionVersionFallback)
+	}
+
+	state, err := r.runtime.Ensure(ctx, vc, eff.RunArgs())
+	if err != nil {
+		r.setCondition(vc, storagev1.ConditionRuntimeReady, false, "RuntimeError", err.Error())
+		r.setPhase(vc, storagev1.PhaseFailed, "RuntimeError", err.Error())
+		return ctrl.Result{}, err
+	}
+	vc.Status.Endpoint = state.Endpoint
+	if !state.Ready {
+		r.setCondition(vc, storagev1.ConditionRuntimeReady, false, "Deploying", state.Message)
+		r.setCondition(vc, storagev1.ConditionReady, false, "Deploying", state.Message)
+		r.setPhase(vc, storagev1.PhaseDeploying, "Deploying", state.Message)
+		return ctrl.Result{RequeueAfter: deployingEvery}, nil
+	}
+	if err := r.publishKubeconfig(ctx, vc, state.Kubeconfig); err != nil {
+		return ctrl.Result{}, err
+	}
+	vc.Status.KubernetesVersion = state.Version
+	r.setCondition(vc, storagev1.ConditionRuntimeReady, true, "Running", "the virtual API server is ready")
+	if r.setCondition(vc, storagev1.ConditionReady, true, "Ready", "the virtual cluster is ready") {
+		r.recorder.Eventf(vc, nil, corev1.EventTypeNormal, "Ready", "Deploy", "virtual cluster is ready (Kubernetes %s); its admin kubeconfig is in secret %s", state.Version, kubeconfigSecret(vc))
+	}
+	r.setPhase(vc, storagev1.PhaseReady, "Ready", "")
+	return ctrl.Result{RequeueAfter: superviseEvery}, nil
+}
+
+// effectiveValues merges the cluster's default template, the referenced
+// template and the object's own values.
+func (r *reconciler) effectiveValues(ctx context.Context, vc *storagev1.VirtualCluster) (*values.Effective, error) {
+	var layers []values.Layer
+	for _, t := range []struct{ name, role string }{{r.defaultTemplate, "default template"}, {templateName(vc), "template"}} {
+		if t.name == "" {
+			continue
+		}
+		tmpl := &storagev1.VirtualClusterTemplate{}
+		if err := r.client.Get(ctx, types.NamespacedName{Name: t.name}, tmpl); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, fmt.Errorf("%s %q does not exist", t.role, t.name)
+			}
+			return nil, err
+		}
+		layers = append(layers, values.Layer{Source: fmt.Sprintf("%s %q", t.role, t.name), YAML: tmpl.Spec.Template.HelmRelease.Values})
+	}
+	if vc.Spec.HelmRelease != nil {
+		layers = append(layers, values.Layer{Source: "spec.helmRelease.values", YAML: vc.Spec.HelmRelease.Values})
+	}
+	return values.Merge(layers...)
+}
+
+func templateName(vc *storagev1.VirtualCluster) string {
+	if vc.Spec.TemplateRef == nil {
+		return ""
+	}
+	return vc.Spec.TemplateRef.Name
+}
+
+func kubeconfigSecret(vc *storagev1.VirtualCluster) string { return "vc-" + vc.Name }
+
+// publishKubeconfig writes the admin kubeconfig into secret vc-NAME, key
+// config, owned by vc.
+func (r *reconciler) publishKubeconfig(ctx context.Context, vc *storagev1.VirtualCluster, kubeconfig []byte) error {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: kubeconfigSecret(vc), Namespace: vc.Namespace}}
+	_, err := controllerutil.CreateOrUpdate(ctx, r.client, s, func() error {
+		s.Labels = map[string]string{"app.kubernetes.io/managed-by": "sublet-agent", "sublet.dev/virtualcluster": vc.Name}
+		s.Type = corev1.SecretTypeOpaque
+		s.Data = map[string][]byte{"config": kubeconfig}
+		return controllerutil.SetControllerReference(vc, s, r.client.Scheme())
+	})
+	if err != nil {
+		return fmt.Errorf("publish the admin kubeconfig in secret %s: %w", s.Name, err)
+	}
+	vc.Status.KubeconfigSecret = s.Name
+	return nil
+}
+
+// delete stops the runtime, removes every host object the virtual cluster
+// owned in its namespace, then lets the object go.
+func (r *reconciler) delete(ctx context.Context, vc *storagev1.VirtualCluster) error {
+	if !controllerutil.ContainsFinalizer(vc, finalizer) {
+		return nil
+	}
+	if err := r.runtime.Delete(ctx, vc); err != nil {
+		return fmt.Errorf("stop the virtual cluster: %w", err)
+	}
+	if err := deleteHostObjects(ctx, r.host, vc.Namespace, vc.Name); err != nil {
+		return err
+	}
+	// Owned by vc, but deleted now rather than by the garbage collector
+	// later: a kubeconfig of a deleted cluster must not linger.
+	err := r.host.CoreV1().Secrets(vc.Namespace).Delete(ctx, kubeconfigSecret(vc), metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete secret %s: %w", kubeconfigSecret(vc), err)
+	}
+	r.recorder.Eventf(vc, nil, corev1.EventTypeNormal, "Deleted", "Delete", "virtual cluster stopped; its data and host objects are removed")
+	controllerutil.RemoveFinalizer(vc, finalizer)
+	return r.client.Update(ctx, vc)
+}
+
+// deleteHostObjects removes every object the syncer of virtual cluster name
+// made in namespace.
+func deleteHostObjects(ctx context.Context, host kubernetes.Interface, namespace, name string) error {
+	opts := metav1.ListOptions{LabelSelector: translate.LabelManagedBy + "=" + name}
+	del := metav1.DeleteOptions{}
+	for what, f := range map[string]func() error{
+		"pods":                   func() error { return host.CoreV1().Pods(namespace).DeleteCollection(ctx, del, opts) },
+		"services":               func() error { return deleteServices(ctx, host, namespace, opts) },
+		"endpoints":              func() error { return host.CoreV1().Endpoints(namespace).DeleteCollection(ctx, del, opts) },
+		"endpointslices":         func() error { return host.DiscoveryV1().EndpointSlices(namespace).DeleteCollection(ctx, del, opts) },
+		"configmaps":             func() error { return host.CoreV1().ConfigMaps(namespace).DeleteCollection(ctx, del, opts) },
+		"secrets":                func() error { return host.CoreV1().Secrets(namespace).DeleteCollection(ctx, del, opts) },
+		"persistentvolumeclaims": func() error { return host.CoreV1().PersistentVolumeClaims(namespace).DeleteCollection(ctx, del, opts) },
+		"ingresses":              func() error { return host.NetworkingV1().Ingresses(namespace).DeleteCollection(ctx, del, opts) },
+	} {
+		if err := f(); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete the virtual cluster's host %s: %w", what, err)
+		}
+	}
+	return nil
+}
+
+// deleteServices deletes services one by one (services have no
+// deletecollection).
+func deleteServices(ctx context.Context, host kubernetes.Interface, namespace string, opts metav1.ListOptions) error {
+	list, err := host.CoreV1().Services(namespace).List(ctx, opts)
+	if err != nil {
+		return err
+	}
+	for _, s := range list.Items {
+		if err := host.CoreV1().Services(namespace).Delete(ctx, s.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// setCondition sets a condition and reports whether its status changed.
+func (r *reconciler) setCondition(vc *storagev1.VirtualCluster, typ string, ok bool, reason, msg string) bool {
+	status := metav1.ConditionFalse
+	if ok {
+		status = metav1.ConditionTrue
+	}
+	return meta.SetStatusCondition(&vc.Status.Conditions, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: vc.Generation,
+	}) && meta.IsStatusConditionPresentAndEqual(vc.Status.Conditions, typ, status)
+}
+
+func (r *reconciler) setPhase(vc *storagev1.VirtualCluster, phase storagev1.VirtualClusterPhase, reason, msg string) {
+	vc.Status.Phase, vc.Status.Reason, vc.Status.Message = phase, reason, msg
+}
+
+func equalStatus(a, b *storagev1.VirtualClusterStatus) bool {
+	return apiequality.Semantic.DeepEqual(a, b)
+}
