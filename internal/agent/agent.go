@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -26,8 +27,11 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/yaml"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
@@ -155,8 +159,21 @@ func Run(ctx context.Context, o Options, log klog.Logger, started func()) error 
 		recorder:        mgr.GetEventRecorder("sublet-agent"),
 		defaultTemplate: o.DefaultTemplate,
 	}
+	// A template change re-evaluates every virtual cluster's values.
+	allVirtualClusters := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		list := &storagev1.VirtualClusterList{}
+		if err := mgr.GetClient().List(ctx, list); err != nil {
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(list.Items))
+		for _, vc := range list.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: vc.Namespace, Name: vc.Name}})
+		}
+		return reqs
+	})
 	err = ctrl.NewControllerManagedBy(mgr).
 		For(&storagev1.VirtualCluster{}).
+		Watches(&storagev1.VirtualClusterTemplate{}, allVirtualClusters).
 		Named("virtualcluster").
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Complete(r)

@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -114,8 +116,12 @@ func (r *reconciler) reconcile(ctx context.Context, vc *storagev1.VirtualCluster
 // effectiveValues merges the cluster's default template, the referenced
 // template and the object's own values.
 func (r *reconciler) effectiveValues(ctx context.Context, vc *storagev1.VirtualCluster) (*values.Effective, error) {
+	def, err := r.defaultTemplateName(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var layers []values.Layer
-	for _, t := range []struct{ name, role string }{{r.defaultTemplate, "default template"}, {templateName(vc), "template"}} {
+	for _, t := range []struct{ name, role string }{{def, "default template"}, {templateName(vc), "template"}} {
 		if t.name == "" {
 			continue
 		}
@@ -132,6 +138,32 @@ func (r *reconciler) effectiveValues(ctx context.Context, vc *storagev1.VirtualC
 		layers = append(layers, values.Layer{Source: "spec.helmRelease.values", YAML: vc.Spec.HelmRelease.Values})
 	}
 	return values.Merge(layers...)
+}
+
+// defaultTemplateName is --default-template, else the one template
+// annotated storagev1.AnnotationDefaultTemplate="true", else none.
+func (r *reconciler) defaultTemplateName(ctx context.Context) (string, error) {
+	if r.defaultTemplate != "" {
+		return r.defaultTemplate, nil
+	}
+	list := &storagev1.VirtualClusterTemplateList{}
+	if err := r.client.List(ctx, list); err != nil {
+		return "", err
+	}
+	var marked []string
+	for _, t := range list.Items {
+		if t.Annotations[storagev1.AnnotationDefaultTemplate] == "true" {
+			marked = append(marked, t.Name)
+		}
+	}
+	switch len(marked) {
+	case 0:
+		return "", nil
+	case 1:
+		return marked[0], nil
+	}
+	sort.Strings(marked)
+	return "", fmt.Errorf("templates %s are all annotated %s=true; mark one", strings.Join(marked, ", "), storagev1.AnnotationDefaultTemplate)
 }
 
 func templateName(vc *storagev1.VirtualCluster) string {

@@ -187,3 +187,130 @@ spec:
 		t.Errorf("%d processes still run the virtual cluster of the deleted namespace", n)
 	}
 }
+
+// TestAgentTemplatesAndBadValues: a default template's values reach a
+// virtual cluster without values, its own values override them; bad
+// values fail with a precise message and fixing them brings it up with no
+// agent restart; deleting one of two virtual clusters in a namespace leaves
+// the other's host objects alone.
+func TestAgentTemplatesAndBadValues(t *testing.T) {
+	needHost(t)
+	stateDir := t.TempDir()
+	t.Cleanup(func() { killChildren(stateDir) })
+	startAgent(t, stateDir)
+	ns := createNamespace(t, host.Client, "vc-tmpl")
+	hk := host.Kubeconfig
+	t.Cleanup(func() {
+		_ = exec.Command("kubectl", "--kubeconfig", hk, "delete", "virtualclusters", "--all", "-n", ns, "--timeout=60s").Run()
+		_ = exec.Command("kubectl", "--kubeconfig", hk, "delete", "virtualclustertemplate", "e2e-base", "--ignore-not-found").Run()
+	})
+	kubectl(t, hk, `apiVersion: storage.loft.sh/v1
+kind: VirtualClusterTemplate
+metadata:
+  name: e2e-base
+  annotations:
+    storage.loft.sh/default-template: "true"
+spec:
+  displayName: Base
+  template:
+    helmRelease:
+      values: |
+        virtualCluster:
+          image: rancher/k3s:v1.35.4-k3s1
+        sync:
+          ingresses:
+            enabled: false
+`, "apply", "-f", "-")
+	kubectl(t, hk, fmt.Sprintf(`apiVersion: storage.loft.sh/v1
+kind: VirtualCluster
+metadata: {name: plain, namespace: %[1]s}
+---
+apiVersion: storage.loft.sh/v1
+kind: VirtualCluster
+metadata: {name: own, namespace: %[1]s}
+spec:
+  helmRelease:
+    values: |
+      virtualCluster:
+        image: rancher/k3s:v1.36.1-k3s1
+`, ns), "apply", "-f", "-")
+	for name, want := range map[string]string{"plain": "v1.35", "own": "v1.36"} {
+		kubectl(t, hk, "", "wait", "--for=jsonpath={.status.phase}=Ready", "virtualcluster/"+name, "-n", ns, "--timeout=120s")
+		got := kubectl(t, hk, "", "get", "vc", name, "-n", ns, "-o", "jsonpath={.status.kubernetesVersion}")
+		eff := kubectl(t, hk, "", "get", "vc", name, "-n", ns, "-o", "jsonpath={.status.effectiveValues}")
+		if got != want || !strings.Contains(eff, "ingresses") {
+			t.Errorf("%s: version %s (want %s), effective values:\n%s", name, got, want, eff)
+		}
+	}
+
+	// Bad values, one after another, then fixed.
+	apply := func(values string) {
+		kubectl(t, hk, fmt.Sprintf(`apiVersion: storage.loft.sh/v1
+kind: VirtualCluster
+metadata: {name: fixme, namespace: %s}
+spec:
+  helmRelease:
+    values: |
+%s`, ns, indent(values, "      ")), "apply", "-f", "-")
+	}
+	for _, bad := range []struct{ values, want string }{
+		{"virtualCluster:\n  extraArgs: [--service-cidr=10.96.0.0/99]\n", "virtualCluster.extraArgs[0]"},
+		{"virtualCluster:\n  image: rancher/k3s\n", "virtualCluster.image"},
+		{"virtualCluster: [\n", "not valid YAML"},
+		{"virtualClusterr: {}\n", "virtualClusterr"},
+	} {
+		apply(bad.values)
+		poll(t, 30*time.Second, "Failed naming "+bad.want, func(ctx context.Context) (bool, error) {
+			out, err := exec.Command("kubectl", "--kubeconfig", hk, "get", "vc", "fixme", "-n", ns, "-o",
+				`jsonpath={.status.phase} {.status.conditions[?(@.type=="ValuesValid")].message}`).Output()
+			return err == nil && strings.HasPrefix(string(out), "Failed ") && strings.Contains(string(out), bad.want), nil
+		})
+	}
+	apply("virtualCluster:\n  extraArgs: [--service-cidr=10.96.0.0/16]\n")
+	kubectl(t, hk, "", "wait", "--for=jsonpath={.status.phase}=Ready", "virtualcluster/fixme", "-n", ns, "--timeout=120s")
+
+	// Two virtual clusters in one namespace: deleting one leaves the other.
+	for _, name := range []string{"plain", "own"} {
+		cfg := filepath.Join(t.TempDir(), name+".kubeconfig")
+		data := kubectl(t, hk, "", "get", "secret", "vc-"+name, "-n", ns, "-o", "jsonpath={.data.config}")
+		cmd := exec.Command("base64", "-d")
+		cmd.Stdin = strings.NewReader(data)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(cfg, out, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		kubectl(t, cfg, "", "create", "deployment", "web", "--image=nginx")
+	}
+	var plainPods string
+	poll(t, 60*time.Second, "a host pod per virtual cluster", func(ctx context.Context) (bool, error) {
+		out, err := exec.Command("kubectl", "--kubeconfig", hk, "get", "pods", "-n", ns, "-l", "sublet.dev/managed-by", "-o",
+			`jsonpath={range .items[*]}{.metadata.labels.sublet\.dev/managed-by} {.metadata.uid}{"\n"}{end}`).Output()
+		plainPods = ""
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(l, "plain ") {
+				plainPods += l + "\n"
+			}
+		}
+		return err == nil && strings.Count(string(out), "plain ") == 1 && strings.Count(string(out), "own ") == 1, nil
+	})
+	kubectl(t, hk, "", "delete", "virtualcluster", "own", "-n", ns, "--timeout=60s")
+	out := kubectl(t, hk, "", "get", "pods", "-n", ns, "-l", "sublet.dev/managed-by", "-o",
+		`jsonpath={range .items[*]}{.metadata.labels.sublet\.dev/managed-by} {.metadata.uid}{"\n"}{end}`)
+	if strings.Contains(out, "own ") || !strings.Contains(out, strings.TrimSpace(plainPods)) {
+		t.Errorf("after deleting own, host pods:\n%s\nwant plain's unchanged:\n%s", out, plainPods)
+	}
+	if phase := kubectl(t, hk, "", "get", "vc", "plain", "-n", ns, "-o", "jsonpath={.status.phase}"); phase != "Ready" {
+		t.Errorf("plain is %s after its neighbour was deleted", phase)
+	}
+}
+
+func indent(s, prefix string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i := range lines {
+		lines[i] = prefix + lines[i]
+	}
+	return strings.Join(lines, "\n") + "\n"
+}

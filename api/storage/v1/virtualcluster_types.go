@@ -145,6 +145,11 @@ type VirtualClusterList struct {
 	Items           []VirtualCluster `json:"items"`
 }
 
+// AnnotationDefaultTemplate set to "true" on a VirtualClusterTemplate makes
+// its values the base of every virtual cluster (unless the agent is given
+// --default-template).
+const AnnotationDefaultTemplate = "storage.loft.sh/default-template"
+
 // VirtualClusterTemplate holds default values for virtual clusters that
 // reference it.
 //
