@@ -50,6 +50,8 @@ type Options struct {
 	DefaultTemplate         string
 	// Binary is the sublet binary children run; default this executable.
 	Binary string
+	// Image is the sublet image of the pod runtime; default the chart's.
+	Image string
 }
 
 // NewOptions returns defaults.
@@ -75,15 +77,14 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", o.LeaderElectionNamespace, "Namespace of the leader lease.")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "Address of the Prometheus /metrics endpoint; 0 turns it off.")
 	fs.StringVar(&o.DefaultTemplate, "default-template", o.DefaultTemplate, "VirtualClusterTemplate whose values every virtual cluster starts from.")
+	fs.StringVar(&o.Image, "image", o.Image, "Image (REPO:TAG) the pod runtime runs; default the chart's, built from the repository's Dockerfile.")
 }
 
 // Validate reports invalid options.
 func (o *Options) Validate() error {
 	var errs []error
 	switch o.Runtime {
-	case "process":
-	case "pod":
-		errs = append(errs, errors.New("--runtime pod is not available yet; use --runtime process"))
+	case "process", "pod":
 	default:
 		errs = append(errs, fmt.Errorf("--runtime %q: must be process or pod", o.Runtime))
 	}
@@ -152,10 +153,16 @@ func Run(ctx context.Context, o Options, log klog.Logger, started func()) error 
 	if err != nil {
 		return err
 	}
+	var rt Runtime = newProcessRuntime(o.StateDir, o.Binary, host, cfg, log.WithName("process"))
+	if o.Runtime == "pod" {
+		if rt, err = newPodRuntime(cfg, host, o.Image, log.WithName("pod")); err != nil {
+			return err
+		}
+	}
 	r := &reconciler{
 		client:          mgr.GetClient(),
 		host:            host,
-		runtime:         newProcessRuntime(o.StateDir, o.Binary, host, cfg, log.WithName("process")),
+		runtime:         rt,
 		recorder:        mgr.GetEventRecorder("sublet-agent"),
 		defaultTemplate: o.DefaultTemplate,
 	}

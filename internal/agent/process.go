@@ -214,16 +214,22 @@ func stopProcess(pid int, grace time.Duration) {
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 }
 
-// probe reports whether the API server behind an admin kubeconfig is
+// probe reports whether the API server behind an admin kubeconfig file is
 // ready, and its version.
 func probe(ctx context.Context, kubeconfig string) (State, error) {
 	data, err := os.ReadFile(kubeconfig)
 	if err != nil {
 		return State{Message: "waiting for the control plane's admin kubeconfig"}, nil
 	}
+	return probeKubeconfig(ctx, data)
+}
+
+// probeKubeconfig reports whether the API server behind an admin
+// kubeconfig is ready, and its version.
+func probeKubeconfig(ctx context.Context, data []byte) (State, error) {
 	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
 	if err != nil {
-		return State{}, fmt.Errorf("read %s: %w", kubeconfig, err)
+		return State{}, fmt.Errorf("read the virtual cluster's admin kubeconfig: %w", err)
 	}
 	cfg.Timeout = 5 * time.Second
 	cs, err := kubernetes.NewForConfig(cfg)

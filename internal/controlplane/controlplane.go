@@ -107,7 +107,7 @@ func (cp *ControlPlane) Run(ctx context.Context, ready func(Info) error) error {
 	}
 	hosts := []string{"localhost", "127.0.0.1", serviceIP, "kubernetes", "kubernetes.default",
 		"kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}
-	for _, h := range []string{cp.opts.BindAddress, cp.opts.AdvertiseAddress} {
+	for _, h := range append([]string{cp.opts.BindAddress, cp.opts.AdvertiseAddress}, cp.opts.TLSSANs...) {
 		if h != "" && !net.ParseIP(h).IsUnspecified() {
 			hosts = append(hosts, h)
 		}

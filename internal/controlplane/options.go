@@ -62,6 +62,8 @@ type Options struct {
 	GCPercent int
 	// ExtraAPIServerArgs are appended to the apiserver's flags (--name=value).
 	ExtraAPIServerArgs []string
+	// TLSSANs are extra names and addresses the serving certificate holds.
+	TLSSANs []string
 }
 
 // defaultVirtualGCPercent is the GC target of a virtual-mode control plane;
@@ -90,6 +92,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.KubernetesVersion, "kubernetes-version", o.KubernetesVersion, "Kubernetes version to emulate, e.g. v1.36; default: the version Sublet is built with.")
 	fs.Var(&quantityValue{&o.MemoryLimit}, "memory-limit", "Soft memory limit of the process (Go GOMEMLIMIT), e.g. 256Mi; 0 for none. Below the working set the GC runs nonstop, so leave headroom.")
 	fs.StringArrayVar(&o.ExtraAPIServerArgs, "apiserver-arg", o.ExtraAPIServerArgs, "Extra kube-apiserver flag, e.g. --apiserver-arg=--watch-cache=false (repeatable).")
+	fs.StringSliceVar(&o.TLSSANs, "tls-san", o.TLSSANs, "Extra DNS name or IP for the API server's certificate, e.g. a service name clients use (repeatable).")
 }
 
 // Complete fills in derived values.

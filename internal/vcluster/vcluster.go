@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -53,6 +54,10 @@ type Options struct {
 	PodAPIEndpoint string
 	// PodDNS is the nameserver of ClusterFirst pods; "" keeps the host's.
 	PodDNS string
+	// KubeconfigSecret, if set, is a host Secret in HostNamespace that gets
+	// the admin kubeconfig (key "config") with server KubeconfigServer.
+	KubeconfigSecret string
+	KubeconfigServer string
 }
 
 // NewOptions returns defaults.
@@ -76,6 +81,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Listen, "listen", o.Listen, "HOST:PORT the virtual API server listens on (instead of --bind-address and --port).")
 	fs.StringVar(&o.PodAPIEndpoint, "pod-api-endpoint", o.PodAPIEndpoint, "HOST:PORT synced pods reach the virtual API server at (KUBERNETES_SERVICE_HOST/PORT); default: the advertise address and the API server's port.")
 	fs.StringVar(&o.PodDNS, "pod-dns", o.PodDNS, "Nameserver IP for the virtual cluster's ClusterFirst pods; default: they use the host's DNS.")
+	fs.StringVar(&o.KubeconfigSecret, "kubeconfig-secret", o.KubeconfigSecret, "Host secret (in --host-namespace) to write the admin kubeconfig to, key config; for runtimes where the data dir is not reachable.")
+	fs.StringVar(&o.KubeconfigServer, "kubeconfig-server", o.KubeconfigServer, "Server URL in the --kubeconfig-secret kubeconfig, e.g. https://NAME.NAMESPACE.svc:443; its host is added to the certificate.")
 	if f := fs.Lookup("service-cidr"); f != nil {
 		f.Usage = "IP range for service ClusterIPs; default: the host's, detected, so a service has the same ClusterIP on both sides."
 	}
@@ -95,6 +102,10 @@ func (o *Options) Complete() error {
 	}
 	if err := o.validateLocal(); err != nil {
 		return err
+	}
+	if o.KubeconfigServer != "" {
+		u, _ := url.Parse(o.KubeconfigServer)
+		o.ControlPlane.TLSSANs = append(o.ControlPlane.TLSSANs, u.Hostname())
 	}
 	if o.ControlPlane.ServiceCIDR == "" {
 		cfg, err := o.hostConfig()
@@ -138,6 +149,14 @@ func (o *Options) validateLocal() error {
 		if _, port, err := net.SplitHostPort(o.PodAPIEndpoint); err != nil || port == "" {
 			errs = append(errs, fmt.Errorf("--pod-api-endpoint %q is not HOST:PORT (example: 10.96.12.34:443)", o.PodAPIEndpoint))
 		}
+	}
+	if o.KubeconfigServer != "" {
+		if u, err := url.Parse(o.KubeconfigServer); err != nil || u.Scheme != "https" || u.Hostname() == "" {
+			errs = append(errs, fmt.Errorf("--kubeconfig-server %q is not an https URL (example: https://demo.team-a.svc:443)", o.KubeconfigServer))
+		}
+	}
+	if (o.KubeconfigSecret == "") != (o.KubeconfigServer == "") {
+		errs = append(errs, errors.New("--kubeconfig-secret and --kubeconfig-server go together"))
 	}
 	if o.PodDNS != "" && net.ParseIP(o.PodDNS) == nil {
 		errs = append(errs, fmt.Errorf("--pod-dns %q is not an IP address", o.PodDNS))
@@ -222,6 +241,11 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 			Log:        log.WithName("syncer"),
 			Pods:       pods,
 		}
+		if o.KubeconfigSecret != "" {
+			if err := publishKubeconfig(ctx, sctx.Host, o, info); err != nil {
+				return err
+			}
+		}
 		go func() {
 			if err := syncer.Run(ctx, sctx, selected, metrics); err != nil {
 				log.Error(err, "syncer stopped")
@@ -241,4 +265,39 @@ func withThroughput(cfg *rest.Config, qps float32) *rest.Config {
 	c := rest.CopyConfig(cfg)
 	c.QPS, c.Burst = qps, int(2*qps)
 	return c
+}
+
+// publishKubeconfig writes the admin kubeconfig, pointed at
+// o.KubeconfigServer, into host secret o.KubeconfigSecret.
+func publishKubeconfig(ctx context.Context, host kubernetes.Interface, o Options, info controlplane.Info) error {
+	cfg, err := clientcmd.LoadFromFile(info.AdminKubeconfig)
+	if err != nil {
+		return err
+	}
+	for _, c := range cfg.Clusters {
+		c.Server = o.KubeconfigServer
+	}
+	data, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return err
+	}
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: o.KubeconfigSecret, Namespace: o.HostNamespace,
+			Labels: map[string]string{"sublet.dev/virtualcluster": o.Name}},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{"config": data},
+	}
+	secrets := host.CoreV1().Secrets(o.HostNamespace)
+	_, err = secrets.Create(ctx, s, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		var old *corev1.Secret
+		if old, err = secrets.Get(ctx, s.Name, metav1.GetOptions{}); err == nil {
+			old.Data = s.Data
+			_, err = secrets.Update(ctx, old, metav1.UpdateOptions{})
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("write the admin kubeconfig to host secret %s: %w", o.KubeconfigSecret, err)
+	}
+	return nil
 }

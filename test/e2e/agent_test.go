@@ -314,3 +314,50 @@ func indent(s, prefix string) string {
 	}
 	return strings.Join(lines, "\n") + "\n"
 }
+
+// TestAgentPodRuntime: with --runtime pod the agent installs the vcluster
+// chart as a Helm release per VirtualCluster. Pods are simulated here, so
+// the test checks the release and its objects, not a running control
+// plane; deleting the VirtualCluster uninstalls it.
+func TestAgentPodRuntime(t *testing.T) {
+	needHost(t)
+	p, _, err := testenv.StartUntil(context.Background(), "Sublet agent is running",
+		"agent", "--kubeconfig", host.Kubeconfig, "--state-dir", t.TempDir(), "--metrics-bind-address", "0",
+		"--leader-elect=false", "--runtime", "pod", "--image", "registry.local:5000/sublet:e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Kill)
+	ns := createNamespace(t, host.Client, "vc-pod")
+	hk := host.Kubeconfig
+	kubectl(t, hk, seedManifest("podvc", ns, "10.96.0.0/16"), "apply", "-f", "-")
+	want := []string{"statefulset.apps/podvc", "service/podvc", "serviceaccount/vc-podvc-syncer", "role.rbac.authorization.k8s.io/vc-podvc-syncer",
+		"rolebinding.rbac.authorization.k8s.io/vc-podvc-syncer", "secret/sh.helm.release.v1.podvc.v1"}
+	poll(t, 60*time.Second, "the release's objects", func(ctx context.Context) (bool, error) {
+		out, err := exec.Command("kubectl", "--kubeconfig", hk, "get", "statefulsets,services,serviceaccounts,roles,rolebindings,secrets", "-n", ns, "-o", "name").Output()
+		if err != nil {
+			return false, nil
+		}
+		for _, w := range want {
+			if !strings.Contains(string(out), w+"\n") {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	sts := kubectl(t, hk, "", "get", "statefulset", "podvc", "-n", ns, "-o", "jsonpath={.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].args}")
+	for _, w := range []string{"registry.local:5000/sublet:e2e", "--kubernetes-version=v1.", "--service-cidr=10.96.0.0/16", "--kubeconfig-secret=vc-podvc"} {
+		if !strings.Contains(sts, w) {
+			t.Errorf("statefulset %q lacks %q", sts, w)
+		}
+	}
+	status := kubectl(t, hk, "", "get", "vc", "podvc", "-n", ns, "-o", "jsonpath={.status.runtime} {.status.phase}")
+	if status != "pod Deploying" {
+		t.Errorf("status %q, want runtime pod, Deploying (no real pod runs here)", status)
+	}
+	kubectl(t, hk, "", "delete", "virtualcluster", "podvc", "-n", ns, "--timeout=60s")
+	out := kubectl(t, hk, "", "get", "statefulsets,services,serviceaccounts,roles,rolebindings,secrets,persistentvolumeclaims", "-n", ns, "-o", "name")
+	if strings.Contains(out, "podvc") {
+		t.Errorf("objects of the uninstalled release left:\n%s", out)
+	}
+}

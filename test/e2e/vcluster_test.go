@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -168,7 +172,18 @@ func TestVClusterPodWithNodeName(t *testing.T) {
 	needHost(t)
 	ctx := context.Background()
 	hostNS := createNamespace(t, host.Client, "vc-nodename")
-	vc := startVCluster(t, "pinned", hostNS)
+	server := "https://pinned." + hostNS + ".svc:443"
+	vc := startVCluster(t, "pinned", hostNS, "--kubeconfig-secret", "vc-pinned", "--kubeconfig-server", server)
+	// The admin kubeconfig is published for runtimes without a shared disk,
+	// pointing at the service, whose name the certificate holds.
+	s, err := host.Client.CoreV1().Secrets(hostNS).Get(ctx, "vc-pinned", metav1.GetOptions{})
+	if err != nil || !strings.Contains(string(s.Data["config"]), "server: "+server) {
+		t.Errorf("kubeconfig secret: %v\n%s", err, s.Data["config"])
+	}
+	crt, err := os.ReadFile(filepath.Join(vc.DataDir, "pki", "apiserver.crt"))
+	if err != nil || !strings.Contains(certNames(t, crt), "pinned."+hostNS+".svc") {
+		t.Errorf("serving certificate lacks the service name (%v): %s", err, certNames(t, crt))
+	}
 	waitDefaultServiceAccount(t, vc.Client, "default")
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "pinned"},
@@ -181,4 +196,18 @@ func TestVClusterPodWithNodeName(t *testing.T) {
 	if _, err := host.Client.CoreV1().Pods(hostNS).Get(ctx, "pinned-x-default-x-pinned", metav1.GetOptions{}); err != nil {
 		t.Errorf("host pod: %v", err)
 	}
+}
+
+// certNames lists the DNS names of a PEM certificate.
+func certNames(t *testing.T, pemData []byte) string {
+	t.Helper()
+	block, _ := pem.Decode(pemData)
+	if block == nil {
+		return ""
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(c.DNSNames, ",")
 }

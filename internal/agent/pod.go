@@ -1,0 +1,144 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/storage/driver"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+
+	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/charts"
+)
+
+// podRuntime runs each virtual cluster as a StatefulSet in its namespace,
+// installed as a Helm release of charts/vcluster (release name = the
+// VirtualCluster's name). The pod writes its admin kubeconfig into secret
+// vc-NAME; the agent probes the API server through it.
+type podRuntime struct {
+	hostCfg *rest.Config
+	host    kubernetes.Interface
+	chart   *chart.Chart
+	image   map[string]interface{}
+	log     klog.Logger
+}
+
+func newPodRuntime(hostCfg *rest.Config, host kubernetes.Interface, image string, log klog.Logger) (*podRuntime, error) {
+	c, err := charts.VCluster()
+	if err != nil {
+		return nil, fmt.Errorf("load the vcluster chart: %w", err)
+	}
+	r := &podRuntime{hostCfg: hostCfg, host: host, chart: c, log: log}
+	if image != "" {
+		repo, tag := splitImage(image)
+		r.image = map[string]interface{}{"repository": repo, "tag": tag}
+	}
+	return r, nil
+}
+
+func (r *podRuntime) Name() string { return "pod" }
+
+// helm returns a Helm action configuration for namespace.
+func (r *podRuntime) helm(namespace string) (*action.Configuration, error) {
+	flags := genericclioptions.NewConfigFlags(false)
+	flags.Namespace = &namespace
+	flags.WrapConfigFn = func(*rest.Config) *rest.Config { return rest.CopyConfig(r.hostCfg) }
+	cfg := &action.Configuration{}
+	if err := cfg.Init(flags, namespace, "secret", func(format string, v ...interface{}) {
+		r.log.V(2).Info(fmt.Sprintf(format, v...))
+	}); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// releaseValues are the chart values for vc with extra run args.
+func (r *podRuntime) releaseValues(args []string) map[string]interface{} {
+	a := make([]interface{}, len(args))
+	for i, s := range args {
+		a[i] = s
+	}
+	vals := map[string]interface{}{"args": a}
+	if r.image != nil {
+		vals["image"] = r.image
+	}
+	return vals
+}
+
+func (r *podRuntime) Ensure(ctx context.Context, vc *storagev1.VirtualCluster, args []string) (State, error) {
+	cfg, err := r.helm(vc.Namespace)
+	if err != nil {
+		return State{}, err
+	}
+	vals := r.releaseValues(args)
+	rel, err := action.NewGet(cfg).Run(vc.Name)
+	switch {
+	case errors.Is(err, driver.ErrReleaseNotFound):
+		install := action.NewInstall(cfg)
+		install.ReleaseName, install.Namespace = vc.Name, vc.Namespace
+		install.Timeout = time.Minute
+		if _, err := install.RunWithContext(ctx, r.chart, vals); err != nil {
+			return State{}, fmt.Errorf("install the vcluster chart: %w", err)
+		}
+		r.log.Info("installed release", "virtualcluster", klog.KObj(vc))
+		return State{Message: "installed; waiting for the virtual cluster pod"}, nil
+	case err != nil:
+		return State{}, err
+	case !reflect.DeepEqual(rel.Config, vals) || rel.Chart.Metadata.Version != r.chart.Metadata.Version:
+		upgrade := action.NewUpgrade(cfg)
+		upgrade.Namespace, upgrade.Timeout, upgrade.MaxHistory = vc.Namespace, time.Minute, 5
+		if _, err := upgrade.RunWithContext(ctx, vc.Name, r.chart, vals); err != nil {
+			return State{}, fmt.Errorf("upgrade the vcluster release: %w", err)
+		}
+		return State{Message: "upgraded; waiting for the virtual cluster pod"}, nil
+	}
+	s, err := r.host.CoreV1().Secrets(vc.Namespace).Get(ctx, kubeconfigSecret(vc), metav1.GetOptions{})
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			return State{Message: "waiting for the virtual cluster pod to publish its kubeconfig"}, nil
+		}
+		return State{}, err
+	}
+	return probeKubeconfig(ctx, s.Data["config"])
+}
+
+func (r *podRuntime) Delete(ctx context.Context, vc *storagev1.VirtualCluster) error {
+	cfg, err := r.helm(vc.Namespace)
+	if err != nil {
+		return err
+	}
+	uninstall := action.NewUninstall(cfg)
+	uninstall.Timeout = time.Minute
+	if _, err := uninstall.Run(vc.Name); err != nil && !errors.Is(err, driver.ErrReleaseNotFound) {
+		return fmt.Errorf("uninstall the vcluster release: %w", err)
+	}
+	// A StatefulSet's claims outlive it; the data goes with the cluster.
+	err = r.host.CoreV1().PersistentVolumeClaims(vc.Namespace).Delete(ctx, "data-"+vc.Name+"-0", metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+// splitImage splits REPO:TAG (a registry port is part of REPO).
+func splitImage(image string) (repo, tag string) {
+	for i := len(image) - 1; i >= 0; i-- {
+		switch image[i] {
+		case ':':
+			return image[:i], image[i+1:]
+		case '/':
+			return image, ""
+		}
+	}
+	return image, ""
+}
