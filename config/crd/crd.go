@@ -3,9 +3,74 @@
 // with a plain `kubectl apply -f config/crd`.
 package crd
 
-import "embed"
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
+)
 
 // Files holds the CRD manifests, one per file.
 //
 //go:embed *.yaml
 var Files embed.FS
+
+// Install creates or updates the CRDs and waits until they are
+// established.
+func Install(ctx context.Context, cfg *rest.Config) error {
+	cs, err := apiextensionsclient.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	files, err := fs.Glob(Files, "*.yaml")
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		data, err := Files.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		want := &apiextensionsv1.CustomResourceDefinition{}
+		if err := yaml.UnmarshalStrict(data, want); err != nil {
+			return fmt.Errorf("embedded CRD %s: %w", f, err)
+		}
+		crds := cs.ApiextensionsV1().CustomResourceDefinitions()
+		have, err := crds.Get(ctx, want.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			_, err = crds.Create(ctx, want, metav1.CreateOptions{})
+		case err == nil:
+			want.ResourceVersion = have.ResourceVersion
+			_, err = crds.Update(ctx, want, metav1.UpdateOptions{})
+		}
+		if err != nil {
+			return fmt.Errorf("install CRD %s (or run with --install-crds=false after kubectl apply -f config/crd): %w", want.Name, err)
+		}
+		err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			c, err := crds.Get(ctx, want.Name, metav1.GetOptions{})
+			if err != nil {
+				return false, nil
+			}
+			for _, cond := range c.Status.Conditions {
+				if cond.Type == apiextensionsv1.Established && cond.Status == apiextensionsv1.ConditionTrue {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			return fmt.Errorf("CRD %s not established: %w", want.Name, err)
+		}
+	}
+	return nil
+}

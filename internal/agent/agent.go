@@ -8,19 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/spf13/pflag"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -32,7 +25,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/yaml"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/config/crd"
@@ -125,7 +117,7 @@ func Run(ctx context.Context, o Options, log klog.Logger, started func()) error 
 		return fmt.Errorf("state dir: %w", err)
 	}
 	if o.InstallCRDs {
-		if err := installCRDs(ctx, cfg); err != nil {
+		if err := crd.Install(ctx, cfg); err != nil {
 			return err
 		}
 		log.Info("CRDs installed", "group", storagev1.GroupVersion.Group)
@@ -197,55 +189,4 @@ func Run(ctx context.Context, o Options, log klog.Logger, started func()) error 
 		}()
 	}
 	return mgr.Start(ctx)
-}
-
-// installCRDs creates or updates the embedded CRDs and waits until they
-// are established.
-func installCRDs(ctx context.Context, cfg *rest.Config) error {
-	cs, err := apiextensionsclient.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	files, err := fs.Glob(crd.Files, "*.yaml")
-	if err != nil {
-		return err
-	}
-	for _, f := range files {
-		data, err := crd.Files.ReadFile(f)
-		if err != nil {
-			return err
-		}
-		want := &apiextensionsv1.CustomResourceDefinition{}
-		if err := yaml.UnmarshalStrict(data, want); err != nil {
-			return fmt.Errorf("embedded CRD %s: %w", f, err)
-		}
-		crds := cs.ApiextensionsV1().CustomResourceDefinitions()
-		have, err := crds.Get(ctx, want.Name, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			_, err = crds.Create(ctx, want, metav1.CreateOptions{})
-		case err == nil:
-			want.ResourceVersion = have.ResourceVersion
-			_, err = crds.Update(ctx, want, metav1.UpdateOptions{})
-		}
-		if err != nil {
-			return fmt.Errorf("install CRD %s (or run with --install-crds=false after kubectl apply -f config/crd): %w", want.Name, err)
-		}
-		err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-			c, err := crds.Get(ctx, want.Name, metav1.GetOptions{})
-			if err != nil {
-				return false, nil
-			}
-			for _, cond := range c.Status.Conditions {
-				if cond.Type == apiextensionsv1.Established && cond.Status == apiextensionsv1.ConditionTrue {
-					return true, nil
-				}
-			}
-			return false, nil
-		})
-		if err != nil {
-			return fmt.Errorf("CRD %s not established: %w", want.Name, err)
-		}
-	}
-	return nil
 }

@@ -1,6 +1,7 @@
 // Package v1 is the storage.loft.sh/v1 API of Sublet: VirtualCluster, a
-// virtual cluster in a namespace of a host cluster, and
-// VirtualClusterTemplate, default values for many of them. The group and
+// virtual cluster in a namespace of a host cluster; VirtualClusterTemplate,
+// default values for many of them; and the platform's Cluster (a connected
+// host cluster) and AccessKey (a user's key to the platform). The group and
 // field names follow the original product, so its manifests apply
 // unchanged.
 //
@@ -28,6 +29,8 @@ func addKnownTypes(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion,
 		&VirtualCluster{}, &VirtualClusterList{},
 		&VirtualClusterTemplate{}, &VirtualClusterTemplateList{},
+		&Cluster{}, &ClusterList{},
+		&AccessKey{}, &AccessKeyList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

@@ -1,0 +1,278 @@
+// Package server is the Sublet platform server: it authenticates users by
+// access key and proxies them, impersonated, to connected host clusters
+// (/kubernetes/cluster/CLUSTER/…) and, after an RBAC check on the host, to
+// virtual clusters (/kubernetes/virtualcluster/CLUSTER/NAMESPACE/NAME/…).
+// State lives in a management cluster as storage.loft.sh/v1 objects.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+)
+
+// Server serves the platform API and proxies.
+type Server struct {
+	mgmt     client.Client // uncached, for writes and Secrets
+	cache    cache.Cache   // AccessKeys and Clusters
+	clusters *clusterConfigs
+	audit    *slog.Logger
+	mux      *http.ServeMux
+}
+
+// New connects to the management cluster and prepares the handlers; Run
+// serves them.
+func New(ctx context.Context, mgmtCfg *rest.Config, audit *slog.Logger) (*Server, error) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := storagev1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	c, err := cache.New(mgmtCfg, cache.Options{Scheme: scheme, ByObject: map[client.Object]cache.ByObject{
+		&storagev1.AccessKey{}: {}, &storagev1.Cluster{}: {},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	if err := c.IndexField(ctx, &storagev1.AccessKey{}, keyHashIndex, func(o client.Object) []string {
+		return []string{o.(*storagev1.AccessKey).Spec.KeySHA256}
+	}); err != nil {
+		return nil, err
+	}
+	mgmt, err := client.New(mgmtCfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{mgmt: mgmt, cache: c, audit: audit, mux: http.NewServeMux()}
+	s.clusters = &clusterConfigs{mgmt: mgmt, configs: map[string]*clusterConfig{}}
+	s.routes()
+	return s, nil
+}
+
+// Start runs the cache; it returns once the cache is synced.
+func (s *Server) Start(ctx context.Context) error {
+	go func() { _ = s.cache.Start(ctx) }()
+	if !s.cache.WaitForCacheSync(ctx) {
+		return errors.New("management cluster: caches did not sync")
+	}
+	return nil
+}
+
+// Serve serves on l with TLS config tlsCfg until ctx ends.
+func (s *Server) Serve(ctx context.Context, l net.Listener, tlsCfg *tls.Config) error {
+	srv := &http.Server{Handler: s, TLSConfig: tlsCfg, ReadHeaderTimeout: 30 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	err := srv.ServeTLS(l, "", "")
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	s.mux.HandleFunc("/kubernetes/cluster/{cluster}/{rest...}", s.authenticated(s.proxyCluster))
+	s.mux.HandleFunc("/kubernetes/virtualcluster/{cluster}/{namespace}/{name}/{rest...}", s.authenticated(s.proxyVirtualCluster))
+	s.mux.HandleFunc("GET /api/v1/whoami", s.authenticated(s.whoami))
+	s.mux.HandleFunc("GET /api/v1/clusters", s.authenticated(s.listClusters))
+	s.mux.HandleFunc("GET /api/v1/virtualclusters", s.authenticated(s.listVirtualClusters))
+}
+
+// statusRecorder writes the request's audit record as soon as its status
+// is known, so a watch or log stream is recorded when it starts.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	record func(status int)
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+		r.record(code)
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.WriteHeader(http.StatusOK)
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Flush lets watches and log streams through.
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection (upgrades).
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// ServeHTTP serves a request and writes one audit record for it: user,
+// verb, path, status.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	box := &userBox{}
+	record := func(status int) {
+		name := ""
+		if box.user != nil {
+			name = box.user.Name
+		}
+		s.audit.Info("request", "user", name, "verb", verbOf(r), "method", r.Method, "path", r.URL.Path,
+			"query", r.URL.RawQuery, "status", status, "ms_to_status", time.Since(start).Milliseconds(), "remote", r.RemoteAddr)
+	}
+	rec := &statusRecorder{ResponseWriter: w, record: record}
+	s.mux.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), userHolder{}, box)))
+	if rec.status == 0 {
+		// Nothing written (an upgraded connection, or an empty reply).
+		status := http.StatusOK
+		if r.Header.Get("Upgrade") != "" {
+			status = http.StatusSwitchingProtocols
+		}
+		record(status)
+	}
+}
+
+// userHolder keys the box in a request's context where authentication
+// leaves the user, for the audit record.
+type userHolder struct{}
+type userBox struct{ user *User }
+
+// authenticated wraps h: 401 without a valid key, else h with the user.
+func (s *Server) authenticated(h func(w http.ResponseWriter, r *http.Request, u *User)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		u, err := s.authenticate(r.Context(), r)
+		if err != nil {
+			reason := "a valid access key is required (Authorization: Bearer KEY); create one with 'sublet create accesskey'"
+			if !errors.Is(err, errUnauthorized) {
+				reason = "authentication failed: " + err.Error()
+			}
+			writeStatus(w, http.StatusUnauthorized, metav1.StatusReasonUnauthorized, reason)
+			return
+		}
+		if box, ok := r.Context().Value(userHolder{}).(*userBox); ok {
+			box.user = u
+		}
+		h(w, r, u)
+	}
+}
+
+// verbOf is the Kubernetes verb of a proxied request, roughly.
+func verbOf(r *http.Request) string {
+	switch r.Method {
+	case http.MethodGet:
+		if r.URL.Query().Get("watch") == "true" || r.URL.Query().Get("watch") == "1" {
+			return "watch"
+		}
+		return "get"
+	case http.MethodPost:
+		return "create"
+	case http.MethodPut:
+		return "update"
+	case http.MethodPatch:
+		return "patch"
+	case http.MethodDelete:
+		return "delete"
+	}
+	return strings.ToLower(r.Method)
+}
+
+// writeStatus writes a Kubernetes Status error, which kubectl prints.
+func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(&metav1.Status{
+		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status:   metav1.StatusFailure, Message: msg, Reason: reason, Code: int32(code),
+	})
+}
+
+func writeJSON(w http.ResponseWriter, v interface{}) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) whoami(w http.ResponseWriter, _ *http.Request, u *User) { writeJSON(w, u) }
+
+// ClusterInfo is an entry of /api/v1/clusters.
+type ClusterInfo struct {
+	Name        string `json:"name"`
+	DisplayName string `json:"displayName,omitempty"`
+	Phase       string `json:"phase,omitempty"`
+}
+
+func (s *Server) listClusters(w http.ResponseWriter, r *http.Request, _ *User) {
+	list := &storagev1.ClusterList{}
+	if err := s.cache.List(r.Context(), list); err != nil {
+		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error())
+		return
+	}
+	out := []ClusterInfo{}
+	for _, c := range list.Items {
+		out = append(out, ClusterInfo{Name: c.Name, DisplayName: c.Spec.DisplayName, Phase: c.Status.Phase})
+	}
+	writeJSON(w, out)
+}
+
+// VirtualClusterInfo is an entry of /api/v1/virtualclusters.
+type VirtualClusterInfo struct {
+	Cluster   string `json:"cluster"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Phase     string `json:"phase,omitempty"`
+	Version   string `json:"kubernetesVersion,omitempty"`
+	Created   string `json:"created,omitempty"`
+}
+
+// listVirtualClusters lists, across clusters, the virtual clusters the
+// user may get.
+func (s *Server) listVirtualClusters(w http.ResponseWriter, r *http.Request, u *User) {
+	clusters := &storagev1.ClusterList{}
+	if err := s.cache.List(r.Context(), clusters); err != nil {
+		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error())
+		return
+	}
+	out := []VirtualClusterInfo{}
+	for _, c := range clusters.Items {
+		cc, err := s.clusters.get(r.Context(), &c)
+		if err != nil {
+			continue
+		}
+		vcs := &storagev1.VirtualClusterList{}
+		if err := cc.client.List(r.Context(), vcs); err != nil {
+			continue
+		}
+		for _, vc := range vcs.Items {
+			if ok, _ := cc.mayGetVirtualCluster(r.Context(), u, vc.Namespace, vc.Name); ok {
+				out = append(out, VirtualClusterInfo{Cluster: c.Name, Namespace: vc.Namespace, Name: vc.Name,
+					Phase: string(vc.Status.Phase), Version: vc.Status.KubernetesVersion, Created: vc.CreationTimestamp.UTC().Format(time.RFC3339)})
+			}
+		}
+	}
+	writeJSON(w, out)
+}

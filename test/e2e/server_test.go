@@ -1,0 +1,279 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sublet-dev/sublet/internal/server"
+	"github.com/sublet-dev/sublet/internal/testenv"
+)
+
+// platform is a server and an agent on the shared host, which is both the
+// management cluster and the connected cluster named cluster.
+type platform struct {
+	url, caFile, cluster string
+	stateDir, auditLog   string
+}
+
+func startPlatform(t *testing.T) *platform {
+	t.Helper()
+	p := &platform{stateDir: t.TempDir(), cluster: "e2e-local"}
+	p.auditLog = filepath.Join(p.stateDir, "audit.log")
+	t.Cleanup(func() { killChildren(p.stateDir) })
+	startAgent(t, p.stateDir)
+	srv, url, err := testenv.StartUntil(context.Background(), "Sublet server is running at ",
+		"server", "--kubeconfig", host.Kubeconfig, "--listen", "127.0.0.1:0", "--state-dir", p.stateDir, "--audit-log", p.auditLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Kill)
+	p.url = url
+	p.caFile = filepath.Join(p.stateDir, "pki", "ca.crt")
+	ns := createNamespace(t, host.Client, "platform")
+	kc, err := os.ReadFile(host.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := host.Client.CoreV1().Secrets(ns).Create(context.Background(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "cluster-local"}, Data: map[string][]byte{"config": kc}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kubectl(t, host.Kubeconfig, fmt.Sprintf(`apiVersion: storage.loft.sh/v1
+kind: Cluster
+metadata: {name: %s}
+spec:
+  displayName: Local
+  config: {name: cluster-local, namespace: %s}
+`, p.cluster, ns), "apply", "-f", "-")
+	t.Cleanup(func() { _ = exec.Command("kubectl", "--kubeconfig", host.Kubeconfig, "delete", "cluster.storage.loft.sh", p.cluster).Run() })
+	return p
+}
+
+// accessKey creates an AccessKey for user and returns the key.
+func accessKey(t *testing.T, name, user string, expires *time.Time) string {
+	t.Helper()
+	key, err := server.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := ""
+	if expires != nil {
+		exp = "\n  expiration: " + expires.UTC().Format(time.RFC3339)
+	}
+	kubectl(t, host.Kubeconfig, fmt.Sprintf(`apiVersion: storage.loft.sh/v1
+kind: AccessKey
+metadata: {name: %s}
+spec:
+  user: %s
+  keySHA256: %s%s
+`, name, user, server.HashKey(key), exp), "apply", "-f", "-")
+	t.Cleanup(func() {
+		_ = exec.Command("kubectl", "--kubeconfig", host.Kubeconfig, "delete", "accesskey", name, "--ignore-not-found").Run()
+	})
+	return key
+}
+
+// seedKubeconfig writes the seed's hand-written kubeconfig for a virtual
+// cluster: the server's virtualcluster path and the access key as token.
+func (p *platform) seedKubeconfig(t *testing.T, ns, name, key string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "kubeconfig.yaml")
+	cfg := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- cluster:
+    certificate-authority: %s
+    server: %s/kubernetes/virtualcluster/%s/%s/%s
+  name: loft
+contexts:
+- context:
+    cluster: loft
+    user: loft
+  name: loft
+current-context: loft
+users:
+- name: loft
+  user:
+    token: %s
+`, p.caFile, p.url, p.cluster, ns, name, key)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// get does GET url with key, returning the status code.
+func (p *platform) get(t *testing.T, path, key string) int {
+	t.Helper()
+	ca, err := os.ReadFile(p.caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 30 * time.Second}
+	req, _ := http.NewRequest(http.MethodGet, p.url+path, nil)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+// TestServerRBACGateAndIsolation: the seed's kubeconfig with an access key
+// reaches a virtual cluster only if the host lets the user get that
+// VirtualCluster; missing, unknown, expired and revoked keys get 401.
+func TestServerRBACGateAndIsolation(t *testing.T) {
+	needHost(t)
+	p := startPlatform(t)
+	hk := host.Kubeconfig
+	nsA := createNamespace(t, host.Client, "tenant-a")
+	nsB := createNamespace(t, host.Client, "tenant-b")
+	for ns, name := range map[string]string{nsA: "a", nsB: "b"} {
+		kubectl(t, hk, fmt.Sprintf("apiVersion: storage.loft.sh/v1\nkind: VirtualCluster\nmetadata: {name: %s, namespace: %s}\n", name, ns), "apply", "-f", "-")
+	}
+	for ns, name := range map[string]string{nsA: "a", nsB: "b"} {
+		kubectl(t, hk, "", "wait", "--for=jsonpath={.status.phase}=Ready", "virtualcluster/"+name, "-n", ns, "--timeout=120s")
+	}
+	// alice: a Role in tenant-a; bob: a ClusterRole everywhere; carol: nothing.
+	kubectl(t, hk, "", "create", "role", "vc-user", "-n", nsA, "--verb=get", "--resource=virtualclusters.storage.loft.sh")
+	kubectl(t, hk, "", "create", "rolebinding", "alice", "-n", nsA, "--role=vc-user", "--user=alice")
+	kubectl(t, hk, "", "create", "clusterrole", "e2e-vc-viewer", "--verb=get,list", "--resource=virtualclusters.storage.loft.sh")
+	kubectl(t, hk, "", "create", "clusterrolebinding", "e2e-bob", "--clusterrole=e2e-vc-viewer", "--user=bob")
+	t.Cleanup(func() {
+		_ = exec.Command("kubectl", "--kubeconfig", hk, "delete", "clusterrolebinding", "e2e-bob").Run()
+		_ = exec.Command("kubectl", "--kubeconfig", hk, "delete", "clusterrole", "e2e-vc-viewer").Run()
+	})
+	alice, bob, carol := accessKey(t, "e2e-alice", "alice", nil), accessKey(t, "e2e-bob", "bob", nil), accessKey(t, "e2e-carol", "carol", nil)
+	past := time.Now().Add(-time.Hour)
+	expired := accessKey(t, "e2e-expired", "alice", &past)
+
+	vcPath := func(ns, name string) string {
+		return fmt.Sprintf("/kubernetes/virtualcluster/%s/%s/%s/api/v1/namespaces", p.cluster, ns, name)
+	}
+	for _, tc := range []struct {
+		who, key, ns, name string
+		want               int
+	}{
+		{"alice in her namespace", alice, nsA, "a", 200},
+		{"alice in another namespace", alice, nsB, "b", 403},
+		{"bob with a ClusterRole", bob, nsA, "a", 200},
+		{"bob with a ClusterRole, elsewhere", bob, nsB, "b", 200},
+		{"carol without RBAC", carol, nsA, "a", 403},
+		{"no key", "", nsA, "a", 401},
+		{"unknown key", "slk_not-a-key", nsA, "a", 401},
+		{"expired key", expired, nsA, "a", 401},
+		{"bob, unknown virtual cluster", bob, nsA, "nope", 404},
+	} {
+		if got := p.get(t, vcPath(tc.ns, tc.name), tc.key); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.who, got, tc.want)
+		}
+	}
+	if got := p.get(t, "/kubernetes/virtualcluster/no-such-cluster/"+nsA+"/a/api/v1/namespaces", bob); got != 404 {
+		t.Errorf("unknown cluster: %d, want 404", got)
+	}
+	// The host proxy: the host's RBAC decides (alice may not list nodes).
+	if got := p.get(t, "/kubernetes/cluster/"+p.cluster+"/api/v1/nodes", alice); got != 403 {
+		t.Errorf("alice listing host nodes through the cluster proxy: %d, want 403", got)
+	}
+	if got := p.get(t, "/kubernetes/cluster/"+p.cluster+"/apis/storage.loft.sh/v1/namespaces/"+nsA+"/virtualclusters/a", alice); got != 200 {
+		t.Errorf("alice getting her VirtualCluster through the cluster proxy: %d, want 200", got)
+	}
+
+	// The seed's kubeconfig, with kubectl.
+	kc := p.seedKubeconfig(t, nsA, "a", alice)
+	out := kubectl(t, kc, "", "get", "namespaces")
+	if !strings.Contains(out, "kube-system") {
+		t.Errorf("kubectl get namespaces through the proxy:\n%s", out)
+	}
+	who := kubectl(t, kc, "", "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
+	if who != "alice" {
+		t.Errorf("the virtual cluster sees user %q, want alice", who)
+	}
+	denied := p.seedKubeconfig(t, nsB, "b", alice)
+	if out, err := exec.Command("kubectl", "--kubeconfig", denied, "get", "namespaces").CombinedOutput(); err == nil || !strings.Contains(string(out), "Forbidden") {
+		t.Errorf("alice reached tenant b's virtual cluster, or the error does not name the permission: %v\n%s", err, out)
+	}
+
+	// Streaming: kubectl get pods -w through the proxy sees a new pod.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	watch := exec.CommandContext(ctx, "kubectl", "--kubeconfig", kc, "get", "pods", "-n", "default", "-w", "--no-headers")
+	stdout, _ := watch.StdoutPipe()
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	kubectl(t, kc, "", "run", "streamed", "--image=nginx")
+	seen := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "streamed") {
+				seen <- true
+				return
+			}
+		}
+		seen <- false
+	}()
+	select {
+	case ok := <-seen:
+		if !ok {
+			t.Error("watch ended without the new pod")
+		}
+	case <-ctx.Done():
+		t.Error("kubectl get pods -w through the proxy did not stream the new pod")
+	}
+	cancel()
+	_ = watch.Wait()
+
+	// Revoking a key takes effect at once.
+	revoked := accessKey(t, "e2e-revoked", "alice", nil)
+	if got := p.get(t, vcPath(nsA, "a"), revoked); got != 200 {
+		t.Fatalf("fresh key: %d", got)
+	}
+	kubectl(t, hk, "", "delete", "accesskey", "e2e-revoked")
+	deadline := time.Now().Add(2 * time.Second)
+	for p.get(t, vcPath(nsA, "a"), revoked) != 401 {
+		if time.Now().After(deadline) {
+			t.Fatal("a deleted access key still works after 2 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// Every request is in the audit log, as JSON with user, verb, path, status.
+	audit, err := os.ReadFile(p.auditLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(audit), `"user":"alice"`) || !strings.Contains(string(audit), `"status":403`) || !strings.Contains(string(audit), `"verb":"watch"`) {
+		t.Errorf("audit log (%d bytes) lacks expected records:\n%s", len(audit), tail(string(audit), 5))
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
