@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -69,17 +70,20 @@ func (r *processRuntime) Ensure(ctx context.Context, vc *storagev1.VirtualCluste
 	}
 	args := append([]string{"vcluster", "run", "--name", vc.Name, "--host-namespace", vc.Namespace,
 		"--host-kubeconfig", filepath.Join(dir, "host.kubeconfig"), "--data-dir", filepath.Join(dir, "data")}, extra...)
+	// What the child runs with: its flags and where the host is (a host
+	// that moved to another address needs a restart too).
+	record := strings.Join(args, "\n") + "\n# host " + r.hostCfg.Host
 	pid, running := r.running(dir)
-	if running && readFile(filepath.Join(dir, "args")) != strings.Join(args, "\n") {
-		r.log.Info("values changed: restarting virtual cluster", "virtualcluster", klog.KObj(vc), "pid", pid)
+	if running && readFile(filepath.Join(dir, "args")) != record {
+		r.log.Info("values or host changed: restarting virtual cluster", "virtualcluster", klog.KObj(vc), "pid", pid)
 		stopProcess(pid, 30*time.Second)
 		running = false
 	}
 	if !running {
 		if wait := r.backoff(vc); wait > 0 {
-			return State{Message: fmt.Sprintf("restarting in %s after %d exits; see %s", wait.Round(time.Second), r.restartCount(vc), filepath.Join(dir, "vcluster.log"))}, nil
+			return State{Message: fmt.Sprintf("exited %d times, restarting with backoff; see %s", r.restartCount(vc), filepath.Join(dir, "vcluster.log"))}, nil
 		}
-		if err := r.start(dir, args); err != nil {
+		if err := r.start(dir, args, record); err != nil {
 			return State{}, err
 		}
 		r.log.Info("started virtual cluster", "virtualcluster", klog.KObj(vc), "dir", dir)
@@ -88,19 +92,19 @@ func (r *processRuntime) Ensure(ctx context.Context, vc *storagev1.VirtualCluste
 	return probe(ctx, filepath.Join(dir, "data", "admin.kubeconfig"))
 }
 
-// ensureHostCredentials writes the syncer's host kubeconfig, whose token
-// file is renewed when older than half its lifetime.
+// ensureHostCredentials writes the syncer's host kubeconfig (again when
+// the host's address changed), whose token file is renewed when older than
+// half its lifetime.
 func (r *processRuntime) ensureHostCredentials(ctx context.Context, vc *storagev1.VirtualCluster, dir string) error {
 	tokenFile := filepath.Join(dir, "host.token")
-	if st, err := os.Stat(tokenFile); err == nil && time.Since(st.ModTime()) < tokenLifetime/2*time.Second {
-		return nil
-	}
-	token, err := ensureSyncerAccount(ctx, r.host, vc, tokenLifetime)
-	if err != nil {
-		return err
-	}
-	if err := pki.WriteFileAtomic(tokenFile, []byte(token), 0o600); err != nil {
-		return err
+	if st, err := os.Stat(tokenFile); err != nil || time.Since(st.ModTime()) >= tokenLifetime/2*time.Second {
+		token, err := ensureSyncerAccount(ctx, r.host, vc, tokenLifetime)
+		if err != nil {
+			return err
+		}
+		if err := pki.WriteFileAtomic(tokenFile, []byte(token), 0o600); err != nil {
+			return err
+		}
 	}
 	cluster := &clientcmdapi.Cluster{Server: r.hostCfg.Host, CertificateAuthorityData: r.hostCfg.CAData, CertificateAuthority: r.hostCfg.CAFile,
 		InsecureSkipTLSVerify: r.hostCfg.Insecure}
@@ -109,7 +113,14 @@ func (r *processRuntime) ensureHostCredentials(ctx context.Context, vc *storagev
 	cfg.AuthInfos["syncer"] = &clientcmdapi.AuthInfo{TokenFile: tokenFile}
 	cfg.Contexts["host"] = &clientcmdapi.Context{Cluster: "host", AuthInfo: "syncer", Namespace: vc.Namespace}
 	cfg.CurrentContext = "host"
-	return pki.WriteKubeconfig(filepath.Join(dir, "host.kubeconfig"), cfg)
+	path := filepath.Join(dir, "host.kubeconfig")
+	if old, err := clientcmd.LoadFromFile(path); err == nil {
+		if c := old.Clusters["host"]; c != nil && c.Server == cluster.Server && bytes.Equal(c.CertificateAuthorityData, cluster.CertificateAuthorityData) &&
+			c.CertificateAuthority == cluster.CertificateAuthority && c.InsecureSkipTLSVerify == cluster.InsecureSkipTLSVerify {
+			return nil
+		}
+	}
+	return pki.WriteKubeconfig(path, cfg)
 }
 
 // running reports the child's pid if the pid file names a live `sublet
@@ -133,7 +144,7 @@ func (r *processRuntime) running(dir string) (int, bool) {
 	return 0, false
 }
 
-func (r *processRuntime) start(dir string, args []string) error {
+func (r *processRuntime) start(dir string, args []string, record string) error {
 	logFile, err := os.OpenFile(filepath.Join(dir, "vcluster.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
@@ -147,7 +158,7 @@ func (r *processRuntime) start(dir string, args []string) error {
 		return fmt.Errorf("start %s: %w", r.binary, err)
 	}
 	go func() { _ = cmd.Wait() }() // reap it if it exits while we run
-	if err := pki.WriteFileAtomic(filepath.Join(dir, "args"), []byte(strings.Join(args, "\n")), 0o600); err != nil {
+	if err := pki.WriteFileAtomic(filepath.Join(dir, "args"), []byte(record), 0o600); err != nil {
 		return err
 	}
 	return pki.WriteFileAtomic(filepath.Join(dir, "pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600)
@@ -260,4 +271,24 @@ func servedVersion(v *version.Info) string {
 func readFile(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b)
+}
+
+// StopVirtualClusters stops every virtual cluster process the process
+// runtime started under stateDir (SIGTERM, SIGKILL after grace) and
+// returns how many ran. Children outlive an agent restart by design; this
+// is for stopping everything, as `sublet up` does on Ctrl-C.
+func StopVirtualClusters(stateDir string, grace time.Duration) int {
+	dirs, _ := filepath.Glob(filepath.Join(stateDir, "vclusters", "*", "*"))
+	r := &processRuntime{}
+	var wg sync.WaitGroup
+	n := 0
+	for _, dir := range dirs {
+		if pid, ok := r.running(dir); ok {
+			n++
+			wg.Add(1)
+			go func() { defer wg.Done(); stopProcess(pid, grace) }()
+		}
+	}
+	wg.Wait()
+	return n
 }

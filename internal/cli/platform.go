@@ -1,0 +1,508 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"helm.sh/helm/v3/pkg/strvals"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/server"
+	"github.com/sublet-dev/sublet/internal/values"
+)
+
+func newLoginCommand() *cobra.Command {
+	c := &loginConfig{}
+	cmd := &cobra.Command{
+		Use:   "login URL --access-key KEY",
+		Short: "Log in to a Sublet platform server with an access key",
+		Example: `  sublet login https://localhost:9443 --access-key slk_... --ca-file ~/.sublet/server/pki/ca.crt
+  sublet login https://platform.example.com --access-key "$KEY"`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c.Server = strings.TrimSuffix(args[0], "/")
+			if !strings.HasPrefix(c.Server, "https://") {
+				return fmt.Errorf("server URL %q must start with https://", c.Server)
+			}
+			if c.AccessKey == "" {
+				return errors.New("--access-key is required (create one with 'sublet create accesskey')")
+			}
+			u, err := c.whoami(cmd.Context())
+			if err != nil {
+				return fmt.Errorf("log in to %s: %w", c.Server, err)
+			}
+			if err := c.save(); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Logged in to %s as %s\n", c.Server, u.Name)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&c.AccessKey, "access-key", "", "Access key to authenticate with.")
+	cmd.Flags().StringVar(&c.CAFile, "ca-file", "", "CA certificate the server's certificate is signed by (sublet server prints its path).")
+	cmd.Flags().BoolVar(&c.Insecure, "insecure", false, "Do not verify the server's certificate.")
+	return cmd
+}
+
+func newLogoutCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "logout",
+		Short: "Forget the platform server and access key",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := os.Remove(configPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "Logged out")
+			return nil
+		},
+	}
+}
+
+// printList prints rows as a table, or items as JSON or YAML.
+func printList(w io.Writer, output string, items interface{}, header []string, rows [][]string) error {
+	switch output {
+	case "", "table", "wide":
+		tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+		fmt.Fprintln(tw, strings.Join(header, "\t"))
+		for _, r := range rows {
+			fmt.Fprintln(tw, strings.Join(r, "\t"))
+		}
+		return tw.Flush()
+	case "json":
+		data, err := json.MarshalIndent(items, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(w, string(data))
+		return err
+	case "yaml":
+		data, err := yaml.Marshal(items)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(data)
+		return err
+	}
+	return fmt.Errorf("-o %q: must be table, json or yaml", output)
+}
+
+func age(created string) string {
+	t, err := time.Parse(time.RFC3339, created)
+	if err != nil {
+		return ""
+	}
+	d := time.Since(t).Round(time.Second)
+	switch {
+	case d < 2*time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < 2*time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+func newListCommand() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{Use: "list", Short: "List clusters or virtual clusters of the platform"}
+	cmd.PersistentFlags().StringVarP(&output, "output", "o", "table", "Output format: table, json or yaml.")
+	cmd.AddCommand(&cobra.Command{
+		Use: "clusters", Aliases: []string{"cluster"}, Short: "List the connected host clusters", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := loadLogin()
+			if err != nil {
+				return err
+			}
+			var list []server.ClusterInfo
+			if err := c.getJSON(cmd.Context(), "/api/v1/clusters", &list); err != nil {
+				return err
+			}
+			var rows [][]string
+			for _, cl := range list {
+				rows = append(rows, []string{cl.Name, cl.DisplayName, cl.Phase})
+			}
+			return printList(cmd.OutOrStdout(), output, list, []string{"NAME", "DISPLAY NAME", "PHASE"}, rows)
+		},
+	}, &cobra.Command{
+		Use: "vclusters", Aliases: []string{"vcluster"}, Short: "List the virtual clusters you may use, across clusters", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := loadLogin()
+			if err != nil {
+				return err
+			}
+			return listVirtualClusters(cmd.Context(), cmd.OutOrStdout(), c, output)
+		},
+	})
+	return cmd
+}
+
+func listVirtualClusters(ctx context.Context, w io.Writer, c *loginConfig, output string) error {
+	var list []server.VirtualClusterInfo
+	if err := c.getJSON(ctx, "/api/v1/virtualclusters", &list); err != nil {
+		return err
+	}
+	var rows [][]string
+	for _, v := range list {
+		rows = append(rows, []string{v.Name, v.Namespace, v.Cluster, v.Phase, v.Version, age(v.Created)})
+	}
+	return printList(w, output, list, []string{"NAME", "NAMESPACE", "CLUSTER", "PHASE", "VERSION", "AGE"}, rows)
+}
+
+// vclusterTarget is what names a virtual cluster on the command line.
+type vclusterTarget struct {
+	cluster, space string
+}
+
+func (t *vclusterTarget) addFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&t.cluster, "cluster", "", "Connected cluster; default: the only one.")
+	cmd.Flags().StringVar(&t.space, "space", "", "Namespace of the virtual cluster; default: vcluster-NAME.")
+}
+
+// resolve fills the cluster and namespace of virtual cluster name.
+func (t *vclusterTarget) resolve(ctx context.Context, c *loginConfig, name string) (cluster, ns string, err error) {
+	if cluster, err = c.pickCluster(ctx, t.cluster); err != nil {
+		return "", "", err
+	}
+	ns = t.space
+	if ns == "" {
+		ns = "vcluster-" + name
+	}
+	return cluster, ns, nil
+}
+
+func contextName(cluster, ns, name string) string {
+	return fmt.Sprintf("sublet_%s_%s_%s", cluster, ns, name)
+}
+
+// useContext adds (or updates) and switches to the kube-context of a
+// virtual cluster: the seed's form, server …/kubernetes/virtualcluster/C/NS/NAME
+// and the access key as token. Other contexts stay as they are.
+func useContext(c *loginConfig, cluster, ns, name string) (string, error) {
+	po := clientcmd.NewDefaultPathOptions()
+	cfg, err := po.GetStartingConfig()
+	if err != nil {
+		return "", err
+	}
+	ctxName := contextName(cluster, ns, name)
+	cfg.Clusters[ctxName] = &clientcmdapi.Cluster{
+		Server:               fmt.Sprintf("%s/kubernetes/virtualcluster/%s/%s/%s", c.Server, cluster, ns, name),
+		CertificateAuthority: c.CAFile, InsecureSkipTLSVerify: c.Insecure,
+	}
+	cfg.AuthInfos[ctxName] = &clientcmdapi.AuthInfo{Token: c.AccessKey}
+	cfg.Contexts[ctxName] = &clientcmdapi.Context{Cluster: ctxName, AuthInfo: ctxName}
+	cfg.CurrentContext = ctxName
+	return ctxName, clientcmd.ModifyConfig(po, *cfg, true)
+}
+
+// removeContext deletes a virtual cluster's kube-context, if present.
+func removeContext(cluster, ns, name string) error {
+	po := clientcmd.NewDefaultPathOptions()
+	cfg, err := po.GetStartingConfig()
+	if err != nil {
+		return err
+	}
+	ctxName := contextName(cluster, ns, name)
+	if _, ok := cfg.Contexts[ctxName]; !ok {
+		return nil
+	}
+	delete(cfg.Contexts, ctxName)
+	delete(cfg.Clusters, ctxName)
+	delete(cfg.AuthInfos, ctxName)
+	if cfg.CurrentContext == ctxName {
+		cfg.CurrentContext = ""
+	}
+	return clientcmd.ModifyConfig(po, *cfg, true)
+}
+
+func newCreateCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "create", Short: "Create a virtual cluster"}
+	var t vclusterTarget
+	var template, valuesFile string
+	var sets []string
+	var noWait bool
+	var timeout time.Duration
+	vc := &cobra.Command{
+		Use:   "vcluster NAME",
+		Short: "Create a virtual cluster, wait until it is ready and switch kubectl to it",
+		Example: `  sublet create vcluster demo
+  sublet create vcluster team-a --cluster local --space team-a --set virtualCluster.image=rancher/k3s:v1.35.0-k3s1
+  sublet create vcluster ci --values values.yaml --no-wait`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			c, err := loadLogin()
+			if err != nil {
+				return err
+			}
+			doc, err := valuesDocument(valuesFile, sets)
+			if err != nil {
+				return err
+			}
+			if _, err := values.Merge(values.Layer{Source: "values", YAML: doc}); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			cluster, ns, err := t.resolve(ctx, c, name)
+			if err != nil {
+				return err
+			}
+			if err := ensureNamespace(ctx, c, cluster, ns); err != nil {
+				return err
+			}
+			cl, err := c.clusterClient(cluster)
+			if err != nil {
+				return err
+			}
+			obj := &storagev1.VirtualCluster{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+			if doc != "" {
+				obj.Spec.HelmRelease = &storagev1.VirtualClusterHelmRelease{Values: doc}
+			}
+			if template != "" {
+				obj.Spec.TemplateRef = &storagev1.TemplateRef{Name: template}
+			}
+			if err := cl.Create(ctx, obj); err != nil {
+				if apierrors.IsAlreadyExists(err) {
+					return fmt.Errorf("virtual cluster %s already exists in namespace %s of cluster %s (sublet use vcluster %s)", name, ns, cluster, name)
+				}
+				return fmt.Errorf("create virtual cluster %s: %w", name, err)
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "Creating virtual cluster %s in namespace %s of cluster %s\n", name, ns, cluster)
+			if noWait {
+				return nil
+			}
+			if err := waitReady(ctx, out, cl, ns, name, timeout); err != nil {
+				return err
+			}
+			ctxName, err := useContext(c, cluster, ns, name)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "Virtual cluster %s is ready; kubectl now uses context %s\nTry: kubectl get namespaces\n", name, ctxName)
+			return nil
+		},
+	}
+	t.addFlags(vc)
+	vc.Flags().StringVar(&template, "template", "", "VirtualClusterTemplate to start from.")
+	vc.Flags().StringVarP(&valuesFile, "values", "f", "", "Values file (YAML; see the README's \"Values reference\").")
+	vc.Flags().StringArrayVar(&sets, "set", nil, "Set a value, e.g. --set virtualCluster.image=rancher/k3s:v1.35.0-k3s1 (repeatable).")
+	vc.Flags().BoolVar(&noWait, "no-wait", false, "Return once the object is created.")
+	vc.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "How long to wait for Ready.")
+	cmd.AddCommand(vc)
+	return cmd
+}
+
+// valuesDocument merges a values file and --set flags into one YAML doc.
+func valuesDocument(file string, sets []string) (string, error) {
+	vals := map[string]interface{}{}
+	if file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("--values: %w", err)
+		}
+		if err := yaml.Unmarshal(data, &vals); err != nil {
+			return "", fmt.Errorf("--values %s: not valid YAML: %w", file, err)
+		}
+		if vals == nil {
+			vals = map[string]interface{}{}
+		}
+	}
+	for _, s := range sets {
+		if err := strvals.ParseInto(s, vals); err != nil {
+			return "", fmt.Errorf("--set %s: %w", s, err)
+		}
+	}
+	if len(vals) == 0 {
+		return "", nil
+	}
+	out, err := yaml.Marshal(vals)
+	return string(out), err
+}
+
+// ensureNamespace creates namespace ns in the cluster, or uses it if it
+// exists (or the user may not create namespaces but may use it).
+func ensureNamespace(ctx context.Context, c *loginConfig, cluster, ns string) error {
+	kube, err := kubernetes.NewForConfig(c.restConfig("/kubernetes/cluster/" + cluster))
+	if err != nil {
+		return err
+	}
+	_, err = kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	switch {
+	case err == nil, apierrors.IsAlreadyExists(err):
+		return nil
+	case apierrors.IsForbidden(err):
+		return nil // the VirtualCluster create says whether the user may use it
+	}
+	return fmt.Errorf("create namespace %s: %w", ns, err)
+}
+
+// waitReady waits for phase Ready, printing each change of phase.
+func waitReady(ctx context.Context, w io.Writer, cl client.Client, ns, name string, timeout time.Duration) error {
+	return waitPhase(ctx, w, func(ctx context.Context) (*storagev1.VirtualCluster, error) {
+		vc := &storagev1.VirtualCluster{}
+		return vc, cl.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, vc)
+	}, timeout)
+}
+
+func waitPhase(ctx context.Context, w io.Writer, get func(context.Context) (*storagev1.VirtualCluster, error), timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start, last := time.Now(), ""
+	for {
+		vc, err := get(ctx)
+		if err == nil {
+			line := string(vc.Status.Phase)
+			if vc.Status.Message != "" {
+				line += ": " + vc.Status.Message
+			}
+			if line != last && line != "" {
+				fmt.Fprintf(w, "  %5.1fs  %s\n", time.Since(start).Seconds(), line)
+				last = line
+			}
+			switch vc.Status.Phase {
+			case storagev1.PhaseReady:
+				return nil
+			case storagev1.PhaseFailed:
+				return fmt.Errorf("virtual cluster %s failed: %s", vc.Name, vc.Status.Message)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("virtual cluster not ready after %s (last: %s); --timeout waits longer", timeout, last)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+func newUseCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "use", Short: "Switch kubectl to a virtual cluster"}
+	var t vclusterTarget
+	vc := &cobra.Command{
+		Use:   "vcluster [NAME]",
+		Short: "Add or switch to the kube-context of a virtual cluster; without NAME, list the ones you may use",
+		Example: `  sublet use vcluster                 # shows a list of all available vclusters
+  sublet use vcluster demo --cluster local --space vcluster-demo`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := loadLogin()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if len(args) == 0 {
+				return listVirtualClusters(ctx, cmd.OutOrStdout(), c, "table")
+			}
+			name := args[0]
+			cluster, ns, err := t.resolve(ctx, c, name)
+			if err != nil {
+				return err
+			}
+			if t.space == "" {
+				// Without --space, find it among the ones the user may use.
+				var list []server.VirtualClusterInfo
+				if err := c.getJSON(ctx, "/api/v1/virtualclusters", &list); err != nil {
+					return err
+				}
+				var found []server.VirtualClusterInfo
+				for _, v := range list {
+					if v.Name == name && v.Cluster == cluster {
+						found = append(found, v)
+					}
+				}
+				switch len(found) {
+				case 0:
+					return fmt.Errorf("no virtual cluster %s you may use in cluster %s (sublet use vcluster lists them)", name, cluster)
+				case 1:
+					ns = found[0].Namespace
+				default:
+					return fmt.Errorf("virtual clusters named %s exist in several namespaces of cluster %s; pass --space", name, cluster)
+				}
+			}
+			ctxName, err := useContext(c, cluster, ns, name)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Switched to context %s (virtual cluster %s in namespace %s of cluster %s)\n", ctxName, name, ns, cluster)
+			return nil
+		},
+	}
+	t.addFlags(vc)
+	cmd.AddCommand(vc)
+	return cmd
+}
+
+func newDeleteCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "delete", Short: "Delete a virtual cluster"}
+	var t vclusterTarget
+	var noWait bool
+	vc := &cobra.Command{
+		Use:     "vcluster NAME",
+		Short:   "Delete a virtual cluster, its host objects and its kube-context",
+		Example: `  sublet delete vcluster demo`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			c, err := loadLogin()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			cluster, ns, err := t.resolve(ctx, c, name)
+			if err != nil {
+				return err
+			}
+			cl, err := c.clusterClient(cluster)
+			if err != nil {
+				return err
+			}
+			obj := &storagev1.VirtualCluster{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+			if err := cl.Delete(ctx, obj); err != nil {
+				if apierrors.IsNotFound(err) {
+					return fmt.Errorf("virtual cluster %s does not exist in namespace %s of cluster %s", name, ns, cluster)
+				}
+				return fmt.Errorf("delete virtual cluster %s: %w", name, err)
+			}
+			if !noWait {
+				deadline := time.Now().Add(2 * time.Minute)
+				for {
+					err := cl.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &storagev1.VirtualCluster{})
+					if apierrors.IsNotFound(err) {
+						break
+					}
+					if time.Now().After(deadline) {
+						return fmt.Errorf("virtual cluster %s still being deleted after 2m", name)
+					}
+					time.Sleep(300 * time.Millisecond)
+				}
+			}
+			if err := removeContext(cluster, ns, name); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Deleted virtual cluster %s (namespace %s, cluster %s) and its kube-context\n", name, ns, cluster)
+			return nil
+		},
+	}
+	t.addFlags(vc)
+	vc.Flags().BoolVar(&noWait, "no-wait", false, "Return once deletion has started.")
+	cmd.AddCommand(vc)
+	return cmd
+}

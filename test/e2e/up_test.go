@@ -1,0 +1,128 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sublet-dev/sublet/internal/testenv"
+)
+
+// sublet runs the CLI and returns its combined output, failing on error.
+func sublet(t *testing.T, args ...string) string {
+	t.Helper()
+	out, code, err := testenv.Run(5*time.Minute, args...)
+	if err != nil || code != 0 {
+		t.Fatalf("sublet %s: exit %d, %v\n%s", strings.Join(args, " "), code, err, out)
+	}
+	return out
+}
+
+// currentKubectl runs kubectl with the user's kubeconfig ($KUBECONFIG).
+func currentKubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("kubectl", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// TestUpAndCLIWorkflows: `sublet up` on a machine with nothing brings up
+// the platform and a demo virtual cluster kubectl is switched to; the
+// seed's CLI workflows (create, use, delete) work against it; Ctrl-C stops
+// everything and a second `sublet up` resumes.
+func TestUpAndCLIWorkflows(t *testing.T) {
+	needHost(t) // not used, but this is an end-to-end test of the same weight
+	dir := t.TempDir()
+	t.Setenv("SUBLET_CONFIG", filepath.Join(dir, "cli.json"))
+	t.Setenv("KUBECONFIG", filepath.Join(dir, "kubeconfig"))
+	stateDir := filepath.Join(dir, "state")
+	up := func() *testenv.Process {
+		start := time.Now()
+		p, _, err := testenv.StartUntil(context.Background(), "Sublet is up.", "up", "--state-dir", stateDir, "--listen", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("sublet up → demo ready and kubectl switched: %.1f s", time.Since(start).Seconds())
+		return p
+	}
+	p := up()
+	t.Cleanup(func() { p.Kill() })
+
+	if out := currentKubectl(t, "get", "namespaces"); !strings.Contains(out, "kube-system") {
+		t.Fatalf("kubectl get namespaces in demo:\n%s", out)
+	}
+	if ctx := strings.TrimSpace(currentKubectl(t, "config", "current-context")); ctx != "sublet_local_vcluster-demo_demo" {
+		t.Errorf("current context %q", ctx)
+	}
+
+	// Create: waits until ready, adds and switches the kube-context.
+	out := sublet(t, "create", "vcluster", "team-a")
+	if !strings.Contains(out, "is ready") {
+		t.Errorf("create output:\n%s", out)
+	}
+	if ctx := strings.TrimSpace(currentKubectl(t, "config", "current-context")); ctx != "sublet_local_vcluster-team-a_team-a" {
+		t.Errorf("after create, current context %q", ctx)
+	}
+	currentKubectl(t, "create", "namespace", "only-in-team-a")
+	server := currentKubectl(t, "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}")
+	if !strings.HasSuffix(server, "/kubernetes/virtualcluster/local/vcluster-team-a/team-a") {
+		t.Errorf("kube-context server %q is not the seed's form", server)
+	}
+
+	// Use: without a name it lists; with one it switches.
+	list := sublet(t, "use", "vcluster")
+	if !strings.Contains(list, "demo") || !strings.Contains(list, "team-a") {
+		t.Errorf("use vcluster list:\n%s", list)
+	}
+	sublet(t, "use", "vcluster", "demo")
+	if out := currentKubectl(t, "get", "namespaces"); strings.Contains(out, "only-in-team-a") {
+		t.Errorf("after use demo, kubectl still talks to team-a:\n%s", out)
+	}
+
+	// Bad input: a clear error, nothing created.
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"create", "vcluster", "x", "--set", "virtualCluster.imag=rancher/k3s:v1.35.0-k3s1"}, "virtualCluster.imag"},
+		{[]string{"create", "vcluster", "x", "--cluster", "nope"}, `cluster "nope" is not connected`},
+		{[]string{"delete", "vcluster", "never-made"}, "does not exist"},
+		{[]string{"create", "vcluster", "x", "--bogus"}, "unknown flag"},
+	} {
+		out, code, err := testenv.Run(time.Minute, bad.args...)
+		if err != nil || code == 0 || !strings.Contains(out, bad.want) {
+			t.Errorf("sublet %s: exit %d (%v), want an error naming %q:\n%s", strings.Join(bad.args, " "), code, err, bad.want, out)
+		}
+	}
+
+	// Delete: the virtual cluster, its host objects and its kube-context go.
+	sublet(t, "delete", "vcluster", "team-a")
+	if out := currentKubectl(t, "config", "get-contexts", "-o", "name"); strings.Contains(out, "team-a") {
+		t.Errorf("kube-context of the deleted virtual cluster left:\n%s", out)
+	}
+	hostKC := filepath.Join(stateDir, "host", "admin.kubeconfig")
+	if out := kubectl(t, hostKC, "", "get", "virtualclusters,pods,secrets", "-n", "vcluster-team-a", "-o", "name"); strings.Contains(out, "team-a") {
+		t.Errorf("host objects of the deleted virtual cluster left:\n%s", out)
+	}
+
+	// Ctrl-C stops everything; up again resumes.
+	if err := p.Stop(); err != nil {
+		t.Fatalf("sublet up did not stop cleanly: %v\n%s", err, p.Output())
+	}
+	if n := processesWith(stateDir); n != 0 {
+		t.Errorf("%d processes of the stopped platform still run", n)
+	}
+	p = up()
+	if out := currentKubectl(t, "get", "namespaces"); !strings.Contains(out, "kube-system") {
+		t.Errorf("after resuming, kubectl get namespaces in demo:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(stateDir, "admin.key")); err != nil {
+		t.Errorf("admin key not kept: %v", err)
+	}
+}
