@@ -59,7 +59,9 @@ spec:
   displayName: Local
   config: {name: cluster-local, namespace: %s}
 `, p.cluster, ns), "apply", "-f", "-")
-	t.Cleanup(func() { _ = exec.Command("kubectl", "--kubeconfig", host.Kubeconfig, "delete", "cluster.storage.loft.sh", p.cluster).Run() })
+	t.Cleanup(func() {
+		_ = exec.Command("kubectl", "--kubeconfig", host.Kubeconfig, "delete", "cluster.storage.loft.sh", p.cluster).Run()
+	})
 	return p
 }
 
