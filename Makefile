@@ -37,8 +37,8 @@ lint: ## gofmt, go vet, and generated API files up to date
 codegen: ## regenerate deepcopy functions and CRDs from api/ (controller-gen)
 	hack/update-codegen.sh
 
-demo: build ## run a local host cluster with 2 simulated nodes in .sublet/host
-	$(BIN) host run --data-dir .sublet/host --nodes 2
+demo: build ## bring up the whole platform locally (host, agent, server) with a demo virtual cluster; state in .sublet
+	$(BIN) up --state-dir .sublet
 
 bench: build ## measure start time, memory and build figures (see bench/README.md)
 	SUBLET_BIN=$(abspath $(BIN)) bash bench/run.sh
