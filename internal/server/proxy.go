@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -90,19 +91,34 @@ func (b *backend) serve(w http.ResponseWriter, r *http.Request, path string, u *
 	p.ServeHTTP(w, r)
 }
 
+// recheckEvery is how long the server trusts what it read about a
+// cluster, a virtual cluster or an access decision before reading again:
+// a proxied request then costs no extra round trips. (The API server's own
+// webhook authorizer caches decisions for minutes.)
+const recheckEvery = 5 * time.Second
+
 // clusterConfig is a connected host cluster as the server reaches it.
 type clusterConfig struct {
 	version string // of the kubeconfig secret
+	checked time.Time
 	backend *backend
 	client  client.Client
 	kube    kubernetes.Interface
 
 	mu       sync.Mutex
 	virtuals map[string]*virtualBackend // by namespace/name
+	reviews  map[string]review          // by user, groups, namespace, name
+}
+
+type review struct {
+	allowed bool
+	at      time.Time
 }
 
 type virtualBackend struct {
-	version string // of the vc-NAME secret
+	checked time.Time
+	vc      *storagev1.VirtualCluster // nil: it does not exist
+	version string                    // of its kubeconfig secret
 	backend *backend
 }
 
@@ -115,6 +131,12 @@ type clusterConfigs struct {
 }
 
 func (cs *clusterConfigs) get(ctx context.Context, c *storagev1.Cluster) (*clusterConfig, error) {
+	cs.mu.Lock()
+	if cc, ok := cs.configs[c.Name]; ok && time.Since(cc.checked) < recheckEvery {
+		cs.mu.Unlock()
+		return cc, nil
+	}
+	cs.mu.Unlock()
 	secret := &corev1.Secret{}
 	if err := cs.mgmt.Get(ctx, types.NamespacedName{Namespace: c.Spec.Config.Namespace, Name: c.Spec.Config.Name}, secret); err != nil {
 		return nil, fmt.Errorf("kubeconfig of cluster %s: %w", c.Name, err)
@@ -122,12 +144,16 @@ func (cs *clusterConfigs) get(ctx context.Context, c *storagev1.Cluster) (*clust
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	if cc, ok := cs.configs[c.Name]; ok && cc.version == secret.ResourceVersion {
+		cc.checked = time.Now()
 		return cc, nil
 	}
 	cfg, err := clientcmd.RESTConfigFromKubeConfig(secret.Data["config"])
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig of cluster %s: %w", c.Name, err)
 	}
+	// Every proxied request to a virtual cluster costs an access review and
+	// two reads here; client-go's default of 5 per second would queue them.
+	cfg.QPS, cfg.Burst = 500, 1000
 	b, err := newBackend(cfg)
 	if err != nil {
 		return nil, err
@@ -140,7 +166,8 @@ func (cs *clusterConfigs) get(ctx context.Context, c *storagev1.Cluster) (*clust
 	if err != nil {
 		return nil, err
 	}
-	cc := &clusterConfig{version: secret.ResourceVersion, backend: b, client: cl, kube: kube, virtuals: map[string]*virtualBackend{}}
+	cc := &clusterConfig{version: secret.ResourceVersion, checked: time.Now(), backend: b, client: cl, kube: kube,
+		virtuals: map[string]*virtualBackend{}, reviews: map[string]review{}}
 	cs.configs[c.Name] = cc
 	return cc, nil
 }
@@ -148,6 +175,15 @@ func (cs *clusterConfigs) get(ctx context.Context, c *storagev1.Cluster) (*clust
 // mayGetVirtualCluster asks the cluster whether u may get virtualclusters
 // named name in namespace (a Role there or a ClusterRole both count).
 func (cc *clusterConfig) mayGetVirtualCluster(ctx context.Context, u *User, namespace, name string) (bool, error) {
+	key := strings.Join([]string{u.Name, strings.Join(u.Groups, ","), namespace, name}, "\x00")
+	cc.mu.Lock()
+	r, ok := cc.reviews[key]
+	cc.mu.Unlock()
+	// Grants are trusted for a while; a denial is asked again next time,
+	// so a new RoleBinding takes effect at once.
+	if ok && r.allowed && time.Since(r.at) < recheckEvery {
+		return true, nil
+	}
 	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 		User: u.Name, Groups: u.Groups,
 		ResourceAttributes: &authorizationv1.ResourceAttributes{
@@ -159,36 +195,60 @@ func (cc *clusterConfig) mayGetVirtualCluster(ctx context.Context, u *User, name
 	if err != nil {
 		return false, err
 	}
+	cc.mu.Lock()
+	cc.reviews[key] = review{allowed: res.Status.Allowed, at: time.Now()}
+	cc.mu.Unlock()
 	return res.Status.Allowed, nil
 }
 
-// virtual returns the backend of virtual cluster namespace/name, from its
-// published admin kubeconfig.
-func (cc *clusterConfig) virtual(ctx context.Context, vc *storagev1.VirtualCluster) (*backend, error) {
-	name := vc.Status.KubeconfigSecret
-	if name == "" {
-		name = "vc-" + vc.Name
-	}
-	secret, err := cc.kube.CoreV1().Secrets(vc.Namespace).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return nil, err
-	}
-	key := vc.Namespace + "/" + vc.Name
+// virtual returns virtual cluster namespace/name (nil if it does not
+// exist) and, once it published its admin kubeconfig, its backend.
+func (cc *clusterConfig) virtual(ctx context.Context, namespace, name string) (*storagev1.VirtualCluster, *backend, error) {
+	key := namespace + "/" + name
 	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	if v, ok := cc.virtuals[key]; ok && v.version == secret.ResourceVersion {
-		return v.backend, nil
+	v, ok := cc.virtuals[key]
+	cc.mu.Unlock()
+	// Only a ready one is trusted for a while: one coming up must be
+	// reachable as soon as it is.
+	if ok && v.backend != nil && v.vc != nil && v.vc.Status.Phase == storagev1.PhaseReady && time.Since(v.checked) < recheckEvery {
+		return v.vc, v.backend, nil
 	}
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(secret.Data["config"])
-	if err != nil {
-		return nil, err
+	vc := &storagev1.VirtualCluster{}
+	if err := cc.client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, vc); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return nil, nil, err
+		}
+		vc = nil
 	}
-	b, err := newBackend(cfg)
-	if err != nil {
-		return nil, err
+	nv := &virtualBackend{checked: time.Now(), vc: vc}
+	if vc != nil {
+		secretName := vc.Status.KubeconfigSecret
+		if secretName == "" {
+			secretName = "vc-" + vc.Name
+		}
+		secret, err := cc.kube.CoreV1().Secrets(namespace).Get(ctx, secretName, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return nil, nil, err
+		case ok && v.version == secret.ResourceVersion:
+			nv.version, nv.backend = v.version, v.backend
+		default:
+			cfg, err := clientcmd.RESTConfigFromKubeConfig(secret.Data["config"])
+			if err != nil {
+				return nil, nil, err
+			}
+			b, err := newBackend(cfg)
+			if err != nil {
+				return nil, nil, err
+			}
+			nv.version, nv.backend = secret.ResourceVersion, b
+		}
 	}
-	cc.virtuals[key] = &virtualBackend{version: secret.ResourceVersion, backend: b}
-	return b, nil
+	cc.mu.Lock()
+	cc.virtuals[key] = nv
+	cc.mu.Unlock()
+	return nv.vc, nv.backend, nil
 }
 
 // cluster looks up a connected cluster by name: 404 if unknown.
@@ -240,17 +300,15 @@ func (s *Server) proxyVirtualCluster(w http.ResponseWriter, r *http.Request, u *
 			u.Name, ns, name, clusterName, ns))
 		return
 	}
-	vc := &storagev1.VirtualCluster{}
-	if err := cc.client.Get(r.Context(), types.NamespacedName{Namespace: ns, Name: name}, vc); err != nil {
-		if apierrors.IsNotFound(err) {
-			writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("virtual cluster %s/%s does not exist in cluster %s", ns, name, clusterName))
-		} else {
-			writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, err.Error())
-		}
+	vc, b, err := cc.virtual(r.Context(), ns, name)
+	switch {
+	case err != nil:
+		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, err.Error())
 		return
-	}
-	b, err := cc.virtual(r.Context(), vc)
-	if err != nil || vc.Status.Phase != storagev1.PhaseReady {
+	case vc == nil:
+		writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("virtual cluster %s/%s does not exist in cluster %s", ns, name, clusterName))
+		return
+	case b == nil || vc.Status.Phase != storagev1.PhaseReady:
 		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, fmt.Sprintf(
 			"virtual cluster %s/%s is not ready (phase %q): %s", ns, name, vc.Status.Phase, vc.Status.Message))
 		return

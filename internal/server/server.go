@@ -38,6 +38,10 @@ type Server struct {
 // New connects to the management cluster and prepares the handlers; Run
 // serves them.
 func New(ctx context.Context, mgmtCfg *rest.Config, audit *slog.Logger) (*Server, error) {
+	// Requests read cluster secrets here; the default 5 per second would
+	// queue them.
+	mgmtCfg = rest.CopyConfig(mgmtCfg)
+	mgmtCfg.QPS, mgmtCfg.Burst = 500, 1000
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return nil, err
