@@ -20,6 +20,8 @@ import (
 var syncerRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{""}, Resources: []string{"pods", "services", "endpoints", "configmaps", "secrets", "persistentvolumeclaims", "events"},
 		Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
+	// For the virtual nodes' kubelet API: kubectl logs, exec, attach, port-forward.
+	{APIGroups: []string{""}, Resources: []string{"pods/log", "pods/exec", "pods/attach", "pods/portforward"}, Verbs: []string{"get", "create"}},
 	{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingresses"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 	{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 }

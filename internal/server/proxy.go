@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -21,80 +19,28 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/kubeproxy"
 )
 
-// backend is an API server the server proxies to, with its credentials.
-type backend struct {
-	url *url.URL
-	// transport carries the backend's credentials; upgrade does the same
-	// over HTTP/1.1, which protocol upgrades (exec, port-forward) need.
-	transport, upgrade http.RoundTripper
-}
+// backend is an API server the server proxies to.
+type backend = kubeproxy.Backend
 
-func newBackend(cfg *rest.Config) (*backend, error) {
-	u, err := url.Parse(cfg.Host)
-	if err != nil {
-		return nil, err
-	}
-	t, err := rest.TransportFor(cfg)
-	if err != nil {
-		return nil, err
-	}
-	tlsCfg, err := rest.TLSConfigFor(cfg)
-	if err != nil {
-		return nil, err
-	}
-	base := &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: tlsCfg, ForceAttemptHTTP2: false}
-	if base.TLSClientConfig != nil {
-		base.TLSClientConfig = base.TLSClientConfig.Clone()
-		base.TLSClientConfig.NextProtos = []string{"http/1.1"}
-	}
-	up, err := rest.HTTPWrappersForConfig(cfg, base)
-	if err != nil {
-		return nil, err
-	}
-	return &backend{url: u, transport: t, upgrade: up}, nil
-}
+func newBackend(cfg *rest.Config) (*backend, error) { return kubeproxy.NewBackend(cfg) }
 
-// serve proxies r to path on the backend as user u (with extra groups),
-// streaming responses and protocol upgrades.
-func (b *backend) serve(w http.ResponseWriter, r *http.Request, path string, u *User, extraGroups ...string) {
-	transport := b.transport
-	if r.Header.Get("Upgrade") != "" {
-		transport = b.upgrade
-	}
-	p := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.Out.URL.Scheme, pr.Out.URL.Host = b.url.Scheme, b.url.Host
-			pr.Out.URL.Path = strings.TrimSuffix(b.url.Path, "/") + "/" + strings.TrimPrefix(path, "/")
-			pr.Out.URL.RawPath = ""
-			pr.Out.Host = b.url.Host
-			// The caller's credentials and any impersonation it asked for
-			// end here; the backend sees the platform's user.
-			pr.Out.Header.Del("Authorization")
-			for k := range pr.Out.Header {
-				if strings.HasPrefix(strings.ToLower(k), "impersonate-") {
-					pr.Out.Header.Del(k)
-				}
-			}
-			pr.Out.Header.Set("Impersonate-User", u.Name)
-			for _, g := range append(append([]string(nil), u.Groups...), extraGroups...) {
-				pr.Out.Header.Add("Impersonate-Group", g)
-			}
-		},
-		Transport:     transport,
-		FlushInterval: -1,
-		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-			writeStatus(w, http.StatusBadGateway, metav1.StatusReasonServiceUnavailable, "backend unreachable: "+err.Error())
-		},
-	}
-	p.ServeHTTP(w, r)
+// serveAs proxies r to path on b as user u (with extra groups).
+func serveAs(b *backend, w http.ResponseWriter, r *http.Request, path string, u *User, extraGroups ...string) {
+	b.Serve(w, r, path, nil, func(h http.Header) {
+		h.Set("Impersonate-User", u.Name)
+		for _, g := range append(append([]string(nil), u.Groups...), extraGroups...) {
+			h.Add("Impersonate-Group", g)
+		}
+	})
 }
 
 // recheckEvery is how long the server trusts what it read about a
-// cluster, a virtual cluster or an access decision before reading again:
-// a proxied request then costs no extra round trips. (The API server's own
-// webhook authorizer caches decisions for minutes.)
+// cluster, a ready virtual cluster or a granted access review before
+// reading again: a proxied request then costs no extra round trips. (The
+// API server's own webhook authorizer caches decisions for minutes.)
 const recheckEvery = 5 * time.Second
 
 // clusterConfig is a connected host cluster as the server reaches it.
@@ -277,7 +223,7 @@ func (s *Server) proxyCluster(w http.ResponseWriter, r *http.Request, u *User) {
 	if cc == nil {
 		return
 	}
-	cc.backend.serve(w, r, r.PathValue("rest"), u)
+	serveAs(cc.backend, w, r, r.PathValue("rest"), u)
 }
 
 // proxyVirtualCluster: /kubernetes/virtualcluster/CLUSTER/NS/NAME/… → the
@@ -314,5 +260,5 @@ func (s *Server) proxyVirtualCluster(w http.ResponseWriter, r *http.Request, u *
 		return
 	}
 	// Users who pass the gate are cluster-admin of the virtual cluster.
-	b.serve(w, r, r.PathValue("rest"), u, "system:masters")
+	serveAs(b, w, r, r.PathValue("rest"), u, "system:masters")
 }

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/kubeproxy"
 )
 
 // Server serves the platform API and proxies.
@@ -208,12 +209,7 @@ func verbOf(r *http.Request) string {
 
 // writeStatus writes a Kubernetes Status error, which kubectl prints.
 func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(&metav1.Status{
-		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
-		Status:   metav1.StatusFailure, Message: msg, Reason: reason, Code: int32(code),
-	})
+	kubeproxy.WriteStatus(w, code, reason, msg)
 }
 
 func writeJSON(w http.ResponseWriter, v interface{}) {

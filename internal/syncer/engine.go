@@ -32,6 +32,8 @@ type Context struct {
 	Log        klog.Logger
 	// Pods is how host pods reach their virtual cluster.
 	Pods PodRuntime
+	// Kubelet, if set, is the kubelet endpoint virtual nodes publish.
+	Kubelet *KubeletEndpoint
 	// Recorder records events on virtual objects; Run sets one if nil.
 	Recorder record.EventRecorder
 }

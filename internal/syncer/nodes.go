@@ -105,7 +105,7 @@ func (s *nodeSyncer) reconcile(ctx context.Context, name string) error {
 		return nil
 	}
 	h := hObj.(*corev1.Node)
-	want := virtualNode(h)
+	want := virtualNode(h, s.sctx.Kubelet)
 	if !inVirtual {
 		created, err := nodes.Create(ctx, want, metav1.CreateOptions{})
 		if err != nil {
@@ -135,13 +135,14 @@ func (s *nodeSyncer) reconcile(ctx context.Context, name string) error {
 	return nil
 }
 
-// virtualNode is the virtual cluster's view of host node h.
-func virtualNode(h *corev1.Node) *corev1.Node {
+// virtualNode is the virtual cluster's view of host node h; with a kubelet
+// endpoint, its address and kubelet port are the runtime's kubelet proxy.
+func virtualNode(h *corev1.Node, kubelet *KubeletEndpoint) *corev1.Node {
 	labels := map[string]string{labelVirtualNode: "true"}
 	for k, v := range h.Labels {
 		labels[k] = v
 	}
-	return &corev1.Node{
+	n := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: h.Name, Labels: labels},
 		Spec:       corev1.NodeSpec{Taints: h.Spec.Taints, Unschedulable: h.Spec.Unschedulable},
 		Status: corev1.NodeStatus{
@@ -153,4 +154,9 @@ func virtualNode(h *corev1.Node) *corev1.Node {
 			NodeInfo:    h.Status.NodeInfo,
 		},
 	}
+	if kubelet != nil {
+		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: kubelet.Address}, {Type: corev1.NodeHostName, Address: h.Name}}
+		n.Status.DaemonEndpoints.KubeletEndpoint.Port = kubelet.Port
+	}
+	return n
 }

@@ -18,7 +18,7 @@ func TestVirtualNode(t *testing.T) {
 			Addresses:  []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.1"}},
 		},
 	}
-	v := virtualNode(h)
+	v := virtualNode(h, nil)
 	if v.Name != "n1" || v.Labels[labelVirtualNode] != "true" || v.Labels["kubernetes.io/hostname"] != "n1" {
 		t.Errorf("metadata %+v", v.ObjectMeta)
 	}
@@ -30,5 +30,11 @@ func TestVirtualNode(t *testing.T) {
 	}
 	if _, ok := h.Labels[labelVirtualNode]; ok {
 		t.Error("virtualNode modified the host node's labels")
+	}
+	// With a kubelet proxy, the virtual API server reaches it, not the
+	// host's kubelet.
+	v = virtualNode(h, &KubeletEndpoint{Address: "192.0.2.7", Port: 10777})
+	if v.Status.Addresses[0].Address != "192.0.2.7" || v.Status.DaemonEndpoints.KubeletEndpoint.Port != 10777 || h.Status.Addresses[0].Address != "10.0.0.1" {
+		t.Errorf("kubelet endpoint: %+v %+v", v.Status.Addresses, v.Status.DaemonEndpoints)
 	}
 }

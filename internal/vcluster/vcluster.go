@@ -4,10 +4,15 @@ package vcluster
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +29,8 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/sublet-dev/sublet/internal/controlplane"
+	"github.com/sublet-dev/sublet/internal/kubeproxy"
+	"github.com/sublet-dev/sublet/internal/pki"
 	"github.com/sublet-dev/sublet/internal/syncer"
 	"github.com/sublet-dev/sublet/internal/translate"
 )
@@ -246,6 +253,11 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 				return err
 			}
 		}
+		kubelet, err := startKubeletProxy(ctx, sctx, withThroughput(hostCfg, hostQPS), cp.DataDir(), o.ControlPlane.AdvertiseAddress, log)
+		if err != nil {
+			return err
+		}
+		sctx.Kubelet = kubelet
 		go func() {
 			if err := syncer.Run(ctx, sctx, selected, metrics); err != nil {
 				log.Error(err, "syncer stopped")
@@ -300,4 +312,48 @@ func publishKubeconfig(ctx context.Context, host kubernetes.Interface, o Options
 		return fmt.Errorf("write the admin kubeconfig to host secret %s: %w", o.KubeconfigSecret, err)
 	}
 	return nil
+}
+
+// startKubeletProxy serves the kubelet API of the virtual cluster's nodes
+// (logs, exec, attach, port-forward through the host API server) on
+// address, with the control plane's serving certificate, to clients with a
+// certificate of its CA (the virtual API server).
+func startKubeletProxy(ctx context.Context, sctx *syncer.Context, hostCfg *rest.Config, dataDir, address string, log klog.Logger) (*syncer.KubeletEndpoint, error) {
+	if address == "" {
+		address = "127.0.0.1"
+	}
+	p := pki.Dir{Path: filepath.Join(dataDir, "pki")}
+	cert, err := tls.LoadX509KeyPair(p.ServingCert(), p.ServingKey())
+	if err != nil {
+		return nil, err
+	}
+	caPEM, err := os.ReadFile(p.CACert())
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	backend, err := kubeproxy.NewBackend(hostCfg)
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(address, "0"))
+	if err != nil {
+		return nil, fmt.Errorf("kubelet proxy: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           syncer.NewKubeletProxy(sctx, backend),
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 30 * time.Second,
+	}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	go func() {
+		if err := srv.ServeTLS(l, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error(err, "kubelet proxy stopped")
+		}
+	}()
+	return &syncer.KubeletEndpoint{Address: address, Port: int32(l.Addr().(*net.TCPAddr).Port)}, nil
 }

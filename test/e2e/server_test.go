@@ -248,6 +248,37 @@ func TestServerRBACGateAndIsolation(t *testing.T) {
 	cancel()
 	_ = watch.Wait()
 
+	// kubectl logs -f through the proxy streams the pod's log.
+	poll(t, 60*time.Second, "streamed pod Running", func(ctx context.Context) (bool, error) {
+		out, err := exec.Command("kubectl", "--kubeconfig", kc, "get", "pod", "streamed", "-o", "jsonpath={.status.phase}").Output()
+		return err == nil && string(out) == "Running", nil
+	})
+	lctx, lcancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer lcancel()
+	logs := exec.CommandContext(lctx, "kubectl", "--kubeconfig", kc, "logs", "-f", "streamed")
+	lout, _ := logs.StdoutPipe()
+	if err := logs.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(lout)
+		if sc.Scan() {
+			line <- sc.Text()
+		}
+		close(line)
+	}()
+	select {
+	case l, ok := <-line:
+		if !ok || l == "" {
+			t.Error("kubectl logs -f through the proxy ended without a line")
+		}
+	case <-lctx.Done():
+		t.Error("kubectl logs -f through the proxy streamed nothing")
+	}
+	lcancel()
+	_ = logs.Wait()
+
 	// Revoking a key takes effect at once.
 	revoked := accessKey(t, "e2e-revoked", "alice", nil)
 	if got := p.get(t, vcPath(nsA, "a"), revoked); got != 200 {

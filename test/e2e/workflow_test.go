@@ -50,6 +50,7 @@ func namespaceCredentials(t *testing.T, hostNS string) string {
 	all := []string{"get", "list", "watch", "create", "update", "patch", "delete"}
 	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "syncer"}, Rules: []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"pods", "services", "endpoints", "configmaps", "secrets", "persistentvolumeclaims", "events"}, Verbs: all},
+		{APIGroups: []string{""}, Resources: []string{"pods/log", "pods/exec", "pods/attach", "pods/portforward"}, Verbs: []string{"get", "create"}},
 		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingresses"}, Verbs: all},
 		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: all},
 	}}
@@ -263,6 +264,15 @@ metadata: {name: shop-staging}
 	// Each host pod reaches the virtual API as its virtual service account.
 	hp := hostPods[0]
 	checkPodIdentity(t, vc, hp)
+
+	// kubectl logs and exec in the virtual cluster reach the host pod.
+	vp := strings.TrimSuffix(hp.Name, "-x-default-x-shop")
+	if out := kubectl(t, kc, "", "logs", vp); strings.TrimSpace(out) == "" {
+		t.Errorf("kubectl logs %s printed nothing", vp)
+	}
+	if out := kubectl(t, kc, "", "exec", vp, "--", "echo", "hello-from-virtual-exec"); !strings.Contains(out, "hello-from-virtual-exec") {
+		t.Errorf("kubectl exec in the virtual cluster: %q", out)
+	}
 
 	// CRDs, ClusterRoles and namespaces stay virtual.
 	if _, err := host.Client.RbacV1().ClusterRoles().Get(ctx, "shop-reader", metav1.GetOptions{}); !apierrors.IsNotFound(err) {

@@ -1,0 +1,95 @@
+// Package kubeproxy forwards HTTP requests to a Kubernetes API server with
+// its own credentials, streaming responses (watches, logs) and protocol
+// upgrades (exec, attach, port-forward) through.
+package kubeproxy
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+)
+
+// Backend is an API server with the credentials to reach it.
+type Backend struct {
+	url *url.URL
+	// transport carries the credentials; upgrade does the same over
+	// HTTP/1.1, which protocol upgrades need.
+	transport, upgrade http.RoundTripper
+}
+
+// NewBackend prepares forwarding to the API server of cfg.
+func NewBackend(cfg *rest.Config) (*Backend, error) {
+	u, err := url.Parse(cfg.Host)
+	if err != nil {
+		return nil, err
+	}
+	t, err := rest.TransportFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := rest.TLSConfigFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	base := &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: tlsCfg}
+	if base.TLSClientConfig != nil {
+		base.TLSClientConfig = base.TLSClientConfig.Clone()
+		base.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	}
+	up, err := rest.HTTPWrappersForConfig(cfg, base)
+	if err != nil {
+		return nil, err
+	}
+	return &Backend{url: u, transport: t, upgrade: up}, nil
+}
+
+// Serve forwards r to path on the backend (query replaces r's query when
+// not nil). The caller's credentials and impersonation headers are dropped;
+// headers, if not nil, sets the ones to send instead.
+func (b *Backend) Serve(w http.ResponseWriter, r *http.Request, path string, query url.Values, headers func(http.Header)) {
+	transport := b.transport
+	if r.Header.Get("Upgrade") != "" {
+		transport = b.upgrade
+	}
+	p := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme, pr.Out.URL.Host = b.url.Scheme, b.url.Host
+			pr.Out.URL.Path = strings.TrimSuffix(b.url.Path, "/") + "/" + strings.TrimPrefix(path, "/")
+			pr.Out.URL.RawPath = ""
+			if query != nil {
+				pr.Out.URL.RawQuery = query.Encode()
+			}
+			pr.Out.Host = b.url.Host
+			pr.Out.Header.Del("Authorization")
+			for k := range pr.Out.Header {
+				if strings.HasPrefix(strings.ToLower(k), "impersonate-") {
+					pr.Out.Header.Del(k)
+				}
+			}
+			if headers != nil {
+				headers(pr.Out.Header)
+			}
+		},
+		Transport:     transport,
+		FlushInterval: -1,
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			WriteStatus(w, http.StatusBadGateway, metav1.StatusReasonServiceUnavailable, "backend unreachable: "+err.Error())
+		},
+	}
+	p.ServeHTTP(w, r)
+}
+
+// WriteStatus writes a Kubernetes Status error, which kubectl prints.
+func WriteStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(&metav1.Status{
+		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status:   metav1.StatusFailure, Message: msg, Reason: reason, Code: int32(code),
+	})
+}
