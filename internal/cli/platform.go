@@ -123,8 +123,9 @@ func age(created string) string {
 
 func newListCommand() *cobra.Command {
 	var output string
-	cmd := &cobra.Command{Use: "list", Short: "List clusters or virtual clusters of the platform"}
+	cmd := &cobra.Command{Use: "list", Short: "List clusters, virtual clusters or access keys of the platform"}
 	cmd.PersistentFlags().StringVarP(&output, "output", "o", "table", "Output format: table, json or yaml.")
+	cmd.AddCommand(newListAccessKeysCommand(&output))
 	cmd.AddCommand(&cobra.Command{
 		Use: "clusters", Aliases: []string{"cluster"}, Short: "List the connected host clusters", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -234,7 +235,8 @@ func removeContext(cluster, ns, name string) error {
 }
 
 func newCreateCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "create", Short: "Create a virtual cluster"}
+	cmd := &cobra.Command{Use: "create", Short: "Create a virtual cluster or an access key"}
+	cmd.AddCommand(newCreateAccessKeyCommand())
 	var t vclusterTarget
 	var template, valuesFile string
 	var sets []string
@@ -451,7 +453,8 @@ func newUseCommand() *cobra.Command {
 }
 
 func newDeleteCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "delete", Short: "Delete a virtual cluster"}
+	cmd := &cobra.Command{Use: "delete", Short: "Delete a virtual cluster or an access key"}
+	cmd.AddCommand(newDeleteAccessKeyCommand())
 	var t vclusterTarget
 	var noWait bool
 	vc := &cobra.Command{

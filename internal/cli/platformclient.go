@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -93,14 +95,29 @@ func (c *loginConfig) httpClient() (*http.Client, error) {
 
 // getJSON GETs an /api/v1 path of the server into out.
 func (c *loginConfig) getJSON(ctx context.Context, path string, out interface{}) error {
+	return c.callJSON(ctx, http.MethodGet, path, nil, out)
+}
+
+// callJSON sends in (if not nil) as JSON to path and decodes the reply into
+// out; an error reply becomes an error with the server's message.
+func (c *loginConfig) callJSON(ctx context.Context, method, path string, in, out interface{}) error {
 	hc, err := c.httpClient()
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(c.Server, "/")+path, nil)
+	var body io.Reader
+	if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.Server, "/")+path, body)
 	if err != nil {
 		return err
 	}
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+c.AccessKey)
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -111,15 +128,18 @@ func (c *loginConfig) getJSON(ctx context.Context, path string, out interface{})
 		return fmt.Errorf("reach %s: %w", c.Server, err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
+	reply, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
 		st := &metav1.Status{}
-		if json.Unmarshal(body, st) == nil && st.Message != "" {
+		if json.Unmarshal(reply, st) == nil && st.Message != "" {
 			return fmt.Errorf("%s (HTTP %d)", st.Message, resp.StatusCode)
 		}
 		return fmt.Errorf("%s%s: HTTP %d", c.Server, path, resp.StatusCode)
 	}
-	return json.Unmarshal(body, out)
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(reply, out)
 }
 
 func (c *loginConfig) whoami(ctx context.Context) (*server.User, error) {
@@ -157,5 +177,6 @@ func (c *loginConfig) pickCluster(ctx context.Context, name string) (string, err
 	for _, cl := range clusters {
 		names = append(names, cl.Name)
 	}
+	sort.Strings(names)
 	return "", fmt.Errorf("several clusters are connected; pass --cluster, one of: %s", strings.Join(names, ", "))
 }

@@ -37,7 +37,7 @@ else stays in the virtual cluster.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
 	})
-	root.AddCommand(newUpCommand(), newLoginCommand(), newLogoutCommand(), newCreateCommand(), newUseCommand(), newDeleteCommand(), newListCommand(),
+	root.AddCommand(newUpCommand(), newLoginCommand(), newLogoutCommand(), newCreateCommand(), newUseCommand(), newDeleteCommand(), newListCommand(), newConnectCommand(),
 		newHostCommand(), newVClusterCommand(), newAgentCommand(), newServerCommand(), newControlPlaneCommand(), newVersionCommand())
 	return root
 }

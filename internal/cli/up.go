@@ -236,7 +236,7 @@ func startUpServer(ctx context.Context, o *upOptions, restCfg *rest.Config, errc
 
 // connectLocal registers the host as cluster "local" of the platform.
 func connectLocal(ctx context.Context, mgmt client.Client, kubeconfig string) error {
-	const ns = "sublet-system"
+	const ns = server.Namespace
 	data, err := os.ReadFile(kubeconfig)
 	if err != nil {
 		return err

@@ -13,11 +13,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -29,8 +31,9 @@ import (
 
 // Server serves the platform API and proxies.
 type Server struct {
-	mgmt     client.Client // uncached, for writes and Secrets
-	cache    cache.Cache   // AccessKeys and Clusters
+	mgmt     client.Client        // uncached, for writes and Secrets
+	kube     kubernetes.Interface // the management cluster, for access reviews
+	cache    cache.Cache          // AccessKeys and Clusters
 	clusters *clusterConfigs
 	audit    *slog.Logger
 	mux      *http.ServeMux
@@ -65,7 +68,11 @@ func New(ctx context.Context, mgmtCfg *rest.Config, audit *slog.Logger) (*Server
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{mgmt: mgmt, cache: c, audit: audit, mux: http.NewServeMux()}
+	kube, err := kubernetes.NewForConfig(mgmtCfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{mgmt: mgmt, kube: kube, cache: c, audit: audit, mux: http.NewServeMux()}
 	s.clusters = &clusterConfigs{mgmt: mgmt, configs: map[string]*clusterConfig{}}
 	s.routes()
 	return s, nil
@@ -103,6 +110,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/v1/whoami", s.authenticated(s.whoami))
 	s.mux.HandleFunc("GET /api/v1/clusters", s.authenticated(s.listClusters))
 	s.mux.HandleFunc("GET /api/v1/virtualclusters", s.authenticated(s.listVirtualClusters))
+	s.apiRoutes()
 }
 
 // statusRecorder writes the request's audit record as soon as its status
@@ -236,6 +244,7 @@ func (s *Server) listClusters(w http.ResponseWriter, r *http.Request, _ *User) {
 	for _, c := range list.Items {
 		out = append(out, ClusterInfo{Name: c.Name, DisplayName: c.Spec.DisplayName, Phase: c.Status.Phase})
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	writeJSON(w, out)
 }
 

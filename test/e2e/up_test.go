@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,6 +110,57 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 	hostKC := filepath.Join(stateDir, "host", "admin.kubeconfig")
 	if out := kubectl(t, hostKC, "", "get", "virtualclusters,pods,secrets", "-n", "vcluster-team-a", "-o", "name"); strings.Contains(out, "team-a") {
 		t.Errorf("host objects of the deleted virtual cluster left:\n%s", out)
+	}
+
+	// Access keys: one for another user, printed alone on stdout, works,
+	// is listed, and is revoked at once.
+	bin, err := testenv.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyOut, err := exec.Command(bin, "create", "accesskey", "--user", "dave", "--ttl", "1h").Output()
+	if err != nil {
+		t.Fatalf("create accesskey: %v", err)
+	}
+	key := strings.TrimSpace(string(keyOut))
+	if strings.Contains(key, "\n") || !strings.HasPrefix(key, "slk_") {
+		t.Fatalf("create accesskey stdout is not the key alone: %q", keyOut)
+	}
+	var cfg struct {
+		Server string `json:"server"`
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, "cli.json"))
+	_ = json.Unmarshal(data, &cfg)
+	p2 := &platform{url: cfg.Server, caFile: filepath.Join(stateDir, "server", "pki", "ca.crt")}
+	if got := p2.get(t, "/api/v1/whoami", key); got != 200 {
+		t.Errorf("new key: whoami %d", got)
+	}
+	var keys []map[string]interface{}
+	if err := json.Unmarshal([]byte(sublet(t, "list", "accesskeys", "-o", "json")), &keys); err != nil {
+		t.Fatal(err)
+	}
+	daveKey := ""
+	for _, k := range keys {
+		if k["user"] == "dave" {
+			daveKey, _ = k["name"].(string)
+		}
+	}
+	if daveKey == "" {
+		t.Fatalf("list accesskeys lacks dave's key: %v", keys)
+	}
+	sublet(t, "delete", "accesskey", daveKey)
+	if got := p2.get(t, "/api/v1/whoami", key); got != 401 {
+		t.Errorf("revoked key: whoami %d, want 401", got)
+	}
+
+	// Connecting a second cluster: --cluster is then needed.
+	sublet(t, "connect", "cluster", "second", "--kubeconfig", host.Kubeconfig)
+	if out := sublet(t, "list", "clusters"); !strings.Contains(out, "second") || !strings.Contains(out, "local") {
+		t.Errorf("list clusters:\n%s", out)
+	}
+	out, code, _ := testenv.Run(time.Minute, "create", "vcluster", "y")
+	if code == 0 || !strings.Contains(out, "pass --cluster, one of: local, second") {
+		t.Errorf("create without --cluster and two clusters: exit %d\n%s", code, out)
 	}
 
 	// Ctrl-C stops everything; up again resumes.

@@ -1,0 +1,141 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/sublet-dev/sublet/internal/server"
+)
+
+func newCreateAccessKeyCommand() *cobra.Command {
+	req := server.AccessKeyRequest{}
+	cmd := &cobra.Command{
+		Use:   "accesskey",
+		Short: "Create an access key; the key is printed once, alone on stdout",
+		Example: `  KEY=$(sublet create accesskey --ttl 720h)
+  sublet create accesskey --user alice --group team-a     # needs the right to create accesskeys`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := loadLogin()
+			if err != nil {
+				return err
+			}
+			info := server.AccessKeyInfo{}
+			if err := c.callJSON(cmd.Context(), "POST", "/api/v1/accesskeys", req, &info); err != nil {
+				return fmt.Errorf("create access key: %w", err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), info.Key)
+			exp := "never"
+			if info.Expiration != "" {
+				exp = info.Expiration
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "Access key %s for user %s (expires: %s). It is shown only now.\n", info.Name, info.User, exp)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&req.User, "user", "", "User the key authenticates as; default: you.")
+	cmd.Flags().StringSliceVar(&req.Groups, "group", nil, "Group of the user (repeatable); default: your groups when the key is yours.")
+	cmd.Flags().StringVar(&req.TTL, "ttl", "", "Lifetime, e.g. 720h; default: no expiry.")
+	cmd.Flags().StringVar(&req.Description, "description", "", "What the key is for.")
+	return cmd
+}
+
+func newListAccessKeysCommand(output *string) *cobra.Command {
+	return &cobra.Command{
+		Use: "accesskeys", Aliases: []string{"accesskey"}, Short: "List your access keys (all, if you may list them)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := loadLogin()
+			if err != nil {
+				return err
+			}
+			var list []server.AccessKeyInfo
+			if err := c.getJSON(cmd.Context(), "/api/v1/accesskeys", &list); err != nil {
+				return err
+			}
+			var rows [][]string
+			for _, k := range list {
+				exp := k.Expiration
+				if exp == "" {
+					exp = "never"
+				}
+				rows = append(rows, []string{k.Name, k.User, strings.Join(k.Groups, ","), exp})
+			}
+			return printList(cmd.OutOrStdout(), *output, list, []string{"NAME", "USER", "GROUPS", "EXPIRES"}, rows)
+		},
+	}
+}
+
+func newDeleteAccessKeyCommand() *cobra.Command {
+	return &cobra.Command{
+		Use: "accesskey NAME", Short: "Revoke an access key (at once)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := loadLogin()
+			if err != nil {
+				return err
+			}
+			info := server.AccessKeyInfo{}
+			if err := c.callJSON(cmd.Context(), "DELETE", "/api/v1/accesskeys/"+args[0], nil, &info); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Deleted access key %s of user %s\n", info.Name, info.User)
+			return nil
+		},
+	}
+}
+
+func newConnectCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "connect", Short: "Connect a host cluster to the platform"}
+	var kubeconfig, kubeContext, display string
+	cl := &cobra.Command{
+		Use:     "cluster NAME --kubeconfig FILE",
+		Short:   "Connect a host cluster: virtual clusters can then be created in it",
+		Example: `  sublet connect cluster prod --kubeconfig prod.kubeconfig --context admin@prod`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := loadLogin()
+			if err != nil {
+				return err
+			}
+			if kubeconfig == "" {
+				return fmt.Errorf("--kubeconfig is required")
+			}
+			raw, err := clientcmd.LoadFromFile(kubeconfig)
+			if err != nil {
+				return fmt.Errorf("--kubeconfig: %w", err)
+			}
+			if kubeContext != "" {
+				if _, ok := raw.Contexts[kubeContext]; !ok {
+					return fmt.Errorf("context %q is not in %s", kubeContext, kubeconfig)
+				}
+				raw.CurrentContext = kubeContext
+			}
+			// One context, credentials inlined: the server has no files.
+			if err := clientcmdapi.MinifyConfig(raw); err != nil {
+				return err
+			}
+			if err := clientcmdapi.FlattenConfig(raw); err != nil {
+				return err
+			}
+			data, err := clientcmd.Write(*raw)
+			if err != nil {
+				return err
+			}
+			info := server.ClusterInfo{}
+			req := server.ConnectRequest{Name: args[0], DisplayName: display, Kubeconfig: string(data)}
+			if err := c.callJSON(cmd.Context(), "POST", "/api/v1/clusters", req, &info); err != nil {
+				return fmt.Errorf("connect cluster %s: %w", args[0], err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Connected cluster %s\n", info.Name)
+			return nil
+		},
+	}
+	cl.Flags().StringVar(&kubeconfig, "kubeconfig", "", "Kubeconfig of the cluster (needs rights to impersonate users and to manage VirtualClusters).")
+	cl.Flags().StringVar(&kubeContext, "context", "", "Context of --kubeconfig to use; default: its current context.")
+	cl.Flags().StringVar(&display, "display-name", "", "Name shown in lists.")
+	cmd.AddCommand(cl)
+	return cmd
+}

@@ -1,0 +1,288 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+)
+
+// Namespace is where the server keeps connected clusters' kubeconfigs in
+// the management cluster.
+const Namespace = "sublet-system"
+
+// AccessKeyRequest is the body of POST /api/v1/accesskeys.
+type AccessKeyRequest struct {
+	// User and Groups default to the caller's; another user needs the
+	// right to create accesskeys in the management cluster.
+	User        string   `json:"user,omitempty"`
+	Groups      []string `json:"groups,omitempty"`
+	TTL         string   `json:"ttl,omitempty"`
+	Description string   `json:"description,omitempty"`
+}
+
+// AccessKeyInfo describes a key (Key only in the reply to its creation).
+type AccessKeyInfo struct {
+	Name       string   `json:"name"`
+	User       string   `json:"user"`
+	Groups     []string `json:"groups,omitempty"`
+	Expiration string   `json:"expiration,omitempty"`
+	Key        string   `json:"key,omitempty"`
+}
+
+// ConnectRequest is the body of POST /api/v1/clusters.
+type ConnectRequest struct {
+	Name        string `json:"name"`
+	DisplayName string `json:"displayName,omitempty"`
+	Kubeconfig  string `json:"kubeconfig"`
+}
+
+func (s *Server) apiRoutes() {
+	s.mux.HandleFunc("POST /api/v1/accesskeys", s.authenticated(s.createAccessKey))
+	s.mux.HandleFunc("GET /api/v1/accesskeys", s.authenticated(s.listAccessKeys))
+	s.mux.HandleFunc("DELETE /api/v1/accesskeys/{name}", s.authenticated(s.deleteAccessKey))
+	s.mux.HandleFunc("POST /api/v1/clusters", s.authenticated(s.connectCluster))
+}
+
+// mayInManagement asks the management cluster whether u may verb resource
+// (a storage.loft.sh, cluster-scoped kind).
+func (s *Server) mayInManagement(ctx context.Context, u *User, verb, resource string) (bool, error) {
+	res, err := s.kube.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
+		Spec: authorizationv1.SubjectAccessReviewSpec{User: u.Name, Groups: u.Groups, ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Verb: verb, Group: storagev1.GroupVersion.Group, Version: storagev1.GroupVersion.Version, Resource: resource,
+		}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return false, err
+	}
+	return res.Status.Allowed, nil
+}
+
+func (s *Server) forbidden(w http.ResponseWriter, u *User, verb, resource string) {
+	writeStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden,
+		fmt.Sprintf("user %q may not %s %s.storage.loft.sh in the management cluster", u.Name, verb, resource))
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v interface{}) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, "request body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func keyInfo(k *storagev1.AccessKey) AccessKeyInfo {
+	i := AccessKeyInfo{Name: k.Name, User: k.Spec.User, Groups: k.Spec.Groups}
+	if k.Spec.Expiration != nil {
+		i.Expiration = k.Spec.Expiration.UTC().Format(time.RFC3339)
+	}
+	return i
+}
+
+func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request, u *User) {
+	req := AccessKeyRequest{}
+	if !decode(w, r, &req) {
+		return
+	}
+	if req.User == "" {
+		req.User = u.Name
+		if req.Groups == nil {
+			req.Groups = u.Groups
+		}
+	}
+	if req.User != u.Name || !subset(req.Groups, u.Groups) {
+		ok, err := s.mayInManagement(r.Context(), u, "create", "accesskeys")
+		if err != nil {
+			writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, err.Error())
+			return
+		}
+		if !ok {
+			s.forbidden(w, u, "create", "accesskeys (for another user or other groups)")
+			return
+		}
+	}
+	key, err := NewKey()
+	if err != nil {
+		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error())
+		return
+	}
+	ak := &storagev1.AccessKey{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: sanitizeName(req.User) + "-"},
+		Spec:       storagev1.AccessKeySpec{User: req.User, Groups: req.Groups, KeySHA256: HashKey(key), Description: req.Description},
+	}
+	if req.TTL != "" {
+		d, err := time.ParseDuration(req.TTL)
+		if err != nil || d <= 0 {
+			writeStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, fmt.Sprintf("ttl %q is not a positive duration (example: 720h)", req.TTL))
+			return
+		}
+		ak.Spec.Expiration = &metav1.Time{Time: time.Now().Add(d)}
+	}
+	if err := s.mgmt.Create(r.Context(), ak); err != nil {
+		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, "create access key: "+err.Error())
+		return
+	}
+	info := keyInfo(ak)
+	info.Key = key
+	w.WriteHeader(http.StatusCreated)
+	writeJSON(w, info)
+}
+
+func (s *Server) listAccessKeys(w http.ResponseWriter, r *http.Request, u *User) {
+	all, err := s.mayInManagement(r.Context(), u, "list", "accesskeys")
+	if err != nil {
+		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, err.Error())
+		return
+	}
+	list := &storagev1.AccessKeyList{}
+	if err := s.cache.List(r.Context(), list); err != nil {
+		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error())
+		return
+	}
+	out := []AccessKeyInfo{}
+	for i := range list.Items {
+		if all || list.Items[i].Spec.User == u.Name {
+			out = append(out, keyInfo(&list.Items[i]))
+		}
+	}
+	writeJSON(w, out)
+}
+
+func (s *Server) deleteAccessKey(w http.ResponseWriter, r *http.Request, u *User) {
+	ak := &storagev1.AccessKey{}
+	err := s.cache.Get(r.Context(), types.NamespacedName{Name: r.PathValue("name")}, ak)
+	if apierrors.IsNotFound(err) {
+		writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("access key %q does not exist", r.PathValue("name")))
+		return
+	}
+	if err != nil {
+		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error())
+		return
+	}
+	if ak.Spec.User != u.Name {
+		ok, err := s.mayInManagement(r.Context(), u, "delete", "accesskeys")
+		if err != nil || !ok {
+			// Someone else's key: as if it did not exist.
+			writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("access key %q does not exist", ak.Name))
+			return
+		}
+	}
+	if err := s.mgmt.Delete(r.Context(), ak); client.IgnoreNotFound(err) != nil {
+		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error())
+		return
+	}
+	writeJSON(w, keyInfo(ak))
+}
+
+// connectCluster stores a cluster's kubeconfig and registers it, after
+// checking the server reaches it with that kubeconfig.
+func (s *Server) connectCluster(w http.ResponseWriter, r *http.Request, u *User) {
+	req := ConnectRequest{}
+	if !decode(w, r, &req) {
+		return
+	}
+	if msgs := validation.IsDNS1123Subdomain(req.Name); len(msgs) > 0 {
+		writeStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, fmt.Sprintf("cluster name %q: %s", req.Name, strings.Join(msgs, "; ")))
+		return
+	}
+	ok, err := s.mayInManagement(r.Context(), u, "create", "clusters")
+	if err != nil {
+		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, err.Error())
+		return
+	}
+	if !ok {
+		s.forbidden(w, u, "create", "clusters")
+		return
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig([]byte(req.Kubeconfig))
+	if err != nil {
+		writeStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, "kubeconfig: "+err.Error())
+		return
+	}
+	cfg.Timeout = 15 * time.Second
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err == nil {
+		_, err = cs.Discovery().ServerVersion()
+	}
+	if err != nil {
+		writeStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, fmt.Sprintf("the server cannot reach cluster %s with that kubeconfig: %v", req.Name, err))
+		return
+	}
+	ctx := r.Context()
+	if err := s.mgmt.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); client.IgnoreAlreadyExists(err) != nil {
+		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error())
+		return
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cluster-" + req.Name, Namespace: Namespace},
+		Data: map[string][]byte{"config": []byte(req.Kubeconfig)}}
+	cl := &storagev1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: req.Name}, Spec: storagev1.ClusterSpec{
+		DisplayName: req.DisplayName, Config: storagev1.SecretRef{Name: secret.Name, Namespace: Namespace}}}
+	if err := s.mgmt.Create(ctx, cl); err != nil {
+		code := http.StatusInternalServerError
+		if apierrors.IsAlreadyExists(err) {
+			code = http.StatusConflict
+		}
+		writeStatus(w, code, metav1.StatusReasonAlreadyExists, fmt.Sprintf("connect cluster %s: %v", req.Name, err))
+		return
+	}
+	err = s.mgmt.Create(ctx, secret)
+	if apierrors.IsAlreadyExists(err) {
+		err = s.mgmt.Update(ctx, secret)
+	}
+	if err != nil {
+		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, "store the cluster's kubeconfig: "+err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusCreated)
+	writeJSON(w, ClusterInfo{Name: cl.Name, DisplayName: cl.Spec.DisplayName})
+}
+
+func subset(a, b []string) bool {
+	have := map[string]bool{}
+	for _, x := range b {
+		have[x] = true
+	}
+	for _, x := range a {
+		if !have[x] {
+			return false
+		}
+	}
+	return true
+}
+
+// sanitizeName makes a user name usable as an object name prefix.
+func sanitizeName(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		default:
+			b.WriteRune('-')
+		}
+	}
+	out := strings.Trim(b.String(), "-")
+	if len(out) > 40 {
+		out = out[:40]
+	}
+	if out == "" {
+		out = "key"
+	}
+	return out
+}
