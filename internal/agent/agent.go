@@ -17,7 +17,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -28,6 +27,7 @@ import (
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/config/crd"
+	"github.com/sublet-dev/sublet/internal/restconfig"
 )
 
 // Options configure the agent.
@@ -87,18 +87,7 @@ func (o *Options) Validate() error {
 }
 
 func (o *Options) restConfig() (*rest.Config, error) {
-	if o.Kubeconfig == "" {
-		cfg, err := rest.InClusterConfig()
-		if err != nil {
-			return nil, fmt.Errorf("no --kubeconfig and not running in a cluster: %w", err)
-		}
-		return cfg, nil
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("read --kubeconfig: %w", err)
-	}
-	return cfg, nil
+	return restconfig.Load(o.Kubeconfig, "--kubeconfig")
 }
 
 // Run runs the agent until ctx ends; started is called once it reconciles.

@@ -10,11 +10,10 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/sublet-dev/sublet/config/crd"
 	"github.com/sublet-dev/sublet/internal/pki"
+	"github.com/sublet-dev/sublet/internal/restconfig"
 	"github.com/sublet-dev/sublet/internal/server"
 )
 
@@ -76,12 +75,7 @@ func runPlatformServer(cmd *cobra.Command, o *platformOptions) error {
 	if err != nil || port == "" {
 		return fmt.Errorf("--listen %q is not HOST:PORT (example: 127.0.0.1:9443)", o.listen)
 	}
-	var cfg *rest.Config
-	if o.kubeconfig == "" {
-		cfg, err = rest.InClusterConfig()
-	} else {
-		cfg, err = clientcmd.BuildConfigFromFlags("", o.kubeconfig)
-	}
+	cfg, err := restconfig.Load(o.kubeconfig, "--kubeconfig")
 	if err != nil {
 		return fmt.Errorf("management cluster: %w", err)
 	}

@@ -19,9 +19,12 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -78,13 +81,62 @@ func New(ctx context.Context, mgmtCfg *rest.Config, audit *slog.Logger) (*Server
 	return s, nil
 }
 
-// Start runs the cache; it returns once the cache is synced.
+// Start runs the cache; it returns once the cache is synced. Connected
+// clusters' status is then kept up to date in the background.
 func (s *Server) Start(ctx context.Context) error {
 	go func() { _ = s.cache.Start(ctx) }()
 	if !s.cache.WaitForCacheSync(ctx) {
 		return errors.New("management cluster: caches did not sync")
 	}
+	// A newly connected cluster gets its status at once, then every
+	// clusterStatusEvery with the others.
+	inf, err := s.cache.GetInformer(ctx, &storagev1.Cluster{})
+	if err != nil {
+		return err
+	}
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{AddFunc: func(obj interface{}) {
+		if c, ok := obj.(*storagev1.Cluster); ok {
+			go s.updateOneClusterStatus(ctx, c.DeepCopy())
+		}
+	}}); err != nil {
+		return err
+	}
+	go wait.UntilWithContext(ctx, s.updateClusterStatus, clusterStatusEvery)
 	return nil
+}
+
+// clusterStatusEvery is how often connected clusters are probed.
+const clusterStatusEvery = 30 * time.Second
+
+// updateClusterStatus probes each connected cluster and records whether
+// the server reaches it, and its version.
+func (s *Server) updateClusterStatus(ctx context.Context) {
+	list := &storagev1.ClusterList{}
+	if err := s.cache.List(ctx, list); err != nil {
+		return
+	}
+	for i := range list.Items {
+		s.updateOneClusterStatus(ctx, list.Items[i].DeepCopy())
+	}
+}
+
+// updateOneClusterStatus probes cluster c and records the result.
+func (s *Server) updateOneClusterStatus(ctx context.Context, c *storagev1.Cluster) {
+	st := storagev1.ClusterStatus{Phase: "Ready"}
+	cc, err := s.clusters.get(ctx, c)
+	if err == nil {
+		var v *version.Info
+		if v, err = cc.kube.Discovery().ServerVersion(); err == nil {
+			st.KubernetesVersion = v.GitVersion
+		}
+	}
+	if err != nil {
+		st = storagev1.ClusterStatus{Phase: "Unreachable", Message: err.Error()}
+	}
+	if st != c.Status {
+		c.Status = st
+		_ = s.mgmt.Status().Update(ctx, c)
+	}
 }
 
 // Serve serves on l with TLS config tlsCfg until ctx ends.

@@ -31,6 +31,7 @@ import (
 	"github.com/sublet-dev/sublet/internal/controlplane"
 	"github.com/sublet-dev/sublet/internal/kubeproxy"
 	"github.com/sublet-dev/sublet/internal/pki"
+	"github.com/sublet-dev/sublet/internal/restconfig"
 	"github.com/sublet-dev/sublet/internal/syncer"
 	"github.com/sublet-dev/sublet/internal/translate"
 )
@@ -193,18 +194,7 @@ func (o *Options) podRuntime(info controlplane.Info) (syncer.PodRuntime, error) 
 }
 
 func (o *Options) hostConfig() (*rest.Config, error) {
-	if o.HostKubeconfig == "" {
-		cfg, err := rest.InClusterConfig()
-		if err != nil {
-			return nil, fmt.Errorf("no --host-kubeconfig and not running in a cluster: %w", err)
-		}
-		return cfg, nil
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", o.HostKubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("read --host-kubeconfig: %w", err)
-	}
-	return cfg, nil
+	return restconfig.Load(o.HostKubeconfig, "--host-kubeconfig")
 }
 
 // Run checks the host namespace, starts the control plane on cp and, once

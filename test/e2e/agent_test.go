@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/version"
 
 	"github.com/sublet-dev/sublet/internal/testenv"
@@ -102,17 +103,7 @@ func TestAgentSeedManifest(t *testing.T) {
 	}
 
 	// The published admin kubeconfig reaches the virtual cluster.
-	vkc := filepath.Join(t.TempDir(), "vc.kubeconfig")
-	cfg := kubectl(t, hk, "", "get", "secret", "vc-demo", "-n", ns, "-o", "jsonpath={.data.config}")
-	cmd := exec.Command("base64", "-d")
-	cmd.Stdin = strings.NewReader(cfg)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(vkc, out, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	vkc := publishedKubeconfig(t, ns, "demo")
 	nsList := kubectl(t, vkc, "", "get", "namespaces", "-o", "name")
 	for _, want := range []string{"namespace/default", "namespace/kube-system", "namespace/kube-public"} {
 		if !strings.Contains(nsList, want) {
@@ -271,18 +262,7 @@ spec:
 
 	// Two virtual clusters in one namespace: deleting one leaves the other.
 	for _, name := range []string{"plain", "own"} {
-		cfg := filepath.Join(t.TempDir(), name+".kubeconfig")
-		data := kubectl(t, hk, "", "get", "secret", "vc-"+name, "-n", ns, "-o", "jsonpath={.data.config}")
-		cmd := exec.Command("base64", "-d")
-		cmd.Stdin = strings.NewReader(data)
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(cfg, out, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		kubectl(t, cfg, "", "create", "deployment", "web", "--image=nginx")
+		kubectl(t, publishedKubeconfig(t, ns, name), "", "create", "deployment", "web", "--image=nginx")
 	}
 	var plainPods string
 	poll(t, 60*time.Second, "a host pod per virtual cluster", func(ctx context.Context) (bool, error) {
@@ -360,4 +340,19 @@ func TestAgentPodRuntime(t *testing.T) {
 	if strings.Contains(out, "podvc") {
 		t.Errorf("objects of the uninstalled release left:\n%s", out)
 	}
+}
+
+// publishedKubeconfig writes the admin kubeconfig the agent published for
+// virtual cluster ns/name (secret vc-NAME, key config) to a file.
+func publishedKubeconfig(t *testing.T, ns, name string) string {
+	t.Helper()
+	s, err := host.Client.CoreV1().Secrets(ns).Get(context.Background(), "vc-"+name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), name+".kubeconfig")
+	if err := os.WriteFile(path, s.Data["config"], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -197,6 +197,9 @@ func TestServerRBACGateAndIsolation(t *testing.T) {
 	if got := p.get(t, "/kubernetes/cluster/"+p.cluster+"/api/v1/nodes", alice); got != 403 {
 		t.Errorf("alice listing host nodes through the cluster proxy: %d, want 403", got)
 	}
+	if got := p.get(t, "/kubernetes/cluster/"+p.cluster+"/api/v1/namespaces/"+nsB+"/pods", alice); got != 403 {
+		t.Errorf("alice listing tenant b's host namespace through the cluster proxy: %d, want 403", got)
+	}
 	if got := p.get(t, "/kubernetes/cluster/"+p.cluster+"/apis/storage.loft.sh/v1/namespaces/"+nsA+"/virtualclusters/a", alice); got != 200 {
 		t.Errorf("alice getting her VirtualCluster through the cluster proxy: %d, want 200", got)
 	}
@@ -278,6 +281,11 @@ func TestServerRBACGateAndIsolation(t *testing.T) {
 	}
 	lcancel()
 	_ = logs.Wait()
+
+	// kubectl exec (a protocol upgrade) through the proxy.
+	if out := kubectl(t, kc, "", "exec", "streamed", "--", "echo", "through-the-platform"); !strings.Contains(out, "through-the-platform") {
+		t.Errorf("kubectl exec through the proxy: %q", out)
+	}
 
 	// Revoking a key takes effect at once.
 	revoked := accessKey(t, "e2e-revoked", "alice", nil)

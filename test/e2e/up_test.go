@@ -155,7 +155,7 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 
 	// Connecting a second cluster: --cluster is then needed.
 	sublet(t, "connect", "cluster", "second", "--kubeconfig", host.Kubeconfig)
-	if out := sublet(t, "list", "clusters"); !strings.Contains(out, "second") || !strings.Contains(out, "local") {
+	if out := sublet(t, "list", "clusters"); !strings.Contains(out, "second") || !strings.Contains(out, "local") || !strings.Contains(out, "Ready") {
 		t.Errorf("list clusters:\n%s", out)
 	}
 	out, code, _ := testenv.Run(time.Minute, "create", "vcluster", "y")
