@@ -1,15 +1,18 @@
 package cli
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
 
 	"github.com/sublet-dev/sublet/config/crd"
 	"github.com/sublet-dev/sublet/internal/pki"
@@ -71,38 +74,12 @@ func runPlatformServer(cmd *cobra.Command, o *platformOptions) error {
 	if (o.certFile == "") != (o.keyFile == "") {
 		return errors.New("--tls-cert-file and --tls-key-file go together")
 	}
-	host, port, err := net.SplitHostPort(o.listen)
-	if err != nil || port == "" {
+	if _, port, err := net.SplitHostPort(o.listen); err != nil || port == "" {
 		return fmt.Errorf("--listen %q is not HOST:PORT (example: 127.0.0.1:9443)", o.listen)
 	}
 	cfg, err := restconfig.Load(o.kubeconfig, "--kubeconfig")
 	if err != nil {
 		return fmt.Errorf("management cluster: %w", err)
-	}
-	certFile, keyFile, caFile := o.certFile, o.keyFile, ""
-	if certFile == "" {
-		p := pki.Dir{Path: filepath.Join(o.stateDir, "pki")}
-		hosts := append([]string{"localhost", "127.0.0.1"}, o.sans...)
-		if host != "" && !net.ParseIP(host).IsUnspecified() {
-			hosts = append(hosts, host)
-		}
-		if err := p.Ensure(hosts); err != nil {
-			return err
-		}
-		certFile, keyFile, caFile = p.ServingCert(), p.ServingKey(), p.CACert()
-	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return fmt.Errorf("serving certificate: %w", err)
-	}
-	auditOut := os.Stderr
-	if o.auditLog != "-" {
-		f, err := os.OpenFile(o.auditLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		if err != nil {
-			return fmt.Errorf("--audit-log: %w", err)
-		}
-		defer f.Close()
-		auditOut = f
 	}
 	ctx := cmd.Context()
 	if o.installCRDs {
@@ -110,21 +87,64 @@ func runPlatformServer(cmd *cobra.Command, o *platformOptions) error {
 			return err
 		}
 	}
-	srv, err := server.New(ctx, cfg, slog.New(slog.NewJSONHandler(auditOut, nil)).With("log", "audit"))
+	errc := make(chan error, 1)
+	url, caFile, err := startPlatformServer(ctx, cfg, o, errc)
 	if err != nil {
 		return err
 	}
-	if err := srv.Start(ctx); err != nil {
-		return err
-	}
-	l, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", o.listen, err)
-	}
-	url := "https://" + l.Addr().String()
 	fmt.Fprintf(cmd.OutOrStdout(), "%s%s\n", serverReadyPrefix, url)
 	if caFile != "" {
 		fmt.Fprintf(cmd.OutOrStdout(), "CA certificate (clients trust it): %s\n", caFile)
 	}
-	return srv.Serve(ctx, l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	return <-errc
 }
+
+// startPlatformServer serves the platform on o.listen (with o's certificate,
+// or one of its own CA in o.stateDir) until ctx ends, then sends the result
+// to errc. It returns the URL and the CA file ("" with a given cert).
+func startPlatformServer(ctx context.Context, cfg *rest.Config, o *platformOptions, errc chan<- error) (url, caFile string, err error) {
+	certFile, keyFile := o.certFile, o.keyFile
+	if certFile == "" {
+		p := pki.Dir{Path: filepath.Join(o.stateDir, "pki")}
+		hosts := append([]string{"localhost", "127.0.0.1"}, o.sans...)
+		if host, _, _ := net.SplitHostPort(o.listen); host != "" && !net.ParseIP(host).IsUnspecified() {
+			hosts = append(hosts, host)
+		}
+		if err := p.Ensure(hosts); err != nil {
+			return "", "", err
+		}
+		certFile, keyFile, caFile = p.ServingCert(), p.ServingKey(), p.CACert()
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return "", "", fmt.Errorf("serving certificate: %w", err)
+	}
+	var auditOut io.WriteCloser = nopCloser{os.Stderr}
+	if o.auditLog != "-" {
+		if auditOut, err = os.OpenFile(o.auditLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+			return "", "", fmt.Errorf("audit log: %w", err)
+		}
+	}
+	srv, err := server.New(ctx, cfg, slog.New(slog.NewJSONHandler(auditOut, nil)).With("log", "audit"))
+	if err == nil {
+		err = srv.Start(ctx)
+	}
+	if err != nil {
+		auditOut.Close()
+		return "", "", err
+	}
+	l, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		auditOut.Close()
+		return "", "", fmt.Errorf("platform server: listen on %s: %w", o.listen, err)
+	}
+	go func() {
+		defer auditOut.Close()
+		errc <- srv.Serve(ctx, l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}()
+	return "https://" + l.Addr().String(), caFile, nil
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }

@@ -2,11 +2,8 @@ package cli
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -140,9 +136,11 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	}
 	step("agent running (process runtime, state in %s)", agentDir)
 
-	url, caFile, err := startUpServer(ctx, o, cfg, errc)
+	url, caFile, err := startPlatformServer(ctx, cfg, &platformOptions{
+		listen: o.listen, stateDir: filepath.Join(o.stateDir, "server"), auditLog: filepath.Join(o.stateDir, "server", "audit.log"),
+	}, errc)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w (another 'sublet up'? pass --listen)", err)
 	}
 	step("platform server at %s (CA %s)", url, caFile)
 
@@ -200,38 +198,6 @@ Press Ctrl-C to stop; 'sublet up' again resumes.
 	case err := <-errc:
 		return err
 	}
-}
-
-// startUpServer serves the platform on o.listen with a CA of its own.
-func startUpServer(ctx context.Context, o *upOptions, restCfg *rest.Config, errc chan<- error) (url, caFile string, err error) {
-	p := pki.Dir{Path: filepath.Join(o.stateDir, "server", "pki")}
-	if err := p.Ensure([]string{"localhost", "127.0.0.1"}); err != nil {
-		return "", "", err
-	}
-	cert, err := tls.LoadX509KeyPair(p.ServingCert(), p.ServingKey())
-	if err != nil {
-		return "", "", err
-	}
-	auditFile, err := os.OpenFile(filepath.Join(o.stateDir, "server", "audit.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return "", "", err
-	}
-	srv, err := server.New(ctx, restCfg, slog.New(slog.NewJSONHandler(auditFile, nil)).With("log", "audit"))
-	if err != nil {
-		return "", "", err
-	}
-	if err := srv.Start(ctx); err != nil {
-		return "", "", err
-	}
-	l, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return "", "", fmt.Errorf("platform server: listen on %s: %w (another 'sublet up'? pass --listen)", o.listen, err)
-	}
-	go func() {
-		defer auditFile.Close()
-		errc <- srv.Serve(ctx, l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-	}()
-	return "https://" + l.Addr().String(), p.CACert(), nil
 }
 
 // connectLocal registers the host as cluster "local" of the platform.
