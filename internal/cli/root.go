@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Execute runs the sublet command line and returns the process exit code.
@@ -33,6 +34,11 @@ single namespace of a host cluster. Workloads are synced to the host; everything
 else stays in the virtual cluster.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+	}
+	// component-base registers a --version flag on the process-wide flag
+	// set, which cobra shows on every command; 'sublet version' is ours.
+	if f := pflag.CommandLine.Lookup("version"); f != nil {
+		f.Hidden = true
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
