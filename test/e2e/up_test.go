@@ -153,6 +153,32 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 		t.Errorf("revoked key: whoami %d, want 401", got)
 	}
 
+	// Logging out and in again with the admin key; a bad key or an
+	// untrusted certificate is a clear error.
+	adminKey, err := os.ReadFile(filepath.Join(stateDir, "admin.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sublet(t, "logout")
+	if out, code, _ := testenv.Run(time.Minute, "list", "vclusters"); code == 0 || !strings.Contains(out, "not logged in") {
+		t.Errorf("list after logout: exit %d\n%s", code, out)
+	}
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"login", cfg.Server, "--access-key", "slk_wrong", "--ca-file", p2.caFile}, "valid access key is required"},
+		{[]string{"login", cfg.Server, "--access-key", strings.TrimSpace(string(adminKey))}, "--ca-file"},
+		{[]string{"login", strings.TrimPrefix(cfg.Server, "https://"), "--access-key", "x"}, "must start with https://"},
+	} {
+		if out, code, _ := testenv.Run(time.Minute, bad.args...); code == 0 || !strings.Contains(out, bad.want) {
+			t.Errorf("sublet %s: exit %d, want an error naming %q:\n%s", strings.Join(bad.args, " "), code, bad.want, out)
+		}
+	}
+	if out := sublet(t, "login", cfg.Server, "--access-key", strings.TrimSpace(string(adminKey)), "--ca-file", p2.caFile); !strings.Contains(out, "as admin") {
+		t.Errorf("login: %s", out)
+	}
+
 	// Connecting a second cluster: --cluster is then needed.
 	sublet(t, "connect", "cluster", "second", "--kubeconfig", host.Kubeconfig)
 	if out := sublet(t, "list", "clusters"); !strings.Contains(out, "second") || !strings.Contains(out, "local") || !strings.Contains(out, "Ready") {
