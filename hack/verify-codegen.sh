@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Fails if the generated API files are not what hack/update-codegen.sh makes
-# from the current types. Leaves the tree as it found it.
+# from the current types. Leaves the tree as it found it, also when
+# interrupted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 generated=$(ls api/storage/v1/zz_generated.deepcopy.go config/crd/*.yaml)
 snapshot=$(mktemp -d)
-trap 'rm -rf "$snapshot"' EXIT
 tar -cf "$snapshot/before.tar" $generated
+restore() {
+  rm -f config/crd/*.yaml
+  tar -xf "$snapshot/before.tar"
+  rm -rf "$snapshot"
+}
+trap restore EXIT
 hack/update-codegen.sh
 status=0
 for f in $(ls api/storage/v1/zz_generated.deepcopy.go config/crd/*.yaml); do
@@ -17,6 +23,4 @@ done
 for f in $generated; do
   [ -e "$f" ] || { echo "generated file should not exist: $f (run hack/update-codegen.sh)"; status=1; }
 done
-rm -f config/crd/*.yaml
-tar -xf "$snapshot/before.tar"
 exit $status
