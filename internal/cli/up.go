@@ -202,35 +202,13 @@ Press Ctrl-C to stop; 'sublet up' again resumes.
 
 // connectLocal registers the host as cluster "local" of the platform.
 func connectLocal(ctx context.Context, mgmt client.Client, kubeconfig string) error {
-	const ns = server.Namespace
 	data, err := os.ReadFile(kubeconfig)
 	if err != nil {
 		return err
 	}
-	if err := mgmt.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
-	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cluster-local", Namespace: ns}, Data: map[string][]byte{"config": data}}
-	if err := mgmt.Create(ctx, secret); apierrors.IsAlreadyExists(err) {
-		old := &corev1.Secret{}
-		if err := mgmt.Get(ctx, types.NamespacedName{Namespace: ns, Name: secret.Name}, old); err != nil {
-			return err
-		}
-		old.Data = secret.Data
-		err = mgmt.Update(ctx, old)
-		if err != nil {
-			return err
-		}
-	} else if err != nil {
-		return err
-	}
-	cl := &storagev1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: "local"}, Spec: storagev1.ClusterSpec{
-		DisplayName: "Local host cluster", Config: storagev1.SecretRef{Name: secret.Name, Namespace: ns}, Runtime: "process",
-	}}
-	if err := mgmt.Create(ctx, cl); err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
-	}
-	return nil
+	cl := &storagev1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: "local"},
+		Spec: storagev1.ClusterSpec{DisplayName: "Local host cluster", Runtime: "process"}}
+	return server.Connect(ctx, mgmt, cl, data, true)
 }
 
 // adminKey returns the admin access key kept in path, creating it (and its

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 )
@@ -224,16 +225,8 @@ func (s *Server) connectCluster(w http.ResponseWriter, r *http.Request, u *User)
 		writeStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, fmt.Sprintf("the server cannot reach cluster %s with that kubeconfig: %v", req.Name, err))
 		return
 	}
-	ctx := r.Context()
-	if err := s.mgmt.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); client.IgnoreAlreadyExists(err) != nil {
-		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error())
-		return
-	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cluster-" + req.Name, Namespace: Namespace},
-		Data: map[string][]byte{"config": []byte(req.Kubeconfig)}}
-	cl := &storagev1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: req.Name}, Spec: storagev1.ClusterSpec{
-		DisplayName: req.DisplayName, Config: storagev1.SecretRef{Name: secret.Name, Namespace: Namespace}}}
-	if err := s.mgmt.Create(ctx, cl); err != nil {
+	cl := &storagev1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: req.Name}, Spec: storagev1.ClusterSpec{DisplayName: req.DisplayName}}
+	if err := Connect(r.Context(), s.mgmt, cl, []byte(req.Kubeconfig), false); err != nil {
 		code := http.StatusInternalServerError
 		if apierrors.IsAlreadyExists(err) {
 			code = http.StatusConflict
@@ -241,16 +234,42 @@ func (s *Server) connectCluster(w http.ResponseWriter, r *http.Request, u *User)
 		writeStatus(w, code, metav1.StatusReasonAlreadyExists, fmt.Sprintf("connect cluster %s: %v", req.Name, err))
 		return
 	}
-	err = s.mgmt.Create(ctx, secret)
-	if apierrors.IsAlreadyExists(err) {
-		err = s.mgmt.Update(ctx, secret)
-	}
-	if err != nil {
-		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, "store the cluster's kubeconfig: "+err.Error())
-		return
-	}
 	w.WriteHeader(http.StatusCreated)
 	writeJSON(w, ClusterInfo{Name: cl.Name, DisplayName: cl.Spec.DisplayName})
+}
+
+// Connect registers cluster cl in the management cluster with kubeconfig,
+// kept in secret cluster-NAME in Namespace. An existing Cluster of that
+// name is an AlreadyExists error, unless replace: then its kubeconfig is
+// replaced and the rest left as it is.
+func Connect(ctx context.Context, mgmt client.Client, cl *storagev1.Cluster, kubeconfig []byte, replace bool) error {
+	if err := mgmt.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); client.IgnoreAlreadyExists(err) != nil {
+		return err
+	}
+	if !replace {
+		// Checked first: another cluster's kubeconfig is not overwritten.
+		err := mgmt.Get(ctx, types.NamespacedName{Name: cl.Name}, &storagev1.Cluster{})
+		if err == nil {
+			return apierrors.NewAlreadyExists(storagev1.GroupVersion.WithResource("clusters").GroupResource(), cl.Name)
+		}
+		if !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	// The kubeconfig first, so the Cluster is reachable once it exists.
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cluster-" + cl.Name, Namespace: Namespace}}
+	if _, err := controllerutil.CreateOrUpdate(ctx, mgmt, secret, func() error {
+		secret.Data = map[string][]byte{"config": kubeconfig}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("store the cluster's kubeconfig: %w", err)
+	}
+	cl.Spec.Config = storagev1.SecretRef{Name: secret.Name, Namespace: Namespace}
+	err := mgmt.Create(ctx, cl)
+	if replace && apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
 }
 
 func subset(a, b []string) bool {

@@ -5,7 +5,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
@@ -55,10 +54,7 @@ func (s usedCopySyncer[T]) ToHost(ctx context.Context, c *Context, v T) error {
 	}
 	h := s.ops.hostCopy(c.Translator, v)
 	err := s.ops.create(ctx, c, h)
-	if apierrors.IsAlreadyExists(err) {
-		return c.conflict(v, s.ops.kind, h.GetName())
-	}
-	return err
+	return c.created(err, v, s.ops.kind, h.GetName())
 }
 
 func (s usedCopySyncer[T]) Both(ctx context.Context, c *Context, v, h T) error {

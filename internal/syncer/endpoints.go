@@ -7,7 +7,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
@@ -86,10 +85,7 @@ func (s endpointsSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Endpo
 	}
 	h := hostEndpoints(c.Translator, v)
 	_, err := c.Host.CoreV1().Endpoints(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		return c.conflict(v, "endpoints", h.Name)
-	}
-	return err
+	return c.created(err, v, "endpoints", h.Name)
 }
 
 func (s endpointsSyncer) Both(ctx context.Context, c *Context, v, h *corev1.Endpoints) error {
@@ -175,10 +171,7 @@ func (s endpointSliceSyncer) ToHost(ctx context.Context, c *Context, v *discover
 	}
 	h := hostEndpointSlice(c.Translator, v)
 	_, err := c.Host.DiscoveryV1().EndpointSlices(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		return c.conflict(v, "endpointslice", h.Name)
-	}
-	return err
+	return c.created(err, v, "endpointslice", h.Name)
 }
 
 func (s endpointSliceSyncer) Both(ctx context.Context, c *Context, v, h *discoveryv1.EndpointSlice) error {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/record"
 
@@ -45,10 +46,15 @@ func (c *Context) event(obj runtime.Object, eventType, reason, message string) {
 	}
 }
 
-// conflict reports that the host name of virtual object v is taken by a
-// host object this virtual cluster does not own: an event on v, and an
-// error so the engine retries with backoff until the name is free.
-func (c *Context) conflict(v metav1.Object, kind, hostName string) error {
+// created returns the error of creating the host copy (kind, hostName) of
+// virtual object v. AlreadyExists means the name is taken by a host object
+// this virtual cluster does not own (its own copies are in the informer):
+// that is reported as an event on v, and an error so the engine retries
+// with backoff until the name is free.
+func (c *Context) created(err error, v metav1.Object, kind, hostName string) error {
+	if !apierrors.IsAlreadyExists(err) {
+		return err
+	}
 	msg := fmt.Sprintf("host %s %s/%s exists and is not owned by virtual cluster %s; it is left alone and this object is not synced until it is gone",
 		kind, c.Translator.HostNamespace, hostName, c.Translator.VCluster)
 	if obj, ok := v.(runtime.Object); ok {

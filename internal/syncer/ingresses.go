@@ -6,7 +6,6 @@ import (
 
 	networkingv1 "k8s.io/api/networking/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
@@ -30,10 +29,7 @@ func (ingressSyncer) ToHost(ctx context.Context, c *Context, v *networkingv1.Ing
 	}
 	h := hostIngress(c.Translator, v)
 	_, err := c.Host.NetworkingV1().Ingresses(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		return c.conflict(v, "ingress", h.Name)
-	}
-	return err
+	return c.created(err, v, "ingress", h.Name)
 }
 
 func (ingressSyncer) Both(ctx context.Context, c *Context, v, h *networkingv1.Ingress) error {

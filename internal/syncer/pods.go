@@ -148,11 +148,8 @@ func (s podSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Pod) error 
 	}
 	h, identity := hostPod(c, v, s.servicesOf(v.Namespace))
 	created, err := c.Host.CoreV1().Pods(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		return c.conflict(v, "pod", h.Name)
-	}
 	if err != nil {
-		return err
+		return c.created(err, v, "pod", h.Name)
 	}
 	c.Log.V(2).Info("created host pod", "virtual", cache.MetaObjectToName(v), "host", h.Name)
 	if identity {

@@ -6,7 +6,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
@@ -28,10 +27,7 @@ func (pvcSyncer) ToHost(ctx context.Context, c *Context, v *corev1.PersistentVol
 	}
 	h := hostPVC(c.Translator, v)
 	_, err := c.Host.CoreV1().PersistentVolumeClaims(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		return c.conflict(v, "persistentvolumeclaim", h.Name)
-	}
-	return err
+	return c.created(err, v, "persistentvolumeclaim", h.Name)
 }
 
 func (pvcSyncer) Both(ctx context.Context, c *Context, v, h *corev1.PersistentVolumeClaim) error {

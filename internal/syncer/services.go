@@ -42,10 +42,7 @@ func (serviceSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Service) 
 		h.Spec.ClusterIP, h.Spec.ClusterIPs = "", nil
 		_, err = c.Host.CoreV1().Services(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
 	}
-	if apierrors.IsAlreadyExists(err) {
-		return c.conflict(v, "service", h.Name)
-	}
-	return err
+	return c.created(err, v, "service", h.Name)
 }
 
 func (serviceSyncer) Both(ctx context.Context, c *Context, v, h *corev1.Service) error {
