@@ -17,7 +17,6 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	sjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
@@ -69,14 +68,14 @@ type Isolation struct {
 // IsolationQuota is a resource quota for the host namespace.
 type IsolationQuota struct {
 	Enabled bool                          `json:"enabled,omitempty"`
-	Quota   map[string]intstr.IntOrString `json:"quota,omitempty"`
+	Quota   map[string]Quantity `json:"quota,omitempty"`
 }
 
 // IsolationLimitRange sets default container resources.
 type IsolationLimitRange struct {
 	Enabled        bool                          `json:"enabled,omitempty"`
-	Default        map[string]intstr.IntOrString `json:"default,omitempty"`
-	DefaultRequest map[string]intstr.IntOrString `json:"defaultRequest,omitempty"`
+	Default        map[string]Quantity `json:"default,omitempty"`
+	DefaultRequest map[string]Quantity `json:"defaultRequest,omitempty"`
 }
 
 // IsolationToggle is an on/off switch.
@@ -140,9 +139,18 @@ func Merge(layers ...Layer) (*Effective, error) {
 	return &Effective{Values: v, YAML: string(out), Version: ver}, nil
 }
 
+// Parse reads one values document strictly (see Merge) into a map, for
+// callers that combine documents themselves.
+func Parse(doc string) (map[string]interface{}, error) {
+	return parseStrict(doc)
+}
+
 // parseStrict reads one YAML document of values: it must be a map, and
 // every key and type must be known.
 func parseStrict(doc string) (map[string]interface{}, error) {
+	if err := checkDocument(doc); err != nil {
+		return nil, err
+	}
 	raw, err := yaml.YAMLToJSON([]byte(doc))
 	if err != nil {
 		return nil, fmt.Errorf("not valid YAML: %w", err)
@@ -175,8 +183,11 @@ func parseStrict(doc string) (map[string]interface{}, error) {
 		}
 		return nil, fmt.Errorf("%s (see the README's \"Values reference\")", strings.Join(msgs, "; "))
 	}
+	// Numbers keep their literal text (8589934592 stays exact).
 	var m map[string]interface{}
-	if err := json.Unmarshal(raw, &m); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -311,15 +322,15 @@ func Validate(v *Values) field.ErrorList {
 	default:
 		errs = append(errs, field.NotSupported(iso.Child("podSecurityStandard"), v.Isolation.PodSecurityStandard, []string{"privileged", "baseline", "restricted"}))
 	}
-	for path, m := range map[*field.Path]map[string]intstr.IntOrString{
+	for path, m := range map[*field.Path]map[string]Quantity{
 		iso.Child("resourceQuota", "quota"):       v.Isolation.ResourceQuota.Quota,
 		iso.Child("limitRange", "default"):        v.Isolation.LimitRange.Default,
 		iso.Child("limitRange", "defaultRequest"): v.Isolation.LimitRange.DefaultRequest,
 	} {
 		for _, k := range sortedKeys(m) {
-			q := m[k]
-			if _, err := resource.ParseQuantity(q.String()); err != nil {
-				errs = append(errs, field.Invalid(path.Key(k), q.String(), "not a quantity (examples: 4, 500m, 8Gi)"))
+			q := string(m[k])
+			if _, err := resource.ParseQuantity(q); err != nil {
+				errs = append(errs, field.Invalid(path.Key(k), q, "not a quantity (examples: 4, 0.5, 500m, 8Gi)"))
 			}
 		}
 	}

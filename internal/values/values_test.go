@@ -48,6 +48,10 @@ func TestValuesErrorsNamePathAndReason(t *testing.T) {
 		{"bad quantity", "isolation:\n  resourceQuota:\n    quota: {cpu: lots, memory: 4}\n", []string{"isolation.resourceQuota.quota[cpu]", "quantity"}},
 		{"not YAML", "virtualCluster: [\n", []string{"not valid YAML"}},
 		{"not a map", "- a\n- b\n", []string{"a map"}},
+		{"duplicate key", "virtualCluster:\n  image: rancher/k3s:v1.35.0-k3s1\n  image: rancher/k3s:v1.36.0-k3s1\n", []string{"virtualCluster.image", "twice", "lines 2 and 3"}},
+		{"duplicate top-level key", "sync: {}\nsync: {}\n", []string{"sync", "twice"}},
+		{"duplicate key in a list item", "isolation:\n  resourceQuota:\n    quota: {cpu: 1, cpu: 2}\n", []string{"isolation.resourceQuota.quota.cpu", "twice"}},
+		{"second document", "virtualCluster: {}\n---\nsync: {}\n", []string{"2 YAML documents", "line 3"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Merge(Layer{Source: "spec.helmRelease.values", YAML: tc.yaml})
@@ -116,5 +120,28 @@ func TestParseVersion(t *testing.T) {
 	}
 	if _, err := ParseVersion("registry.local:5000/k3s"); err == nil {
 		t.Error("a registry port taken for a tag")
+	}
+}
+
+func TestNumericQuantities(t *testing.T) {
+	e, err := Merge(Layer{Source: "values", YAML: "isolation:\n  resourceQuota:\n    quota: {cpu: 0.5, memory: 8589934592, pods: 10, storage: 8Gi}\n  limitRange:\n    default: {cpu: \"1.5\"}\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := e.Values.Isolation.ResourceQuota.Quota
+	for k, want := range map[string]Quantity{"cpu": "0.5", "memory": "8589934592", "pods": "10", "storage": "8Gi"} {
+		if q[k] != want {
+			t.Errorf("quota[%s] = %q, want %q", k, q[k], want)
+		}
+	}
+	if got := e.Values.Isolation.LimitRange.Default["cpu"]; got != "1.5" {
+		t.Errorf("limitRange.default[cpu] = %q", got)
+	}
+	if !strings.Contains(e.YAML, "8589934592") {
+		t.Errorf("merged YAML lost the exact number:\n%s", e.YAML)
+	}
+	// Empty documents around the one document are fine.
+	if _, err := Merge(Layer{Source: "values", YAML: "---\nsync: {}\n---\n"}); err != nil {
+		t.Errorf("one document between separators refused: %v", err)
 	}
 }
