@@ -27,6 +27,7 @@ import (
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/config/crd"
+	"github.com/sublet-dev/sublet/internal/pathflag"
 	"github.com/sublet-dev/sublet/internal/restconfig"
 )
 
@@ -61,8 +62,8 @@ func NewOptions() *Options {
 
 // AddFlags binds the options to fs.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Kubeconfig of the host cluster; default: in-cluster credentials.")
-	fs.StringVar(&o.StateDir, "state-dir", o.StateDir, "Directory for the process runtime's virtual clusters (data, logs, credentials).")
+	pathflag.Var(fs, &o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Kubeconfig of the host cluster; default: in-cluster credentials.")
+	pathflag.Var(fs, &o.StateDir, "state-dir", o.StateDir, "Directory for the process runtime's virtual clusters (data, logs, credentials).")
 	fs.StringVar(&o.Runtime, "runtime", o.Runtime, "How virtual clusters run: process (children of the agent, the local default) or pod.")
 	fs.BoolVar(&o.InstallCRDs, "install-crds", o.InstallCRDs, "Create or upgrade the storage.loft.sh CRDs at start; false where an admin applies config/crd.")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "Run only while holding the leader lease, so agents can run replicated.")

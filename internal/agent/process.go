@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +24,7 @@ import (
 	"k8s.io/klog/v2"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/exitcode"
 	"github.com/sublet-dev/sublet/internal/pki"
 )
 
@@ -42,6 +45,17 @@ type processRuntime struct {
 
 	mu       sync.Mutex
 	restarts map[string]restartState // by namespace/name
+	children map[string]*child       // started by this agent, by namespace/name
+}
+
+// child is a `sublet vcluster run` this agent started and can wait for.
+type child struct {
+	record string        // what it runs with (see Ensure)
+	done   chan struct{} // closed once it exited and code/message are set
+	code   int
+	// message is the child's own error line, when it refused its
+	// configuration.
+	message string
 }
 
 type restartState struct {
@@ -50,7 +64,8 @@ type restartState struct {
 }
 
 func newProcessRuntime(stateDir, binary string, host kubernetes.Interface, hostCfg *rest.Config, log klog.Logger) *processRuntime {
-	return &processRuntime{stateDir: stateDir, binary: binary, host: host, hostCfg: hostCfg, log: log, restarts: map[string]restartState{}}
+	return &processRuntime{stateDir: stateDir, binary: binary, host: host, hostCfg: hostCfg, log: log,
+		restarts: map[string]restartState{}, children: map[string]*child{}}
 }
 
 func (r *processRuntime) Name() string { return "process" }
@@ -74,16 +89,25 @@ func (r *processRuntime) Ensure(ctx context.Context, vc *storagev1.VirtualCluste
 	// that moved to another address needs a restart too).
 	record := strings.Join(args, "\n") + "\n# host " + r.hostCfg.Host
 	pid, running := r.running(dir)
+	if running {
+		r.noteAdopted(vc, pid)
+	}
 	if running && readFile(filepath.Join(dir, "args")) != record {
 		r.log.Info("values or host changed: restarting virtual cluster", "virtualcluster", klog.KObj(vc), "pid", pid)
 		stopProcess(pid, 30*time.Second)
 		running = false
 	}
 	if !running {
+		if c := r.exited(vc); c != nil && c.code == exitcode.Config {
+			if c.record == record {
+				return State{Refused: true, Message: c.message}, nil
+			}
+			r.resetBackoff(vc) // the configuration changed: start at once
+		}
 		if wait := r.backoff(vc); wait > 0 {
 			return State{Message: fmt.Sprintf("exited %d times, restarting with backoff; see %s", r.restartCount(vc), filepath.Join(dir, "vcluster.log"))}, nil
 		}
-		if err := r.start(dir, args, record); err != nil {
+		if err := r.start(vc, dir, args, record); err != nil {
 			return State{}, err
 		}
 		r.log.Info("started virtual cluster", "virtualcluster", klog.KObj(vc), "dir", dir)
@@ -144,12 +168,49 @@ func (r *processRuntime) running(dir string) (int, bool) {
 	return 0, false
 }
 
-func (r *processRuntime) start(dir string, args []string, record string) error {
-	logFile, err := os.OpenFile(filepath.Join(dir, "vcluster.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+// noteAdopted logs, once, that a child this agent did not start (it
+// outlived an earlier agent) is running and is kept.
+func (r *processRuntime) noteAdopted(vc *storagev1.VirtualCluster, pid int) {
+	key := vc.Namespace + "/" + vc.Name
+	r.mu.Lock()
+	_, known := r.children[key]
+	if !known {
+		r.children[key] = &child{done: make(chan struct{})} // never closes: not ours to wait for
+	}
+	r.mu.Unlock()
+	if !known {
+		r.log.Info("adopted a running virtual cluster", "virtualcluster", klog.KObj(vc), "pid", pid)
+	}
+}
+
+// exited returns the last child this agent started for vc once it has
+// exited (waiting a moment for one that is exiting), or nil.
+func (r *processRuntime) exited(vc *storagev1.VirtualCluster) *child {
+	r.mu.Lock()
+	c := r.children[vc.Namespace+"/"+vc.Name]
+	r.mu.Unlock()
+	if c == nil || c.record == "" { // none, or adopted: not ours to wait for
+		return nil
+	}
+	select {
+	case <-c.done:
+		return c
+	case <-time.After(5 * time.Second):
+		return nil
+	}
+}
+
+func (r *processRuntime) start(vc *storagev1.VirtualCluster, dir string, args []string, record string) error {
+	logPath := filepath.Join(dir, "vcluster.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
 	defer logFile.Close()
+	var offset int64
+	if st, err := logFile.Stat(); err == nil {
+		offset = st.Size()
+	}
 	cmd := exec.Command(r.binary, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// A session of its own: the child outlives an agent restart.
@@ -157,7 +218,20 @@ func (r *processRuntime) start(dir string, args []string, record string) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", r.binary, err)
 	}
-	go func() { _ = cmd.Wait() }() // reap it if it exits while we run
+	c := &child{record: record, done: make(chan struct{})}
+	r.mu.Lock()
+	r.children[vc.Namespace+"/"+vc.Name] = c
+	r.mu.Unlock()
+	// Reap it if it exits while we run, and keep why.
+	go func() {
+		_ = cmd.Wait()
+		c.code = cmd.ProcessState.ExitCode()
+		if c.code == exitcode.Config {
+			c.message = lastError(logPath, offset)
+			r.log.Info("virtual cluster refused its configuration", "virtualcluster", klog.KObj(vc), "error", c.message)
+		}
+		close(c.done)
+	}()
 	if err := pki.WriteFileAtomic(filepath.Join(dir, "args"), []byte(record), 0o600); err != nil {
 		return err
 	}
@@ -189,6 +263,12 @@ func (r *processRuntime) backoff(vc *storagev1.VirtualCluster) time.Duration {
 	return 0
 }
 
+func (r *processRuntime) resetBackoff(vc *storagev1.VirtualCluster) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.restarts, vc.Namespace+"/"+vc.Name)
+}
+
 func (r *processRuntime) restartCount(vc *storagev1.VirtualCluster) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -205,6 +285,7 @@ func (r *processRuntime) Delete(ctx context.Context, vc *storagev1.VirtualCluste
 	}
 	r.mu.Lock()
 	delete(r.restarts, vc.Namespace+"/"+vc.Name)
+	delete(r.children, vc.Namespace+"/"+vc.Name)
 	r.mu.Unlock()
 	return os.RemoveAll(dir)
 }
@@ -266,6 +347,28 @@ func servedVersion(v *version.Info) string {
 		return "v" + v.EmulationMajor + "." + v.EmulationMinor
 	}
 	return v.GitVersion
+}
+
+// lastError returns the last "error: " line a child wrote to its log
+// after offset, without the prefix.
+func lastError(logPath string, offset int64) string {
+	msg := fmt.Sprintf("the virtual cluster refused its configuration; see %s", logPath)
+	f, err := os.Open(logPath)
+	if err != nil {
+		return msg
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return msg
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		if line, ok := strings.CutPrefix(sc.Text(), "error: "); ok {
+			msg = line
+		}
+	}
+	return msg
 }
 
 func readFile(path string) string {

@@ -70,6 +70,15 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 }
 
 func (r *reconciler) reconcile(ctx context.Context, vc *storagev1.VirtualCluster) (ctrl.Result, error) {
+	// A name the runtime would refuse fails here, before anything starts.
+	if msgs := translate.ValidateVClusterName(vc.Name); len(msgs) > 0 {
+		msg := fmt.Sprintf("metadata.name %q %s; names cannot change: create the virtual cluster again under a valid name and delete this one", vc.Name, strings.Join(msgs, "; "))
+		if r.setCondition(vc, storagev1.ConditionConfigurationValid, false, "InvalidName", msg) {
+			r.recorder.Eventf(vc, nil, corev1.EventTypeWarning, "InvalidName", "Deploy", msg)
+		}
+		r.setPhase(vc, storagev1.PhaseFailed, "InvalidName", msg)
+		return ctrl.Result{}, nil
+	}
 	eff, err := r.effectiveValues(ctx, vc)
 	if err != nil {
 		r.setCondition(vc, storagev1.ConditionValuesValid, false, "InvalidValues", err.Error())
@@ -95,7 +104,18 @@ func (r *reconciler) reconcile(ctx context.Context, vc *storagev1.VirtualCluster
 		return ctrl.Result{}, err
 	}
 	vc.Status.Endpoint = state.Endpoint
+	if state.Refused {
+		msg := state.Message + "; fix the values and apply again"
+		if r.setCondition(vc, storagev1.ConditionConfigurationValid, false, "RefusedByRuntime", msg) {
+			r.recorder.Eventf(vc, nil, corev1.EventTypeWarning, "RefusedConfiguration", "Deploy", state.Message)
+		}
+		r.setCondition(vc, storagev1.ConditionRuntimeReady, false, "RefusedByRuntime", state.Message)
+		r.setCondition(vc, storagev1.ConditionReady, false, "RefusedByRuntime", state.Message)
+		r.setPhase(vc, storagev1.PhaseFailed, "RefusedByRuntime", msg)
+		return ctrl.Result{}, nil
+	}
 	if !state.Ready {
+		meta.RemoveStatusCondition(&vc.Status.Conditions, storagev1.ConditionConfigurationValid)
 		r.setCondition(vc, storagev1.ConditionRuntimeReady, false, "Deploying", state.Message)
 		r.setCondition(vc, storagev1.ConditionReady, false, "Deploying", state.Message)
 		r.setPhase(vc, storagev1.PhaseDeploying, "Deploying", state.Message)
@@ -105,6 +125,7 @@ func (r *reconciler) reconcile(ctx context.Context, vc *storagev1.VirtualCluster
 		return ctrl.Result{}, err
 	}
 	vc.Status.KubernetesVersion = state.Version
+	r.setCondition(vc, storagev1.ConditionConfigurationValid, true, "Valid", "the runtime runs with this name and configuration")
 	r.setCondition(vc, storagev1.ConditionRuntimeReady, true, "Running", "the virtual API server is ready")
 	if r.setCondition(vc, storagev1.ConditionReady, true, "Ready", "the virtual cluster is ready") {
 		r.recorder.Eventf(vc, nil, corev1.EventTypeNormal, "Ready", "Deploy", "virtual cluster is ready (Kubernetes %s); its admin kubeconfig is in secret %s", state.Version, kubeconfigSecret(vc))

@@ -32,4 +32,8 @@ type State struct {
 	Version string
 	// Message says what the runtime is doing or waiting for.
 	Message string
+	// Refused: the runtime exited because it refused its configuration
+	// (Message has its error); it is not started again until the
+	// configuration changes.
+	Refused bool
 }

@@ -8,6 +8,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/sublet-dev/sublet/internal/pathflag"
 	"github.com/sublet-dev/sublet/internal/server"
 )
 
@@ -133,7 +134,7 @@ func newConnectCommand() *cobra.Command {
 			return nil
 		},
 	}
-	cl.Flags().StringVar(&kubeconfig, "kubeconfig", "", "Kubeconfig of the cluster (needs rights to impersonate users and to manage VirtualClusters).")
+	pathflag.Var(cl.Flags(), &kubeconfig, "kubeconfig", "", "Kubeconfig of the cluster (needs rights to impersonate users and to manage VirtualClusters).")
 	cl.Flags().StringVar(&kubeContext, "context", "", "Context of --kubeconfig to use; default: its current context.")
 	cl.Flags().StringVar(&display, "display-name", "", "Name shown in lists.")
 	cmd.AddCommand(cl)

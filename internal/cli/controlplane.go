@@ -10,6 +10,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/sublet-dev/sublet/internal/controlplane"
+	"github.com/sublet-dev/sublet/internal/exitcode"
 )
 
 func newControlPlaneCommand() *cobra.Command {
@@ -62,7 +63,7 @@ func runServer(o serverOptions, cpOpts *controlplane.Options, logName string, ru
 		return err
 	}
 	if err := o.Validate(); err != nil {
-		return err
+		return exitcode.ConfigErr(err)
 	}
 	cp := controlplane.New(*cpOpts, klog.Background())
 	if err := cp.Prepare(); err != nil {

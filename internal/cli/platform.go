@@ -24,7 +24,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/pathflag"
 	"github.com/sublet-dev/sublet/internal/server"
+	"github.com/sublet-dev/sublet/internal/translate"
 	"github.com/sublet-dev/sublet/internal/values"
 )
 
@@ -56,7 +58,7 @@ func newLoginCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&c.AccessKey, "access-key", "", "Access key to authenticate with.")
-	cmd.Flags().StringVar(&c.CAFile, "ca-file", "", "CA certificate the server's certificate is signed by (sublet server prints its path).")
+	pathflag.Var(cmd.Flags(), &c.CAFile, "ca-file", "", "CA certificate the server's certificate is signed by (sublet server prints its path).")
 	cmd.Flags().BoolVar(&c.Insecure, "insecure", false, "Do not verify the server's certificate.")
 	return cmd
 }
@@ -204,9 +206,17 @@ func useContext(c *loginConfig, cluster, ns, name string) (string, error) {
 		return "", err
 	}
 	ctxName := contextName(cluster, ns, name)
+	// The CA goes in inline: a path would be resolved against the
+	// kubeconfig's folder by kubectl and not at all by other clients.
+	var caData []byte
+	if c.CAFile != "" {
+		if caData, err = os.ReadFile(c.CAFile); err != nil {
+			return "", fmt.Errorf("read the platform server's CA (log in again with --ca-file): %w", err)
+		}
+	}
 	cfg.Clusters[ctxName] = &clientcmdapi.Cluster{
-		Server:               fmt.Sprintf("%s/kubernetes/virtualcluster/%s/%s/%s", c.Server, cluster, ns, name),
-		CertificateAuthority: c.CAFile, InsecureSkipTLSVerify: c.Insecure,
+		Server:                   fmt.Sprintf("%s/kubernetes/virtualcluster/%s/%s/%s", c.Server, cluster, ns, name),
+		CertificateAuthorityData: caData, InsecureSkipTLSVerify: c.Insecure,
 	}
 	cfg.AuthInfos[ctxName] = &clientcmdapi.AuthInfo{Token: c.AccessKey}
 	cfg.Contexts[ctxName] = &clientcmdapi.Context{Cluster: ctxName, AuthInfo: ctxName}
@@ -251,6 +261,9 @@ func newCreateCommand() *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
+			if err := validateTarget(name, t.space); err != nil {
+				return err
+			}
 			c, err := loadLogin()
 			if err != nil {
 				return err
@@ -293,6 +306,9 @@ func newCreateCommand() *cobra.Command {
 				return nil
 			}
 			if err := waitReady(ctx, out, cl, ns, name, timeout); err != nil {
+				if errors.Is(err, errInterrupted) {
+					return fmt.Errorf("interrupted while waiting: virtual cluster %s keeps starting in the background; 'sublet use vcluster %s' switches kubectl to it once it is ready, 'sublet delete vcluster %s' removes it", name, name, name)
+				}
 				return err
 			}
 			ctxName, err := useContext(c, cluster, ns, name)
@@ -305,7 +321,7 @@ func newCreateCommand() *cobra.Command {
 	}
 	t.addFlags(vc)
 	vc.Flags().StringVar(&template, "template", "", "VirtualClusterTemplate to start from.")
-	vc.Flags().StringVarP(&valuesFile, "values", "f", "", "Values file (YAML; see the README's \"Values reference\").")
+	pathflag.VarP(vc.Flags(), &valuesFile, "values", "f", "", "Values file (YAML; see the README's \"Values reference\").")
 	vc.Flags().StringArrayVar(&sets, "set", nil, "Set a value, e.g. --set virtualCluster.image=rancher/k3s:v1.35.0-k3s1 (repeatable).")
 	vc.Flags().BoolVar(&noWait, "no-wait", false, "Return once the object is created.")
 	vc.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "How long to wait for Ready.")
@@ -314,6 +330,8 @@ func newCreateCommand() *cobra.Command {
 }
 
 // valuesDocument merges a values file and --set flags into one YAML doc.
+// The file is read as strictly as the agent reads values; a --set path
+// given twice is an error, not "the last one wins".
 func valuesDocument(file string, sets []string) (string, error) {
 	vals := map[string]interface{}{}
 	if file != "" {
@@ -321,14 +339,22 @@ func valuesDocument(file string, sets []string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("--values: %w", err)
 		}
-		if err := yaml.Unmarshal(data, &vals); err != nil {
-			return "", fmt.Errorf("--values %s: not valid YAML: %w", file, err)
-		}
-		if vals == nil {
-			vals = map[string]interface{}{}
+		if vals, err = values.Parse(string(data)); err != nil {
+			return "", fmt.Errorf("--values %s: %w", file, err)
 		}
 	}
+	setBy := map[string]string{}
 	for _, s := range sets {
+		one := map[string]interface{}{}
+		if err := strvals.ParseInto(s, one); err != nil {
+			return "", fmt.Errorf("--set %s: %w", s, err)
+		}
+		for _, p := range leafPaths(one, "") {
+			if prev, dup := setBy[p]; dup {
+				return "", fmt.Errorf("--set sets %s twice (%s and %s); keep one", p, prev, s)
+			}
+			setBy[p] = s
+		}
 		if err := strvals.ParseInto(s, vals); err != nil {
 			return "", fmt.Errorf("--set %s: %w", s, err)
 		}
@@ -338,6 +364,34 @@ func valuesDocument(file string, sets []string) (string, error) {
 	}
 	out, err := yaml.Marshal(vals)
 	return string(out), err
+}
+
+// leafPaths lists the dotted paths of m's scalar and list values.
+func leafPaths(m map[string]interface{}, prefix string) []string {
+	var paths []string
+	for k, v := range m {
+		p := prefix + k
+		if sub, ok := v.(map[string]interface{}); ok {
+			paths = append(paths, leafPaths(sub, p+".")...)
+			continue
+		}
+		paths = append(paths, p)
+	}
+	return paths
+}
+
+// validateTarget refuses, before anything is created, a name or --space
+// the runtime could not run.
+func validateTarget(name, space string) error {
+	if msgs := translate.ValidateVClusterName(name); len(msgs) > 0 {
+		return fmt.Errorf("virtual cluster name %q %s; choose another name", name, strings.Join(msgs, "; "))
+	}
+	if space != "" {
+		if msgs := translate.ValidateHostNamespace(space); len(msgs) > 0 {
+			return fmt.Errorf("--space %q is not a namespace name: %s", space, strings.Join(msgs, "; "))
+		}
+	}
+	return nil
 }
 
 // ensureNamespace creates namespace ns in the cluster, or uses it if it
@@ -365,8 +419,12 @@ func waitReady(ctx context.Context, w io.Writer, cl client.Client, ns, name stri
 	}, timeout)
 }
 
-func waitPhase(ctx context.Context, w io.Writer, get func(context.Context) (*storagev1.VirtualCluster, error), timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+// errInterrupted is what a wait returns when the user interrupted it
+// (Ctrl-C), as opposed to running out of time.
+var errInterrupted = errors.New("interrupted")
+
+func waitPhase(parent context.Context, w io.Writer, get func(context.Context) (*storagev1.VirtualCluster, error), timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	start, last := time.Now(), ""
 	for {
@@ -389,6 +447,9 @@ func waitPhase(ctx context.Context, w io.Writer, get func(context.Context) (*sto
 		}
 		select {
 		case <-ctx.Done():
+			if parent.Err() != nil {
+				return errInterrupted
+			}
 			return fmt.Errorf("virtual cluster not ready after %s (last: %s); --timeout waits longer", timeout, last)
 		case <-time.After(300 * time.Millisecond):
 		}

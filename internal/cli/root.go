@@ -10,18 +10,22 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/sublet-dev/sublet/internal/exitcode"
 )
 
-// Execute runs the sublet command line and returns the process exit code.
+// Execute runs the sublet command line and returns the process exit code:
+// exitcode.Config when flags or options were refused (running it again
+// unchanged will fail again), exitcode.Failure for any other error.
 func Execute() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cmd := NewRootCommand()
-	if err := cmd.ExecuteContext(ctx); err != nil {
+	err := cmd.ExecuteContext(ctx)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
-		return 1
 	}
-	return 0
+	return exitcode.Of(err)
 }
 
 // NewRootCommand builds the command tree.
@@ -41,7 +45,7 @@ else stays in the virtual cluster.`,
 		f.Hidden = true
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
+		return exitcode.Configf("%w (see '%s --help')", err, c.CommandPath())
 	})
 	root.AddCommand(newUpCommand(), newLoginCommand(), newLogoutCommand(), newCreateCommand(), newUseCommand(), newDeleteCommand(), newListCommand(), newConnectCommand(),
 		newHostCommand(), newVClusterCommand(), newAgentCommand(), newServerCommand(), newControlPlaneCommand(), newVersionCommand())

@@ -10,11 +10,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
 
 	"github.com/sublet-dev/sublet/config/crd"
+	"github.com/sublet-dev/sublet/internal/pathflag"
 	"github.com/sublet-dev/sublet/internal/pki"
 	"github.com/sublet-dev/sublet/internal/restconfig"
 	"github.com/sublet-dev/sublet/internal/server"
@@ -59,13 +61,13 @@ that CA is what clients trust. Every request is audit-logged as JSON.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.kubeconfig, "kubeconfig", o.kubeconfig, "Kubeconfig of the management cluster (where Cluster and AccessKey objects live); default: in-cluster.")
+	pathflag.Var(f, &o.kubeconfig, "kubeconfig", o.kubeconfig, "Kubeconfig of the management cluster (where Cluster and AccessKey objects live); default: in-cluster.")
 	f.StringVar(&o.listen, "listen", o.listen, "HOST:PORT to serve HTTPS on.")
-	f.StringVar(&o.stateDir, "state-dir", o.stateDir, "Directory for the server's CA and certificate.")
-	f.StringVar(&o.certFile, "tls-cert-file", o.certFile, "Serving certificate (PEM); default: one issued by the server's own CA.")
-	f.StringVar(&o.keyFile, "tls-key-file", o.keyFile, "Key of --tls-cert-file.")
+	pathflag.Var(f, &o.stateDir, "state-dir", o.stateDir, "Directory for the server's CA and certificate.")
+	pathflag.Var(f, &o.certFile, "tls-cert-file", o.certFile, "Serving certificate (PEM); default: one issued by the server's own CA.")
+	pathflag.Var(f, &o.keyFile, "tls-key-file", o.keyFile, "Key of --tls-cert-file.")
 	f.StringSliceVar(&o.sans, "tls-san", o.sans, "Extra DNS name or IP for the server's own certificate (repeatable).")
-	f.StringVar(&o.auditLog, "audit-log", o.auditLog, "File the JSON audit log is appended to; - for stderr.")
+	pathflag.Var(f, &o.auditLog, "audit-log", o.auditLog, "File the JSON audit log is appended to; - for stderr.")
 	f.BoolVar(&o.installCRDs, "install-crds", o.installCRDs, "Create or upgrade the storage.loft.sh CRDs in the management cluster at start.")
 	return cmd
 }
@@ -74,9 +76,11 @@ func runPlatformServer(cmd *cobra.Command, o *platformOptions) error {
 	if (o.certFile == "") != (o.keyFile == "") {
 		return errors.New("--tls-cert-file and --tls-key-file go together")
 	}
-	if _, port, err := net.SplitHostPort(o.listen); err != nil || port == "" {
-		return fmt.Errorf("--listen %q is not HOST:PORT (example: 127.0.0.1:9443)", o.listen)
+	l, err := listenPlatform(o.listen)
+	if err != nil {
+		return err
 	}
+	defer l.Close()
 	cfg, err := restconfig.Load(o.kubeconfig, "--kubeconfig")
 	if err != nil {
 		return fmt.Errorf("management cluster: %w", err)
@@ -88,7 +92,7 @@ func runPlatformServer(cmd *cobra.Command, o *platformOptions) error {
 		}
 	}
 	errc := make(chan error, 1)
-	url, caFile, err := startPlatformServer(ctx, cfg, o, errc)
+	url, caFile, err := startPlatformServer(ctx, cfg, o, l, errc)
 	if err != nil {
 		return err
 	}
@@ -99,10 +103,28 @@ func runPlatformServer(cmd *cobra.Command, o *platformOptions) error {
 	return <-errc
 }
 
-// startPlatformServer serves the platform on o.listen (with o's certificate,
-// or one of its own CA in o.stateDir) until ctx ends, then sends the result
-// to errc. It returns the URL and the CA file ("" with a given cert).
-func startPlatformServer(ctx context.Context, cfg *rest.Config, o *platformOptions, errc chan<- error) (url, caFile string, err error) {
+// listenPlatform opens the platform server's listener, first of all, so a
+// port in use is reported before anything starts.
+func listenPlatform(addr string) (net.Listener, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		return nil, fmt.Errorf("--listen %q is not HOST:PORT (example: 127.0.0.1:9443)", addr)
+	}
+	l, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("--listen %s: port %s is already in use (another 'sublet up' or 'sublet server'?): stop that, or pass --listen %s:PORT with a free port", addr, port, host)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--listen %s: %w", addr, err)
+	}
+	return l, nil
+}
+
+// startPlatformServer serves the platform on l (with o's certificate, or
+// one of its own CA in o.stateDir) until ctx ends, then sends the result to
+// errc. It returns the URL and the CA file ("" with a given cert). l is
+// closed when serving ends.
+func startPlatformServer(ctx context.Context, cfg *rest.Config, o *platformOptions, l net.Listener, errc chan<- error) (url, caFile string, err error) {
 	certFile, keyFile := o.certFile, o.keyFile
 	if certFile == "" {
 		p := pki.Dir{Path: filepath.Join(o.stateDir, "pki")}
@@ -132,11 +154,6 @@ func startPlatformServer(ctx context.Context, cfg *rest.Config, o *platformOptio
 	if err != nil {
 		auditOut.Close()
 		return "", "", err
-	}
-	l, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		auditOut.Close()
-		return "", "", fmt.Errorf("platform server: listen on %s: %w", o.listen, err)
 	}
 	go func() {
 		defer auditOut.Close()

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -26,6 +27,7 @@ import (
 	"github.com/sublet-dev/sublet/internal/agent"
 	"github.com/sublet-dev/sublet/internal/controlplane"
 	"github.com/sublet-dev/sublet/internal/hostcluster"
+	"github.com/sublet-dev/sublet/internal/pathflag"
 	"github.com/sublet-dev/sublet/internal/pki"
 	"github.com/sublet-dev/sublet/internal/server"
 )
@@ -59,8 +61,8 @@ state (in --state-dir, where the host's admin kubeconfig is written too).`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runUp(cmd, o) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.stateDir, "state-dir", o.stateDir, "Directory for all state: host cluster, agent, server, admin key.")
-	f.StringVar(&o.kubeconfig, "kubeconfig", o.kubeconfig, "Use this host cluster instead of starting a local one.")
+	pathflag.Var(f, &o.stateDir, "state-dir", o.stateDir, "Directory for all state: host cluster, agent, server, admin key.")
+	pathflag.Var(f, &o.kubeconfig, "kubeconfig", o.kubeconfig, "Use this host cluster instead of starting a local one.")
 	f.StringVar(&o.listen, "listen", o.listen, "HOST:PORT of the platform server.")
 	f.IntVar(&o.nodes, "nodes", o.nodes, "Simulated nodes of the local host cluster.")
 	f.StringVar(&o.vcluster, "vcluster", o.vcluster, "Name of the first virtual cluster; empty for none.")
@@ -73,6 +75,12 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	step := func(format string, args ...interface{}) {
 		fmt.Fprintf(out, "[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
+	// The port first: a port in use must fail before anything starts.
+	listener, err := listenPlatform(o.listen)
+	if err != nil {
+		return err
+	}
+	defer listener.Close()
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
 	if err := os.MkdirAll(o.stateDir, 0o700); err != nil {
@@ -138,9 +146,9 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 
 	url, caFile, err := startPlatformServer(ctx, cfg, &platformOptions{
 		listen: o.listen, stateDir: filepath.Join(o.stateDir, "server"), auditLog: filepath.Join(o.stateDir, "server", "audit.log"),
-	}, errc)
+	}, listener, errc)
 	if err != nil {
-		return fmt.Errorf("%w (another 'sublet up'? pass --listen)", err)
+		return err
 	}
 	step("platform server at %s (CA %s)", url, caFile)
 
@@ -167,12 +175,17 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 			return err
 		}
 		step("waiting for virtual cluster %s", o.vcluster)
-		if err := waitReady(ctx, out, mgmt, ns, o.vcluster, 5*time.Minute); err != nil {
-			return err
+		err := waitReady(ctx, out, mgmt, ns, o.vcluster, 5*time.Minute)
+		if err == nil {
+			// A resumed virtual cluster may still show the status of the
+			// last run: wait until it answers through the platform's proxy.
+			err = waitServing(ctx, login, "local", ns, o.vcluster, 5*time.Minute)
 		}
-		// A resumed virtual cluster may still show the status of the last
-		// run: wait until it answers through the platform's proxy.
-		if err := waitServing(ctx, login, "local", ns, o.vcluster, 5*time.Minute); err != nil {
+		if errors.Is(err, errInterrupted) {
+			step("interrupted while waiting for virtual cluster %s; stopping everything ('sublet up' again resumes)", o.vcluster)
+			return nil
+		}
+		if err != nil {
 			return err
 		}
 		ctxName, err := useContext(login, "local", ns, o.vcluster)
@@ -261,7 +274,7 @@ func waitServing(ctx context.Context, login *loginConfig, cluster, ns, name stri
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return errInterrupted
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

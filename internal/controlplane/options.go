@@ -7,12 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"path/filepath"
 	"regexp"
 	"strings"
 
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/sublet-dev/sublet/internal/pathflag"
 )
 
 // Datastore names accepted by --datastore.
@@ -83,7 +84,7 @@ func NewOptions() *Options {
 
 // AddFlags binds the options to fs.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "Directory for the datastore, certificates and the admin kubeconfig; reused on the next start.")
+	pathflag.Var(fs, &o.DataDir, "data-dir", o.DataDir, "Directory for the datastore, certificates and the admin kubeconfig; reused on the next start.")
 	fs.StringVar(&o.BindAddress, "bind-address", o.BindAddress, "Address the API server listens on.")
 	fs.IntVar(&o.Port, "port", o.Port, "Secure port of the API server; 0 picks a free port.")
 	fs.StringVar(&o.AdvertiseAddress, "advertise-address", o.AdvertiseAddress, "Address published for the kubernetes service; default: the first non-loopback address of this machine.")
@@ -97,13 +98,6 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 
 // Complete fills in derived values.
 func (o *Options) Complete() error {
-	if o.DataDir != "" {
-		abs, err := filepath.Abs(o.DataDir)
-		if err != nil {
-			return fmt.Errorf("data dir %q: %w", o.DataDir, err)
-		}
-		o.DataDir = abs
-	}
 	if o.Mode == "" {
 		o.Mode = ModeHost
 	}

@@ -3,6 +3,7 @@ package vcluster
 import (
 	"context"
 	"fmt"
+	"net"
 	"regexp"
 
 	corev1 "k8s.io/api/core/v1"
@@ -10,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/sublet-dev/sublet/internal/exitcode"
 )
 
 // validRangeRE finds the range in the API server's answer to a ClusterIP
@@ -45,7 +48,29 @@ func DetectServiceCIDR(ctx context.Context, host kubernetes.Interface, namespace
 		return m[1], nil
 	}
 	if apierrors.IsNotFound(err) {
-		return "", fmt.Errorf("host namespace %q does not exist: create it (kubectl create namespace %s) or pass another --host-namespace", namespace, namespace)
+		return "", exitcode.Configf("host namespace %q does not exist: create it (kubectl create namespace %s) or pass another --host-namespace", namespace, namespace)
 	}
 	return "", fmt.Errorf("detect the host's service CIDR (or pass --service-cidr): %w", err)
+}
+
+// checkServiceCIDR refuses a virtual service range that does not hold the
+// host's whole range: the host assigns every ClusterIP, and the virtual
+// API server cannot adopt one outside its own range.
+func checkServiceCIDR(virtual, host string) error {
+	_, v, err := net.ParseCIDR(virtual)
+	if err != nil {
+		return exitcode.Configf("--service-cidr %q is not a CIDR (example: 10.96.0.0/16)", virtual)
+	}
+	_, h, err := net.ParseCIDR(host)
+	if err != nil {
+		return nil // nothing to compare with
+	}
+	vOnes, vBits := v.Mask.Size()
+	hOnes, hBits := h.Mask.Size()
+	if vBits == hBits && vOnes <= hOnes && v.Contains(h.IP) {
+		return nil
+	}
+	return exitcode.Configf("--service-cidr %s does not hold the host's service range %s: the host assigns every service a ClusterIP from %s, "+
+		"which the virtual cluster must keep; set --service-cidr (values: virtualCluster.extraArgs) to %s or a range holding it, or leave it out to use the host's",
+		virtual, host, host, host)
 }

@@ -22,23 +22,20 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/sublet-dev/sublet/internal/controlplane"
+	"github.com/sublet-dev/sublet/internal/exitcode"
 	"github.com/sublet-dev/sublet/internal/kubeproxy"
+	"github.com/sublet-dev/sublet/internal/pathflag"
 	"github.com/sublet-dev/sublet/internal/pki"
 	"github.com/sublet-dev/sublet/internal/restconfig"
 	"github.com/sublet-dev/sublet/internal/syncer"
 	"github.com/sublet-dev/sublet/internal/translate"
 )
-
-// maxNameLength keeps NAME short enough that host names of typical objects
-// stay readable (NAME ends every one of them).
-const maxNameLength = 40
 
 // Client rate limits of the syncer. The virtual API server is this
 // process's own; the host is shared, so its limit is lower.
@@ -82,7 +79,7 @@ func NewOptions() *Options {
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.ControlPlane.AddFlags(fs)
 	fs.StringVar(&o.Name, "name", o.Name, "Name of the virtual cluster; it ends the host name of every synced object.")
-	fs.StringVar(&o.HostKubeconfig, "host-kubeconfig", o.HostKubeconfig, "Kubeconfig of the host cluster; it needs rights in --host-namespace only. Default: in-cluster credentials.")
+	pathflag.Var(fs, &o.HostKubeconfig, "host-kubeconfig", o.HostKubeconfig, "Kubeconfig of the host cluster; it needs rights in --host-namespace only. Default: in-cluster credentials.")
 	fs.StringVar(&o.HostNamespace, "host-namespace", o.HostNamespace, "Host namespace the virtual cluster's workloads run in.")
 	fs.StringSliceVar(&o.Sync, "sync", o.Sync, "Resources to sync in addition to the defaults (comma list).")
 	fs.StringSliceVar(&o.DisableSync, "disable-sync-resources", o.DisableSync, "Resources not to sync (comma list), e.g. ingresses. Known: "+strings.Join(syncer.Names(), ", ")+".")
@@ -104,29 +101,36 @@ func (o *Options) Complete() error {
 		host, port, err := net.SplitHostPort(o.Listen)
 		p, perr := strconv.Atoi(port)
 		if err != nil || perr != nil {
-			return fmt.Errorf("--listen %q is not HOST:PORT (example: 0.0.0.0:8443)", o.Listen)
+			return exitcode.Configf("--listen %q is not HOST:PORT (example: 0.0.0.0:8443)", o.Listen)
 		}
 		o.ControlPlane.BindAddress, o.ControlPlane.Port = host, p
 	}
 	if err := o.validateLocal(); err != nil {
-		return err
+		return exitcode.ConfigErr(err)
 	}
 	if o.KubeconfigServer != "" {
 		u, _ := url.Parse(o.KubeconfigServer)
 		o.ControlPlane.TLSSANs = append(o.ControlPlane.TLSSANs, u.Hostname())
 	}
+	cfg, err := o.hostConfig()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	hostCIDR, err := DetectServiceCIDR(ctx, kubernetes.NewForConfigOrDie(cfg), o.HostNamespace)
 	if o.ControlPlane.ServiceCIDR == "" {
-		cfg, err := o.hostConfig()
 		if err != nil {
 			return err
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		cidr, err := DetectServiceCIDR(ctx, kubernetes.NewForConfigOrDie(cfg), o.HostNamespace)
-		if err != nil {
+		o.ControlPlane.ServiceCIDR = hostCIDR
+	} else if err == nil {
+		// The host assigns every ClusterIP and the virtual side adopts
+		// it: an address outside the virtual range would cost the tenant
+		// its service. Refuse such a range before anything starts.
+		if err := checkServiceCIDR(o.ControlPlane.ServiceCIDR, hostCIDR); err != nil {
 			return err
 		}
-		o.ControlPlane.ServiceCIDR = cidr
 	}
 	return o.ControlPlane.Complete()
 }
@@ -139,16 +143,14 @@ func (o *Options) Validate() error {
 // validateLocal checks the options that need no host.
 func (o *Options) validateLocal() error {
 	var errs []error
-	switch msgs := validation.IsDNS1123Label(o.Name); {
+	switch msgs := translate.ValidateVClusterName(o.Name); {
 	case o.Name == "":
 		errs = append(errs, errors.New("--name is required"))
 	case len(msgs) > 0:
 		errs = append(errs, fmt.Errorf("--name %q: %s", o.Name, strings.Join(msgs, "; ")))
-	case len(o.Name) > maxNameLength:
-		errs = append(errs, fmt.Errorf("--name %q is %d characters; at most %d", o.Name, len(o.Name), maxNameLength))
 	}
-	if msgs := validation.IsDNS1123Label(o.HostNamespace); o.HostNamespace == "" || len(msgs) > 0 {
-		errs = append(errs, fmt.Errorf("--host-namespace %q is not a namespace name", o.HostNamespace))
+	if msgs := translate.ValidateHostNamespace(o.HostNamespace); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("--host-namespace %q is not a namespace name: %s", o.HostNamespace, strings.Join(msgs, "; ")))
 	}
 	if _, err := syncer.Selection(o.Sync, o.DisableSync); err != nil {
 		errs = append(errs, err)
@@ -210,7 +212,7 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 	}
 	if _, err := host.CoreV1().Namespaces().Get(ctx, o.HostNamespace, metav1.GetOptions{}); err != nil {
 		if apierrors.IsNotFound(err) {
-			return fmt.Errorf("host namespace %q does not exist: create it (kubectl create namespace %s) or pass another --host-namespace", o.HostNamespace, o.HostNamespace)
+			return exitcode.Configf("host namespace %q does not exist: create it (kubectl create namespace %s) or pass another --host-namespace", o.HostNamespace, o.HostNamespace)
 		}
 		if !apierrors.IsForbidden(err) {
 			return fmt.Errorf("reach the host cluster: %w", err)

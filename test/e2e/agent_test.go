@@ -127,8 +127,17 @@ func TestAgentSeedManifest(t *testing.T) {
 	dataDir := filepath.Join(stateDir, "vclusters", ns, "demo", "data")
 	pidBefore, _ := os.ReadFile(filepath.Join(stateDir, "vclusters", ns, "demo", "pid"))
 	agent.Kill()
-	startAgent(t, stateDir)
-	time.Sleep(3 * time.Second) // a few reconciles
+	agent = startAgent(t, stateDir)
+	// The new agent has seen the running child once it says it adopted it.
+	adopted := fmt.Sprintf(`virtualcluster="%s/demo"`, ns)
+	poll(t, 60*time.Second, "the restarted agent adopts the running virtual cluster", func(context.Context) (bool, error) {
+		for _, l := range strings.Split(agent.Output(), "\n") {
+			if strings.Contains(l, "adopted a running virtual cluster") && strings.Contains(l, adopted) {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
 	pidAfter, _ := os.ReadFile(filepath.Join(stateDir, "vclusters", ns, "demo", "pid"))
 	if string(pidBefore) != string(pidAfter) || processesWith(dataDir) != 1 {
 		t.Errorf("after an agent restart: pid %s → %s, %d processes for the data dir", pidBefore, pidAfter, processesWith(dataDir))

@@ -154,6 +154,25 @@ func TestBadInputFailsFast(t *testing.T) {
 	}
 }
 
+// TestUpPortInUse: `sublet up` with its port taken fails before anything
+// starts, naming the port and what to do.
+func TestUpPortInUse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the sublet binary")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+	state := filepath.Join(t.TempDir(), "state")
+	failFast(t, []string{"port " + port + " is already in use", "--listen 127.0.0.1:PORT"}, "up", "--state-dir", state, "--listen", "127.0.0.1:"+port)
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Errorf("sublet up started something before failing: %s exists (err=%v)", state, err)
+	}
+}
+
 func TestDataDirInUse(t *testing.T) {
 	needHost(t)
 	failFast(t, []string{"in use by another sublet process", fmt.Sprint(host.Pid())}, "host", "run", "--data-dir", host.DataDir)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 )
 
 // TestVClusterConfigMapsAndSecretsFollowPods: configmaps and secrets are
@@ -91,14 +93,17 @@ func TestVClusterConfigMapsAndSecretsFollowPods(t *testing.T) {
 	thief.Spec.Containers[0].Env[0].ValueFrom.SecretKeyRef.Name = "planted"
 	_, err = v.Pods("default").Create(ctx, thief, metav1.CreateOptions{})
 	mustCreate(err)
-	time.Sleep(3 * time.Second)
+	// The syncer has looked at the pod once it reports why it waits.
+	waitEvent(t, vc.Client, "default", "Pod", "thief", "FailedMount", `secret "planted" not found`)
 	if _, err := host.Client.CoreV1().Pods(hostNS).Get(ctx, hname("thief"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("host pod created for a pod whose secret does not exist in the virtual cluster (err=%v)", err)
 	}
 	// Even once the tenant creates "planted", the host secret is not theirs.
 	_, err = v.Secrets("default").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "planted"}, StringData: map[string]string{"token": "tenant"}}, metav1.CreateOptions{})
 	mustCreate(err)
-	time.Sleep(3 * time.Second)
+	// The syncer has tried to copy it once it reports the host name taken;
+	// without its own copy on the host the pod cannot start.
+	waitEvent(t, vc.Client, "default", "Secret", "planted", "HostNameConflict", hname("planted"))
 	if _, err := host.Client.CoreV1().Pods(hostNS).Get(ctx, hname("thief"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("host pod created against a host secret the virtual cluster does not own (err=%v)", err)
 	}
@@ -124,4 +129,24 @@ func poll(t *testing.T, timeout time.Duration, what string, cond wait.ConditionW
 	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true, cond); err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
+}
+
+// waitEvent waits until the cluster has an event with reason about the
+// object kind ns/name whose message contains text: the sign that a
+// component has processed a change, for checks that something did not
+// happen.
+func waitEvent(t *testing.T, cs kubernetes.Interface, ns, kind, name, reason, text string) {
+	t.Helper()
+	poll(t, 60*time.Second, fmt.Sprintf("event %s on %s %s/%s", reason, kind, ns, name), func(ctx context.Context) (bool, error) {
+		list, err := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + name + ",reason=" + reason})
+		if err != nil {
+			return false, nil
+		}
+		for _, e := range list.Items {
+			if e.InvolvedObject.Kind == kind && strings.Contains(e.Message, text) {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
 }

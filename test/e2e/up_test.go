@@ -87,10 +87,24 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 	}
 
 	// Bad input: a clear error, nothing created.
+	dupValues := filepath.Join(dir, "dup-values.yaml")
+	if err := os.WriteFile(dupValues, []byte("virtualCluster:\n  image: rancher/k3s:v1.35.0-k3s1\n  image: rancher/k3s:v1.36.0-k3s1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	twoDocs := filepath.Join(dir, "two-docs.yaml")
+	if err := os.WriteFile(twoDocs, []byte("sync: {}\n---\nsync: {}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, bad := range []struct {
 		args []string
 		want string
 	}{
+		{[]string{"create", "vcluster", strings.Repeat("a", 41)}, "may have at most 40"},
+		{[]string{"create", "vcluster", "x.y"}, "must not contain dots"},
+		{[]string{"create", "vcluster", "x", "--space", "team.a"}, `--space "team.a" is not a namespace name`},
+		{[]string{"create", "vcluster", "x", "--values", dupValues}, "virtualCluster.image: given twice (lines 2 and 3)"},
+		{[]string{"create", "vcluster", "x", "-f", twoDocs}, "2 YAML documents"},
+		{[]string{"create", "vcluster", "x", "--set", "virtualCluster.image=rancher/k3s:v1.35.0-k3s1", "--set", "virtualCluster.image=rancher/k3s:v1.36.0-k3s1"}, "sets virtualCluster.image twice"},
 		{[]string{"create", "vcluster", "x", "--set", "virtualCluster.imag=rancher/k3s:v1.35.0-k3s1"}, "virtualCluster.imag"},
 		{[]string{"create", "vcluster", "x", "--cluster", "nope"}, `cluster "nope" is not connected`},
 		{[]string{"delete", "vcluster", "never-made"}, "does not exist"},
@@ -100,6 +114,10 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 		if err != nil || code == 0 || !strings.Contains(out, bad.want) {
 			t.Errorf("sublet %s: exit %d (%v), want an error naming %q:\n%s", strings.Join(bad.args, " "), code, err, bad.want, out)
 		}
+	}
+
+	if out := kubectl(t, filepath.Join(stateDir, "host", "admin.kubeconfig"), "", "get", "virtualclusters", "-A", "-o", "name"); strings.Contains(out, "/x") || strings.Contains(out, "aaaa") {
+		t.Errorf("a refused create left a virtual cluster:\n%s", out)
 	}
 
 	// Delete: the virtual cluster, its host objects and its kube-context go.

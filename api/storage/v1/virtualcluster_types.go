@@ -82,6 +82,10 @@ const (
 const (
 	// ConditionValuesValid: the effective values parsed and validated.
 	ConditionValuesValid = "ValuesValid"
+	// ConditionConfigurationValid: the name and the configuration are ones
+	// the runtime can run (a runtime that refused its configuration, e.g.
+	// a service CIDR that does not hold the host's, sets it false).
+	ConditionConfigurationValid = "ConfigurationValid"
 	// ConditionVersionFallback: the asked Kubernetes version is not
 	// shipped; the nearest shipped one runs.
 	ConditionVersionFallback = "VersionFallback"
@@ -103,7 +107,7 @@ type VirtualClusterStatus struct {
 	// +optional
 	Message string `json:"message,omitempty"`
 
-	// Conditions: ValuesValid, VersionFallback, RuntimeReady, Ready.
+	// Conditions: ValuesValid, ConfigurationValid, VersionFallback, RuntimeReady, Ready.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
