@@ -67,13 +67,13 @@ type Isolation struct {
 
 // IsolationQuota is a resource quota for the host namespace.
 type IsolationQuota struct {
-	Enabled bool                          `json:"enabled,omitempty"`
+	Enabled bool                `json:"enabled,omitempty"`
 	Quota   map[string]Quantity `json:"quota,omitempty"`
 }
 
 // IsolationLimitRange sets default container resources.
 type IsolationLimitRange struct {
-	Enabled        bool                          `json:"enabled,omitempty"`
+	Enabled        bool                `json:"enabled,omitempty"`
 	Default        map[string]Quantity `json:"default,omitempty"`
 	DefaultRequest map[string]Quantity `json:"defaultRequest,omitempty"`
 }
