@@ -37,6 +37,9 @@ type Context struct {
 	Kubelet *KubeletEndpoint
 	// Recorder records events on virtual objects; Run sets one if nil.
 	Recorder record.EventRecorder
+	// PodSecurity is the level every pod is checked against before it
+	// reaches the host; Run sets baseline if nil.
+	PodSecurity *PodSecurity
 }
 
 // event records an event on virtual object obj, if there is a recorder.

@@ -147,6 +147,11 @@ func (s podSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Pod) error 
 		return nil
 	}
 	h, identity := hostPod(c, v, s.servicesOf(v.Namespace))
+	if c.PodSecurity != nil {
+		if msg := c.PodSecurity.Check(&h.ObjectMeta, &h.Spec); msg != "" {
+			return refusePod(ctx, c, v, msg)
+		}
+	}
 	created, err := c.Host.CoreV1().Pods(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
 	if err != nil {
 		return c.created(err, v, "pod", h.Name)

@@ -111,7 +111,14 @@ func Run(ctx context.Context, sctx *Context, selected map[string]bool, m *Metric
 		defer b.Shutdown()
 		sctx.Recorder = b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "sublet-syncer"})
 	}
-	var runs []Runnable
+	if sctx.PodSecurity == nil {
+		ps, err := NewPodSecurity(DefaultPodSecurityStandard)
+		if err != nil {
+			return err
+		}
+		sctx.PodSecurity = ps
+	}
+	runs := []Runnable{newNamespaceLabeler(sctx, vf)}
 	for _, r := range table() {
 		if selected[r.name] {
 			runs = append(runs, r.build(sctx, vf, hf, m))

@@ -414,6 +414,9 @@ func (e *Effective) RunArgs() []string {
 			args = append(args, "--apiserver-arg="+a)
 		}
 	}
+	if pss := e.Values.Isolation.PodSecurityStandard; pss != "" {
+		args = append(args, "--pod-security-standard="+pss)
+	}
 	var enable, disable []string
 	for _, a := range e.Values.Syncer.ExtraArgs {
 		name, value, _ := flagArg(a)

@@ -63,6 +63,9 @@ type Options struct {
 	// the admin kubeconfig (key "config") with server KubeconfigServer.
 	KubeconfigSecret string
 	KubeconfigServer string
+	// PodSecurityStandard is the level every pod is checked against
+	// before the syncer creates its host pod.
+	PodSecurityStandard string
 }
 
 // NewOptions returns defaults.
@@ -72,7 +75,7 @@ func NewOptions() *Options {
 	// Detected from the host unless given, so virtual and host ClusterIPs
 	// agree.
 	cp.ServiceCIDR = ""
-	return &Options{ControlPlane: cp}
+	return &Options{ControlPlane: cp, PodSecurityStandard: syncer.DefaultPodSecurityStandard}
 }
 
 // AddFlags binds the options to fs.
@@ -88,6 +91,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.PodDNS, "pod-dns", o.PodDNS, "Nameserver IP for the virtual cluster's ClusterFirst pods; default: they use the host's DNS.")
 	fs.StringVar(&o.KubeconfigSecret, "kubeconfig-secret", o.KubeconfigSecret, "Host secret (in --host-namespace) to write the admin kubeconfig to, key config; for runtimes where the data dir is not reachable.")
 	fs.StringVar(&o.KubeconfigServer, "kubeconfig-server", o.KubeconfigServer, "Server URL in the --kubeconfig-secret kubeconfig, e.g. https://NAME.NAMESPACE.svc:443; its host is added to the certificate.")
+	fs.StringVar(&o.PodSecurityStandard, "pod-security-standard", o.PodSecurityStandard, "Pod Security Standard every pod must meet before it runs on the host: privileged, baseline or restricted. Namespace labels in the virtual cluster cannot lower it.")
 	if f := fs.Lookup("service-cidr"); f != nil {
 		f.Usage = "IP range for service ClusterIPs; default: the host's, detected, so a service has the same ClusterIP on both sides."
 	}
@@ -168,6 +172,9 @@ func (o *Options) validateLocal() error {
 	if (o.KubeconfigSecret == "") != (o.KubeconfigServer == "") {
 		errs = append(errs, errors.New("--kubeconfig-secret and --kubeconfig-server go together"))
 	}
+	if _, err := syncer.NewPodSecurity(o.PodSecurityStandard); err != nil {
+		errs = append(errs, fmt.Errorf("--pod-security-standard: %w", err))
+	}
 	if o.PodDNS != "" && net.ParseIP(o.PodDNS) == nil {
 		errs = append(errs, fmt.Errorf("--pod-dns %q is not an IP address", o.PodDNS))
 	}
@@ -233,12 +240,17 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 		if err != nil {
 			return err
 		}
+		podSecurity, err := syncer.NewPodSecurity(o.PodSecurityStandard)
+		if err != nil {
+			return err
+		}
 		sctx := &syncer.Context{
-			Translator: translate.Translator{VCluster: o.Name, HostNamespace: o.HostNamespace},
-			Virtual:    virtual,
-			Host:       kubernetes.NewForConfigOrDie(withThroughput(hostCfg, hostQPS)),
-			Log:        log.WithName("syncer"),
-			Pods:       pods,
+			PodSecurity: podSecurity,
+			Translator:  translate.Translator{VCluster: o.Name, HostNamespace: o.HostNamespace},
+			Virtual:     virtual,
+			Host:        kubernetes.NewForConfigOrDie(withThroughput(hostCfg, hostQPS)),
+			Log:         log.WithName("syncer"),
+			Pods:        pods,
 		}
 		if o.KubeconfigSecret != "" {
 			if err := publishKubeconfig(ctx, sctx.Host, o, info); err != nil {

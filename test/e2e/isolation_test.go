@@ -1,0 +1,138 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+// podAttacks are pod specs a tenant could use to reach the host machine,
+// each with the Pod Security control that must refuse it.
+var podAttacks = []struct {
+	name    string
+	spec    func(*corev1.PodSpec)
+	control string
+}{
+	{"privileged", func(s *corev1.PodSpec) {
+		s.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: ptr.To(true)}
+	}, "privileged"},
+	{"hostpath", func(s *corev1.PodSpec) {
+		s.Volumes = []corev1.Volume{{Name: "root", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}}}}
+		s.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "root", MountPath: "/host"}}
+	}, "hostPath volumes"},
+	{"hostnetwork", func(s *corev1.PodSpec) { s.HostNetwork = true }, "host namespaces (hostNetwork=true)"},
+	{"hostpid", func(s *corev1.PodSpec) { s.HostPID = true }, "host namespaces (hostPID=true)"},
+	{"capabilities", func(s *corev1.PodSpec) {
+		s.Containers[0].SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"SYS_ADMIN"}}}
+	}, "non-default capabilities"},
+}
+
+func attackPod(name string, mutate func(*corev1.PodSpec)) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}
+	if mutate != nil {
+		mutate(&p.Spec)
+	}
+	return p
+}
+
+// TestIsolationPodSecurity: a virtual cluster runs at the baseline Pod
+// Security level by default. Its namespaces carry the level, so the
+// virtual API server refuses attacks at create time; a tenant who relabels
+// a namespace gets them past the virtual side, but the syncer refuses them
+// on the way to the host, with an event and a condition naming the control.
+func TestIsolationPodSecurity(t *testing.T) {
+	needHost(t)
+	ctx := context.Background()
+	hostNS := createNamespace(t, host.Client, "vc-iso")
+	vc := startVCluster(t, "iso", hostNS)
+	v := vc.Client
+	waitDefaultServiceAccount(t, v, "default")
+	poll(t, 30*time.Second, "namespace default labelled with the cluster's level", func(ctx context.Context) (bool, error) {
+		ns, err := v.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{})
+		return err == nil && ns.Labels["pod-security.kubernetes.io/enforce"] == "baseline", nil
+	})
+
+	// Told at apply time in a namespace as the cluster labelled it.
+	for _, a := range podAttacks {
+		_, err := v.CoreV1().Pods("default").Create(ctx, attackPod(a.name, a.spec), metav1.CreateOptions{})
+		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), a.control) {
+			t.Errorf("attack %s in a labelled namespace: %v, want Forbidden naming %q", a.name, err, a.control)
+		}
+	}
+
+	// The tenant relabels its namespace privileged: the virtual API server
+	// lets the pods in, the host never sees them.
+	ns := createNamespace(t, v, "relabelled")
+	poll(t, 30*time.Second, "namespace labelled by the cluster", func(ctx context.Context) (bool, error) {
+		n, err := v.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if err != nil || n.Labels["pod-security.kubernetes.io/enforce"] == "" {
+			return false, nil
+		}
+		n.Labels["pod-security.kubernetes.io/enforce"] = "privileged"
+		_, err = v.CoreV1().Namespaces().Update(ctx, n, metav1.UpdateOptions{})
+		return err == nil, nil
+	})
+	for _, a := range podAttacks {
+		if _, err := v.CoreV1().Pods(ns).Create(ctx, attackPod(a.name, a.spec), metav1.CreateOptions{}); err != nil {
+			t.Fatalf("attack %s in a relabelled namespace: the virtual API server refused it (%v); the test needs it admitted", a.name, err)
+		}
+	}
+	// A harmless pod beside them runs: the syncer works.
+	if _, err := v.CoreV1().Pods(ns).Create(ctx, attackPod("harmless", nil), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitPodRunning(t, vc, ns, "harmless")
+	for _, a := range podAttacks {
+		waitEvent(t, v, ns, "Pod", a.name, "ForbiddenByPodSecurity", a.control)
+		pod, err := v.CoreV1().Pods(ns).Get(ctx, a.name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused := false
+		for _, c := range pod.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == "ForbiddenByPodSecurity" && strings.Contains(c.Message, a.control) {
+				refused = true
+			}
+		}
+		if !refused || pod.Status.Phase != corev1.PodPending {
+			t.Errorf("attack %s: phase %s, conditions %+v; want Pending with PodScheduled=False naming %q", a.name, pod.Status.Phase, pod.Status.Conditions, a.control)
+		}
+	}
+	list, err := host.Client.CoreV1().Pods(hostNS).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range list.Items {
+		if !strings.HasPrefix(p.Name, "harmless-") {
+			t.Errorf("host pod %s exists: an attack reached the host", p.Name)
+		}
+	}
+	if len(list.Items) != 1 {
+		t.Errorf("%d host pods, want only the harmless one%s", len(list.Items), describePods(list.Items))
+	}
+}
+
+// TestIsolationPrivilegedByValues: an admin who wants privileged pods says
+// so explicitly; then they reach the host.
+func TestIsolationPrivilegedByValues(t *testing.T) {
+	needHost(t)
+	ctx := context.Background()
+	hostNS := createNamespace(t, host.Client, "vc-priv")
+	vc := startVCluster(t, "priv", hostNS, "--pod-security-standard", "privileged")
+	waitDefaultServiceAccount(t, vc.Client, "default")
+	poll(t, 30*time.Second, "namespace default labelled privileged", func(ctx context.Context) (bool, error) {
+		ns, err := vc.Client.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{})
+		return err == nil && ns.Labels["pod-security.kubernetes.io/enforce"] == "privileged", nil
+	})
+	if _, err := vc.Client.CoreV1().Pods("default").Create(ctx, attackPod("admin-privileged", podAttacks[0].spec), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitPodRunning(t, vc, "default", "admin-privileged")
+}
