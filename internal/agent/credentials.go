@@ -41,7 +41,7 @@ func nodeBindingName(vc *storagev1.VirtualCluster) string {
 // a token for it, valid for lifetime seconds.
 func ensureSyncerAccount(ctx context.Context, host kubernetes.Interface, vc *storagev1.VirtualCluster, lifetime int64) (string, error) {
 	ns, name := vc.Namespace, syncerName(vc)
-	labels := map[string]string{"app.kubernetes.io/managed-by": "sublet-agent", "sublet.dev/virtualcluster": vc.Name}
+	labels := map[string]string{storagev1.LabelManagedBy: storagev1.AgentName, storagev1.LabelVirtualCluster: vc.Name}
 	create := func(what string, err error) error {
 		if err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("create %s for the syncer: %w", what, err)
@@ -68,7 +68,7 @@ func ensureSyncerAccount(ctx context.Context, host kubernetes.Interface, vc *sto
 		return "", err
 	}
 	_, err = host.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{Name: nodeReaderRole, Labels: map[string]string{"app.kubernetes.io/managed-by": "sublet-agent"}},
+		ObjectMeta: metav1.ObjectMeta{Name: nodeReaderRole, Labels: map[string]string{storagev1.LabelManagedBy: storagev1.AgentName}},
 		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}}},
 	}, metav1.CreateOptions{})
 	if err := create("node reader cluster role", err); err != nil {

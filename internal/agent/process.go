@@ -26,6 +26,7 @@ import (
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/internal/exitcode"
 	"github.com/sublet-dev/sublet/internal/pki"
+	"github.com/sublet-dev/sublet/internal/restconfig"
 )
 
 // tokenLifetime of the syncer's host token; the agent renews the token
@@ -319,7 +320,7 @@ func probe(ctx context.Context, kubeconfig string) (State, error) {
 // probeKubeconfig reports whether the API server behind an admin
 // kubeconfig is ready, and its version.
 func probeKubeconfig(ctx context.Context, data []byte) (State, error) {
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
+	cfg, err := restconfig.FromInlineKubeconfig(data)
 	if err != nil {
 		return State{}, fmt.Errorf("read the virtual cluster's admin kubeconfig: %w", err)
 	}

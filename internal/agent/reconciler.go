@@ -201,7 +201,7 @@ func kubeconfigSecret(vc *storagev1.VirtualCluster) string { return "vc-" + vc.N
 func (r *reconciler) publishKubeconfig(ctx context.Context, vc *storagev1.VirtualCluster, kubeconfig []byte) error {
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: kubeconfigSecret(vc), Namespace: vc.Namespace}}
 	_, err := controllerutil.CreateOrUpdate(ctx, r.client, s, func() error {
-		s.Labels = map[string]string{"app.kubernetes.io/managed-by": "sublet-agent", "sublet.dev/virtualcluster": vc.Name}
+		s.Labels = map[string]string{storagev1.LabelManagedBy: storagev1.AgentName, storagev1.LabelVirtualCluster: vc.Name}
 		s.Type = corev1.SecretTypeOpaque
 		s.Data = map[string][]byte{"config": kubeconfig}
 		return controllerutil.SetControllerReference(vc, s, r.client.Scheme())

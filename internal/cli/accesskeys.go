@@ -14,13 +14,20 @@ import (
 
 func newCreateAccessKeyCommand() *cobra.Command {
 	req := server.AccessKeyRequest{}
+	var output string
 	cmd := &cobra.Command{
 		Use:   "accesskey",
 		Short: "Create an access key; the key is printed once, alone on stdout",
+		Long: `Creates an access key for you (or, with the right to create accesskeys in the
+management cluster, for another user). A key made while logged in with an expiring
+key expires no later than it, and is revoked when that key is revoked.`,
 		Example: `  KEY=$(sublet create accesskey --ttl 720h)
   sublet create accesskey --user alice --group team-a     # needs the right to create accesskeys`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "" && output != "json" && output != "yaml" {
+				return fmt.Errorf("-o %q: must be json or yaml (or left out for the key alone)", output)
+			}
 			c, err := loadLogin()
 			if err != nil {
 				return err
@@ -28,6 +35,9 @@ func newCreateAccessKeyCommand() *cobra.Command {
 			info := server.AccessKeyInfo{}
 			if err := c.callJSON(cmd.Context(), "POST", "/api/v1/accesskeys", req, &info); err != nil {
 				return fmt.Errorf("create access key: %w", err)
+			}
+			if output != "" {
+				return printList(cmd.OutOrStdout(), output, info, nil, nil)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), info.Key)
 			exp := "never"
@@ -42,6 +52,7 @@ func newCreateAccessKeyCommand() *cobra.Command {
 	cmd.Flags().StringSliceVar(&req.Groups, "group", nil, "Group of the user (repeatable); default: your groups when the key is yours.")
 	cmd.Flags().StringVar(&req.TTL, "ttl", "", "Lifetime, e.g. 720h; default: no expiry.")
 	cmd.Flags().StringVar(&req.Description, "description", "", "What the key is for.")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "json or yaml: print the key with its name and expiry instead of the key alone.")
 	return cmd
 }
 

@@ -15,11 +15,11 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/restconfig"
 )
 
 // Namespace is where the server keeps connected clusters' kubeconfigs in
@@ -135,6 +135,13 @@ func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request, u *User
 		}
 		ak.Spec.Expiration = &metav1.Time{Time: time.Now().Add(d)}
 	}
+	// A key made with a key never outlives it, and goes when it goes.
+	if u.keyExpires != nil && (ak.Spec.Expiration == nil || ak.Spec.Expiration.After(*u.keyExpires)) {
+		ak.Spec.Expiration = &metav1.Time{Time: *u.keyExpires}
+	}
+	if u.Key != "" && u.keyUID != "" {
+		ak.OwnerReferences = []metav1.OwnerReference{{APIVersion: storagev1.GroupVersion.String(), Kind: "AccessKey", Name: u.Key, UID: u.keyUID}}
+	}
 	if err := s.mgmt.Create(r.Context(), ak); err != nil {
 		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, "create access key: "+err.Error())
 		return
@@ -211,9 +218,9 @@ func (s *Server) connectCluster(w http.ResponseWriter, r *http.Request, u *User)
 		s.forbidden(w, u, "create", "clusters")
 		return
 	}
-	cfg, err := clientcmd.RESTConfigFromKubeConfig([]byte(req.Kubeconfig))
+	cfg, err := restconfig.FromInlineKubeconfig([]byte(req.Kubeconfig))
 	if err != nil {
-		writeStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, "kubeconfig: "+err.Error())
+		writeStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, "kubeconfig: "+err.Error()+" (kubectl config view --minify --flatten --raw writes one with inline certificates)")
 		return
 	}
 	cfg.Timeout = 15 * time.Second

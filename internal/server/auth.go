@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
@@ -28,6 +30,9 @@ type User struct {
 	Groups []string `json:"groups"`
 	// Key is the AccessKey object's name.
 	Key string `json:"accessKey"`
+	// keyUID and keyExpires are the AccessKey's, for keys it creates.
+	keyUID     types.UID
+	keyExpires *time.Time
 }
 
 // HashKey returns the hex SHA-256 of an access key, as AccessKeys store it.
@@ -57,11 +62,51 @@ func (s *Server) authenticate(ctx context.Context, r *http.Request) (*User, erro
 	if err := s.cache.List(ctx, list, client.MatchingFields{keyHashIndex: HashKey(token)}); err != nil {
 		return nil, err
 	}
-	for _, k := range list.Items {
-		if k.Spec.Expiration != nil && !time.Now().Before(k.Spec.Expiration.Time) {
+	for i := range list.Items {
+		k := &list.Items[i]
+		if !s.keyValid(ctx, k) {
 			continue
 		}
-		return &User{Name: k.Spec.User, Groups: k.Spec.Groups, Key: k.Name}, nil
+		u := &User{Name: k.Spec.User, Groups: k.Spec.Groups, Key: k.Name, keyUID: k.UID}
+		if k.Spec.Expiration != nil {
+			u.keyExpires = &k.Spec.Expiration.Time
+		}
+		return u, nil
 	}
 	return nil, errUnauthorized
+}
+
+// maxKeyChain bounds how many keys deep a key made with a key may be.
+const maxKeyChain = 16
+
+// keyValid reports whether k is unexpired and so is every key it was made
+// with (its AccessKey owners, up the chain): revoking or the expiry of a
+// key ends the keys made with it at once, before the garbage collector
+// deletes them.
+func (s *Server) keyValid(ctx context.Context, k *storagev1.AccessKey) bool {
+	for depth := 0; depth < maxKeyChain; depth++ {
+		if k.Spec.Expiration != nil && !time.Now().Before(k.Spec.Expiration.Time) {
+			return false
+		}
+		ref := parentKey(k)
+		if ref == nil {
+			return true
+		}
+		parent := &storagev1.AccessKey{}
+		if err := s.cache.Get(ctx, types.NamespacedName{Name: ref.Name}, parent); err != nil || parent.UID != ref.UID {
+			return false
+		}
+		k = parent
+	}
+	return false
+}
+
+// parentKey returns the owner reference to the key k was made with.
+func parentKey(k *storagev1.AccessKey) *metav1.OwnerReference {
+	for i, ref := range k.OwnerReferences {
+		if ref.Kind == "AccessKey" && ref.APIVersion == storagev1.GroupVersion.String() {
+			return &k.OwnerReferences[i]
+		}
+	}
+	return nil
 }

@@ -15,11 +15,11 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/internal/kubeproxy"
+	"github.com/sublet-dev/sublet/internal/restconfig"
 )
 
 // backend is an API server the server proxies to.
@@ -93,9 +93,9 @@ func (cs *clusterConfigs) get(ctx context.Context, c *storagev1.Cluster) (*clust
 		cc.checked = time.Now()
 		return cc, nil
 	}
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(secret.Data["config"])
+	cfg, err := restconfig.FromInlineKubeconfig(secret.Data["config"])
 	if err != nil {
-		return nil, fmt.Errorf("kubeconfig of cluster %s: %w", c.Name, err)
+		return nil, fmt.Errorf("kubeconfig of cluster %s (secret %s/%s): %w", c.Name, secret.Namespace, secret.Name, err)
 	}
 	// Every proxied request to a virtual cluster costs an access review and
 	// two reads here; client-go's default of 5 per second would queue them.
@@ -141,10 +141,32 @@ func (cc *clusterConfig) mayGetVirtualCluster(ctx context.Context, u *User, name
 	if err != nil {
 		return false, err
 	}
-	cc.mu.Lock()
-	cc.reviews[key] = review{allowed: res.Status.Allowed, at: time.Now()}
-	cc.mu.Unlock()
+	if res.Status.Allowed {
+		cc.mu.Lock()
+		cc.remember(key, review{allowed: true, at: time.Now()})
+		cc.mu.Unlock()
+	}
 	return res.Status.Allowed, nil
+}
+
+// maxReviews bounds the grants a cluster's review cache holds, so many
+// users or names cannot grow it without limit.
+const maxReviews = 4096
+
+// remember caches a grant; cc.mu is held. When full, it drops expired
+// grants, and everything if that is not enough.
+func (cc *clusterConfig) remember(key string, r review) {
+	if len(cc.reviews) >= maxReviews {
+		for k, old := range cc.reviews {
+			if time.Since(old.at) >= recheckEvery {
+				delete(cc.reviews, k)
+			}
+		}
+		if len(cc.reviews) >= maxReviews {
+			clear(cc.reviews)
+		}
+	}
+	cc.reviews[key] = r
 }
 
 // virtual returns virtual cluster namespace/name (nil if it does not
@@ -180,9 +202,15 @@ func (cc *clusterConfig) virtual(ctx context.Context, namespace, name string) (*
 		case ok && v.version == secret.ResourceVersion:
 			nv.version, nv.backend = v.version, v.backend
 		default:
-			cfg, err := clientcmd.RESTConfigFromKubeConfig(secret.Data["config"])
+			// The tenant's namespace is not ours alone: use only the
+			// Secret the agent made for this very VirtualCluster, with
+			// inline credentials.
+			if !agentOwned(secret, vc) {
+				return nil, nil, fmt.Errorf("secret %s/%s is not the agent's kubeconfig of virtual cluster %s (no controller reference to it); delete it and the agent writes it again", namespace, secretName, vc.Name)
+			}
+			cfg, err := restconfig.FromInlineKubeconfig(secret.Data["config"])
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, fmt.Errorf("kubeconfig of virtual cluster %s (secret %s/%s): %w", vc.Name, namespace, secretName, err)
 			}
 			b, err := newBackend(cfg)
 			if err != nil {
@@ -261,4 +289,14 @@ func (s *Server) proxyVirtualCluster(w http.ResponseWriter, r *http.Request, u *
 	}
 	// Users who pass the gate are cluster-admin of the virtual cluster.
 	serveAs(b, w, r, r.PathValue("rest"), u, "system:masters")
+}
+
+// agentOwned reports whether secret is the one the agent publishes for vc:
+// its managed-by label and a controller reference to vc's UID.
+func agentOwned(secret *corev1.Secret, vc *storagev1.VirtualCluster) bool {
+	if secret.Labels[storagev1.LabelManagedBy] != storagev1.AgentName {
+		return false
+	}
+	ref := metav1.GetControllerOf(secret)
+	return ref != nil && ref.UID == vc.UID && ref.Kind == "VirtualCluster"
 }

@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,6 +122,34 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 		t.Errorf("a refused create left a virtual cluster:\n%s", out)
 	}
 
+	// Ctrl-C while create waits: it says so, and that the cluster keeps
+	// starting; the object stays and comes up.
+	bin, err := testenv.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	create := exec.Command(bin, "create", "vcluster", "interrupted")
+	stdout, err := create.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	create.Stderr = &stderr
+	if err := create.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() && !strings.HasPrefix(sc.Text(), "Creating virtual cluster interrupted") {
+	}
+	_ = create.Process.Signal(os.Interrupt)
+	for sc.Scan() {
+	}
+	if err := create.Wait(); err == nil || !strings.Contains(stderr.String(), "interrupted while waiting: virtual cluster interrupted keeps starting in the background") {
+		t.Errorf("create interrupted by Ctrl-C: %v\n%s", err, stderr.String())
+	}
+	kubectl(t, filepath.Join(stateDir, "host", "admin.kubeconfig"), "", "wait", "--for=jsonpath={.status.phase}=Ready", "virtualcluster/interrupted", "-n", "vcluster-interrupted", "--timeout=120s")
+	sublet(t, "delete", "vcluster", "interrupted")
+
 	// Delete: the virtual cluster, its host objects and its kube-context go.
 	sublet(t, "delete", "vcluster", "team-a")
 	if out := currentKubectl(t, "config", "get-contexts", "-o", "name"); strings.Contains(out, "team-a") {
@@ -132,10 +162,6 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 
 	// Access keys: one for another user, printed alone on stdout, works,
 	// is listed, and is revoked at once.
-	bin, err := testenv.Binary()
-	if err != nil {
-		t.Fatal(err)
-	}
 	keyOut, err := exec.Command(bin, "create", "accesskey", "--user", "dave", "--ttl", "1h").Output()
 	if err != nil {
 		t.Fatalf("create accesskey: %v", err)
@@ -169,6 +195,53 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 	sublet(t, "delete", "accesskey", daveKey)
 	if got := p2.get(t, "/api/v1/whoami", key); got != 401 {
 		t.Errorf("revoked key: whoami %d, want 401", got)
+	}
+
+	// A key made with an expiring key never outlives it, and is revoked
+	// with it at once.
+	expiring := func() (name, key string) {
+		t.Helper()
+		out, err := exec.Command(bin, "create", "accesskey", "--ttl", "1h", "-o", "json").Output()
+		if err != nil {
+			t.Fatalf("create accesskey --ttl 1h: %v", err)
+		}
+		var info map[string]string
+		if err := json.Unmarshal(out, &info); err != nil {
+			t.Fatalf("create accesskey -o json: %v\n%s", err, out)
+		}
+		return info["name"], info["key"]
+	}
+	parentName, parentKey := expiring()
+	parentCfg := filepath.Join(dir, "parent.json")
+	data, _ = json.Marshal(map[string]string{"server": cfg.Server, "accessKey": parentKey, "certificateAuthority": p2.caFile})
+	if err := os.WriteFile(parentCfg, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SUBLET_CONFIG", parentCfg)
+	childOut, err := exec.Command(bin, "create", "accesskey", "-o", "json").Output()
+	t.Setenv("SUBLET_CONFIG", filepath.Join(dir, "cli.json"))
+	if err != nil {
+		t.Fatalf("create accesskey with an expiring key: %v", err)
+	}
+	var child, parent map[string]string
+	_ = json.Unmarshal(childOut, &child)
+	if err := json.Unmarshal([]byte(sublet(t, "list", "accesskeys", "-o", "json")), &keys); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if k["name"] == parentName {
+			parent = map[string]string{"expiration": fmt.Sprint(k["expiration"])}
+		}
+	}
+	if child["expiration"] == "" || parent == nil || child["expiration"] > parent["expiration"] {
+		t.Errorf("a key made with a key expiring %v expires %q", parent, child["expiration"])
+	}
+	if got := p2.get(t, "/api/v1/whoami", child["key"]); got != 200 {
+		t.Errorf("child key: whoami %d", got)
+	}
+	sublet(t, "delete", "accesskey", parentName)
+	if got := p2.get(t, "/api/v1/whoami", child["key"]); got != 401 {
+		t.Errorf("key made with a revoked key: whoami %d, want 401", got)
 	}
 
 	// Logging out and in again with the admin key; a bad key or an
