@@ -2,7 +2,9 @@ package pki
 
 import (
 	"bytes"
+	"crypto/tls"
 	"crypto/x509"
+	"io"
 	"os"
 	"testing"
 
@@ -115,5 +117,66 @@ func TestKubeconfigForClient(t *testing.T) {
 	}
 	if len(cfg.AuthInfos["ctx"].ClientCertificateData) == 0 || len(cfg.Clusters["ctx"].CertificateAuthorityData) == 0 {
 		t.Error("kubeconfig does not embed its certificates")
+	}
+}
+
+// TestPinnedServerTLS: only the pinned client certificate gets through;
+// another certificate of the same CA (as a CSR-signed one would be) and
+// no certificate are refused.
+func TestPinnedServerTLS(t *testing.T) {
+	p := Dir{Path: t.TempDir()}
+	if err := p.Ensure([]string{"localhost", "127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	srvCfg, err := p.PinnedServerTLS(APIServerKubeletClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", srvCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.(*tls.Conn).Handshake()
+				_, _ = c.Write([]byte("ok"))
+			}()
+		}
+	}()
+	caPEM, _ := os.ReadFile(p.CACert())
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	dial := func(client string) error {
+		cfg := &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}
+		if client != "" {
+			cert, err := tls.LoadX509KeyPair(p.ClientCert(client), p.ClientKey(client))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+		c, err := tls.Dial("tcp", l.Addr().String(), cfg)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		buf := make([]byte, 2)
+		_, err = io.ReadFull(c, buf)
+		return err
+	}
+	if err := dial(APIServerKubeletClient); err != nil {
+		t.Errorf("pinned client refused: %v", err)
+	}
+	for _, other := range []string{Admin, ControllerManager, ""} {
+		if err := dial(other); err == nil {
+			t.Errorf("client %q accepted", other)
+		}
 	}
 }

@@ -4,14 +4,11 @@ package vcluster
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -320,23 +317,18 @@ func publishKubeconfig(ctx context.Context, host kubernetes.Interface, o Options
 
 // startKubeletProxy serves the kubelet API of the virtual cluster's nodes
 // (logs, exec, attach, port-forward through the host API server) on
-// address, with the control plane's serving certificate, to clients with a
-// certificate of its CA (the virtual API server).
+// address, with the control plane's serving certificate, to the virtual API
+// server alone.
 func startKubeletProxy(ctx context.Context, sctx *syncer.Context, hostCfg *rest.Config, dataDir, address string, log klog.Logger) (*syncer.KubeletEndpoint, error) {
 	if address == "" {
 		address = "127.0.0.1"
 	}
-	p := pki.Dir{Path: filepath.Join(dataDir, "pki")}
-	cert, err := tls.LoadX509KeyPair(p.ServingCert(), p.ServingKey())
+	// Only the virtual API server's own kubelet client certificate: the
+	// controller-manager signs tenants' CSRs with the same CA.
+	tlsCfg, err := pki.Dir{Path: filepath.Join(dataDir, "pki")}.PinnedServerTLS(pki.APIServerKubeletClient)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("kubelet proxy: %w", err)
 	}
-	caPEM, err := os.ReadFile(p.CACert())
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
 	backend, err := kubeproxy.NewBackend(hostCfg)
 	if err != nil {
 		return nil, err
@@ -347,7 +339,7 @@ func startKubeletProxy(ctx context.Context, sctx *syncer.Context, hostCfg *rest.
 	}
 	srv := &http.Server{
 		Handler:           syncer.NewKubeletProxy(sctx, backend),
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS12},
+		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 30 * time.Second,
 	}
 	go func() {
