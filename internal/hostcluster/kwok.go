@@ -136,7 +136,7 @@ func (s *simulator) start(ctx context.Context) (int, error) {
 }
 
 // simulatedLog is what kubectl logs shows for every simulated container.
-const simulatedLog = "sublet: simulated container started on a KWOK node\nsublet: no real process runs here; kubectl exec runs commands on the host machine\n"
+const simulatedLog = "sublet: simulated container started on a KWOK node\nsublet: no real process runs here; kubectl exec runs nothing unless the host runs with --simulate-exec\n"
 
 func (s *simulator) clusterLogs() ([]*internalversion.ClusterLogs, error) {
 	dir := filepath.Join(s.workDir, "logs")

@@ -23,15 +23,16 @@ type Options struct {
 	// PodCIDR is split into one /24 per node for pod IPs.
 	PodCIDR string
 	// Exec lets kubectl exec run the command as a process on this machine
-	// (as an unprivileged user when sublet runs as root).
+	// (as an unprivileged user when sublet runs as root). Off by default:
+	// a tenant's pod must not run commands on the platform's machine.
 	Exec bool
 }
 
-// NewOptions returns defaults: two nodes, exec enabled.
+// NewOptions returns defaults: two nodes, exec answered with an error.
 func NewOptions() *Options {
 	cp := controlplane.NewOptions()
 	cp.Mode = controlplane.ModeHost
-	return &Options{ControlPlane: cp, Nodes: 2, PodCIDR: "10.244.0.0/16", Exec: true}
+	return &Options{ControlPlane: cp, Nodes: 2, PodCIDR: "10.244.0.0/16"}
 }
 
 // AddFlags binds the options to fs.
@@ -39,7 +40,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.ControlPlane.AddFlags(fs)
 	fs.IntVar(&o.Nodes, "nodes", o.Nodes, "Number of simulated nodes.")
 	fs.StringVar(&o.PodCIDR, "pod-cidr", o.PodCIDR, "Pod IP range, a /16 split into one /24 per node.")
-	fs.BoolVar(&o.Exec, "simulate-exec", o.Exec, "Let kubectl exec run commands as processes on this machine (as user nobody when run as root).")
+	fs.BoolVar(&o.Exec, "simulate-exec", o.Exec, "Run the commands of kubectl exec into simulated pods as real processes on THIS machine (as user nobody when run as root). Anyone who may exec into a pod, tenants of virtual clusters included, then runs commands here; off, exec answers with an error and runs nothing.")
 }
 
 // Complete fills in derived values.

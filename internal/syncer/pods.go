@@ -138,6 +138,9 @@ func (s podSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Pod) error 
 			GracePeriodSeconds: ptr.To[int64](0), Preconditions: &metav1.Preconditions{UID: &v.UID},
 		}))
 	}
+	if len(v.Spec.SchedulingGates) > 0 {
+		return nil // like a scheduler: wait until they are removed (an update re-queues the pod)
+	}
 	missing, err := s.usesReady(ctx, c, v)
 	if err != nil {
 		return err
@@ -146,10 +149,13 @@ func (s podSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Pod) error 
 		c.event(v, corev1.EventTypeWarning, "FailedMount", "waiting to start the pod: "+missing)
 		return nil
 	}
+	if refs := hostReferences(&v.Spec); len(refs) > 0 {
+		return refusePod(ctx, c, v, ReasonHostReference, "the pod reaches past its own objects: "+strings.Join(refs, "; "))
+	}
 	h, identity := hostPod(c, v, s.servicesOf(v.Namespace))
 	if c.PodSecurity != nil {
 		if msg := c.PodSecurity.Check(&h.ObjectMeta, &h.Spec); msg != "" {
-			return refusePod(ctx, c, v, msg)
+			return refusePod(ctx, c, v, ReasonPodSecurity, msg)
 		}
 	}
 	created, err := c.Host.CoreV1().Pods(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
@@ -252,6 +258,7 @@ func hostPod(c *Context, v *corev1.Pod, services []*corev1.Service) (*corev1.Pod
 	// classes and scheduler mean nothing there.
 	s.NodeName = ""
 	s.SchedulerName = ""
+	s.SchedulingGates = nil
 	s.PriorityClassName = ""
 	s.Priority = nil
 	s.ServiceAccountName = ""

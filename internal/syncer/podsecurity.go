@@ -71,17 +71,17 @@ func (p *PodSecurity) Check(meta *metav1.ObjectMeta, spec *corev1.PodSpec) strin
 }
 
 // refusePod records that virtual pod v stays off the host: a Warning
-// event, and condition PodScheduled=False naming the violations, as a
-// scheduler reports a pod it cannot place. The pod stays Pending.
-func refusePod(ctx context.Context, c *Context, v *corev1.Pod, msg string) error {
-	c.event(v, corev1.EventTypeWarning, ReasonPodSecurity, "not run on the host: "+msg)
+// event, and condition PodScheduled=False naming why, as a scheduler
+// reports a pod it cannot place. The pod stays Pending.
+func refusePod(ctx context.Context, c *Context, v *corev1.Pod, reason, msg string) error {
+	c.event(v, corev1.EventTypeWarning, reason, "not run on the host: "+msg)
 	for _, cond := range v.Status.Conditions {
-		if cond.Type == corev1.PodScheduled && cond.Reason == ReasonPodSecurity && cond.Message == msg {
+		if cond.Type == corev1.PodScheduled && cond.Reason == reason && cond.Message == msg {
 			return nil
 		}
 	}
 	nv := v.DeepCopy()
-	cond := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: ReasonPodSecurity,
+	cond := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: reason,
 		Message: msg, LastTransitionTime: metav1.Now()}
 	replaced := false
 	for i := range nv.Status.Conditions {
@@ -94,7 +94,7 @@ func refusePod(ctx context.Context, c *Context, v *corev1.Pod, msg string) error
 	}
 	nv.Status.Phase = corev1.PodPending
 	if _, err := c.Virtual.CoreV1().Pods(v.Namespace).UpdateStatus(ctx, nv, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("report the pod security violation on the virtual pod: %w", err)
+		return fmt.Errorf("report why the pod is not run on the host: %w", err)
 	}
 	return nil
 }

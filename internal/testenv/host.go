@@ -36,7 +36,8 @@ func MainWithHost(m *testing.M, nodes int, host **Process) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	p, err := StartHost(context.Background(), dir, nodes)
+	// The tests exec into simulated pods: this host opts in.
+	p, err := StartHost(context.Background(), dir, nodes, "--simulate-exec")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start shared host cluster:", err)
 		return 1

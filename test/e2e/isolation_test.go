@@ -47,6 +47,7 @@ func attackPod(name string, mutate func(*corev1.PodSpec)) *corev1.Pod {
 // virtual API server refuses attacks at create time; a tenant who relabels
 // a namespace gets them past the virtual side, but the syncer refuses them
 // on the way to the host, with an event and a condition naming the control.
+// Pods naming a host Secret or a host disk directly are refused the same way.
 func TestIsolationPodSecurity(t *testing.T) {
 	needHost(t)
 	ctx := context.Background()
@@ -84,6 +85,22 @@ func TestIsolationPodSecurity(t *testing.T) {
 			t.Fatalf("attack %s in a relabelled namespace: the virtual API server refused it (%v); the test needs it admitted", a.name, err)
 		}
 	}
+	// Pods that name host objects or host disks directly: admitted by the
+	// virtual API server (they are valid pods), refused by the syncer.
+	hostRefs := []struct{ name, want string }{{"csi-host-secret", "csi.nodePublishSecretRef"}, {"host-disk", "disk of the host's infrastructure"}}
+	_, err := v.CoreV1().Pods(ns).Create(ctx, attackPod(hostRefs[0].name, func(s *corev1.PodSpec) {
+		s.Volumes = []corev1.Volume{{Name: "creds", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
+			Driver: "secrets-store.csi.k8s.io", NodePublishSecretRef: &corev1.LocalObjectReference{Name: "platform-credentials"}}}}}
+	}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.CoreV1().Pods(ns).Create(ctx, attackPod(hostRefs[1].name, func(s *corev1.PodSpec) {
+		s.Volumes = []corev1.Volume{{Name: "disk", VolumeSource: corev1.VolumeSource{AWSElasticBlockStore: &corev1.AWSElasticBlockStoreVolumeSource{VolumeID: "vol-0123456789abcdef0"}}}}
+	}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	// A harmless pod beside them runs: the syncer works.
 	if _, err := v.CoreV1().Pods(ns).Create(ctx, attackPod("harmless", nil), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -104,6 +121,9 @@ func TestIsolationPodSecurity(t *testing.T) {
 		if !refused || pod.Status.Phase != corev1.PodPending {
 			t.Errorf("attack %s: phase %s, conditions %+v; want Pending with PodScheduled=False naming %q", a.name, pod.Status.Phase, pod.Status.Conditions, a.control)
 		}
+	}
+	for _, r := range hostRefs {
+		waitEvent(t, v, ns, "Pod", r.name, "ForbiddenHostReference", r.want)
 	}
 	list, err := host.Client.CoreV1().Pods(hostNS).List(ctx, metav1.ListOptions{})
 	if err != nil {

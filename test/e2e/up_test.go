@@ -15,6 +15,13 @@ import (
 	"github.com/sublet-dev/sublet/internal/testenv"
 )
 
+// keyInfo is what `sublet create|list accesskey(s) -o json` print per key.
+type keyInfo struct {
+	Name       string `json:"name"`
+	Key        string `json:"key"`
+	Expiration string `json:"expiration"`
+}
+
 // sublet runs the CLI and returns its combined output, failing on error.
 func sublet(t *testing.T, args ...string) string {
 	t.Helper()
@@ -62,6 +69,19 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 	}
 	if ctx := strings.TrimSpace(currentKubectl(t, "config", "current-context")); ctx != "sublet_local_vcluster-demo_demo" {
 		t.Errorf("current context %q", ctx)
+	}
+
+	// A tenant's exec runs nothing on this machine: the local host answers
+	// with an error unless an admin started it with --simulate-exec.
+	currentKubectl(t, "run", "probe", "--image=busybox")
+	currentKubectl(t, "wait", "--for=condition=Ready", "pod/probe", "--timeout=60s")
+	marker := filepath.Join(os.TempDir(), fmt.Sprintf("sublet-exec-marker-%d", time.Now().UnixNano()))
+	if execOut, err := exec.Command("kubectl", "exec", "probe", "--", "sh", "-c", "touch "+marker).CombinedOutput(); err == nil {
+		t.Errorf("kubectl exec into a simulated pod succeeded under sublet up:\n%s", execOut)
+	}
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		os.Remove(marker)
+		t.Errorf("kubectl exec ran a tenant's command on this machine (%s exists)", marker)
 	}
 
 	// Create: waits until ready, adds and switches the kube-context.
@@ -205,11 +225,11 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 		if err != nil {
 			t.Fatalf("create accesskey --ttl 1h: %v", err)
 		}
-		var info map[string]string
+		var info keyInfo
 		if err := json.Unmarshal(out, &info); err != nil {
 			t.Fatalf("create accesskey -o json: %v\n%s", err, out)
 		}
-		return info["name"], info["key"]
+		return info.Name, info.Key
 	}
 	parentName, parentKey := expiring()
 	parentCfg := filepath.Join(dir, "parent.json")
@@ -223,24 +243,28 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create accesskey with an expiring key: %v", err)
 	}
-	var child, parent map[string]string
-	_ = json.Unmarshal(childOut, &child)
-	if err := json.Unmarshal([]byte(sublet(t, "list", "accesskeys", "-o", "json")), &keys); err != nil {
+	var child keyInfo
+	if err := json.Unmarshal(childOut, &child); err != nil {
+		t.Fatalf("%v\n%s", err, childOut)
+	}
+	var all []keyInfo
+	if err := json.Unmarshal([]byte(sublet(t, "list", "accesskeys", "-o", "json")), &all); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range keys {
-		if k["name"] == parentName {
-			parent = map[string]string{"expiration": fmt.Sprint(k["expiration"])}
+	parentExpires := ""
+	for _, k := range all {
+		if k.Name == parentName {
+			parentExpires = k.Expiration
 		}
 	}
-	if child["expiration"] == "" || parent == nil || child["expiration"] > parent["expiration"] {
-		t.Errorf("a key made with a key expiring %v expires %q", parent, child["expiration"])
+	if child.Expiration == "" || parentExpires == "" || child.Expiration > parentExpires {
+		t.Errorf("a key made with a key expiring %q expires %q", parentExpires, child.Expiration)
 	}
-	if got := p2.get(t, "/api/v1/whoami", child["key"]); got != 200 {
+	if got := p2.get(t, "/api/v1/whoami", child.Key); got != 200 {
 		t.Errorf("child key: whoami %d", got)
 	}
 	sublet(t, "delete", "accesskey", parentName)
-	if got := p2.get(t, "/api/v1/whoami", child["key"]); got != 401 {
+	if got := p2.get(t, "/api/v1/whoami", child.Key); got != 401 {
 		t.Errorf("key made with a revoked key: whoami %d, want 401", got)
 	}
 

@@ -1,0 +1,81 @@
+package syncer
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// ReasonHostReference is the event and condition reason of a pod the
+// syncer keeps off the host because it names a host object or a piece of
+// the host's infrastructure directly.
+const ReasonHostReference = "ForbiddenHostReference"
+
+// hostReferences lists what in a virtual pod's spec would reach past the
+// tenant's own objects on the host: volumes that name a host Secret, host
+// Endpoints or a disk of the host's infrastructure by ID, code the node
+// would run for a volume, resource claims and runtime classes (host
+// objects no translation maps to), and scheduling hooks of host objects.
+// Everything that names a tenant object is translated by hostPod instead;
+// podspec_test.go records the decision for every PodSpec field.
+func hostReferences(spec *corev1.PodSpec) []string {
+	var refs []string
+	for _, v := range spec.Volumes {
+		if what := hostVolume(v.VolumeSource); what != "" {
+			refs = append(refs, fmt.Sprintf("volume %q %s", v.Name, what))
+		}
+		if p := v.Projected; p != nil {
+			for _, src := range p.Sources {
+				if src.ClusterTrustBundle != nil {
+					refs = append(refs, fmt.Sprintf("volume %q projects a ClusterTrustBundle of the host", v.Name))
+				}
+				if src.PodCertificate != nil {
+					refs = append(refs, fmt.Sprintf("volume %q asks the host's signer %q for a certificate", v.Name, src.PodCertificate.SignerName))
+				}
+			}
+		}
+	}
+	if len(spec.ResourceClaims) > 0 {
+		refs = append(refs, "resourceClaims name host ResourceClaims")
+	}
+	if spec.RuntimeClassName != nil && *spec.RuntimeClassName != "" {
+		refs = append(refs, fmt.Sprintf("runtimeClassName %q names a host RuntimeClass", *spec.RuntimeClassName))
+	}
+	if spec.SchedulingGroup != nil {
+		refs = append(refs, "schedulingGroup names a host scheduling group")
+	}
+	if len(spec.EvictionResponders) > 0 {
+		refs = append(refs, "evictionResponders name host components")
+	}
+	return refs
+}
+
+// hostVolume says how a volume source reaches the host directly ("" if it
+// does not).
+func hostVolume(v corev1.VolumeSource) string {
+	const secret = "names a host Secret (secretRef); use a PersistentVolumeClaim"
+	const disk = "names a disk of the host's infrastructure directly; use a PersistentVolumeClaim"
+	switch {
+	case v.CSI != nil && v.CSI.NodePublishSecretRef != nil:
+		return "names a host Secret (csi.nodePublishSecretRef); use a PersistentVolumeClaim"
+	case v.CephFS != nil && (v.CephFS.SecretRef != nil || v.CephFS.SecretFile != ""):
+		return secret
+	case v.RBD != nil && (v.RBD.SecretRef != nil || v.RBD.Keyring != ""):
+		return secret
+	case v.ISCSI != nil && v.ISCSI.SecretRef != nil:
+		return secret
+	case v.FlexVolume != nil:
+		return "runs a FlexVolume driver on the host's node"
+	case v.ScaleIO != nil, v.StorageOS != nil, v.AzureFile != nil, v.Cinder != nil && v.Cinder.SecretRef != nil:
+		return secret
+	case v.Glusterfs != nil:
+		return "names host Endpoints (glusterfs.endpoints)"
+	case v.GitRepo != nil:
+		return "runs git on the host's node (gitRepo is deprecated; clone in an init container)"
+	case v.GCEPersistentDisk != nil, v.AWSElasticBlockStore != nil, v.AzureDisk != nil, v.Cinder != nil, v.FC != nil,
+		v.Flocker != nil, v.PhotonPersistentDisk != nil, v.PortworxVolume != nil, v.Quobyte != nil, v.VsphereVolume != nil,
+		v.ISCSI != nil, v.RBD != nil, v.CephFS != nil:
+		return disk
+	}
+	return ""
+}

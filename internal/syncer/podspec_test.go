@@ -1,0 +1,278 @@
+package syncer
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/podspec-fields.txt from corev1.PodSpec")
+
+// What the syncer does with each field of a virtual pod's spec on the way
+// to the host. A decision covers the field and everything below it; the
+// golden list testdata/podspec-fields.txt pins what "everything below" was
+// when the decision was made, so a Kubernetes upgrade that adds a field
+// anywhere fails TestPodSpecFieldsHaveDecisions until someone decides.
+const (
+	translated = "translated to this virtual cluster's own host copy"
+	cleared    = "cleared: the host decides (scheduling, identity)"
+	refused    = "refused: the pod stays off the host (hostReferences)"
+	checked    = "kept, and checked against the Pod Security level"
+	kept       = "kept: names no host object"
+)
+
+var podSpecDecisions = map[string]string{
+	"Volumes[].Name":                                    kept,
+	"Volumes[].HostPath":                                checked,
+	"Volumes[].EmptyDir":                                kept,
+	"Volumes[].Secret":                                  translated,
+	"Volumes[].ConfigMap":                               translated,
+	"Volumes[].PersistentVolumeClaim":                   translated,
+	"Volumes[].DownwardAPI":                             translated, // name, namespace, uid, labels: the virtual pod's (translateIdentity)
+	"Volumes[].Projected.Sources[].Secret":              translated,
+	"Volumes[].Projected.Sources[].ConfigMap":           translated,
+	"Volumes[].Projected.Sources[].DownwardAPI":         translated,
+	"Volumes[].Projected.Sources[].ServiceAccountToken": translated, // minted by the virtual API server
+	"Volumes[].Projected.Sources[].ClusterTrustBundle":  refused,
+	"Volumes[].Projected.Sources[].PodCertificate":      refused,
+	"Volumes[].Projected.DefaultMode":                   kept,
+	"Volumes[].Projected.DefaultUser":                   kept,
+	"Volumes[].NFS":                                     kept, // a network server, not a host object; restricted level refuses it
+	"Volumes[].Ephemeral":                               kept, // the host makes the claim in the tenant's namespace, owned by the pod
+	"Volumes[].Image":                                   kept,
+	"Volumes[].CSI":                                     refused, // with nodePublishSecretRef; inline CSI without one is kept
+	"Volumes[].GCEPersistentDisk":                       refused,
+	"Volumes[].AWSElasticBlockStore":                    refused,
+	"Volumes[].GitRepo":                                 refused,
+	"Volumes[].ISCSI":                                   refused,
+	"Volumes[].Glusterfs":                               refused,
+	"Volumes[].RBD":                                     refused,
+	"Volumes[].FlexVolume":                              refused,
+	"Volumes[].Cinder":                                  refused,
+	"Volumes[].CephFS":                                  refused,
+	"Volumes[].Flocker":                                 refused,
+	"Volumes[].FC":                                      refused,
+	"Volumes[].AzureFile":                               refused,
+	"Volumes[].VsphereVolume":                           refused,
+	"Volumes[].Quobyte":                                 refused,
+	"Volumes[].AzureDisk":                               refused,
+	"Volumes[].PhotonPersistentDisk":                    refused,
+	"Volumes[].PortworxVolume":                          refused,
+	"Volumes[].ScaleIO":                                 refused,
+	"Volumes[].StorageOS":                               refused,
+
+	"RestartPolicy":                 kept,
+	"TerminationGracePeriodSeconds": kept,
+	"ActiveDeadlineSeconds":         kept,
+	"DNSPolicy":                     translated, // ClusterFirst → the virtual cluster's DNS (translateDNS)
+	"DNSConfig":                     translated,
+	"NodeSelector":                  kept, // selects host nodes by label, as tenants of a real cluster do
+	"ServiceAccountName":            cleared,
+	"DeprecatedServiceAccount":      cleared,
+	"AutomountServiceAccountToken":  cleared,
+	"NodeName":                      cleared,
+	"SchedulerName":                 cleared,
+	"SchedulingGates":               cleared, // the syncer waits while the virtual pod has any
+	"PriorityClassName":             cleared,
+	"Priority":                      cleared,
+	"PreemptionPolicy":              kept,
+	"HostNetwork":                   checked,
+	"HostPID":                       checked,
+	"HostIPC":                       checked,
+	"HostUsers":                     checked,
+	"ShareProcessNamespace":         kept,
+	"SecurityContext":               checked,
+	"ImagePullSecrets":              translated,
+	"Hostname":                      kept,
+	"HostnameOverride":              kept,
+	"Subdomain":                     cleared,
+	"SetHostnameAsFQDN":             kept,
+	"Affinity.NodeAffinity":         kept,
+	"Affinity.PodAffinity":          translated, // selectors rewritten, namespaces dropped
+	"Affinity.PodAntiAffinity":      translated,
+	"TopologySpreadConstraints":     translated,
+	"Tolerations":                   kept,
+	"HostAliases":                   kept,
+	"ReadinessGates":                kept,
+	"RuntimeClassName":              refused,
+	"EnableServiceLinks":            translated, // the virtual namespace's services (translateEnv)
+	"Overhead":                      kept,
+	"OS":                            kept,
+	"ResourceClaims":                refused,
+	"Resources":                     kept, // its claims name the pod's resourceClaims, refused above
+	"SchedulingGroup":               refused,
+	"EvictionResponders":            refused,
+}
+
+// containerDecisions hold for Containers, InitContainers and
+// EphemeralContainers alike.
+var containerDecisions = map[string]string{
+	"Name": kept, "Image": kept, "Command": kept, "Args": kept, "WorkingDir": kept,
+	"Ports":                    checked, // hostPort
+	"EnvFrom":                  translated,
+	"Env":                      translated, // configMapKeyRef, secretKeyRef, fieldRef; fileKeyRef and resourceFieldRef read the pod itself
+	"Resources":                kept,
+	"ResizePolicy":             kept,
+	"RestartPolicy":            kept,
+	"RestartPolicyRules":       kept,
+	"VolumeMounts":             kept, // names the pod's own volumes
+	"VolumeDevices":            kept,
+	"LivenessProbe":            checked, // probe hosts
+	"ReadinessProbe":           checked,
+	"StartupProbe":             checked,
+	"Lifecycle":                checked,
+	"TerminationMessagePath":   kept,
+	"TerminationMessagePolicy": kept,
+	"ImagePullPolicy":          kept,
+	"SecurityContext":          checked,
+	"Stdin":                    kept, "StdinOnce": kept, "TTY": kept,
+	"TargetContainerName": kept, // ephemeral containers only
+}
+
+// podSpecPaths walks t and returns every field path below it, in the form
+// Volumes[].CSI.NodePublishSecretRef; leaves are non-struct types and
+// API machinery types (quantities, times).
+func podSpecPaths(t reflect.Type, path string, out *[]string, seen map[reflect.Type]bool) {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+		if t.Kind() != reflect.Pointer {
+			path += "[]"
+		}
+		t = t.Elem()
+	}
+	if path != "" {
+		*out = append(*out, path)
+	}
+	if t.Kind() != reflect.Struct || !strings.HasPrefix(t.PkgPath(), "k8s.io/api/") || seen[t] {
+		return
+	}
+	seen[t] = true
+	defer delete(seen, t)
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		p := f.Name
+		switch {
+		case f.Anonymous:
+			p = path
+		case path != "":
+			p = path + "." + f.Name
+		}
+		podSpecPaths(f.Type, p, out, seen)
+	}
+}
+
+// decisionFor finds the decision recorded for path or an ancestor of it.
+func decisionFor(path string) (string, bool) {
+	for p := path; p != ""; {
+		if d, ok := podSpecDecisions[strings.TrimSuffix(p, "[]")]; ok {
+			return d, true
+		}
+		for _, list := range []string{"Containers[].", "InitContainers[].", "EphemeralContainers[]."} {
+			if rest, ok := strings.CutPrefix(p, list); ok {
+				if d, ok := containerDecisions[strings.TrimSuffix(rest, "[]")]; ok {
+					return d, true
+				}
+			}
+		}
+		i := strings.LastIndex(p, ".")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return "", false
+}
+
+func TestPodSpecFieldsHaveDecisions(t *testing.T) {
+	var paths []string
+	podSpecPaths(reflect.TypeOf(corev1.PodSpec{}), "", &paths, map[reflect.Type]bool{})
+	sort.Strings(paths)
+	golden := filepath.Join("testdata", "podspec-fields.txt")
+	got := strings.Join(paths, "\n") + "\n"
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (go test ./internal/syncer -run TestPodSpecFieldsHaveDecisions -update writes it)", err)
+	}
+	if got != string(want) {
+		known := map[string]bool{}
+		for _, p := range strings.Split(string(want), "\n") {
+			known[p] = true
+		}
+		var added []string
+		for _, p := range paths {
+			if !known[p] {
+				added = append(added, p)
+			}
+		}
+		t.Errorf("corev1.PodSpec changed since the decisions were made; new fields: %v. Decide for each (podSpecDecisions, hostPod, hostReferences), then rerun with -update", added)
+	}
+	var undecided []string
+	for _, p := range paths {
+		// Containers, volumes and their lists are decided field by field.
+		switch p {
+		case "Volumes[]", "Volumes[].Projected", "Volumes[].Projected.Sources[]", "Affinity",
+			"Containers[]", "InitContainers[]", "EphemeralContainers[]":
+			continue
+		}
+		if _, ok := decisionFor(p); !ok {
+			undecided = append(undecided, p)
+		}
+	}
+	if len(undecided) > 0 {
+		t.Errorf("PodSpec fields with no decision recorded in podSpecDecisions: %v", undecided)
+	}
+}
+
+// TestHostReferences: every refused decision is enforced by
+// hostReferences, and what is kept passes.
+func TestHostReferences(t *testing.T) {
+	vol := func(src corev1.VolumeSource) *corev1.PodSpec {
+		return &corev1.PodSpec{Volumes: []corev1.Volume{{Name: "v", VolumeSource: src}}}
+	}
+	ref := &corev1.LocalObjectReference{Name: "host-secret"}
+	for name, spec := range map[string]*corev1.PodSpec{
+		"csi secret":          vol(corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "d", NodePublishSecretRef: ref}}),
+		"cephfs secret":       vol(corev1.VolumeSource{CephFS: &corev1.CephFSVolumeSource{SecretRef: ref}}),
+		"rbd secret":          vol(corev1.VolumeSource{RBD: &corev1.RBDVolumeSource{SecretRef: ref}}),
+		"iscsi secret":        vol(corev1.VolumeSource{ISCSI: &corev1.ISCSIVolumeSource{SecretRef: ref}}),
+		"flexvolume":          vol(corev1.VolumeSource{FlexVolume: &corev1.FlexVolumeSource{Driver: "d"}}),
+		"scaleio":             vol(corev1.VolumeSource{ScaleIO: &corev1.ScaleIOVolumeSource{SecretRef: ref}}),
+		"storageos":           vol(corev1.VolumeSource{StorageOS: &corev1.StorageOSVolumeSource{SecretRef: ref}}),
+		"azurefile":           vol(corev1.VolumeSource{AzureFile: &corev1.AzureFileVolumeSource{SecretName: "s"}}),
+		"cinder":              vol(corev1.VolumeSource{Cinder: &corev1.CinderVolumeSource{VolumeID: "x"}}),
+		"glusterfs endpoints": vol(corev1.VolumeSource{Glusterfs: &corev1.GlusterfsVolumeSource{EndpointsName: "ep"}}),
+		"gitrepo":             vol(corev1.VolumeSource{GitRepo: &corev1.GitRepoVolumeSource{Repository: "r"}}),
+		"aws disk":            vol(corev1.VolumeSource{AWSElasticBlockStore: &corev1.AWSElasticBlockStoreVolumeSource{VolumeID: "vol-1"}}),
+		"cluster trust bundle": vol(corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+			{ClusterTrustBundle: &corev1.ClusterTrustBundleProjection{Path: "ca"}}}}}),
+		"resource claim": {ResourceClaims: []corev1.PodResourceClaim{{Name: "gpu"}}},
+		"runtime class":  {RuntimeClassName: ptr.To("privileged-runtime")},
+	} {
+		if refs := hostReferences(spec); len(refs) == 0 {
+			t.Errorf("%s: not refused", name)
+		}
+	}
+	for name, spec := range map[string]*corev1.PodSpec{
+		"plain":      {Containers: []corev1.Container{{Name: "c", Image: "i"}}},
+		"csi inline": vol(corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "d"}}),
+		"nfs":        vol(corev1.VolumeSource{NFS: &corev1.NFSVolumeSource{Server: "s", Path: "/"}}),
+		"secret":     vol(corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "mine"}}),
+		"projected": vol(corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+			{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "t"}}}}}),
+	} {
+		if refs := hostReferences(spec); len(refs) != 0 {
+			t.Errorf("%s: refused: %v", name, refs)
+		}
+	}
+}
