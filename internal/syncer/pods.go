@@ -160,6 +160,12 @@ func (s podSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Pod) error 
 	}
 	created, err := c.Host.CoreV1().Pods(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
 	if err != nil {
+		if apierrors.IsForbidden(err) {
+			// The host refused it (a ResourceQuota, a LimitRange, its own
+			// admission): tell the tenant in the host's words, as a
+			// ReplicaSet controller would; the engine retries with backoff.
+			c.event(v, corev1.EventTypeWarning, "FailedCreate", "the host refused the pod: "+hostMessage(err))
+		}
 		return c.created(err, v, "pod", h.Name)
 	}
 	c.Log.V(2).Info("created host pod", "virtual", cache.MetaObjectToName(v), "host", h.Name)
@@ -363,4 +369,12 @@ func truncateLabel(s string) string {
 		s = strings.TrimRight(s[:63], "-.")
 	}
 	return strings.ReplaceAll(s, ".", "-")
+}
+
+// hostMessage is the host API server's own message in err.
+func hostMessage(err error) string {
+	if st, ok := err.(apierrors.APIStatus); ok {
+		return st.Status().Message
+	}
+	return err.Error()
 }

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 )
@@ -155,4 +156,31 @@ func TestIsolationPrivilegedByValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitPodRunning(t, vc, "default", "admin-privileged")
+}
+
+// TestIsolationHostQuotaIsTold: a host pod the host's ResourceQuota refuses
+// shows on the virtual pod as an event in the host's words, as "exceeded
+// quota" shows in a real cluster.
+func TestIsolationHostQuotaIsTold(t *testing.T) {
+	needHost(t)
+	ctx := context.Background()
+	hostNS := createNamespace(t, host.Client, "vc-quota")
+	_, err := host.Client.CoreV1().ResourceQuotas(hostNS).Create(ctx, &corev1.ResourceQuota{
+		ObjectMeta: metav1.ObjectMeta{Name: "tenant"},
+		Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("1")}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc := startVCluster(t, "quota", hostNS)
+	waitDefaultServiceAccount(t, vc.Client, "default")
+	for _, name := range []string{"first", "second"} {
+		if _, err := vc.Client.CoreV1().Pods("default").Create(ctx, attackPod(name, nil), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if name == "first" {
+			waitPodRunning(t, vc, "default", name)
+		}
+	}
+	waitEvent(t, vc.Client, "default", "Pod", "second", "FailedCreate", "exceeded quota")
 }
