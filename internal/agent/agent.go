@@ -141,9 +141,14 @@ func Run(ctx context.Context, o Options, log klog.Logger, started func()) error 
 			return err
 		}
 	}
+	hostClient, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
 	r := &reconciler{
 		client:          mgr.GetClient(),
 		host:            host,
+		hostClient:      hostClient,
 		runtime:         rt,
 		recorder:        mgr.GetEventRecorder("sublet-agent"),
 		defaultTemplate: o.DefaultTemplate,

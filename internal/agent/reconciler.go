@@ -37,8 +37,10 @@ const (
 
 // reconciler drives VirtualCluster objects to their runtime's state.
 type reconciler struct {
-	client          client.Client
-	host            kubernetes.Interface
+	client client.Client
+	host   kubernetes.Interface
+	// hostClient reads and writes host objects without a cache.
+	hostClient      client.Client
 	runtime         Runtime
 	recorder        events.EventRecorder
 	defaultTemplate string
@@ -104,6 +106,15 @@ func (r *reconciler) reconcile(ctx context.Context, vc *storagev1.VirtualCluster
 		return ctrl.Result{}, err
 	}
 	vc.Status.Endpoint = state.Endpoint
+	if err := reconcileIsolation(ctx, r.hostClient, vc, eff.Values.Isolation, state.Endpoint); err != nil {
+		r.setCondition(vc, storagev1.ConditionIsolationApplied, false, "IsolationError", err.Error())
+		if apierrors.IsInvalid(err) {
+			r.setPhase(vc, storagev1.PhaseFailed, "IsolationError", err.Error()+"; fix isolation.* in the values and apply again")
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	r.setCondition(vc, storagev1.ConditionIsolationApplied, true, "Applied", "the host namespace's guard rails match isolation.*")
 	if state.Refused {
 		msg := state.Message + "; fix the values and apply again"
 		if r.setCondition(vc, storagev1.ConditionConfigurationValid, false, "RefusedByRuntime", msg) {
@@ -223,6 +234,10 @@ func (r *reconciler) delete(ctx context.Context, vc *storagev1.VirtualCluster) e
 		return fmt.Errorf("stop the virtual cluster: %w", err)
 	}
 	if err := deleteHostObjects(ctx, r.host, vc.Namespace, vc.Name); err != nil {
+		return err
+	}
+	// Owned by vc, but gone now rather than after the garbage collector.
+	if err := reconcileIsolation(ctx, r.hostClient, vc, values.Isolation{}, ""); err != nil {
 		return err
 	}
 	// Owned by vc, but deleted now rather than by the garbage collector

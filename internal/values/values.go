@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	sjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
@@ -55,14 +56,16 @@ type SyncResource struct {
 	Enabled *bool `json:"enabled,omitempty"`
 }
 
-// Isolation is reserved for host-side isolation of the virtual cluster's
-// namespace; it is validated but not applied yet.
+// Isolation is the host-side containment of a virtual cluster: its Pod
+// Security level (checked by the syncer) and the ResourceQuota,
+// LimitRange and NetworkPolicy the agent keeps in its host namespace
+// (each on with isolation.enabled or its own enabled).
 type Isolation struct {
-	Enabled             bool                `json:"enabled,omitempty"`
-	PodSecurityStandard string              `json:"podSecurityStandard,omitempty"`
-	ResourceQuota       IsolationQuota      `json:"resourceQuota,omitempty"`
-	LimitRange          IsolationLimitRange `json:"limitRange,omitempty"`
-	NetworkPolicy       IsolationToggle     `json:"networkPolicy,omitempty"`
+	Enabled             bool                   `json:"enabled,omitempty"`
+	PodSecurityStandard string                 `json:"podSecurityStandard,omitempty"`
+	ResourceQuota       IsolationQuota         `json:"resourceQuota,omitempty"`
+	LimitRange          IsolationLimitRange    `json:"limitRange,omitempty"`
+	NetworkPolicy       IsolationNetworkPolicy `json:"networkPolicy,omitempty"`
 }
 
 // IsolationQuota is a resource quota for the host namespace.
@@ -78,10 +81,27 @@ type IsolationLimitRange struct {
 	DefaultRequest map[string]Quantity `json:"defaultRequest,omitempty"`
 }
 
-// IsolationToggle is an on/off switch.
-type IsolationToggle struct {
+// IsolationNetworkPolicy confines the virtual cluster's host pods.
+type IsolationNetworkPolicy struct {
 	Enabled bool `json:"enabled,omitempty"`
+	// AllowIngressFromNamespaces are host namespaces whose pods may reach
+	// the virtual cluster's pods (the ingress controller's); nil means
+	// DefaultIngressNamespaces, an empty list none.
+	AllowIngressFromNamespaces []string `json:"allowIngressFromNamespaces,omitempty"`
 }
+
+// Defaults of the host-side guard rails, when isolation asks for them
+// without giving their values (the README's values table lists them).
+var (
+	DefaultQuota = map[string]string{
+		"requests.cpu": "10", "requests.memory": "20Gi", "limits.cpu": "20", "limits.memory": "40Gi",
+		"requests.storage": "100Gi", "count/pods": "50", "count/services": "20", "services.nodeports": "0",
+		"services.loadbalancers": "1", "count/persistentvolumeclaims": "20", "count/configmaps": "100", "count/secrets": "100",
+	}
+	DefaultLimit             = map[string]string{"cpu": "1", "memory": "512Mi", "ephemeral-storage": "8Gi"}
+	DefaultLimitRequest      = map[string]string{"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "1Gi"}
+	DefaultIngressNamespaces = []string{"ingress-nginx"}
+)
 
 // Layer is one source of values: defaults, a template, the object.
 type Layer struct {
@@ -321,6 +341,11 @@ func Validate(v *Values) field.ErrorList {
 	case "", "privileged", "baseline", "restricted":
 	default:
 		errs = append(errs, field.NotSupported(iso.Child("podSecurityStandard"), v.Isolation.PodSecurityStandard, []string{"privileged", "baseline", "restricted"}))
+	}
+	for i, ns := range v.Isolation.NetworkPolicy.AllowIngressFromNamespaces {
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			errs = append(errs, field.Invalid(iso.Child("networkPolicy", "allowIngressFromNamespaces").Index(i), ns, "not a namespace name"))
+		}
 	}
 	for path, m := range map[*field.Path]map[string]Quantity{
 		iso.Child("resourceQuota", "quota"):       v.Isolation.ResourceQuota.Quota,

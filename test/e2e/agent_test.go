@@ -33,6 +33,21 @@ func startAgent(t *testing.T, stateDir string) *testenv.Process {
 	return p
 }
 
+// agentWithNamespace starts an agent with a state dir of its own and makes
+// a host namespace (prefix-…) for the test's VirtualClusters; both go, the
+// VirtualClusters and their processes first, when the test ends.
+func agentWithNamespace(t *testing.T, prefix string) (agent *testenv.Process, stateDir, ns string) {
+	t.Helper()
+	stateDir = t.TempDir()
+	t.Cleanup(func() { killChildren(stateDir) })
+	agent = startAgent(t, stateDir)
+	ns = createNamespace(t, host.Client, prefix)
+	t.Cleanup(func() {
+		_ = exec.Command("kubectl", "--kubeconfig", host.Kubeconfig, "delete", "virtualclusters", "--all", "-n", ns, "--timeout=60s").Run()
+	})
+	return agent, stateDir, ns
+}
+
 // killChildren ends every virtual cluster process under stateDir.
 func killChildren(stateDir string) {
 	pids, _ := filepath.Glob(filepath.Join(stateDir, "vclusters", "*", "*", "pid"))
@@ -195,13 +210,9 @@ spec:
 // the other's host objects alone.
 func TestAgentTemplatesAndBadValues(t *testing.T) {
 	needHost(t)
-	stateDir := t.TempDir()
-	t.Cleanup(func() { killChildren(stateDir) })
-	startAgent(t, stateDir)
-	ns := createNamespace(t, host.Client, "vc-tmpl")
+	_, _, ns := agentWithNamespace(t, "vc-tmpl")
 	hk := host.Kubeconfig
 	t.Cleanup(func() {
-		_ = exec.Command("kubectl", "--kubeconfig", hk, "delete", "virtualclusters", "--all", "-n", ns, "--timeout=60s").Run()
 		_ = exec.Command("kubectl", "--kubeconfig", hk, "delete", "virtualclustertemplate", "e2e-base", "--ignore-not-found").Run()
 	})
 	kubectl(t, hk, `apiVersion: storage.loft.sh/v1

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -183,4 +184,54 @@ func TestIsolationHostQuotaIsTold(t *testing.T) {
 		}
 	}
 	waitEvent(t, vc.Client, "default", "Pod", "second", "FailedCreate", "exceeded quota")
+}
+
+// TestIsolationGuardRailsByAgent: isolation.enabled makes the agent keep a
+// ResourceQuota, a LimitRange and a NetworkPolicy for the virtual cluster
+// in its host namespace (defaults overlaid with the values' own), put back
+// when deleted, and removed when isolation is turned off.
+func TestIsolationGuardRailsByAgent(t *testing.T) {
+	needHost(t)
+	ctx := context.Background()
+	_, _, ns := agentWithNamespace(t, "vc-rails")
+	hk := host.Kubeconfig
+	apply := func(isolation string) {
+		kubectl(t, hk, fmt.Sprintf(`apiVersion: storage.loft.sh/v1
+kind: VirtualCluster
+metadata: {name: railed, namespace: %s}
+spec:
+  helmRelease:
+    values: |
+      isolation:
+%s`, ns, indent(isolation, "        ")), "apply", "-f", "-")
+	}
+	apply("enabled: true\nresourceQuota:\n  quota: {count/pods: 3, requests.cpu: 0.5}\n")
+	kubectl(t, hk, "", "wait", "--for=jsonpath={.status.phase}=Ready", "virtualcluster/railed", "-n", ns, "--timeout=120s")
+	rq, err := host.Client.CoreV1().ResourceQuotas(ns).Get(ctx, "sublet-railed", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[corev1.ResourceName]string{"count/pods": "3", "requests.cpu": "500m", "limits.memory": "40Gi"} {
+		if q := rq.Spec.Hard[k]; q.String() != want {
+			t.Errorf("quota %s = %s, want %s", k, q.String(), want)
+		}
+	}
+	lr, err := host.Client.CoreV1().LimitRanges(ns).Get(ctx, "sublet-railed", metav1.GetOptions{})
+	if err != nil || len(lr.Spec.Limits) != 1 || lr.Spec.Limits[0].Default.Cpu().String() != "1" {
+		t.Errorf("limit range: %v %+v", err, lr)
+	}
+	if err := host.Client.NetworkingV1().NetworkPolicies(ns).Delete(ctx, "sublet-railed", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 60*time.Second, "the agent puts the deleted NetworkPolicy back", func(ctx context.Context) (bool, error) {
+		np, err := host.Client.NetworkingV1().NetworkPolicies(ns).Get(ctx, "sublet-railed", metav1.GetOptions{})
+		return err == nil && np.Spec.PodSelector.MatchLabels["sublet.dev/managed-by"] == "railed", nil
+	})
+	apply("enabled: false\n")
+	poll(t, 60*time.Second, "guard rails removed with isolation off", func(ctx context.Context) (bool, error) {
+		_, e1 := host.Client.CoreV1().ResourceQuotas(ns).Get(ctx, "sublet-railed", metav1.GetOptions{})
+		_, e2 := host.Client.CoreV1().LimitRanges(ns).Get(ctx, "sublet-railed", metav1.GetOptions{})
+		_, e3 := host.Client.NetworkingV1().NetworkPolicies(ns).Get(ctx, "sublet-railed", metav1.GetOptions{})
+		return apierrors.IsNotFound(e1) && apierrors.IsNotFound(e2) && apierrors.IsNotFound(e3), nil
+	})
 }

@@ -17,14 +17,8 @@ import (
 // child that crash-loops; fixing the values brings it up without a restart.
 func TestAgentFailsWhatCannotRun(t *testing.T) {
 	needHost(t)
-	stateDir := t.TempDir()
-	t.Cleanup(func() { killChildren(stateDir) })
-	agent := startAgent(t, stateDir)
-	ns := createNamespace(t, host.Client, "vc-refuse")
+	agent, stateDir, ns := agentWithNamespace(t, "vc-refuse")
 	hk := host.Kubeconfig
-	t.Cleanup(func() {
-		_ = exec.Command("kubectl", "--kubeconfig", hk, "delete", "virtualclusters", "--all", "-n", ns, "--timeout=60s").Run()
-	})
 	status := func(name string) string {
 		out, _ := exec.Command("kubectl", "--kubeconfig", hk, "get", "vc", name, "-n", ns, "-o",
 			`jsonpath={.status.phase}|{.status.conditions[?(@.type=="ConfigurationValid")].status}|{.status.conditions[?(@.type=="ConfigurationValid")].message}|{.status.message}`).Output()

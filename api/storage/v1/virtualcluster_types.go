@@ -86,6 +86,9 @@ const (
 	// the runtime can run (a runtime that refused its configuration, e.g.
 	// a service CIDR that does not hold the host's, sets it false).
 	ConditionConfigurationValid = "ConfigurationValid"
+	// ConditionIsolationApplied: the ResourceQuota, LimitRange and
+	// NetworkPolicy that isolation.* asks for are in place on the host.
+	ConditionIsolationApplied = "IsolationApplied"
 	// ConditionVersionFallback: the asked Kubernetes version is not
 	// shipped; the nearest shipped one runs.
 	ConditionVersionFallback = "VersionFallback"
@@ -107,7 +110,7 @@ type VirtualClusterStatus struct {
 	// +optional
 	Message string `json:"message,omitempty"`
 
-	// Conditions: ValuesValid, ConfigurationValid, VersionFallback, RuntimeReady, Ready.
+	// Conditions: ValuesValid, ConfigurationValid, IsolationApplied, VersionFallback, RuntimeReady, Ready.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
