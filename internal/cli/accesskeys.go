@@ -102,6 +102,7 @@ func newDeleteAccessKeyCommand() *cobra.Command {
 func newConnectCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "connect", Short: "Connect a host cluster to the platform"}
 	var kubeconfig, kubeContext, display string
+	var allowExec bool
 	cl := &cobra.Command{
 		Use:     "cluster NAME --kubeconfig FILE",
 		Short:   "Connect a host cluster: virtual clusters can then be created in it",
@@ -137,7 +138,7 @@ func newConnectCommand() *cobra.Command {
 				return err
 			}
 			info := server.ClusterInfo{}
-			req := server.ConnectRequest{Name: args[0], DisplayName: display, Kubeconfig: string(data)}
+			req := server.ConnectRequest{Name: args[0], DisplayName: display, Kubeconfig: string(data), AllowExecPlugin: allowExec}
 			if err := c.callJSON(cmd.Context(), "POST", "/api/v1/clusters", req, &info); err != nil {
 				return fmt.Errorf("connect cluster %s: %w", args[0], err)
 			}
@@ -148,6 +149,7 @@ func newConnectCommand() *cobra.Command {
 	pathflag.Var(cl.Flags(), &kubeconfig, "kubeconfig", "", "Kubeconfig of the cluster (needs rights to impersonate users and to manage VirtualClusters).")
 	cl.Flags().StringVar(&kubeContext, "context", "", "Context of --kubeconfig to use; default: its current context.")
 	cl.Flags().StringVar(&display, "display-name", "", "Name shown in lists.")
+	cl.Flags().BoolVar(&allowExec, "allow-exec-plugin", false, "Accept a kubeconfig whose user runs an exec plugin (aws, gke-gcloud-auth-plugin, …): the platform server then runs that command on its own machine, with its own privileges, for every request to the cluster. Without it such a kubeconfig is refused.")
 	cmd.AddCommand(cl)
 	return cmd
 }

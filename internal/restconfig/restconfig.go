@@ -37,27 +37,35 @@ func Load(kubeconfig, flag string) (*rest.Config, error) {
 // (tokenFile, certificate and key files) would read this machine's files,
 // so each is refused, naming the entry, before any client is built.
 func FromInlineKubeconfig(data []byte) (*rest.Config, error) {
+	return FromKubeconfig(data, false)
+}
+
+// FromKubeconfig is FromInlineKubeconfig that, with allowExec, also accepts
+// exec plugins: an admin's explicit choice (sublet connect cluster
+// --allow-exec-plugin) to run that command on this machine.
+func FromKubeconfig(data []byte, allowExec bool) (*rest.Config, error) {
 	cfg, err := clientcmd.Load(data)
 	if err != nil {
 		return nil, fmt.Errorf("not a kubeconfig: %w", err)
 	}
-	if err := InlineOnly(cfg); err != nil {
+	if err := inlineOnly(cfg, allowExec); err != nil {
 		return nil, err
 	}
 	return clientcmd.NewDefaultClientConfig(*cfg, &clientcmd.ConfigOverrides{}).ClientConfig()
 }
 
-// InlineOnly returns an error naming every user or cluster entry of cfg
-// that uses an exec plugin, an auth provider or a file path.
-func InlineOnly(cfg *clientcmdapi.Config) error {
+// inlineOnly returns an error naming every user or cluster entry of cfg
+// that uses an exec plugin (unless allowExec), an auth provider or a file
+// path.
+func inlineOnly(cfg *clientcmdapi.Config, allowExec bool) error {
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(cfg.AuthInfos)) {
 		a := cfg.AuthInfos[name]
 		refuse := func(what string) {
 			errs = append(errs, fmt.Errorf("user %q uses %s; only inline credentials (token, client-certificate-data, client-key-data) are accepted", name, what))
 		}
-		if a.Exec != nil {
-			refuse("an exec plugin (" + a.Exec.Command + ")")
+		if a.Exec != nil && !allowExec {
+			refuse("an exec plugin (" + a.Exec.Command + "), which would run on this machine")
 		}
 		if a.AuthProvider != nil {
 			refuse("auth provider " + a.AuthProvider.Name)

@@ -31,6 +31,15 @@ func TestFromInlineKubeconfigRefusesWhatRunsOrReadsLocally(t *testing.T) {
 	if _, err := os.Stat(marker); !os.IsNotExist(err) {
 		t.Errorf("the exec plugin ran: %s exists", marker)
 	}
+	// An admin's explicit --allow-exec-plugin accepts the plugin, and
+	// nothing else.
+	execUser := "users:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: aws\n      interactiveMode: Never\n"
+	if _, err := FromKubeconfig([]byte(head+fmt.Sprintf(cluster, "Zm9v")+execUser), true); err != nil {
+		t.Errorf("exec plugin with allowExec: %v", err)
+	}
+	if _, err := FromKubeconfig([]byte(head+fmt.Sprintf(cluster, "Zm9v")+"users:\n- name: u\n  user: {tokenFile: /etc/shadow}\n"), true); err == nil {
+		t.Error("allowExec also accepted a tokenFile")
+	}
 	cfg, err := FromInlineKubeconfig([]byte(head + fmt.Sprintf(cluster, "Zm9v") + "users:\n- name: u\n  user: {token: abc}\n"))
 	if err != nil || cfg.BearerToken != "abc" || string(cfg.CAData) != "foo" {
 		t.Errorf("inline kubeconfig: %+v, %v", cfg, err)

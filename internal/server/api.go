@@ -50,6 +50,9 @@ type ConnectRequest struct {
 	Name        string `json:"name"`
 	DisplayName string `json:"displayName,omitempty"`
 	Kubeconfig  string `json:"kubeconfig"`
+	// AllowExecPlugin lets the kubeconfig use an exec plugin, which then
+	// runs on the platform server's machine.
+	AllowExecPlugin bool `json:"allowExecPlugin,omitempty"`
 }
 
 func (s *Server) apiRoutes() {
@@ -218,9 +221,10 @@ func (s *Server) connectCluster(w http.ResponseWriter, r *http.Request, u *User)
 		s.forbidden(w, u, "create", "clusters")
 		return
 	}
-	cfg, err := restconfig.FromInlineKubeconfig([]byte(req.Kubeconfig))
+	cfg, err := restconfig.FromKubeconfig([]byte(req.Kubeconfig), req.AllowExecPlugin)
 	if err != nil {
-		writeStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, "kubeconfig: "+err.Error()+" (kubectl config view --minify --flatten --raw writes one with inline certificates)")
+		writeStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, "kubeconfig: "+err.Error()+
+			" (kubectl config view --minify --flatten --raw writes one with inline credentials; an exec plugin needs --allow-exec-plugin, and then runs on the platform server)")
 		return
 	}
 	cfg.Timeout = 15 * time.Second
@@ -233,6 +237,9 @@ func (s *Server) connectCluster(w http.ResponseWriter, r *http.Request, u *User)
 		return
 	}
 	cl := &storagev1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: req.Name}, Spec: storagev1.ClusterSpec{DisplayName: req.DisplayName}}
+	if req.AllowExecPlugin {
+		cl.Annotations = map[string]string{storagev1.AnnotationAllowExecPlugin: "true"}
+	}
 	if err := Connect(r.Context(), s.mgmt, cl, []byte(req.Kubeconfig), false); err != nil {
 		code := http.StatusInternalServerError
 		if apierrors.IsAlreadyExists(err) {

@@ -93,7 +93,7 @@ func (cs *clusterConfigs) get(ctx context.Context, c *storagev1.Cluster) (*clust
 		cc.checked = time.Now()
 		return cc, nil
 	}
-	cfg, err := restconfig.FromInlineKubeconfig(secret.Data["config"])
+	cfg, err := restconfig.FromKubeconfig(secret.Data["config"], c.Annotations[storagev1.AnnotationAllowExecPlugin] == "true")
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig of cluster %s (secret %s/%s): %w", c.Name, secret.Namespace, secret.Name, err)
 	}

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
 	"github.com/sublet-dev/sublet/internal/testenv"
 )
 
@@ -303,6 +306,38 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 	if code == 0 || !strings.Contains(out, "pass --cluster, one of: local, second") {
 		t.Errorf("create without --cluster and two clusters: exit %d\n%s", code, out)
 	}
+
+	// A kubeconfig with an exec plugin runs that plugin on the platform
+	// server: refused unless the admin says --allow-exec-plugin.
+	token := strings.TrimSpace(kubectl(t, host.Kubeconfig, "", "create", "token", "default", "-n", "default"))
+	plugin := filepath.Join(dir, "token-plugin.sh")
+	if err := os.WriteFile(plugin, []byte(fmt.Sprintf("#!/bin/sh\necho '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{\"token\":\"%s\"}}'\n", token)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hostCfg, err := clientcmd.LoadFromFile(host.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range hostCfg.AuthInfos {
+		*a = clientcmdapi.AuthInfo{Exec: &clientcmdapi.ExecConfig{APIVersion: "client.authentication.k8s.io/v1", Command: plugin, InteractiveMode: clientcmdapi.NeverExecInteractiveMode}}
+	}
+	execKubeconfig := filepath.Join(dir, "exec.kubeconfig")
+	if err := clientcmd.WriteToFile(*hostCfg, execKubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	if out, code, _ := testenv.Run(time.Minute, "connect", "cluster", "plugged", "--kubeconfig", execKubeconfig); code == 0 || !strings.Contains(out, "--allow-exec-plugin") {
+		t.Errorf("connect with an exec plugin: exit %d, want a refusal naming --allow-exec-plugin:\n%s", code, out)
+	}
+	sublet(t, "connect", "cluster", "plugged", "--kubeconfig", execKubeconfig, "--allow-exec-plugin")
+	poll(t, 60*time.Second, "the exec-plugin cluster Ready in the list", func(context.Context) (bool, error) {
+		out, _, _ := testenv.Run(time.Minute, "list", "clusters")
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "plugged ") && strings.Contains(l, "Ready") {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
 
 	// Ctrl-C stops everything; up again resumes.
 	if err := p.Stop(); err != nil {

@@ -9,3 +9,8 @@ const (
 	// LabelVirtualCluster names the virtual cluster an object belongs to.
 	LabelVirtualCluster = "sublet.dev/virtualcluster"
 )
+
+// AnnotationAllowExecPlugin on a Cluster lets its kubeconfig use an exec
+// plugin, which runs on the platform server's machine; set by
+// `sublet connect cluster --allow-exec-plugin`.
+const AnnotationAllowExecPlugin = "sublet.dev/allow-exec-plugin"
