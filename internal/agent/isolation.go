@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	psapi "k8s.io/pod-security-admission/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -154,4 +155,28 @@ func networkPolicySpec(name string, np values.IsolationNetworkPolicy, apiEndpoin
 		}
 	}
 	return spec
+}
+
+// labelOwnedNamespace gives a host namespace Sublet created for vc (label
+// LabelNamespaceFor=vc's name) the pod security labels of vc's level, so
+// the host's own admission backs up the syncer's check. Namespaces Sublet
+// did not create are left as their owners set them.
+func labelOwnedNamespace(ctx context.Context, c client.Client, vc *storagev1.VirtualCluster, level string) error {
+	ns := &corev1.Namespace{}
+	if err := c.Get(ctx, client.ObjectKey{Name: vc.Namespace}, ns); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if ns.Labels[storagev1.LabelNamespaceFor] != vc.Name {
+		return nil
+	}
+	if ns.Labels[psapi.EnforceLevelLabel] == level && ns.Labels[psapi.EnforceVersionLabel] == "latest" {
+		return nil
+	}
+	patch := client.MergeFrom(ns.DeepCopy())
+	ns.Labels[psapi.EnforceLevelLabel] = level
+	ns.Labels[psapi.EnforceVersionLabel] = "latest"
+	if err := c.Patch(ctx, ns, patch); err != nil {
+		return fmt.Errorf("label namespace %s with pod security level %s: %w", ns.Name, level, err)
+	}
+	return nil
 }

@@ -114,6 +114,13 @@ func (r *reconciler) reconcile(ctx context.Context, vc *storagev1.VirtualCluster
 		}
 		return ctrl.Result{}, err
 	}
+	level := eff.Values.Isolation.PodSecurityStandard
+	if level == "" {
+		level = values.DefaultPodSecurityStandard
+	}
+	if err := labelOwnedNamespace(ctx, r.hostClient, vc, level); err != nil {
+		return ctrl.Result{}, err
+	}
 	r.setCondition(vc, storagev1.ConditionIsolationApplied, true, "Applied", "the host namespace's guard rails match isolation.*")
 	if state.Refused {
 		msg := state.Message + "; fix the values and apply again"

@@ -280,7 +280,7 @@ func newCreateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := ensureNamespace(ctx, c, cluster, ns); err != nil {
+			if err := ensureNamespace(ctx, c, cluster, ns, name); err != nil {
 				return err
 			}
 			cl, err := c.clusterClient(cluster)
@@ -394,14 +394,20 @@ func validateTarget(name, space string) error {
 	return nil
 }
 
+// ownedNamespace is a host namespace Sublet creates for virtual cluster
+// vcluster: the agent keeps its pod security labels.
+func ownedNamespace(ns, vcluster string) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{storagev1.LabelNamespaceFor: vcluster}}}
+}
+
 // ensureNamespace creates namespace ns in the cluster, or uses it if it
 // exists (or the user may not create namespaces but may use it).
-func ensureNamespace(ctx context.Context, c *loginConfig, cluster, ns string) error {
+func ensureNamespace(ctx context.Context, c *loginConfig, cluster, ns, vcluster string) error {
 	kube, err := kubernetes.NewForConfig(c.restConfig("/kubernetes/cluster/" + cluster))
 	if err != nil {
 		return err
 	}
-	_, err = kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	_, err = kube.CoreV1().Namespaces().Create(ctx, ownedNamespace(ns, vcluster), metav1.CreateOptions{})
 	switch {
 	case err == nil, apierrors.IsAlreadyExists(err):
 		return nil

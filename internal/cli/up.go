@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -167,7 +166,7 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 
 	if o.vcluster != "" {
 		ns := "vcluster-" + o.vcluster
-		if err := mgmt.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		if err := mgmt.Create(ctx, ownedNamespace(ns, o.vcluster)); err != nil && !apierrors.IsAlreadyExists(err) {
 			return err
 		}
 		vc := &storagev1.VirtualCluster{ObjectMeta: metav1.ObjectMeta{Name: o.vcluster, Namespace: ns}}

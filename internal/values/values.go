@@ -90,6 +90,10 @@ type IsolationNetworkPolicy struct {
 	AllowIngressFromNamespaces []string `json:"allowIngressFromNamespaces,omitempty"`
 }
 
+// DefaultPodSecurityStandard is the level of a virtual cluster whose
+// values name none.
+const DefaultPodSecurityStandard = syncer.DefaultPodSecurityStandard
+
 // Defaults of the host-side guard rails, when isolation asks for them
 // without giving their values (the README's values table lists them).
 var (

@@ -95,6 +95,13 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 	if ctx := strings.TrimSpace(currentKubectl(t, "config", "current-context")); ctx != "sublet_local_vcluster-team-a_team-a" {
 		t.Errorf("after create, current context %q", ctx)
 	}
+	// The host namespace Sublet made for it carries the cluster's pod
+	// security level, so the host's own admission backs up the syncer.
+	poll(t, 30*time.Second, "host namespace vcluster-team-a labelled baseline", func(context.Context) (bool, error) {
+		out, err := exec.Command("kubectl", "--kubeconfig", filepath.Join(stateDir, "host", "admin.kubeconfig"), "get", "namespace", "vcluster-team-a",
+			"-o", `jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}`).Output()
+		return err == nil && string(out) == "baseline", nil
+	})
 	currentKubectl(t, "create", "namespace", "only-in-team-a")
 	server := currentKubectl(t, "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}")
 	if !strings.HasSuffix(server, "/kubernetes/virtualcluster/local/vcluster-team-a/team-a") {

@@ -8,6 +8,10 @@ const (
 	AgentName = "sublet-agent"
 	// LabelVirtualCluster names the virtual cluster an object belongs to.
 	LabelVirtualCluster = "sublet.dev/virtualcluster"
+	// LabelNamespaceFor marks a host namespace Sublet created for the
+	// virtual cluster it names; the agent keeps that namespace's pod
+	// security labels at the cluster's level.
+	LabelNamespaceFor = "sublet.dev/namespace-for"
 )
 
 // AnnotationAllowExecPlugin on a Cluster lets its kubeconfig use an exec
