@@ -2,11 +2,21 @@ package e2e
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -234,4 +244,87 @@ spec:
 		_, e3 := host.Client.NetworkingV1().NetworkPolicies(ns).Get(ctx, "sublet-railed", metav1.GetOptions{})
 		return apierrors.IsNotFound(e1) && apierrors.IsNotFound(e2) && apierrors.IsNotFound(e3), nil
 	})
+}
+
+// TestIsolationKubeletProxyRefusesTenantCertificates: a tenant, admin of
+// its virtual cluster, gets a client certificate signed by the cluster's
+// CA through a CertificateSigningRequest; the kubelet proxy (which reaches
+// the host's pods) refuses it and answers the virtual API server alone.
+func TestIsolationKubeletProxyRefusesTenantCertificates(t *testing.T) {
+	needHost(t)
+	ctx := context.Background()
+	hostNS := createNamespace(t, host.Client, "vc-csr")
+	vc := startVCluster(t, "csr", hostNS)
+	v := vc.Client
+	waitDefaultServiceAccount(t, v, "default")
+	if _, err := v.CoreV1().Pods("default").Create(ctx, attackPod("target", nil), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod := waitPodRunning(t, vc, "default", "target")
+	var node *corev1.Node
+	poll(t, 60*time.Second, "the pod's virtual node", func(ctx context.Context) (bool, error) {
+		n, err := v.CoreV1().Nodes().Get(ctx, pod.Spec.NodeName, metav1.GetOptions{})
+		node = n
+		return err == nil && n.Status.DaemonEndpoints.KubeletEndpoint.Port != 0, nil
+	})
+	addr := ""
+	for _, a := range node.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			addr = net.JoinHostPort(a.Address, fmt.Sprint(node.Status.DaemonEndpoints.KubeletEndpoint.Port))
+		}
+	}
+	// The virtual API server reaches the kubelet proxy: logs work.
+	if _, err := v.CoreV1().Pods("default").GetLogs("target", &corev1.PodLogOptions{}).DoRaw(ctx); err != nil {
+		t.Fatalf("kubectl logs through the kubelet proxy: %v", err)
+	}
+
+	// The tenant's own certificate, signed by the cluster's CA.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "tenant"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr := &certificatesv1.CertificateSigningRequest{
+		ObjectMeta: metav1.ObjectMeta{Name: "tenant-client"},
+		Spec: certificatesv1.CertificateSigningRequestSpec{
+			Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}),
+			SignerName: certificatesv1.KubeAPIServerClientSignerName,
+			Usages:     []certificatesv1.KeyUsage{certificatesv1.UsageClientAuth, certificatesv1.UsageDigitalSignature},
+		},
+	}
+	if csr, err = v.CertificatesV1().CertificateSigningRequests().Create(ctx, csr, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+		Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "Tenant", Message: "approved by the tenant"})
+	if _, err := v.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var certPEM []byte
+	poll(t, 60*time.Second, "the CSR signed", func(ctx context.Context) (bool, error) {
+		c, err := v.CertificatesV1().CertificateSigningRequests().Get(ctx, csr.Name, metav1.GetOptions{})
+		certPEM = c.Status.Certificate
+		return err == nil && len(certPEM) > 0, nil
+	})
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true}}} //nolint:gosec // the attacker's side
+	resp, err := client.Get("https://" + addr + "/containerLogs/" + hostNS + "/target/c")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("the kubelet proxy at %s answered a tenant's CSR-signed certificate: HTTP %d", addr, resp.StatusCode)
+	}
+	if !strings.Contains(err.Error(), "certificate") && !strings.Contains(err.Error(), "tls") {
+		t.Errorf("refused, but not in the TLS handshake: %v", err)
+	}
 }
