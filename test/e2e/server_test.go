@@ -17,6 +17,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/sublet-dev/sublet/internal/server"
 	"github.com/sublet-dev/sublet/internal/testenv"
@@ -27,6 +29,7 @@ import (
 type platform struct {
 	url, caFile, cluster string
 	stateDir, auditLog   string
+	agent                *testenv.Process
 }
 
 func startPlatform(t *testing.T) *platform {
@@ -34,7 +37,7 @@ func startPlatform(t *testing.T) *platform {
 	p := &platform{stateDir: t.TempDir(), cluster: "e2e-local"}
 	p.auditLog = filepath.Join(p.stateDir, "audit.log")
 	t.Cleanup(func() { killChildren(p.stateDir) })
-	startAgent(t, p.stateDir)
+	p.agent = startAgent(t, p.stateDir)
 	srv, url, err := testenv.StartUntil(context.Background(), "Sublet server is running at ",
 		"server", "--kubeconfig", host.Kubeconfig, "--listen", "127.0.0.1:0", "--state-dir", p.stateDir, "--audit-log", p.auditLog)
 	if err != nil {
@@ -121,6 +124,14 @@ users:
 // get does GET url with key, returning the status code.
 func (p *platform) get(t *testing.T, path, key string) int {
 	t.Helper()
+	code, _ := p.getBody(t, path, key)
+	return code
+}
+
+// getBody GETs path with key as bearer token (none if "") and returns the
+// status code and body.
+func (p *platform) getBody(t *testing.T, path, key string) (int, string) {
+	t.Helper()
 	ca, err := os.ReadFile(p.caFile)
 	if err != nil {
 		t.Fatal(err)
@@ -137,8 +148,8 @@ func (p *platform) get(t *testing.T, path, key string) int {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }
 
 // TestServerRBACGateAndIsolation: the seed's kubeconfig with an access key
@@ -286,6 +297,49 @@ func TestServerRBACGateAndIsolation(t *testing.T) {
 	if out := kubectl(t, kc, "", "exec", "streamed", "--", "echo", "through-the-platform"); !strings.Contains(out, "through-the-platform") {
 		t.Errorf("kubectl exec through the proxy: %q", out)
 	}
+
+	// A Secret in the tenant's host namespace posing as the agent's
+	// kubeconfig (its label, a controller reference to the VirtualCluster)
+	// with an exec plugin: the server refuses it and never runs the plugin.
+	// The agent is stopped first, or it would put its own kubeconfig back.
+	p.agent.Kill()
+	marker := filepath.Join(t.TempDir(), "plugin-ran")
+	secrets := host.Client.CoreV1().Secrets(nsA)
+	real, err := secrets.Get(context.Background(), "vc-a", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := clientcmd.Load(real.Data["config"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range forged.AuthInfos {
+		*a = clientcmdapi.AuthInfo{Exec: &clientcmdapi.ExecConfig{APIVersion: "client.authentication.k8s.io/v1", Command: "sh",
+			Args: []string{"-c", "touch " + marker}, InteractiveMode: clientcmdapi.NeverExecInteractiveMode}}
+	}
+	original := real.Data["config"]
+	if real.Data["config"], err = clientcmd.Write(*forged); err != nil {
+		t.Fatal(err)
+	}
+	if real, err = secrets.Update(context.Background(), real, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The server has read the forged Secret once it refuses it by name.
+	poll(t, 30*time.Second, "the server refuses the forged kubeconfig", func(context.Context) (bool, error) {
+		code, body := p.getBody(t, vcPath(nsA, "a"), bob)
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "exec plugin"), nil
+	})
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Errorf("the server ran an exec plugin from a Secret in the tenant's namespace")
+	}
+	real.Data["config"] = original
+	if _, err := secrets.Update(context.Background(), real, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 30*time.Second, "the real kubeconfig serves again", func(context.Context) (bool, error) {
+		code, _ := p.getBody(t, vcPath(nsA, "a"), bob)
+		return code == http.StatusOK, nil
+	})
 
 	// Revoking a key takes effect at once.
 	revoked := accessKey(t, "e2e-revoked", "alice", nil)
