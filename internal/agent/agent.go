@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -141,14 +143,9 @@ func Run(ctx context.Context, o Options, log klog.Logger, started func()) error 
 			return err
 		}
 	}
-	hostClient, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return err
-	}
 	r := &reconciler{
 		client:          mgr.GetClient(),
 		host:            host,
-		hostClient:      hostClient,
 		runtime:         rt,
 		recorder:        mgr.GetEventRecorder("sublet-agent"),
 		defaultTemplate: o.DefaultTemplate,
@@ -167,6 +164,9 @@ func Run(ctx context.Context, o Options, log klog.Logger, started func()) error 
 	})
 	err = ctrl.NewControllerManagedBy(mgr).
 		For(&storagev1.VirtualCluster{}).
+		// The guard rails of isolation.*: one edited or deleted is put
+		// back at once.
+		Owns(&corev1.ResourceQuota{}).Owns(&corev1.LimitRange{}).Owns(&networkingv1.NetworkPolicy{}).
 		Watches(&storagev1.VirtualClusterTemplate{}, allVirtualClusters).
 		Named("virtualcluster").
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).

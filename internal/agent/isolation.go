@@ -37,16 +37,17 @@ func reconcileIsolation(ctx context.Context, c client.Client, vc *storagev1.Virt
 	limits := &corev1.LimitRange{ObjectMeta: meta()}
 	policy := &networkingv1.NetworkPolicy{ObjectMeta: meta()}
 	for _, o := range []struct {
+		kind   string
 		obj    client.Object
 		on     bool
 		mutate func() error
 	}{
-		{quota, iso.Enabled || iso.ResourceQuota.Enabled, func() error {
+		{"ResourceQuota", quota, iso.Enabled || iso.ResourceQuota.Enabled, func() error {
 			hard, err := resourceList(values.DefaultQuota, iso.ResourceQuota.Quota)
 			quota.Spec.Hard = hard
 			return err
 		}},
-		{limits, iso.Enabled || iso.LimitRange.Enabled, func() error {
+		{"LimitRange", limits, iso.Enabled || iso.LimitRange.Enabled, func() error {
 			def, err := resourceList(values.DefaultLimit, iso.LimitRange.Default)
 			if err != nil {
 				return err
@@ -55,14 +56,21 @@ func reconcileIsolation(ctx context.Context, c client.Client, vc *storagev1.Virt
 			limits.Spec.Limits = []corev1.LimitRangeItem{{Type: corev1.LimitTypeContainer, Default: def, DefaultRequest: req}}
 			return err
 		}},
-		{policy, iso.Enabled || iso.NetworkPolicy.Enabled, func() error {
+		{"NetworkPolicy", policy, iso.Enabled || iso.NetworkPolicy.Enabled, func() error {
 			policy.Spec = networkPolicySpec(vc.Name, iso.NetworkPolicy, apiEndpoint)
 			return nil
 		}},
 	} {
 		if !o.on {
+			// Read first (from the cache): most clusters never had one.
+			if err := c.Get(ctx, client.ObjectKeyFromObject(o.obj), o.obj); err != nil {
+				if client.IgnoreNotFound(err) != nil {
+					return fmt.Errorf("isolation: %s %s: %w", o.kind, o.obj.GetName(), err)
+				}
+				continue
+			}
 			if err := c.Delete(ctx, o.obj); client.IgnoreNotFound(err) != nil {
-				return fmt.Errorf("remove %T %s: %w", o.obj, o.obj.GetName(), err)
+				return fmt.Errorf("isolation: remove %s %s: %w", o.kind, o.obj.GetName(), err)
 			}
 			continue
 		}
@@ -74,20 +82,10 @@ func reconcileIsolation(ctx context.Context, c client.Client, vc *storagev1.Virt
 			return controllerutil.SetControllerReference(vc, o.obj, c.Scheme())
 		})
 		if err != nil {
-			return fmt.Errorf("isolation: %s %s: %w", kindOf(o.obj), o.obj.GetName(), err)
+			return fmt.Errorf("isolation: %s %s: %w", o.kind, o.obj.GetName(), err)
 		}
 	}
 	return nil
-}
-
-func kindOf(o client.Object) string {
-	switch o.(type) {
-	case *corev1.ResourceQuota:
-		return "ResourceQuota"
-	case *corev1.LimitRange:
-		return "LimitRange"
-	}
-	return "NetworkPolicy"
 }
 
 // resourceList is defaults overlaid with the values' own quantities.

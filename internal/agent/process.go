@@ -47,6 +47,7 @@ type processRuntime struct {
 	mu       sync.Mutex
 	restarts map[string]restartState // by namespace/name
 	children map[string]*child       // started by this agent, by namespace/name
+	adopted  map[string]bool         // running children of an earlier agent, by namespace/name
 }
 
 // child is a `sublet vcluster run` this agent started and can wait for.
@@ -66,7 +67,7 @@ type restartState struct {
 
 func newProcessRuntime(stateDir, binary string, host kubernetes.Interface, hostCfg *rest.Config, log klog.Logger) *processRuntime {
 	return &processRuntime{stateDir: stateDir, binary: binary, host: host, hostCfg: hostCfg, log: log,
-		restarts: map[string]restartState{}, children: map[string]*child{}}
+		restarts: map[string]restartState{}, children: map[string]*child{}, adopted: map[string]bool{}}
 }
 
 func (r *processRuntime) Name() string { return "process" }
@@ -174,10 +175,9 @@ func (r *processRuntime) running(dir string) (int, bool) {
 func (r *processRuntime) noteAdopted(vc *storagev1.VirtualCluster, pid int) {
 	key := vc.Namespace + "/" + vc.Name
 	r.mu.Lock()
-	_, known := r.children[key]
-	if !known {
-		r.children[key] = &child{done: make(chan struct{})} // never closes: not ours to wait for
-	}
+	_, ours := r.children[key]
+	known := ours || r.adopted[key]
+	r.adopted[key] = true
 	r.mu.Unlock()
 	if !known {
 		r.log.Info("adopted a running virtual cluster", "virtualcluster", klog.KObj(vc), "pid", pid)
@@ -190,7 +190,7 @@ func (r *processRuntime) exited(vc *storagev1.VirtualCluster) *child {
 	r.mu.Lock()
 	c := r.children[vc.Namespace+"/"+vc.Name]
 	r.mu.Unlock()
-	if c == nil || c.record == "" { // none, or adopted: not ours to wait for
+	if c == nil {
 		return nil
 	}
 	select {
@@ -287,6 +287,7 @@ func (r *processRuntime) Delete(ctx context.Context, vc *storagev1.VirtualCluste
 	r.mu.Lock()
 	delete(r.restarts, vc.Namespace+"/"+vc.Name)
 	delete(r.children, vc.Namespace+"/"+vc.Name)
+	delete(r.adopted, vc.Namespace+"/"+vc.Name)
 	r.mu.Unlock()
 	return os.RemoveAll(dir)
 }

@@ -37,10 +37,8 @@ const (
 
 // reconciler drives VirtualCluster objects to their runtime's state.
 type reconciler struct {
-	client client.Client
-	host   kubernetes.Interface
-	// hostClient reads and writes host objects without a cache.
-	hostClient      client.Client
+	client          client.Client
+	host            kubernetes.Interface
 	runtime         Runtime
 	recorder        events.EventRecorder
 	defaultTemplate string
@@ -106,7 +104,7 @@ func (r *reconciler) reconcile(ctx context.Context, vc *storagev1.VirtualCluster
 		return ctrl.Result{}, err
 	}
 	vc.Status.Endpoint = state.Endpoint
-	if err := reconcileIsolation(ctx, r.hostClient, vc, eff.Values.Isolation, state.Endpoint); err != nil {
+	if err := reconcileIsolation(ctx, r.client, vc, eff.Values.Isolation, state.Endpoint); err != nil {
 		r.setCondition(vc, storagev1.ConditionIsolationApplied, false, "IsolationError", err.Error())
 		if apierrors.IsInvalid(err) {
 			r.setPhase(vc, storagev1.PhaseFailed, "IsolationError", err.Error()+"; fix isolation.* in the values and apply again")
@@ -114,11 +112,7 @@ func (r *reconciler) reconcile(ctx context.Context, vc *storagev1.VirtualCluster
 		}
 		return ctrl.Result{}, err
 	}
-	level := eff.Values.Isolation.PodSecurityStandard
-	if level == "" {
-		level = values.DefaultPodSecurityStandard
-	}
-	if err := labelOwnedNamespace(ctx, r.hostClient, vc, level); err != nil {
+	if err := labelOwnedNamespace(ctx, r.client, vc, eff.Values.Isolation.PodSecurityLevel()); err != nil {
 		return ctrl.Result{}, err
 	}
 	r.setCondition(vc, storagev1.ConditionIsolationApplied, true, "Applied", "the host namespace's guard rails match isolation.*")
@@ -244,7 +238,7 @@ func (r *reconciler) delete(ctx context.Context, vc *storagev1.VirtualCluster) e
 		return err
 	}
 	// Owned by vc, but gone now rather than after the garbage collector.
-	if err := reconcileIsolation(ctx, r.hostClient, vc, values.Isolation{}, ""); err != nil {
+	if err := reconcileIsolation(ctx, r.client, vc, values.Isolation{}, ""); err != nil {
 		return err
 	}
 	// Owned by vc, but deleted now rather than by the garbage collector

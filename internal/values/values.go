@@ -68,6 +68,15 @@ type Isolation struct {
 	NetworkPolicy       IsolationNetworkPolicy `json:"networkPolicy,omitempty"`
 }
 
+// PodSecurityLevel is the Pod Security Standard the cluster's pods must
+// meet: podSecurityStandard, or the syncer's default when unset.
+func (i Isolation) PodSecurityLevel() string {
+	if i.PodSecurityStandard == "" {
+		return syncer.DefaultPodSecurityStandard
+	}
+	return i.PodSecurityStandard
+}
+
 // IsolationQuota is a resource quota for the host namespace.
 type IsolationQuota struct {
 	Enabled bool                `json:"enabled,omitempty"`
@@ -89,10 +98,6 @@ type IsolationNetworkPolicy struct {
 	// DefaultIngressNamespaces, an empty list none.
 	AllowIngressFromNamespaces []string `json:"allowIngressFromNamespaces,omitempty"`
 }
-
-// DefaultPodSecurityStandard is the level of a virtual cluster whose
-// values name none.
-const DefaultPodSecurityStandard = syncer.DefaultPodSecurityStandard
 
 // Defaults of the host-side guard rails, when isolation asks for them
 // without giving their values (the README's values table lists them).
