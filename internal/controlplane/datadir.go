@@ -29,6 +29,11 @@ type dataDir struct {
 func (d dataDir) path(elem ...string) string {
 	return filepath.Join(append([]string{d.root}, elem...)...)
 }
+
+// PKI is the certificate directory of the control plane whose data dir is
+// dir.
+func PKI(dir string) pki.Dir { return dataDir{root: dir}.pkiDir() }
+
 func (d dataDir) pkiDir() pki.Dir         { return pki.Dir{Path: d.path("pki")} }
 func (d dataDir) etcd() string            { return d.path("etcd") }
 func (d dataDir) sqlite() string          { return d.path("db", "state.db") }

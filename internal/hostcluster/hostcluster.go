@@ -31,6 +31,7 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 			podCIDR: o.PodCIDR,
 			exec:    o.Exec,
 			logOut:  logOut,
+			pki:     controlplane.PKI(o.ControlPlane.DataDir),
 		}
 		port, err := sim.start(ctx)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +24,7 @@ import (
 	"sigs.k8s.io/kwok/pkg/kwok/server"
 	kwoklog "sigs.k8s.io/kwok/pkg/log"
 
-	"github.com/sublet-dev/sublet/internal/controlplane"
+	"github.com/sublet-dev/sublet/internal/pki"
 )
 
 const (
@@ -58,6 +59,9 @@ type simulator struct {
 	podCIDR string
 	exec    bool
 	logOut  io.Writer
+	// pki holds the host control plane's certificates: the kubelet endpoint
+	// serves with its serving certificate to its kubelet client alone.
+	pki pki.Dir
 }
 
 // start runs the simulation until ctx ends and returns the kubelet port.
@@ -77,10 +81,19 @@ func (s *simulator) start(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	port, err := controlplane.FreePort("127.0.0.1")
+	// Bound before the nodes are written, so the port they advertise is
+	// ours; closed when ctx ends.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("kubelet endpoint: %w", err)
 	}
+	port := l.Addr().(*net.TCPAddr).Port
+	serving := false
+	defer func() {
+		if !serving {
+			_ = l.Close()
+		}
+	}()
 	ctr, err := controllers.NewController(controllers.Config{
 		Clock:                             clock.RealClock{},
 		TypedClient:                       typed,
@@ -124,14 +137,16 @@ func (s *simulator) start(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("kwok kubelet server: %w", err)
 	}
-	srv.InstallHealthz()
-	srv.InstallDebuggingHandlers()
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	go func() {
-		if err := srv.Run(ctx, addr, "", ""); err != nil && ctx.Err() == nil {
-			fmt.Fprintf(s.logOut, "kwok kubelet server on %s stopped: %v\n", addr, err)
-		}
-	}()
+	// The host API server's kubelet-client certificate is the only client:
+	// anything else, a certificate the host CA signed for someone else or
+	// plain HTTP, is refused in the handshake.
+	err = s.pki.ServePinned(ctx, l, pki.APIServerKubeletClient, kubeletAPI(srv), func(err error) {
+		fmt.Fprintf(s.logOut, "kubelet endpoint on %s stopped: %v\n", l.Addr(), err)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("kubelet endpoint: %w", err)
+	}
+	serving = true
 	return port, nil
 }
 

@@ -2,11 +2,15 @@ package pki
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
+	"time"
 )
 
 // PinnedServerTLS is a server TLS configuration that serves the control
@@ -44,4 +48,26 @@ func (p Dir) PinnedServerTLS(name string) (*tls.Config, error) {
 			return nil
 		},
 	}, nil
+}
+
+// ServePinned serves h over TLS on l, with PinnedServerTLS(client), until ctx
+// ends; then it closes l. A serving error other than that close goes to
+// stopped. The TLS configuration is loaded before ServePinned returns, so a
+// missing key pair is the caller's error, not a silent dead listener.
+func (p Dir) ServePinned(ctx context.Context, l net.Listener, client string, h http.Handler, stopped func(error)) error {
+	tlsCfg, err := p.PinnedServerTLS(client)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, TLSConfig: tlsCfg, ReadHeaderTimeout: 30 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	go func() {
+		if err := srv.ServeTLS(l, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			stopped(err)
+		}
+	}()
+	return nil
 }

@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -323,12 +321,6 @@ func startKubeletProxy(ctx context.Context, sctx *syncer.Context, hostCfg *rest.
 	if address == "" {
 		address = "127.0.0.1"
 	}
-	// Only the virtual API server's own kubelet client certificate: the
-	// controller-manager signs tenants' CSRs with the same CA.
-	tlsCfg, err := pki.Dir{Path: filepath.Join(dataDir, "pki")}.PinnedServerTLS(pki.APIServerKubeletClient)
-	if err != nil {
-		return nil, fmt.Errorf("kubelet proxy: %w", err)
-	}
 	backend, err := kubeproxy.NewBackend(hostCfg)
 	if err != nil {
 		return nil, err
@@ -337,19 +329,14 @@ func startKubeletProxy(ctx context.Context, sctx *syncer.Context, hostCfg *rest.
 	if err != nil {
 		return nil, fmt.Errorf("kubelet proxy: %w", err)
 	}
-	srv := &http.Server{
-		Handler:           syncer.NewKubeletProxy(sctx, backend),
-		TLSConfig:         tlsCfg,
-		ReadHeaderTimeout: 30 * time.Second,
+	// Only the virtual API server's own kubelet client certificate: the
+	// controller-manager signs tenants' CSRs with the same CA.
+	err = controlplane.PKI(dataDir).ServePinned(ctx, l, pki.APIServerKubeletClient, syncer.NewKubeletProxy(sctx, backend), func(err error) {
+		log.Error(err, "kubelet proxy stopped")
+	})
+	if err != nil {
+		_ = l.Close()
+		return nil, fmt.Errorf("kubelet proxy: %w", err)
 	}
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	go func() {
-		if err := srv.ServeTLS(l, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error(err, "kubelet proxy stopped")
-		}
-	}()
 	return &syncer.KubeletEndpoint{Address: address, Port: int32(l.Addr().(*net.TCPAddr).Port)}, nil
 }

@@ -2,7 +2,12 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/sublet-dev/sublet/internal/pki"
 )
 
 func TestHostDeploymentRunsOnSimulatedNodes(t *testing.T) {
@@ -82,5 +89,66 @@ func TestHostKubectlExec(t *testing.T) {
 	out, err := exec.Command("kubectl", "--kubeconfig", host.Kubeconfig, "exec", "-n", ns, "shell", "--", "echo", "hello-from-exec").CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "hello-from-exec" {
 		t.Errorf("kubectl exec: %v\n%s", err, out)
+	}
+}
+
+// TestHostKubeletEndpointServesOnlyTheAPIServer attacks the simulated nodes'
+// kubelet endpoint from the machine: only the host API server's
+// kubelet-client certificate gets an answer. Plain HTTP, no certificate and
+// another certificate the host's CA signed (its cluster-admin one) are all
+// refused; kubectl logs and exec through the API server keep working (the
+// other tests of this file).
+func TestHostKubeletEndpointServesOnlyTheAPIServer(t *testing.T) {
+	needHost(t)
+	ctx := context.Background()
+	nodes, err := host.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil || len(nodes.Items) == 0 {
+		t.Fatalf("list nodes: %v (%d)", err, len(nodes.Items))
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", nodes.Items[0].Status.DaemonEndpoints.KubeletEndpoint.Port)
+	p := pki.Dir{Path: filepath.Join(host.DataDir, "pki")}
+	keyPair := func(name string) []tls.Certificate {
+		c, err := tls.LoadX509KeyPair(p.ClientCert(name), p.ClientKey(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []tls.Certificate{c}
+	}
+	get := func(certs []tls.Certificate, url string) (int, string, error) {
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+			Certificates: certs, InsecureSkipVerify: true}}} //nolint:gosec // the attacker's side
+		resp, err := c.Get(url)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body), err
+	}
+
+	// The positive control: the API server's own identity is answered, so
+	// the refusals below are the endpoint's doing, not a wrong address.
+	if code, body, err := get(keyPair(pki.APIServerKubeletClient), "https://"+addr+"/healthz"); err != nil || code != http.StatusOK || body != "ok" {
+		t.Fatalf("the kubelet-client certificate at %s: HTTP %d %q, %v", addr, code, body, err)
+	}
+
+	logs := "/containerLogs/default/any/c"
+	for _, attack := range []struct {
+		name  string
+		certs []tls.Certificate
+		url   string
+	}{
+		{"plain HTTP", nil, "http://" + addr + logs},
+		{"TLS without a client certificate", nil, "https://" + addr + logs},
+		{"the host's cluster-admin certificate", keyPair(pki.Admin), "https://" + addr + logs},
+	} {
+		code, body, err := get(attack.certs, attack.url)
+		switch {
+		case err == nil && code == http.StatusBadRequest && strings.Contains(body, "HTTPS server"):
+			// Go's TLS server answering an HTTP request: nothing served.
+		case err != nil && (strings.Contains(err.Error(), "certificate") || strings.Contains(err.Error(), "tls")):
+		default:
+			t.Errorf("%s: want a refusal in the TLS handshake, got HTTP %d %q, %v", attack.name, code, body, err)
+		}
 	}
 }
