@@ -192,14 +192,35 @@ func (t *vclusterTarget) resolve(ctx context.Context, c *loginConfig, name strin
 	return cluster, ns, nil
 }
 
+// addPathFormFlag adds --path-form, which makes the kube-context use the
+// seed's path form instead of the virtual cluster's server name.
+func addPathFormFlag(cmd *cobra.Command, pathForm *bool) {
+	cmd.Flags().BoolVar(pathForm, "path-form", false,
+		"Write the kube-context with server URL …/kubernetes/virtualcluster/CLUSTER/NAMESPACE/NAME instead of the platform's address with the virtual cluster's TLS server name (clients that drop a URL's path, such as kubectl proxy, need the latter).")
+}
+
 func contextName(cluster, ns, name string) string {
 	return fmt.Sprintf("sublet_%s_%s_%s", cluster, ns, name)
 }
 
 // useContext adds (or updates) and switches to the kube-context of a
-// virtual cluster: the seed's form, server …/kubernetes/virtualcluster/C/NS/NAME
-// and the access key as token. Other contexts stay as they are.
-func useContext(c *loginConfig, cluster, ns, name string) (string, error) {
+// virtual cluster, with the access key as token. Its server is the
+// platform's address with the virtual cluster's TLS server name when the
+// platform serves those (a server URL without a path, which every client
+// keeps, kubectl proxy included), else, or with pathForm, the seed's form
+// …/kubernetes/virtualcluster/C/NS/NAME. Other contexts stay as they are.
+func useContext(ctx context.Context, c *loginConfig, cluster, ns, name string, pathForm bool) (string, error) {
+	serverName := ""
+	if !pathForm {
+		var info server.Info
+		// A server without /api/v1/info serves the path form only.
+		if err := c.getJSON(ctx, "/api/v1/info", &info); err != nil && !isNotFound(err) {
+			return "", err
+		}
+		if info.VirtualClusterServerNameSuffix == server.ServerNameSuffix {
+			serverName, _ = server.VirtualClusterServerName(cluster, ns, name)
+		}
+	}
 	po := clientcmd.NewDefaultPathOptions()
 	cfg, err := po.GetStartingConfig()
 	if err != nil {
@@ -217,6 +238,9 @@ func useContext(c *loginConfig, cluster, ns, name string) (string, error) {
 	cfg.Clusters[ctxName] = &clientcmdapi.Cluster{
 		Server:                   fmt.Sprintf("%s/kubernetes/virtualcluster/%s/%s/%s", c.Server, cluster, ns, name),
 		CertificateAuthorityData: caData, InsecureSkipTLSVerify: c.Insecure,
+	}
+	if serverName != "" {
+		cfg.Clusters[ctxName].Server, cfg.Clusters[ctxName].TLSServerName = c.Server, serverName
 	}
 	cfg.AuthInfos[ctxName] = &clientcmdapi.AuthInfo{Token: c.AccessKey}
 	cfg.Contexts[ctxName] = &clientcmdapi.Context{Cluster: ctxName, AuthInfo: ctxName}
@@ -250,7 +274,7 @@ func newCreateCommand() *cobra.Command {
 	var t vclusterTarget
 	var template, valuesFile string
 	var sets []string
-	var noWait bool
+	var noWait, pathForm bool
 	var timeout time.Duration
 	vc := &cobra.Command{
 		Use:   "vcluster NAME",
@@ -311,7 +335,7 @@ func newCreateCommand() *cobra.Command {
 				}
 				return err
 			}
-			ctxName, err := useContext(c, cluster, ns, name)
+			ctxName, err := useContext(ctx, c, cluster, ns, name, pathForm)
 			if err != nil {
 				return err
 			}
@@ -320,6 +344,7 @@ func newCreateCommand() *cobra.Command {
 		},
 	}
 	t.addFlags(vc)
+	addPathFormFlag(vc, &pathForm)
 	vc.Flags().StringVar(&template, "template", "", "VirtualClusterTemplate to start from.")
 	pathflag.VarP(vc.Flags(), &valuesFile, "values", "f", "", "Values file (YAML; see the README's \"Values reference\").")
 	vc.Flags().StringArrayVar(&sets, "set", nil, "Set a value, e.g. --set virtualCluster.image=rancher/k3s:v1.35.0-k3s1 (repeatable).")
@@ -465,6 +490,7 @@ func waitPhase(parent context.Context, w io.Writer, get func(context.Context) (*
 func newUseCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "use", Short: "Switch kubectl to a virtual cluster"}
 	var t vclusterTarget
+	var pathForm bool
 	vc := &cobra.Command{
 		Use:   "vcluster [NAME]",
 		Short: "Add or switch to the kube-context of a virtual cluster; without NAME, list the ones you may use",
@@ -506,7 +532,7 @@ func newUseCommand() *cobra.Command {
 					return fmt.Errorf("virtual clusters named %s exist in several namespaces of cluster %s; pass --space", name, cluster)
 				}
 			}
-			ctxName, err := useContext(c, cluster, ns, name)
+			ctxName, err := useContext(ctx, c, cluster, ns, name, pathForm)
 			if err != nil {
 				return err
 			}
@@ -515,6 +541,7 @@ func newUseCommand() *cobra.Command {
 		},
 	}
 	t.addFlags(vc)
+	addPathFormFlag(vc, &pathForm)
 	cmd.AddCommand(vc)
 	return cmd
 }

@@ -132,14 +132,29 @@ func (c *loginConfig) callJSON(ctx context.Context, method, path string, in, out
 	if resp.StatusCode/100 != 2 {
 		st := &metav1.Status{}
 		if json.Unmarshal(reply, st) == nil && st.Message != "" {
-			return fmt.Errorf("%s (HTTP %d)", st.Message, resp.StatusCode)
+			return &replyError{code: resp.StatusCode, msg: fmt.Sprintf("%s (HTTP %d)", st.Message, resp.StatusCode)}
 		}
-		return fmt.Errorf("%s%s: HTTP %d", c.Server, path, resp.StatusCode)
+		return &replyError{code: resp.StatusCode, msg: fmt.Sprintf("%s%s: HTTP %d", c.Server, path, resp.StatusCode)}
 	}
 	if out == nil {
 		return nil
 	}
 	return json.Unmarshal(reply, out)
+}
+
+// replyError is an error reply of the platform server.
+type replyError struct {
+	code int
+	msg  string
+}
+
+func (e *replyError) Error() string { return e.msg }
+
+// isNotFound reports whether err is the server's 404 (a path an older
+// server does not serve).
+func isNotFound(err error) bool {
+	var re *replyError
+	return errors.As(err, &re) && re.code == http.StatusNotFound
 }
 
 func (c *loginConfig) whoami(ctx context.Context) (*server.User, error) {

@@ -50,10 +50,18 @@ AccessKey objects in the management cluster hold its SHA-256). Paths:
   /kubernetes/virtualcluster/CLUSTER/NAMESPACE/NAME/... the virtual cluster's API, if the user may
                                                       get virtualclusters.storage.loft.sh in
                                                       NAMESPACE of CLUSTER; then as cluster-admin
-  /api/v1/whoami, /api/v1/clusters, /api/v1/virtualclusters
+  /api/v1/whoami, /api/v1/info, /api/v1/clusters, /api/v1/virtualclusters
+
+A client's impersonation headers (kubectl --as, --as-group) are honoured as the API server
+would: if the target cluster (the host, or the virtual cluster) lets the user impersonate
+that identity, the request is served as it; else it is refused with the API server's 403.
 
 Without --tls-cert-file it serves a certificate of its own CA, kept in --state-dir;
-that CA is what clients trust. Every request is audit-logged as JSON.`,
+that CA is what clients trust. It then also serves every virtual cluster at the root of
+its address to clients that send the server name NAME.NAMESPACE.CLUSTER.vcluster.sublet.invalid
+in the TLS handshake (kubeconfig tls-server-name; the name is never looked up), with a
+certificate for exactly that name: the form 'sublet use vcluster' writes, which clients
+that drop a server URL's path (kubectl proxy) need. Every request is audit-logged as JSON.`,
 		Example: `  sublet server --kubeconfig mgmt.kubeconfig --listen 0.0.0.0:9443 --tls-san platform.example.com`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -126,6 +134,7 @@ func listenPlatform(addr string) (net.Listener, error) {
 // closed when serving ends.
 func startPlatformServer(ctx context.Context, cfg *rest.Config, o *platformOptions, l net.Listener, errc chan<- error) (url, caFile string, err error) {
 	certFile, keyFile := o.certFile, o.keyFile
+	var issuer *pki.Issuer
 	if certFile == "" {
 		p := pki.Dir{Path: filepath.Join(o.stateDir, "pki")}
 		hosts := append([]string{"localhost", "127.0.0.1"}, o.sans...)
@@ -136,6 +145,10 @@ func startPlatformServer(ctx context.Context, cfg *rest.Config, o *platformOptio
 			return "", "", err
 		}
 		certFile, keyFile, caFile = p.ServingCert(), p.ServingKey(), p.CACert()
+		// Its own CA also certifies each virtual cluster's server name.
+		if issuer, err = p.Issuer(); err != nil {
+			return "", "", err
+		}
 	}
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
@@ -157,7 +170,7 @@ func startPlatformServer(ctx context.Context, cfg *rest.Config, o *platformOptio
 	}
 	go func() {
 		defer auditOut.Close()
-		errc <- srv.Serve(ctx, l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		errc <- srv.Serve(ctx, l, srv.TLSConfig(cert, issuer))
 	}()
 	return "https://" + l.Addr().String(), caFile, nil
 }

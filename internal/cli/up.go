@@ -187,7 +187,7 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 		if err != nil {
 			return err
 		}
-		ctxName, err := useContext(login, "local", ns, o.vcluster)
+		ctxName, err := useContext(ctx, login, "local", ns, o.vcluster, false)
 		if err != nil {
 			return err
 		}

@@ -12,6 +12,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/transport"
 )
 
 // Backend is an API server with the credentials to reach it.
@@ -50,11 +51,14 @@ func NewBackend(cfg *rest.Config) (*Backend, error) {
 
 // Serve forwards r to path on the backend (query replaces r's query when
 // not nil). The caller's credentials and impersonation headers are dropped;
-// headers, if not nil, sets the ones to send instead.
-func (b *Backend) Serve(w http.ResponseWriter, r *http.Request, path string, query url.Values, headers func(http.Header)) {
-	transport := b.transport
+// as, if not nil, is the identity the backend's credentials impersonate.
+func (b *Backend) Serve(w http.ResponseWriter, r *http.Request, path string, query url.Values, as *transport.ImpersonationConfig) {
+	rt := b.transport
 	if r.Header.Get("Upgrade") != "" {
-		transport = b.upgrade
+		rt = b.upgrade
+	}
+	if as != nil {
+		rt = transport.NewImpersonatingRoundTripper(*as, rt)
 	}
 	p := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -71,11 +75,8 @@ func (b *Backend) Serve(w http.ResponseWriter, r *http.Request, path string, que
 					pr.Out.Header.Del(k)
 				}
 			}
-			if headers != nil {
-				headers(pr.Out.Header)
-			}
 		},
-		Transport:     transport,
+		Transport:     rt,
 		FlushInterval: -1,
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 			WriteStatus(w, http.StatusBadGateway, metav1.StatusReasonServiceUnavailable, "backend unreachable: "+err.Error())

@@ -172,9 +172,19 @@ func (p Dir) ensureLeaf(ca *x509.Certificate, caKey crypto.Signer, certFile, key
 	if leafIsCurrent(ca, certFile, keyFile, hosts) {
 		return nil
 	}
+	der, key, err := issueLeaf(ca, caKey, subject, hosts, usage)
+	if err != nil {
+		return fmt.Errorf("issue %s: %w", filepath.Base(certFile), err)
+	}
+	return writeKeyPair(certFile, keyFile, der, key)
+}
+
+// issueLeaf makes a key and a certificate for it, signed by the CA, for
+// subject and hosts (DNS names or IPs) with one extended key usage.
+func issueLeaf(ca *x509.Certificate, caKey crypto.Signer, subject pkix.Name, hosts []string, usage x509.ExtKeyUsage) ([]byte, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
@@ -194,9 +204,9 @@ func (p Dir) ensureLeaf(ca *x509.Certificate, caKey crypto.Signer, certFile, key
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
 	if err != nil {
-		return fmt.Errorf("issue %s: %w", filepath.Base(certFile), err)
+		return nil, nil, err
 	}
-	return writeKeyPair(certFile, keyFile, der, key)
+	return der, key, nil
 }
 
 func leafIsCurrent(ca *x509.Certificate, certFile, keyFile string, hosts []string) bool {

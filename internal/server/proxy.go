@@ -13,29 +13,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
-	"github.com/sublet-dev/sublet/internal/kubeproxy"
 	"github.com/sublet-dev/sublet/internal/restconfig"
 )
-
-// backend is an API server the server proxies to.
-type backend = kubeproxy.Backend
-
-func newBackend(cfg *rest.Config) (*backend, error) { return kubeproxy.NewBackend(cfg) }
-
-// serveAs proxies r to path on b as user u (with extra groups).
-func serveAs(b *backend, w http.ResponseWriter, r *http.Request, path string, u *User, extraGroups ...string) {
-	b.Serve(w, r, path, nil, func(h http.Header) {
-		h.Set("Impersonate-User", u.Name)
-		for _, g := range append(append([]string(nil), u.Groups...), extraGroups...) {
-			h.Add("Impersonate-Group", g)
-		}
-	})
-}
 
 // recheckEvery is how long the server trusts what it read about a
 // cluster, a ready virtual cluster or a granted access review before
@@ -251,14 +235,20 @@ func (s *Server) proxyCluster(w http.ResponseWriter, r *http.Request, u *User) {
 	if cc == nil {
 		return
 	}
-	serveAs(cc.backend, w, r, r.PathValue("rest"), u)
+	serveAs(cc.backend, w, r, r.PathValue("rest"), actingUser(u))
 }
 
 // proxyVirtualCluster: /kubernetes/virtualcluster/CLUSTER/NS/NAME/… → the
-// virtual cluster's API, as the user with cluster-admin rights there, if
-// the host cluster lets the user get that VirtualCluster.
+// virtual cluster's API (the seed's path form).
 func (s *Server) proxyVirtualCluster(w http.ResponseWriter, r *http.Request, u *User) {
-	clusterName, ns, name := r.PathValue("cluster"), r.PathValue("namespace"), r.PathValue("name")
+	s.proxyVirtual(w, r, u, r.PathValue("cluster"), r.PathValue("namespace"), r.PathValue("name"), r.PathValue("rest"))
+}
+
+// proxyVirtual proxies r to path on virtual cluster ns/name of cluster
+// clusterName, as u with cluster-admin rights there, if the host cluster
+// lets u get that VirtualCluster. Both forms of a virtual cluster's
+// endpoint, path and server name, come here.
+func (s *Server) proxyVirtual(w http.ResponseWriter, r *http.Request, u *User, clusterName, ns, name, path string) {
 	cc := s.cluster(w, r, clusterName)
 	if cc == nil {
 		return
@@ -288,7 +278,7 @@ func (s *Server) proxyVirtualCluster(w http.ResponseWriter, r *http.Request, u *
 		return
 	}
 	// Users who pass the gate are cluster-admin of the virtual cluster.
-	serveAs(b, w, r, r.PathValue("rest"), u, "system:masters")
+	serveAs(b, w, r, path, actingUser(u, user.SystemPrivilegedGroup))
 }
 
 // agentOwned reports whether secret is the one the agent publishes for vc:

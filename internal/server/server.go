@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -40,6 +41,9 @@ type Server struct {
 	clusters *clusterConfigs
 	audit    *slog.Logger
 	mux      *http.ServeMux
+	// serverNames: TLSConfig issues certificates for virtual clusters'
+	// server names.
+	serverNames bool
 }
 
 // New connects to the management cluster and prepares the handlers; Run
@@ -160,6 +164,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("/kubernetes/cluster/{cluster}/{rest...}", s.authenticated(s.proxyCluster))
 	s.mux.HandleFunc("/kubernetes/virtualcluster/{cluster}/{namespace}/{name}/{rest...}", s.authenticated(s.proxyVirtualCluster))
 	s.mux.HandleFunc("GET /api/v1/whoami", s.authenticated(s.whoami))
+	s.mux.HandleFunc("GET /api/v1/info", s.authenticated(s.info))
 	s.mux.HandleFunc("GET /api/v1/clusters", s.authenticated(s.listClusters))
 	s.mux.HandleFunc("GET /api/v1/virtualclusters", s.authenticated(s.listVirtualClusters))
 	s.apiRoutes()
@@ -208,11 +213,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if box.user != nil {
 			name = box.user.Name
 		}
-		s.audit.Info("request", "user", name, "verb", verbOf(r), "method", r.Method, "path", r.URL.Path,
-			"query", r.URL.RawQuery, "status", status, "ms_to_status", time.Since(start).Milliseconds(), "remote", r.RemoteAddr)
+		attrs := []any{"user", name, "verb", verbOf(r), "method", r.Method, "path", r.URL.Path,
+			"query", r.URL.RawQuery, "status", status, "ms_to_status", time.Since(start).Milliseconds(), "remote", r.RemoteAddr}
+		if r.TLS != nil && r.TLS.ServerName != "" {
+			attrs = append(attrs, "serverName", r.TLS.ServerName)
+		}
+		if box.as != nil {
+			attrs = append(attrs, "impersonatedUser", box.as.GetName(), "impersonatedGroups", box.as.GetGroups())
+		}
+		s.audit.Info("request", attrs...)
 	}
 	rec := &statusRecorder{ResponseWriter: w, record: record}
-	s.mux.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), userHolder{}, box)))
+	var h http.Handler = s.mux
+	if byName := s.virtualByServerName(r); byName != nil {
+		h = byName
+	}
+	h.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), userHolder{}, box)))
 	if rec.status == 0 {
 		// Nothing written (an upgraded connection, or an empty reply).
 		status := http.StatusOK
@@ -226,7 +242,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // userHolder keys the box in a request's context where authentication
 // leaves the user, for the audit record.
 type userHolder struct{}
-type userBox struct{ user *User }
+type userBox struct {
+	user *User
+	as   user.Info // whom the request was served as, when impersonating
+}
+
+// noteImpersonated records, for the audit record, whom r is served as.
+func noteImpersonated(r *http.Request, as user.Info) {
+	if box, ok := r.Context().Value(userHolder{}).(*userBox); ok {
+		box.as = as
+	}
+}
 
 // authenticated wraps h: 401 without a valid key, else h with the user.
 func (s *Server) authenticated(h func(w http.ResponseWriter, r *http.Request, u *User)) http.HandlerFunc {

@@ -96,13 +96,20 @@ spec:
 // cluster: the server's virtualcluster path and the access key as token.
 func (p *platform) seedKubeconfig(t *testing.T, ns, name, key string) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "kubeconfig.yaml")
+	return p.kubeconfig(t, fmt.Sprintf("/kubernetes/virtualcluster/%s/%s/%s", p.cluster, ns, name), key)
+}
+
+// kubeconfig writes a kubeconfig for path on the server with the access key
+// as token, as the seed writes them by hand.
+func (p *platform) kubeconfig(t *testing.T, path, key string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "kubeconfig.yaml")
 	cfg := fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
 - cluster:
     certificate-authority: %s
-    server: %s/kubernetes/virtualcluster/%s/%s/%s
+    server: %s%s
   name: loft
 contexts:
 - context:
@@ -114,11 +121,11 @@ users:
 - name: loft
   user:
     token: %s
-`, p.caFile, p.url, p.cluster, ns, name, key)
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+`, p.caFile, p.url, path, key)
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return path
+	return file
 }
 
 // get does GET url with key, returning the status code.
@@ -128,9 +135,9 @@ func (p *platform) get(t *testing.T, path, key string) int {
 	return code
 }
 
-// getBody GETs path with key as bearer token (none if "") and returns the
-// status code and body.
-func (p *platform) getBody(t *testing.T, path, key string) (int, string) {
+// getBody GETs path with key as bearer token (none if "") and the given
+// header names and values, and returns the status code and body.
+func (p *platform) getBody(t *testing.T, path, key string, headers ...string) (int, string) {
 	t.Helper()
 	ca, err := os.ReadFile(p.caFile)
 	if err != nil {
@@ -142,6 +149,9 @@ func (p *platform) getBody(t *testing.T, path, key string) (int, string) {
 	req, _ := http.NewRequest(http.MethodGet, p.url+path, nil)
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Add(headers[i], headers[i+1])
 	}
 	resp, err := c.Do(req)
 	if err != nil {

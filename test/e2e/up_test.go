@@ -103,19 +103,27 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 		return err == nil && string(out) == "baseline", nil
 	})
 	currentKubectl(t, "create", "namespace", "only-in-team-a")
+	// The kube-context reaches it at the root of the platform's address by
+	// its TLS server name.
 	server := currentKubectl(t, "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}")
-	if !strings.HasSuffix(server, "/kubernetes/virtualcluster/local/vcluster-team-a/team-a") {
-		t.Errorf("kube-context server %q is not the seed's form", server)
+	serverName := currentKubectl(t, "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.tls-server-name}")
+	if strings.Contains(server, "/kubernetes/") || serverName != "team-a.vcluster-team-a.local.vcluster.sublet.invalid" {
+		t.Errorf("kube-context server %q, tls-server-name %q: want the platform's address and the virtual cluster's server name", server, serverName)
 	}
 
-	// Use: without a name it lists; with one it switches.
+	// Use: without a name it lists; with one it switches; --path-form
+	// writes the seed's form, which works the same.
 	list := sublet(t, "use", "vcluster")
 	if !strings.Contains(list, "demo") || !strings.Contains(list, "team-a") {
 		t.Errorf("use vcluster list:\n%s", list)
 	}
-	sublet(t, "use", "vcluster", "demo")
-	if out := currentKubectl(t, "get", "namespaces"); strings.Contains(out, "only-in-team-a") {
-		t.Errorf("after use demo, kubectl still talks to team-a:\n%s", out)
+	sublet(t, "use", "vcluster", "demo", "--path-form")
+	server = currentKubectl(t, "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}")
+	if !strings.HasSuffix(server, "/kubernetes/virtualcluster/local/vcluster-demo/demo") {
+		t.Errorf("use --path-form: kube-context server %q is not the seed's form", server)
+	}
+	if out := currentKubectl(t, "get", "namespaces"); strings.Contains(out, "only-in-team-a") || !strings.Contains(out, "kube-system") {
+		t.Errorf("after use demo, kubectl does not talk to demo:\n%s", out)
 	}
 
 	// Bad input: a clear error, nothing created.
