@@ -26,29 +26,32 @@ func kubeletAPI(rt *server.Server) http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok"))
 	})
-	for _, p := range []string{"/exec/{ns}/{pod}/{container}", "/exec/{ns}/{pod}/{uid}/{container}"} {
-		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+	// exec and attach share their stream options.
+	streams := func(serve func(http.ResponseWriter, *http.Request, *remotecommand.Options)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
 			opts, err := remotecommand.NewOptions(r)
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
 			}
-			remotecommand.ServeExec(w, r, rt, kwokPodName(r), r.PathValue("uid"), r.PathValue("container"),
-				r.URL.Query()["command"], opts, streamIdleTimeout, remotecommand.DefaultStreamCreationTimeout,
-				remotecommand.SupportedStreamingProtocols)
-		})
+			serve(w, r, opts)
+		}
+	}
+	exec := streams(func(w http.ResponseWriter, r *http.Request, opts *remotecommand.Options) {
+		remotecommand.ServeExec(w, r, rt, kwokPodName(r), r.PathValue("uid"), r.PathValue("container"),
+			r.URL.Query()["command"], opts, streamIdleTimeout, remotecommand.DefaultStreamCreationTimeout,
+			remotecommand.SupportedStreamingProtocols)
+	})
+	attach := streams(func(w http.ResponseWriter, r *http.Request, opts *remotecommand.Options) {
+		remotecommand.ServeAttach(w, r, rt, kwokPodName(r), r.PathValue("uid"), r.PathValue("container"),
+			opts, streamIdleTimeout, remotecommand.DefaultStreamCreationTimeout,
+			remotecommand.SupportedStreamingProtocols)
+	})
+	for _, p := range []string{"/exec/{ns}/{pod}/{container}", "/exec/{ns}/{pod}/{uid}/{container}"} {
+		mux.HandleFunc(p, exec)
 	}
 	for _, p := range []string{"/attach/{ns}/{pod}/{container}", "/attach/{ns}/{pod}/{uid}/{container}"} {
-		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
-			opts, err := remotecommand.NewOptions(r)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			remotecommand.ServeAttach(w, r, rt, kwokPodName(r), r.PathValue("uid"), r.PathValue("container"),
-				opts, streamIdleTimeout, remotecommand.DefaultStreamCreationTimeout,
-				remotecommand.SupportedStreamingProtocols)
-		})
+		mux.HandleFunc(p, attach)
 	}
 	for _, p := range []string{"/portForward/{ns}/{pod}", "/portForward/{ns}/{pod}/{uid}"} {
 		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
