@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
@@ -149,6 +150,8 @@ func Run(ctx context.Context, o Options, log klog.Logger, started func()) error 
 		runtime:         rt,
 		recorder:        mgr.GetEventRecorder("sublet-agent"),
 		defaultTemplate: o.DefaultTemplate,
+		clock:           time.Now,
+		log:             log.WithName("sleepmode"),
 	}
 	// A template change re-evaluates every virtual cluster's values.
 	allVirtualClusters := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {

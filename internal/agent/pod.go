@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
+	"maps"
 	"time"
 
 	"helm.sh/helm/v3/pkg/action"
@@ -68,7 +70,7 @@ func (r *podRuntime) releaseValues(args []string) map[string]interface{} {
 	for i, s := range args {
 		a[i] = s
 	}
-	vals := map[string]interface{}{"args": a}
+	vals := map[string]interface{}{"args": a, "replicas": 1}
 	if r.image != nil {
 		vals["image"] = r.image
 	}
@@ -94,7 +96,7 @@ func (r *podRuntime) Ensure(ctx context.Context, vc *storagev1.VirtualCluster, a
 		return State{Message: "installed; waiting for the virtual cluster pod"}, nil
 	case err != nil:
 		return State{}, err
-	case !reflect.DeepEqual(rel.Config, vals) || rel.Chart.Metadata.Version != r.chart.Metadata.Version:
+	case !sameValues(rel.Config, vals) || rel.Chart.Metadata.Version != r.chart.Metadata.Version:
 		upgrade := action.NewUpgrade(cfg)
 		upgrade.Namespace, upgrade.Timeout, upgrade.MaxHistory = vc.Namespace, time.Minute, 5
 		if _, err := upgrade.RunWithContext(ctx, vc.Name, r.chart, vals); err != nil {
@@ -110,6 +112,36 @@ func (r *podRuntime) Ensure(ctx context.Context, vc *storagev1.VirtualCluster, a
 		return State{}, err
 	}
 	return probeKubeconfig(ctx, s.Data["config"])
+}
+
+// Sleep scales vc's StatefulSet to 0 (the release keeps its other values,
+// and its claim keeps the data) and reports stopped once its pod is gone.
+func (r *podRuntime) Sleep(ctx context.Context, vc *storagev1.VirtualCluster) (bool, error) {
+	cfg, err := r.helm(vc.Namespace)
+	if err != nil {
+		return false, err
+	}
+	rel, err := action.NewGet(cfg).Run(vc.Name)
+	switch {
+	case errors.Is(err, driver.ErrReleaseNotFound):
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	if fmt.Sprint(rel.Config["replicas"]) != "0" {
+		vals := maps.Clone(rel.Config)
+		vals["replicas"] = 0
+		upgrade := action.NewUpgrade(cfg)
+		upgrade.Namespace, upgrade.Timeout, upgrade.MaxHistory = vc.Namespace, time.Minute, 5
+		if _, err := upgrade.RunWithContext(ctx, vc.Name, r.chart, vals); err != nil {
+			return false, fmt.Errorf("scale the vcluster release to 0: %w", err)
+		}
+	}
+	_, err = r.host.CoreV1().Pods(vc.Namespace).Get(ctx, vc.Name+"-0", metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return true, nil
+	}
+	return false, err
 }
 
 func (r *podRuntime) Delete(ctx context.Context, vc *storagev1.VirtualCluster) error {
@@ -128,6 +160,14 @@ func (r *podRuntime) Delete(ctx context.Context, vc *storagev1.VirtualCluster) e
 		return err
 	}
 	return nil
+}
+
+// sameValues compares chart values as the release stores them (JSON: a
+// stored 1 reads back as a float).
+func sameValues(a, b map[string]interface{}) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ja, jb)
 }
 
 // splitImage splits REPO:TAG (a registry port is part of REPO).

@@ -276,20 +276,31 @@ func (r *processRuntime) restartCount(vc *storagev1.VirtualCluster) int {
 	return r.restarts[vc.Namespace+"/"+vc.Name].count
 }
 
+// Sleep stops vc's child and forgets it; its directory stays, so Ensure
+// starts it again on the same data.
+func (r *processRuntime) Sleep(_ context.Context, vc *storagev1.VirtualCluster) (bool, error) {
+	r.stop(vc)
+	return true, nil
+}
+
 func (r *processRuntime) Delete(ctx context.Context, vc *storagev1.VirtualCluster) error {
-	dir := r.dir(vc)
-	if pid, ok := r.running(dir); ok {
-		stopProcess(pid, 30*time.Second)
-	}
+	r.stop(vc)
 	if err := deleteSyncerAccount(ctx, r.host, vc); err != nil {
 		return err
+	}
+	return os.RemoveAll(r.dir(vc))
+}
+
+// stop stops vc's child, if it runs, and forgets what this agent knew of it.
+func (r *processRuntime) stop(vc *storagev1.VirtualCluster) {
+	if pid, ok := r.running(r.dir(vc)); ok {
+		stopProcess(pid, 30*time.Second)
 	}
 	r.mu.Lock()
 	delete(r.restarts, vc.Namespace+"/"+vc.Name)
 	delete(r.children, vc.Namespace+"/"+vc.Name)
 	delete(r.adopted, vc.Namespace+"/"+vc.Name)
 	r.mu.Unlock()
-	return os.RemoveAll(dir)
 }
 
 // stopProcess sends SIGTERM, then SIGKILL after grace.

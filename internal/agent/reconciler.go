@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -42,6 +44,12 @@ type reconciler struct {
 	runtime         Runtime
 	recorder        events.EventRecorder
 	defaultTemplate string
+	// clock is the time sleep mode decides at (time.Now; tests inject).
+	clock func() time.Time
+	log   klog.Logger
+	// keptAsleep: sleeping clusters this agent has seen (by UID), to log
+	// once that it keeps them asleep.
+	keptAsleep sync.Map
 }
 
 func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -58,7 +66,7 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 	old := vc.Status.DeepCopy()
-	result, err := r.reconcile(ctx, vc)
+	result, err := r.reconcileAwakeOrAsleep(ctx, vc)
 	vc.Status.ObservedGeneration = vc.Generation
 	vc.Status.Runtime = r.runtime.Name()
 	if !equalStatus(old, &vc.Status) {
@@ -69,7 +77,27 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	return result, err
 }
 
-func (r *reconciler) reconcile(ctx context.Context, vc *storagev1.VirtualCluster) (ctrl.Result, error) {
+// reconcileAwakeOrAsleep applies sleep mode, then, unless the cluster
+// sleeps, runs it.
+func (r *reconciler) reconcileAwakeOrAsleep(ctx context.Context, vc *storagev1.VirtualCluster) (ctrl.Result, error) {
+	tmpls, err := r.templates(ctx, vc)
+	if err != nil {
+		r.setCondition(vc, storagev1.ConditionValuesValid, false, "InvalidValues", err.Error())
+		r.setPhase(vc, storagev1.PhaseFailed, "InvalidValues", "invalid values: "+err.Error()+"; fix them and apply again")
+		return ctrl.Result{}, nil
+	}
+	sleep, err := r.sleepMode(ctx, vc, tmpls)
+	if err != nil || sleep.asleep {
+		return ctrl.Result{RequeueAfter: sleep.after}, err
+	}
+	result, err := r.reconcile(ctx, vc, tmpls)
+	if sleep.after > 0 && (result.RequeueAfter == 0 || sleep.after < result.RequeueAfter) {
+		result.RequeueAfter = sleep.after
+	}
+	return result, err
+}
+
+func (r *reconciler) reconcile(ctx context.Context, vc *storagev1.VirtualCluster, tmpls []template) (ctrl.Result, error) {
 	// A name the runtime would refuse fails here, before anything starts.
 	if msgs := translate.ValidateVClusterName(vc.Name); len(msgs) > 0 {
 		msg := fmt.Sprintf("metadata.name %q %s; names cannot change: create the virtual cluster again under a valid name and delete this one", vc.Name, strings.Join(msgs, "; "))
@@ -79,7 +107,7 @@ func (r *reconciler) reconcile(ctx context.Context, vc *storagev1.VirtualCluster
 		r.setPhase(vc, storagev1.PhaseFailed, "InvalidName", msg)
 		return ctrl.Result{}, nil
 	}
-	eff, err := r.effectiveValues(ctx, vc)
+	eff, err := effectiveValues(vc, tmpls)
 	if err != nil {
 		r.setCondition(vc, storagev1.ConditionValuesValid, false, "InvalidValues", err.Error())
 		r.setPhase(vc, storagev1.PhaseFailed, "InvalidValues", "invalid values: "+err.Error()+"; fix them and apply again")
@@ -146,14 +174,21 @@ func (r *reconciler) reconcile(ctx context.Context, vc *storagev1.VirtualCluster
 	return ctrl.Result{RequeueAfter: superviseEvery}, nil
 }
 
-// effectiveValues merges the cluster's default template, the referenced
-// template and the object's own values.
-func (r *reconciler) effectiveValues(ctx context.Context, vc *storagev1.VirtualCluster) (*values.Effective, error) {
+// template is a VirtualClusterTemplate a virtual cluster starts from, and
+// in which role ("default template" or "template").
+type template struct {
+	*storagev1.VirtualClusterTemplate
+	role string
+}
+
+// templates returns the cluster's default template and the template vc
+// refers to, in that order (either may be absent).
+func (r *reconciler) templates(ctx context.Context, vc *storagev1.VirtualCluster) ([]template, error) {
 	def, err := r.defaultTemplateName(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var layers []values.Layer
+	var out []template
 	for _, t := range []struct{ name, role string }{{def, "default template"}, {templateName(vc), "template"}} {
 		if t.name == "" {
 			continue
@@ -165,7 +200,17 @@ func (r *reconciler) effectiveValues(ctx context.Context, vc *storagev1.VirtualC
 			}
 			return nil, err
 		}
-		layers = append(layers, values.Layer{Source: fmt.Sprintf("%s %q", t.role, t.name), YAML: tmpl.Spec.Template.HelmRelease.Values})
+		out = append(out, template{tmpl, t.role})
+	}
+	return out, nil
+}
+
+// effectiveValues merges the templates' values (default template first)
+// and the object's own.
+func effectiveValues(vc *storagev1.VirtualCluster, tmpls []template) (*values.Effective, error) {
+	var layers []values.Layer
+	for _, t := range tmpls {
+		layers = append(layers, values.Layer{Source: fmt.Sprintf("%s %q", t.role, t.Name), YAML: t.Spec.Template.HelmRelease.Values})
 	}
 	if vc.Spec.HelmRelease != nil {
 		layers = append(layers, values.Layer{Source: "spec.helmRelease.values", YAML: vc.Spec.HelmRelease.Values})

@@ -14,6 +14,10 @@ type Runtime interface {
 	// Ensure makes vc run `sublet vcluster run` with the extra args, and
 	// reports how far it got.
 	Ensure(ctx context.Context, vc *storagev1.VirtualCluster, args []string) (State, error)
+	// Sleep stops vc and keeps its data (sleep mode); stopped reports
+	// whether it has stopped (call again until it has). Ensure starts it
+	// again.
+	Sleep(ctx context.Context, vc *storagev1.VirtualCluster) (stopped bool, err error)
 	// Delete stops vc and removes its data and the host objects the
 	// runtime made for it.
 	Delete(ctx context.Context, vc *storagev1.VirtualCluster) error

@@ -165,7 +165,11 @@ func listVirtualClusters(ctx context.Context, w io.Writer, c *loginConfig, outpu
 	}
 	var rows [][]string
 	for _, v := range list {
-		rows = append(rows, []string{v.Name, v.Namespace, v.Cluster, v.Phase, v.Version, age(v.Created)})
+		phase := v.Phase
+		if v.SleepingSince != "" {
+			phase += " (" + age(v.SleepingSince) + ")"
+		}
+		rows = append(rows, []string{v.Name, v.Namespace, v.Cluster, phase, v.Version, age(v.Created)})
 	}
 	return printList(w, output, list, []string{"NAME", "NAMESPACE", "CLUSTER", "PHASE", "VERSION", "AGE"}, rows)
 }
@@ -447,14 +451,16 @@ func waitReady(ctx context.Context, w io.Writer, cl client.Client, ns, name stri
 	return waitPhase(ctx, w, func(ctx context.Context) (*storagev1.VirtualCluster, error) {
 		vc := &storagev1.VirtualCluster{}
 		return vc, cl.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, vc)
-	}, timeout)
+	}, storagev1.PhaseReady, timeout)
 }
 
 // errInterrupted is what a wait returns when the user interrupted it
 // (Ctrl-C), as opposed to running out of time.
 var errInterrupted = errors.New("interrupted")
 
-func waitPhase(parent context.Context, w io.Writer, get func(context.Context) (*storagev1.VirtualCluster, error), timeout time.Duration) error {
+// waitPhase waits until the virtual cluster get returns has phase want (for
+// Sleeping: and its control plane has stopped), printing each change.
+func waitPhase(parent context.Context, w io.Writer, get func(context.Context) (*storagev1.VirtualCluster, error), want storagev1.VirtualClusterPhase, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	start, last := time.Now(), ""
@@ -470,8 +476,10 @@ func waitPhase(parent context.Context, w io.Writer, get func(context.Context) (*
 				last = line
 			}
 			switch vc.Status.Phase {
-			case storagev1.PhaseReady:
-				return nil
+			case want:
+				if vc.Status.Reason != "Stopping" {
+					return nil
+				}
 			case storagev1.PhaseFailed:
 				return fmt.Errorf("virtual cluster %s failed: %s", vc.Name, vc.Status.Message)
 			}
@@ -481,7 +489,7 @@ func waitPhase(parent context.Context, w io.Writer, get func(context.Context) (*
 			if parent.Err() != nil {
 				return errInterrupted
 			}
-			return fmt.Errorf("virtual cluster not ready after %s (last: %s); --timeout waits longer", timeout, last)
+			return fmt.Errorf("virtual cluster not %s after %s (last: %s)", want, timeout, last)
 		case <-time.After(300 * time.Millisecond):
 		}
 	}

@@ -29,6 +29,7 @@ const recheckEvery = 5 * time.Second
 
 // clusterConfig is a connected host cluster as the server reaches it.
 type clusterConfig struct {
+	name    string
 	version string // of the kubeconfig secret
 	checked time.Time
 	backend *backend
@@ -96,7 +97,7 @@ func (cs *clusterConfigs) get(ctx context.Context, c *storagev1.Cluster) (*clust
 	if err != nil {
 		return nil, err
 	}
-	cc := &clusterConfig{version: secret.ResourceVersion, checked: time.Now(), backend: b, client: cl, kube: kube,
+	cc := &clusterConfig{name: c.Name, version: secret.ResourceVersion, checked: time.Now(), backend: b, client: cl, kube: kube,
 		virtuals: map[string]*virtualBackend{}, reviews: map[string]review{}}
 	cs.configs[c.Name] = cc
 	return cc, nil
@@ -272,10 +273,43 @@ func (s *Server) proxyVirtual(w http.ResponseWriter, r *http.Request, u *User, c
 	case vc == nil:
 		writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("virtual cluster %s/%s does not exist in cluster %s", ns, name, clusterName))
 		return
-	case b == nil || vc.Status.Phase != storagev1.PhaseReady:
+	}
+	target := activityTarget{cc: cc, ns: ns, name: name}
+	counts := r.Header.Get(storagev1.HeaderSleepModeIgnore) != "true"
+	if isAsleep := asleep(vc); isAsleep || starting(vc) || b == nil {
+		// Asleep: wake it and hold the request until it answers; starting
+		// (a wake under way, or a new cluster): hold it too.
+		switch {
+		case isAsleep && !counts:
+			writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, fmt.Sprintf(
+				"virtual cluster %s/%s is sleeping; a request with %s: true does not wake it", ns, name, storagev1.HeaderSleepModeIgnore))
+			return
+		case isAsleep && vc.Annotations[storagev1.AnnotationPreventWakeup] == "true":
+			writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, fmt.Sprintf(
+				"virtual cluster %s/%s is sleeping and was put to sleep with --prevent-wakeup: only 'sublet wakeup vcluster %s' wakes it", ns, name, name))
+			return
+		case !isAsleep && !starting(vc) && vc.Status.Phase != storagev1.PhaseReady:
+			writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, fmt.Sprintf(
+				"virtual cluster %s/%s is not ready (phase %q): %s", ns, name, vc.Status.Phase, vc.Status.Message))
+			return
+		}
+		if vc, b, err = s.activity.wake(r.Context(), target, isAsleep); err != nil {
+			what := "start"
+			if isAsleep {
+				what = "wake"
+			}
+			writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, fmt.Sprintf(
+				"virtual cluster %s/%s did not %s in time: %v; try again, or see 'kubectl describe virtualcluster %s -n %s' on cluster %s", ns, name, what, err, name, ns, clusterName))
+			return
+		}
+	} else if vc.Status.Phase != storagev1.PhaseReady {
 		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, fmt.Sprintf(
 			"virtual cluster %s/%s is not ready (phase %q): %s", ns, name, vc.Status.Phase, vc.Status.Message))
 		return
+	}
+	if counts {
+		target.every = recordEvery(vc)
+		defer s.activity.begin(r.Context(), target, vc)()
 	}
 	// Users who pass the gate are cluster-admin of the virtual cluster.
 	serveAs(b, w, r, path, actingUser(u, user.SystemPrivilegedGroup))

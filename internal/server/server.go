@@ -44,6 +44,7 @@ type Server struct {
 	// serverNames: TLSConfig issues certificates for virtual clusters'
 	// server names.
 	serverNames bool
+	activity    *activity
 }
 
 // New connects to the management cluster and prepares the handlers; Run
@@ -79,7 +80,7 @@ func New(ctx context.Context, mgmtCfg *rest.Config, audit *slog.Logger) (*Server
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{mgmt: mgmt, kube: kube, cache: c, audit: audit, mux: http.NewServeMux()}
+	s := &Server{mgmt: mgmt, kube: kube, cache: c, audit: audit, mux: http.NewServeMux(), activity: newActivity(audit)}
 	s.clusters = &clusterConfigs{mgmt: mgmt, configs: map[string]*clusterConfig{}}
 	s.routes()
 	return s, nil
@@ -106,6 +107,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	go wait.UntilWithContext(ctx, s.updateClusterStatus, clusterStatusEvery)
+	go s.activity.keepOpenAlive(ctx)
 	return nil
 }
 
@@ -334,6 +336,9 @@ type VirtualClusterInfo struct {
 	Phase     string `json:"phase,omitempty"`
 	Version   string `json:"kubernetesVersion,omitempty"`
 	Created   string `json:"created,omitempty"`
+	// SleepingSince and LastActivity are RFC 3339 times (sleep mode).
+	SleepingSince string `json:"sleepingSince,omitempty"`
+	LastActivity  string `json:"lastActivity,omitempty"`
 }
 
 // listVirtualClusters lists, across clusters, the virtual clusters the
@@ -356,8 +361,15 @@ func (s *Server) listVirtualClusters(w http.ResponseWriter, r *http.Request, u *
 		}
 		for _, vc := range vcs.Items {
 			if ok, _ := cc.mayGetVirtualCluster(r.Context(), u, vc.Namespace, vc.Name); ok {
-				out = append(out, VirtualClusterInfo{Cluster: c.Name, Namespace: vc.Namespace, Name: vc.Name,
-					Phase: string(vc.Status.Phase), Version: vc.Status.KubernetesVersion, Created: vc.CreationTimestamp.UTC().Format(time.RFC3339)})
+				info := VirtualClusterInfo{Cluster: c.Name, Namespace: vc.Namespace, Name: vc.Name,
+					Phase: string(vc.Status.Phase), Version: vc.Status.KubernetesVersion, Created: vc.CreationTimestamp.UTC().Format(time.RFC3339)}
+				if t := vc.Status.SleepingSince; t != nil {
+					info.SleepingSince = t.UTC().Format(time.RFC3339)
+				}
+				if t := vc.Status.LastActivity; t != nil {
+					info.LastActivity = t.UTC().Format(time.RFC3339)
+				}
+				out = append(out, info)
 			}
 		}
 	}

@@ -24,6 +24,7 @@ type podSyncer struct {
 	virtualConfigMaps, virtualSecrets cache.Indexer
 	hostConfigMaps, hostSecrets       cache.Indexer
 	virtualServices                   cache.Indexer
+	missing                           *missingAtStart
 }
 
 func newPodSyncer(f factories) (Syncer[*corev1.Pod], []trigger) {
@@ -34,6 +35,7 @@ func newPodSyncer(f factories) (Syncer[*corev1.Pod], []trigger) {
 		hostConfigMaps:    configMapInformer(f.host).GetIndexer(),
 		hostSecrets:       secretInformer(f.host).GetIndexer(),
 		virtualServices:   serviceInformer(f.virtual).GetIndexer(),
+		missing:           &missingAtStart{virtual: pods, host: podInformer(f.host).GetIndexer()},
 	}
 	// Pods waiting for a configmap or secret: retry when it or its host
 	// copy appears.
@@ -130,7 +132,10 @@ func podInformer(f informers.SharedInformerFactory) cache.SharedIndexInformer {
 }
 
 func (s podSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Pod) error {
-	if v.DeletionTimestamp != nil || ranOnHost(v) {
+	if v.DeletionTimestamp == nil && ranOnHost(v) && terminal(v) {
+		return nil // finished: its record stays, nothing runs again
+	}
+	if v.DeletionTimestamp != nil || ranOnHost(v) && !s.missing.take(c, v) {
 		// Deleting, or it ran on the host before and its host pod was
 		// deleted out of band: delete it here too, so its controller
 		// replaces it. No kubelet in the virtual cluster confirms deletion.

@@ -179,7 +179,7 @@ func TestPlatformFidelity(t *testing.T) {
 		t.Fatal("kubectl proxy did not start")
 	}
 	for path, want := range map[string]string{
-		"/api/": `"versions"`,
+		"/api/":                                 `"versions"`,
 		"/api/v1/namespaces/default/configmaps": "kube-root-ca.crt",
 	} {
 		resp, err := http.Get(base + path)

@@ -11,6 +11,7 @@ import (
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=vc;vcluster,categories=sublet
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Asleep",type=date,JSONPath=`.status.sleepingSince`
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.kubernetesVersion`
 // +kubebuilder:printcolumn:name="Runtime",type=string,JSONPath=`.status.runtime`,priority=1
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.message`,priority=1
@@ -110,7 +111,8 @@ type VirtualClusterStatus struct {
 	// +optional
 	Message string `json:"message,omitempty"`
 
-	// Conditions: ValuesValid, ConfigurationValid, IsolationApplied, VersionFallback, RuntimeReady, Ready.
+	// Conditions: ValuesValid, ConfigurationValid, IsolationApplied, VersionFallback, RuntimeReady, Ready,
+	// Sleeping, SleepModeValid.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -137,6 +139,22 @@ type VirtualClusterStatus struct {
 	// this object), as YAML.
 	// +optional
 	EffectiveValues string `json:"effectiveValues,omitempty"`
+
+	// SleepingSince is when the cluster went to sleep (unset while awake).
+	// +optional
+	SleepingSince *metav1.Time `json:"sleepingSince,omitempty"`
+
+	// LastActivity is the last request through the platform the agent knows
+	// of (from the last-activity annotation), or when it was woken.
+	// +optional
+	LastActivity *metav1.Time `json:"lastActivity,omitempty"`
+
+	// SleepAfterSeconds is the sleep-after in force (from the cluster's or
+	// its templates' annotations; 0: none). The platform server records
+	// activity often enough for it: every third of it, at most once a
+	// minute.
+	// +optional
+	SleepAfterSeconds int64 `json:"sleepAfterSeconds,omitempty"`
 
 	// ObservedGeneration is the generation the status describes.
 	// +optional

@@ -1,0 +1,260 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+)
+
+// Sleep mode as the proxy sees it: every request to a virtual cluster
+// counts as activity (recorded in its last-activity annotation at most
+// once per activityEvery, or a third of its sleep-after when that is
+// shorter), a request in flight (a watch, exec, logs -f) keeps counting
+// while it is open, and a request to a sleeping cluster wakes it and waits
+// until it answers.
+const (
+	activityEvery = time.Minute
+	// openCheckEvery is how often requests in flight are looked at (each
+	// is recorded only when its interval has passed).
+	openCheckEvery = time.Second
+	// wakeTimeout bounds how long a request waits for a cluster to wake
+	// (or to finish starting) before it gets a 503.
+	wakeTimeout = 2 * time.Minute
+	// wakePollEvery is how often a waking cluster's phase is read.
+	wakePollEvery = 200 * time.Millisecond
+)
+
+// activityTarget is a virtual cluster whose activity is recorded.
+type activityTarget struct {
+	cc       *clusterConfig
+	ns, name string
+	// every is how often its activity is recorded (see recordEvery).
+	every time.Duration
+}
+
+// recordEvery is how often vc's activity is written: once a minute, or a
+// third of its sleep-after when that is shorter (at least every second),
+// so a cluster in use never looks idle for its sleep-after.
+func recordEvery(vc *storagev1.VirtualCluster) time.Duration {
+	if vc == nil || vc.Status.SleepAfterSeconds <= 0 {
+		return activityEvery
+	}
+	return min(activityEvery, max(time.Second, time.Duration(vc.Status.SleepAfterSeconds)*time.Second/3))
+}
+
+func (t activityTarget) key() string { return t.cc.name + "/" + t.ns + "/" + t.name }
+
+// activity records requests to virtual clusters.
+type activity struct {
+	log     *slog.Logger
+	mu      sync.Mutex
+	written map[string]time.Time // when last-activity was last written, by target key
+	open    map[string]int       // requests in flight, by target key
+	targets map[string]activityTarget
+	wakes   singleflight.Group
+}
+
+func newActivity(log *slog.Logger) *activity {
+	return &activity{log: log, written: map[string]time.Time{}, open: map[string]int{}, targets: map[string]activityTarget{}}
+}
+
+// begin counts a request to t from now until the returned func is called.
+func (a *activity) begin(ctx context.Context, t activityTarget, vc *storagev1.VirtualCluster) func() {
+	k := t.key()
+	a.mu.Lock()
+	a.open[k]++
+	a.targets[k] = t
+	a.mu.Unlock()
+	a.touch(ctx, t, vc)
+	return func() {
+		a.mu.Lock()
+		if a.open[k]--; a.open[k] <= 0 {
+			delete(a.open, k)
+			delete(a.targets, k)
+		}
+		a.mu.Unlock()
+	}
+}
+
+// touch writes t's last-activity annotation now unless it (or this server)
+// wrote it less than activityEvery ago. The write does not hold the request.
+func (a *activity) touch(ctx context.Context, t activityTarget, vc *storagev1.VirtualCluster) {
+	now := time.Now()
+	k := t.key()
+	a.mu.Lock()
+	last := a.written[k]
+	if vc != nil {
+		if n, err := strconv.ParseInt(vc.Annotations[storagev1.AnnotationLastActivity], 10, 64); err == nil && time.Unix(n, 0).After(last) {
+			last = time.Unix(n, 0)
+		}
+	}
+	if now.Sub(last) < t.every {
+		a.mu.Unlock()
+		return
+	}
+	a.written[k] = now
+	a.mu.Unlock()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := annotateVirtualCluster(ctx, t, map[string]*string{storagev1.AnnotationLastActivity: unixString(now)}); err != nil {
+			a.log.Warn("record activity", "virtualcluster", k, "err", err)
+			a.mu.Lock()
+			delete(a.written, k) // try again with the next request
+			a.mu.Unlock()
+		}
+	}()
+}
+
+// keepOpenAlive records activity for the clusters with requests in flight,
+// every openCheckEvery, until ctx ends.
+func (a *activity) keepOpenAlive(ctx context.Context) {
+	tick := time.NewTicker(openCheckEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		a.mu.Lock()
+		targets := make([]activityTarget, 0, len(a.targets))
+		for _, t := range a.targets {
+			targets = append(targets, t)
+		}
+		a.mu.Unlock()
+		for _, t := range targets {
+			// Its sleep-after may have changed since the request began.
+			vc, _, err := t.cc.virtual(ctx, t.ns, t.name)
+			if err != nil || vc == nil {
+				continue
+			}
+			t.every = recordEvery(vc)
+			a.touch(ctx, t, vc)
+		}
+	}
+}
+
+// errStillAsleep: the cluster did not answer within wakeTimeout.
+var errStillAsleep = errors.New("did not wake in time")
+
+// wake asks t to wake (its last-activity now, force-sleep removed) and
+// waits until it is Ready with a backend, or ctx ends, or wakeTimeout.
+// Concurrent requests to the same cluster share one wake.
+func (a *activity) wake(ctx context.Context, t activityTarget, asleep bool) (*storagev1.VirtualCluster, *backend, error) {
+	type woken struct {
+		vc *storagev1.VirtualCluster
+		b  *backend
+	}
+	ch := a.wakes.DoChan(t.key(), func() (interface{}, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wakeTimeout)
+		defer cancel()
+		var askedAt time.Time
+		ask := func() error {
+			askedAt = time.Now()
+			err := annotateVirtualCluster(ctx, t, map[string]*string{
+				storagev1.AnnotationLastActivity: unixString(askedAt),
+				storagev1.AnnotationForceSleep:   nil,
+			})
+			if err != nil {
+				return fmt.Errorf("wake it: %w", err)
+			}
+			a.mu.Lock()
+			a.written[t.key()] = askedAt
+			a.mu.Unlock()
+			return nil
+		}
+		if asleep {
+			if err := ask(); err != nil {
+				return nil, err
+			}
+		}
+		tick := time.NewTicker(wakePollEvery)
+		defer tick.Stop()
+		for {
+			vc, b, err := t.cc.virtual(ctx, t.ns, t.name)
+			switch {
+			case err != nil:
+				return nil, err
+			case vc != nil && sleepingSince(vc).After(askedAt):
+				// Asleep again since we asked (or it went to sleep while
+				// starting): ask again.
+				if err := ask(); err != nil {
+					return nil, err
+				}
+			case vc == nil:
+				return nil, fmt.Errorf("it was deleted")
+			case vc.Status.Phase == storagev1.PhaseFailed:
+				return nil, fmt.Errorf("it failed: %s", vc.Status.Message)
+			case b != nil && vc.Status.Phase == storagev1.PhaseReady:
+				return woken{vc, b}, nil
+			}
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("%w (phase %s: %s)", errStillAsleep, vc.Status.Phase, vc.Status.Message)
+			case <-tick.C:
+			}
+		}
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, nil, res.Err
+		}
+		w := res.Val.(woken)
+		return w.vc, w.b, nil
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+}
+
+// asleep reports whether vc sleeps (or is going to sleep).
+func asleep(vc *storagev1.VirtualCluster) bool {
+	return vc.Annotations[storagev1.AnnotationSleepingSince] != "" || vc.Status.Phase == storagev1.PhaseSleeping
+}
+
+// sleepingSince reads vc's sleeping-since annotation (zero if awake).
+func sleepingSince(vc *storagev1.VirtualCluster) time.Time {
+	n, err := strconv.ParseInt(vc.Annotations[storagev1.AnnotationSleepingSince], 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.Unix(n, 0)
+}
+
+// starting reports whether vc is on its way to Ready.
+func starting(vc *storagev1.VirtualCluster) bool {
+	switch vc.Status.Phase {
+	case "", storagev1.PhasePending, storagev1.PhaseDeploying:
+		return true
+	}
+	return false
+}
+
+// annotateVirtualCluster sets (nil: removes) annotations of t with a merge
+// patch.
+func annotateVirtualCluster(ctx context.Context, t activityTarget, set map[string]*string) error {
+	patch, err := json.Marshal(map[string]interface{}{"metadata": map[string]interface{}{"annotations": set}})
+	if err != nil {
+		return err
+	}
+	vc := &storagev1.VirtualCluster{}
+	vc.Namespace, vc.Name = t.ns, t.name
+	return t.cc.client.Patch(ctx, vc, client.RawPatch(types.MergePatchType, patch))
+}
+
+func unixString(t time.Time) *string {
+	s := strconv.FormatInt(t.Unix(), 10)
+	return &s
+}
