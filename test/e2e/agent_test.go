@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/version"
 
+	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/internal/testenv"
 )
 
@@ -355,6 +356,20 @@ func TestAgentPodRuntime(t *testing.T) {
 	if status != "pod Deploying" {
 		t.Errorf("status %q, want runtime pod, Deploying (no real pod runs here)", status)
 	}
+	// Sleep scales the StatefulSet to 0 and keeps the release; waking
+	// scales it back.
+	kubectl(t, hk, "", "annotate", "virtualcluster/podvc", "-n", ns, storagev1.AnnotationForceSleep+"=true")
+	waitVCPhase(t, ns, "podvc", storagev1.PhaseSleeping, 90*time.Second)
+	if r := kubectl(t, hk, "", "get", "statefulset", "podvc", "-n", ns, "-o", "jsonpath={.spec.replicas}"); r != "0" {
+		t.Errorf("asleep: the StatefulSet has %s replicas, want 0", r)
+	}
+	kubectl(t, hk, "", "annotate", "virtualcluster/podvc", "-n", ns, storagev1.AnnotationForceSleep+"-",
+		fmt.Sprintf("%s=%d", storagev1.AnnotationLastActivity, time.Now().Unix()+1), "--overwrite")
+	poll(t, 60*time.Second, "the StatefulSet back to 1 replica", func(context.Context) (bool, error) {
+		out, err := exec.Command("kubectl", "--kubeconfig", hk, "get", "statefulset", "podvc", "-n", ns, "-o", "jsonpath={.spec.replicas}").Output()
+		return err == nil && string(out) == "1", nil
+	})
+
 	kubectl(t, hk, "", "delete", "virtualcluster", "podvc", "-n", ns, "--timeout=60s")
 	out := kubectl(t, hk, "", "get", "statefulsets,services,serviceaccounts,roles,rolebindings,secrets,persistentvolumeclaims", "-n", ns, "-o", "name")
 	if strings.Contains(out, "podvc") {

@@ -252,8 +252,13 @@ func TestSleepMode(t *testing.T) {
 	_ = watch.Wait()
 	waitVCPhase(t, ns, "nap", storagev1.PhaseSleeping, 60*time.Second)
 
-	// delete-after deletes a cluster and its host objects.
-	kubectl(t, hk, fmt.Sprintf("apiVersion: storage.loft.sh/v1\nkind: VirtualCluster\nmetadata:\n  name: brief\n  namespace: %s\n  annotations: {%s: \"12\"}\n", ns, storagev1.AnnotationDeleteAfter), "apply", "-f", "-")
+	// delete-after, set by the template the cluster uses, deletes a
+	// cluster and its host objects.
+	t.Cleanup(func() {
+		_ = exec.Command("kubectl", "--kubeconfig", hk, "delete", "virtualclustertemplate", "e2e-short-lived", "--ignore-not-found").Run()
+	})
+	kubectl(t, hk, fmt.Sprintf("apiVersion: storage.loft.sh/v1\nkind: VirtualClusterTemplate\nmetadata:\n  name: e2e-short-lived\n  annotations: {%s: \"12\"}\nspec: {}\n", storagev1.AnnotationDeleteAfter), "apply", "-f", "-")
+	kubectl(t, hk, fmt.Sprintf("apiVersion: storage.loft.sh/v1\nkind: VirtualCluster\nmetadata: {name: brief, namespace: %s}\nspec:\n  templateRef: {name: e2e-short-lived}\n", ns), "apply", "-f", "-")
 	kubectl(t, hk, "", "wait", "--for=jsonpath={.status.phase}=Ready", "virtualcluster/brief", "-n", ns, "--timeout=120s")
 	kubectl(t, hk, "", "wait", "--for=delete", "virtualcluster/brief", "-n", ns, "--timeout=60s")
 	if _, err := host.Client.CoreV1().Secrets(ns).Get(context.Background(), "vc-brief", metav1.GetOptions{}); err == nil {
