@@ -22,5 +22,5 @@ fi
 echo "== start times and memory"
 {
   go test -run '^$' -bench 'Start' -benchtime "${BENCH_TIME:-5x}" -timeout 30m ./bench/
-  go test -run '^$' -bench 'Memory|PodSync|VirtualClusterCreate' -benchtime 1x -timeout 30m ./bench/
+  go test -run '^$' -bench 'Memory|PodSync|VirtualClusterCreate|Wake' -benchtime 1x -timeout 30m ./bench/
 } | tee bench/last-run.txt
