@@ -74,7 +74,10 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			err = uerr
 		}
 	}
-	return result, err
+	if err != nil {
+		return ctrl.Result{}, err // retried with backoff
+	}
+	return result, nil
 }
 
 // reconcileAwakeOrAsleep applies sleep mode, then, unless the cluster

@@ -106,23 +106,6 @@ func printList(w io.Writer, output string, items interface{}, header []string, r
 	return fmt.Errorf("-o %q: must be table, json or yaml", output)
 }
 
-func age(created string) string {
-	t, err := time.Parse(time.RFC3339, created)
-	if err != nil {
-		return ""
-	}
-	d := time.Since(t).Round(time.Second)
-	switch {
-	case d < 2*time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < 2*time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
-}
-
 func newListCommand() *cobra.Command {
 	var output string
 	cmd := &cobra.Command{Use: "list", Short: "List clusters, virtual clusters or access keys of the platform"}
@@ -167,9 +150,9 @@ func listVirtualClusters(ctx context.Context, w io.Writer, c *loginConfig, outpu
 	for _, v := range list {
 		phase := v.Phase
 		if v.SleepingSince != "" {
-			phase += " (" + age(v.SleepingSince) + ")"
+			phase += " (" + server.Age(v.SleepingSince) + ")"
 		}
-		rows = append(rows, []string{v.Name, v.Namespace, v.Cluster, phase, v.Version, age(v.Created)})
+		rows = append(rows, []string{v.Name, v.Namespace, v.Cluster, phase, v.Version, server.Age(v.Created)})
 	}
 	return printList(w, output, list, []string{"NAME", "NAMESPACE", "CLUSTER", "PHASE", "VERSION", "AGE"}, rows)
 }

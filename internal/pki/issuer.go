@@ -37,3 +37,6 @@ func (i *Issuer) Serving(host string) (*tls.Certificate, error) {
 	}
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }
+
+// CAPEM is the issuer's CA certificate, PEM-encoded: what clients trust.
+func (i *Issuer) CAPEM() []byte { return PEMBlock("CERTIFICATE", i.ca.Raw) }

@@ -58,6 +58,11 @@ func (s *Server) authenticate(ctx context.Context, r *http.Request) (*User, erro
 	if !ok || token == "" {
 		return nil, errUnauthorized
 	}
+	return s.authenticateKey(ctx, token)
+}
+
+// authenticateKey finds the valid AccessKey whose key is token.
+func (s *Server) authenticateKey(ctx context.Context, token string) (*User, error) {
 	list := &storagev1.AccessKeyList{}
 	if err := s.cache.List(ctx, list, client.MatchingFields{keyHashIndex: HashKey(token)}); err != nil {
 		return nil, err

@@ -45,6 +45,10 @@ type Server struct {
 	// server names.
 	serverNames bool
 	activity    *activity
+	// caPEM is the CA clients trust for this server, when it has its own
+	// (kubeconfigs the UI hands out carry it).
+	caPEM []byte
+	ui    *ui
 }
 
 // New connects to the management cluster and prepares the handlers; Run
@@ -170,6 +174,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/v1/clusters", s.authenticated(s.listClusters))
 	s.mux.HandleFunc("GET /api/v1/virtualclusters", s.authenticated(s.listVirtualClusters))
 	s.apiRoutes()
+	s.uiRoutes()
 }
 
 // statusRecorder writes the request's audit record as soon as its status
@@ -312,6 +317,8 @@ type ClusterInfo struct {
 	Name        string `json:"name"`
 	DisplayName string `json:"displayName,omitempty"`
 	Phase       string `json:"phase,omitempty"`
+	Message     string `json:"message,omitempty"`
+	Version     string `json:"kubernetesVersion,omitempty"`
 }
 
 func (s *Server) listClusters(w http.ResponseWriter, r *http.Request, _ *User) {
@@ -322,7 +329,7 @@ func (s *Server) listClusters(w http.ResponseWriter, r *http.Request, _ *User) {
 	}
 	out := []ClusterInfo{}
 	for _, c := range list.Items {
-		out = append(out, ClusterInfo{Name: c.Name, DisplayName: c.Spec.DisplayName, Phase: c.Status.Phase})
+		out = append(out, ClusterInfo{Name: c.Name, DisplayName: c.Spec.DisplayName, Phase: c.Status.Phase, Message: c.Status.Message, Version: c.Status.KubernetesVersion})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	writeJSON(w, out)
@@ -336,6 +343,8 @@ type VirtualClusterInfo struct {
 	Phase     string `json:"phase,omitempty"`
 	Version   string `json:"kubernetesVersion,omitempty"`
 	Created   string `json:"created,omitempty"`
+	// Template is the VirtualClusterTemplate it was made from.
+	Template string `json:"template,omitempty"`
 	// SleepingSince and LastActivity are RFC 3339 times (sleep mode).
 	SleepingSince string `json:"sleepingSince,omitempty"`
 	LastActivity  string `json:"lastActivity,omitempty"`
@@ -363,6 +372,9 @@ func (s *Server) listVirtualClusters(w http.ResponseWriter, r *http.Request, u *
 			if ok, _ := cc.mayGetVirtualCluster(r.Context(), u, vc.Namespace, vc.Name); ok {
 				info := VirtualClusterInfo{Cluster: c.Name, Namespace: vc.Namespace, Name: vc.Name,
 					Phase: string(vc.Status.Phase), Version: vc.Status.KubernetesVersion, Created: vc.CreationTimestamp.UTC().Format(time.RFC3339)}
+				if vc.Spec.TemplateRef != nil {
+					info.Template = vc.Spec.TemplateRef.Name
+				}
 				if t := vc.Status.SleepingSince; t != nil {
 					info.SleepingSince = t.UTC().Format(time.RFC3339)
 				}

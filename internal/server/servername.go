@@ -96,6 +96,7 @@ func (s *Server) TLSConfig(cert tls.Certificate, issuer *pki.Issuer) *tls.Config
 		names := &serverNameCerts{issuer: issuer, def: &cert, certs: map[string]*tls.Certificate{}}
 		cfg.GetCertificate = names.get
 		s.serverNames = true
+		s.caPEM = issuer.CAPEM()
 	}
 	return cfg
 }
