@@ -200,8 +200,9 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
   sublet use vcluster                    # list them; 'sublet use vcluster NAME' switches
   sublet delete vcluster team-a
   KUBECONFIG=%s kubectl get pods -A   # the host: synced pods under translated names
+Web UI: %s/ (log in with the admin access key in %s; the certificate is signed by %s)
 Press Ctrl-C to stop; 'sublet up' again resumes.
-`, upReadyLine, o.vcluster, hostKubeconfig)
+`, upReadyLine, o.vcluster, hostKubeconfig, url, filepath.Join(o.stateDir, "admin.key"), caFile)
 
 	select {
 	case <-ctx.Done():
