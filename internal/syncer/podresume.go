@@ -22,10 +22,17 @@ type missingAtStart struct {
 	uids          map[types.UID]bool
 }
 
+// init scans once, at the first reconcile of any pod: the engine
+// reconciles every virtual pod as soon as its caches synced, so that is
+// when the syncer starts, before any host pod can vanish while it watches.
+func (m *missingAtStart) init(c *Context) {
+	m.once.Do(func() { m.uids = m.scan(c) })
+}
+
 // take reports whether v's host pod was missing at start, and forgets it:
 // a host pod created again and then lost is treated as any other.
 func (m *missingAtStart) take(c *Context, v *corev1.Pod) bool {
-	m.once.Do(func() { m.uids = m.scan(c) })
+	m.init(c)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.uids[v.UID] {

@@ -132,6 +132,7 @@ func podInformer(f informers.SharedInformerFactory) cache.SharedIndexInformer {
 }
 
 func (s podSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Pod) error {
+	s.missing.init(c)
 	if v.DeletionTimestamp == nil && ranOnHost(v) && terminal(v) {
 		return nil // finished: its record stays, nothing runs again
 	}
@@ -181,6 +182,7 @@ func (s podSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Pod) error 
 }
 
 func (s podSyncer) Both(ctx context.Context, c *Context, v, h *corev1.Pod) error {
+	s.missing.init(c)
 	if v.DeletionTimestamp != nil {
 		if h.DeletionTimestamp == nil {
 			return deleteOwned(c.Host.CoreV1().Pods(h.Namespace).Delete(ctx, h.Name, metav1.DeleteOptions{
