@@ -22,6 +22,8 @@ var syncerRules = []rbacv1.PolicyRule{
 		Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 	// For the virtual nodes' kubelet API: kubectl logs, exec, attach, port-forward.
 	{APIGroups: []string{""}, Resources: []string{"pods/log", "pods/exec", "pods/attach", "pods/portforward"}, Verbs: []string{"get", "create"}},
+	// For service and pod proxying (kubectl proxy, kubectl get --raw …/proxy/…).
+	{APIGroups: []string{""}, Resources: []string{"services/proxy", "pods/proxy"}, Verbs: []string{"get", "create", "update", "patch", "delete"}},
 	{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingresses"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 	{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 }

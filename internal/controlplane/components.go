@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 
 	"github.com/spf13/pflag"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	genericapiserver "k8s.io/apiserver/pkg/server"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	cliflag "k8s.io/component-base/cli/flag"
 	logsapi "k8s.io/component-base/logs/api/v1"
 	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
@@ -41,8 +44,9 @@ func parseComponentFlags(name string, fss cliflag.NamedFlagSets, args []string) 
 
 // runAPIServer runs kube-apiserver with args, serving on listener, until
 // ctx ends. Its logs, and those of every component in the process, go to
-// logOut.
-func runAPIServer(ctx context.Context, args []string, listener net.Listener, logOut io.Writer) error {
+// logOut. wrap, if not nil, wraps the API handler inside the server's
+// filters (see ControlPlane.WrapAPIHandler).
+func runAPIServer(ctx context.Context, args []string, listener net.Listener, logOut io.Writer, wrap func(http.Handler) http.Handler) error {
 	s := apiserveroptions.NewServerRunOptions()
 	if err := parseComponentFlags("kube-apiserver", s.Flags(), args); err != nil {
 		return err
@@ -64,7 +68,40 @@ func runAPIServer(ctx context.Context, args []string, listener net.Listener, log
 	if errs := completed.Validate(); len(errs) > 0 {
 		return fmt.Errorf("kube-apiserver: %w", utilerrors.NewAggregate(errs))
 	}
-	return apiserverapp.Run(ctx, completed)
+	if wrap == nil {
+		return apiserverapp.Run(ctx, completed)
+	}
+	// What apiserverapp.Run does, with wrap inside the outermost server's
+	// handler chain (the aggregator's: every request passes its filters,
+	// then reaches wrap, then the servers it delegates to).
+	if completed.InformerName == nil {
+		name, err := cache.NewInformerName("kube-apiserver")
+		if err != nil {
+			return err
+		}
+		completed.InformerName = name
+	}
+	config, err := apiserverapp.NewConfig(completed)
+	if err != nil {
+		return fmt.Errorf("kube-apiserver: %w", err)
+	}
+	chain := config.Aggregator.GenericConfig.BuildHandlerChainFunc
+	config.Aggregator.GenericConfig.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
+		return chain(wrap(h), c)
+	}
+	cc, err := config.Complete()
+	if err != nil {
+		return fmt.Errorf("kube-apiserver: %w", err)
+	}
+	server, err := apiserverapp.CreateServerChain(cc)
+	if err != nil {
+		return fmt.Errorf("kube-apiserver: %w", err)
+	}
+	prepared, err := server.PrepareRun()
+	if err != nil {
+		return fmt.Errorf("kube-apiserver: %w", err)
+	}
+	return prepared.Run(ctx)
 }
 
 // runControllerManager runs kube-controller-manager with args until ctx ends.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -42,7 +43,14 @@ type ControlPlane struct {
 	log  klog.Logger
 	lock *os.File
 	logs io.Writer
+	wrap func(http.Handler) http.Handler
 }
+
+// WrapAPIHandler makes wrap see every request the API server serves,
+// inside its filters: authenticated, authorized, with its request info in
+// the context. The virtual cluster redirects what must run on the host
+// (service and pod proxying) this way.
+func (cp *ControlPlane) WrapAPIHandler(wrap func(http.Handler) http.Handler) { cp.wrap = wrap }
 
 // SetLogOutput sends the components' logs to w instead of stderr.
 func (cp *ControlPlane) SetLogOutput(w io.Writer) { cp.logs = w }
@@ -145,7 +153,9 @@ func (cp *ControlPlane) Run(ctx context.Context, ready func(Info) error) error {
 	defer stopAPI()
 	apiDone := make(chan error, 1)
 	served = true
-	go func() { apiDone <- runAPIServer(apiCtx, cp.apiserverArgs(storeURL, port), listener, cp.logOut()) }()
+	go func() {
+		apiDone <- runAPIServer(apiCtx, cp.apiserverArgs(storeURL, port), listener, cp.logOut(), cp.wrap)
+	}()
 	if err := waitReady(ctx, adminREST, apiDone); err != nil {
 		stopAPI()
 		return err

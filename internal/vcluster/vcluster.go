@@ -226,6 +226,9 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 		return err
 	}
 	metrics := syncer.NewMetrics(reg)
+	// Service and pod proxying reach the host copies (once the syncer runs).
+	redirect := &syncer.ProxyRedirect{}
+	cp.WrapAPIHandler(redirect.Wrap)
 	return cp.Run(ctx, func(info controlplane.Info) error {
 		virtual, err := kubernetes.NewForConfig(withThroughput(info.Admin, virtualQPS))
 		if err != nil {
@@ -252,11 +255,16 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 				return err
 			}
 		}
-		kubelet, err := startKubeletProxy(ctx, sctx, withThroughput(hostCfg, hostQPS), cp.DataDir(), o.ControlPlane.AdvertiseAddress, log)
+		hostAPI, err := kubeproxy.NewBackend(withThroughput(hostCfg, hostQPS))
+		if err != nil {
+			return err
+		}
+		kubelet, err := startKubeletProxy(ctx, sctx, hostAPI, cp.DataDir(), o.ControlPlane.AdvertiseAddress, log)
 		if err != nil {
 			return err
 		}
 		sctx.Kubelet = kubelet
+		redirect.Start(sctx, hostAPI)
 		go func() {
 			if err := syncer.Run(ctx, sctx, selected, metrics); err != nil {
 				log.Error(err, "syncer stopped")
@@ -317,13 +325,9 @@ func publishKubeconfig(ctx context.Context, host kubernetes.Interface, o Options
 // (logs, exec, attach, port-forward through the host API server) on
 // address, with the control plane's serving certificate, to the virtual API
 // server alone.
-func startKubeletProxy(ctx context.Context, sctx *syncer.Context, hostCfg *rest.Config, dataDir, address string, log klog.Logger) (*syncer.KubeletEndpoint, error) {
+func startKubeletProxy(ctx context.Context, sctx *syncer.Context, backend *kubeproxy.Backend, dataDir, address string, log klog.Logger) (*syncer.KubeletEndpoint, error) {
 	if address == "" {
 		address = "127.0.0.1"
-	}
-	backend, err := kubeproxy.NewBackend(hostCfg)
-	if err != nil {
-		return nil, err
 	}
 	l, err := net.Listen("tcp", net.JoinHostPort(address, "0"))
 	if err != nil {
