@@ -167,6 +167,20 @@ func (t *vclusterTarget) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&t.space, "space", "", "Namespace of the virtual cluster; default: vcluster-NAME.")
 }
 
+// client logs in and returns a client for the cluster that holds virtual
+// cluster name, and its cluster and namespace.
+func (t *vclusterTarget) client(ctx context.Context, name string) (cl client.Client, cluster, ns string, err error) {
+	c, err := loadLogin()
+	if err != nil {
+		return nil, "", "", err
+	}
+	if cluster, ns, err = t.resolve(ctx, c, name); err != nil {
+		return nil, "", "", err
+	}
+	cl, err = c.clusterClient(cluster)
+	return cl, cluster, ns, err
+}
+
 // resolve fills the cluster and namespace of virtual cluster name.
 func (t *vclusterTarget) resolve(ctx context.Context, c *loginConfig, name string) (cluster, ns string, err error) {
 	if cluster, err = c.pickCluster(ctx, t.cluster); err != nil {
@@ -549,16 +563,8 @@ func newDeleteCommand() *cobra.Command {
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			c, err := loadLogin()
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			cluster, ns, err := t.resolve(ctx, c, name)
-			if err != nil {
-				return err
-			}
-			cl, err := c.clusterClient(cluster)
+			cl, cluster, ns, err := t.client(ctx, name)
 			if err != nil {
 				return err
 			}

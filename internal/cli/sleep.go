@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/sleepmode"
 )
 
 func newSleepCommand() *cobra.Command {
@@ -76,26 +76,14 @@ func changeSleep(cmd *cobra.Command, t *vclusterTarget, name string, set map[str
 	if err := validateTarget(name, t.space); err != nil {
 		return err
 	}
-	c, err := loadLogin()
-	if err != nil {
-		return err
-	}
 	ctx := cmd.Context()
-	cluster, ns, err := t.resolve(ctx, c, name)
-	if err != nil {
-		return err
-	}
-	cl, err := c.clusterClient(cluster)
-	if err != nil {
-		return err
-	}
-	patch, err := json.Marshal(map[string]interface{}{"metadata": map[string]interface{}{"annotations": set}})
+	cl, cluster, ns, err := t.client(ctx, name)
 	if err != nil {
 		return err
 	}
 	obj := &storagev1.VirtualCluster{}
 	obj.Namespace, obj.Name = ns, name
-	if err := cl.Patch(ctx, obj, client.RawPatch(types.MergePatchType, patch)); err != nil {
+	if err := cl.Patch(ctx, obj, client.RawPatch(types.MergePatchType, sleepmode.AnnotationsPatch(set))); err != nil {
 		if apierrors.IsNotFound(err) {
 			return fmt.Errorf("virtual cluster %s does not exist in namespace %s of cluster %s", name, ns, cluster)
 		}

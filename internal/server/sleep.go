@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/sleepmode"
 )
 
 // Sleep mode as the proxy sees it: every request to a virtual cluster
@@ -245,13 +245,9 @@ func starting(vc *storagev1.VirtualCluster) bool {
 // annotateVirtualCluster sets (nil: removes) annotations of t with a merge
 // patch.
 func annotateVirtualCluster(ctx context.Context, t activityTarget, set map[string]*string) error {
-	patch, err := json.Marshal(map[string]interface{}{"metadata": map[string]interface{}{"annotations": set}})
-	if err != nil {
-		return err
-	}
 	vc := &storagev1.VirtualCluster{}
 	vc.Namespace, vc.Name = t.ns, t.name
-	return t.cc.client.Patch(ctx, vc, client.RawPatch(types.MergePatchType, patch))
+	return t.cc.client.Patch(ctx, vc, client.RawPatch(types.MergePatchType, sleepmode.AnnotationsPatch(set)))
 }
 
 func unixString(t time.Time) *string {

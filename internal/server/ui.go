@@ -29,6 +29,7 @@ import (
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/internal/kubeversion"
+	"github.com/sublet-dev/sublet/internal/sleepmode"
 	"github.com/sublet-dev/sublet/internal/translate"
 	"github.com/sublet-dev/sublet/internal/values"
 )
@@ -590,8 +591,7 @@ func (s *Server) vcAction(w http.ResponseWriter, r *http.Request, sess *session)
 	path := s.vcPath(cluster, ns, name)
 	back := vcURL(cluster, ns, name)
 	patch := func(set map[string]*string) error {
-		return s.call(r, sess, http.MethodPatch, path, "application/merge-patch+json",
-			map[string]interface{}{"metadata": map[string]interface{}{"annotations": set}}, nil)
+		return s.call(r, sess, http.MethodPatch, path, "application/merge-patch+json", json.RawMessage(sleepmode.AnnotationsPatch(set)), nil)
 	}
 	var err error
 	flash := ""

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -66,12 +65,7 @@ func TestPlatformFidelity(t *testing.T) {
 
 	// The CLI writes the kube-context: the platform's address, the virtual
 	// cluster's TLS server name.
-	dir := t.TempDir()
-	t.Setenv("SUBLET_CONFIG", filepath.Join(dir, "cli.json"))
-	t.Setenv("KUBECONFIG", filepath.Join(dir, "kubeconfig"))
-	sublet(t, "login", p.url, "--access-key", dana, "--ca-file", p.caFile)
-	sublet(t, "use", "vcluster", "fid", "--cluster", p.cluster, "--space", ns)
-	kc := filepath.Join(dir, "kubeconfig")
+	kc := p.useAsCLI(t, dana, ns, "fid")
 	server := kubectl(t, kc, "", "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}")
 	serverName := kubectl(t, kc, "", "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.tls-server-name}")
 	wantName := fmt.Sprintf("fid.%s.%s.vcluster.sublet.invalid", ns, p.cluster)

@@ -92,6 +92,19 @@ spec:
 	return key
 }
 
+// useAsCLI logs the CLI in with key (a config and kubeconfig of the
+// test's own) and runs `sublet use vcluster` for ns/name; it returns the
+// kubeconfig the CLI wrote.
+func (p *platform) useAsCLI(t *testing.T, key, ns, name string) string {
+	t.Helper()
+	dir := t.TempDir()
+	t.Setenv("SUBLET_CONFIG", filepath.Join(dir, "cli.json"))
+	t.Setenv("KUBECONFIG", filepath.Join(dir, "kubeconfig"))
+	sublet(t, "login", p.url, "--access-key", key, "--ca-file", p.caFile)
+	sublet(t, "use", "vcluster", name, "--cluster", p.cluster, "--space", ns)
+	return filepath.Join(dir, "kubeconfig")
+}
+
 // seedKubeconfig writes the seed's hand-written kubeconfig for a virtual
 // cluster: the server's virtualcluster path and the access key as token.
 func (p *platform) seedKubeconfig(t *testing.T, ns, name, key string) string {

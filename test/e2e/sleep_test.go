@@ -74,12 +74,7 @@ func TestSleepMode(t *testing.T) {
 	kubectl(t, hk, "", "create", "rolebinding", "sleeper", "-n", ns, "--role=vc-sleeper", "--user=sleeper")
 	kubectl(t, hk, "", "wait", "--for=jsonpath={.status.phase}=Ready", "virtualcluster/nap", "-n", ns, "--timeout=120s")
 
-	dir := t.TempDir()
-	t.Setenv("SUBLET_CONFIG", filepath.Join(dir, "cli.json"))
-	t.Setenv("KUBECONFIG", filepath.Join(dir, "kubeconfig"))
-	sublet(t, "login", p.url, "--access-key", admin, "--ca-file", p.caFile)
-	sublet(t, "use", "vcluster", "nap", "--cluster", p.cluster, "--space", ns)
-	kc := filepath.Join(dir, "kubeconfig")
+	kc := p.useAsCLI(t, admin, ns, "nap")
 
 	// Workloads and objects that must survive sleep.
 	kubectl(t, kc, "", "create", "deployment", "web", "--image=nginx", "--replicas=2")
