@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"github.com/spf13/cobra"
 	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/klog/v2"
@@ -32,8 +33,9 @@ back. Everything else (deployments, CRDs, RBAC, namespaces) stays virtual.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runServer(o, o.ControlPlane, "vcluster.log", func(cp *controlplane.ControlPlane, logFile string) error {
-				return vcluster.Run(cmd.Context(), cp, *o, klog.Background(), legacyregistry.Registerer(), func(info controlplane.Info) error {
-					printReady(cmd.OutOrStdout(), "virtual cluster "+o.Name, info, logFile, o.ControlPlane.DataDir)
+				return vcluster.Run(cmd.Context(), cp, *o, klog.Background(), legacyregistry.Registerer(), func(info vcluster.Info) error {
+					printReady(cmd.OutOrStdout(), "virtual cluster "+o.Name, info.Info, logFile, o.ControlPlane.DataDir)
+					fmt.Fprintf(cmd.OutOrStdout(), "Cluster DNS: %s (UDP and TCP)\n", info.DNSAddress)
 					return nil
 				})
 			})

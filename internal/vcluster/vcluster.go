@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/sublet-dev/sublet/internal/clusterdns"
 	"github.com/sublet-dev/sublet/internal/controlplane"
 	"github.com/sublet-dev/sublet/internal/exitcode"
 	"github.com/sublet-dev/sublet/internal/kubeproxy"
@@ -54,6 +55,9 @@ type Options struct {
 	PodAPIEndpoint string
 	// PodDNS is the nameserver of ClusterFirst pods; "" keeps the host's.
 	PodDNS string
+	// DNSListen is HOST:PORT the cluster DNS answers on (UDP and TCP);
+	// default a free port on the bind address.
+	DNSListen string
 	// KubeconfigSecret, if set, is a host Secret in HostNamespace that gets
 	// the admin kubeconfig (key "config") with server KubeconfigServer.
 	KubeconfigSecret string
@@ -84,6 +88,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Listen, "listen", o.Listen, "HOST:PORT the virtual API server listens on (instead of --bind-address and --port).")
 	fs.StringVar(&o.PodAPIEndpoint, "pod-api-endpoint", o.PodAPIEndpoint, "HOST:PORT synced pods reach the virtual API server at (KUBERNETES_SERVICE_HOST/PORT); default: the advertise address and the API server's port.")
 	fs.StringVar(&o.PodDNS, "pod-dns", o.PodDNS, "Nameserver IP for the virtual cluster's ClusterFirst pods; default: they use the host's DNS.")
+	fs.StringVar(&o.DNSListen, "dns-listen", o.DNSListen, "HOST:PORT the virtual cluster's DNS answers on, UDP and TCP (SVC.NS.svc.cluster.local and the rest of the cluster's names; other names go to the host's resolvers); default: a free port on --bind-address.")
 	fs.StringVar(&o.KubeconfigSecret, "kubeconfig-secret", o.KubeconfigSecret, "Host secret (in --host-namespace) to write the admin kubeconfig to, key config; for runtimes where the data dir is not reachable.")
 	fs.StringVar(&o.KubeconfigServer, "kubeconfig-server", o.KubeconfigServer, "Server URL in the --kubeconfig-secret kubeconfig, e.g. https://NAME.NAMESPACE.svc:443; its host is added to the certificate.")
 	fs.StringVar(&o.PodSecurityStandard, "pod-security-standard", o.PodSecurityStandard, "Pod Security Standard every pod must meet before it runs on the host: privileged, baseline or restricted. Namespace labels in the virtual cluster cannot lower it.")
@@ -201,9 +206,16 @@ func (o *Options) hostConfig() (*rest.Config, error) {
 	return restconfig.Load(o.HostKubeconfig, "--host-kubeconfig")
 }
 
+// Info describes a running virtual cluster.
+type Info struct {
+	controlplane.Info
+	// DNSAddress is where its DNS answers (HOST:PORT, UDP and TCP).
+	DNSAddress string
+}
+
 // Run checks the host namespace, starts the control plane on cp and, once
-// it is ready, the syncer; ready is called after both started.
-func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog.Logger, reg prometheus.Registerer, ready func(controlplane.Info) error) error {
+// it is ready, the syncer and the DNS; ready is called after all started.
+func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog.Logger, reg prometheus.Registerer, ready func(Info) error) error {
 	hostCfg, err := o.hostConfig()
 	if err != nil {
 		return err
@@ -265,16 +277,44 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 		}
 		sctx.Kubelet = kubelet
 		redirect.Start(sctx, hostAPI)
+		dnsAddress, err := o.startDNS(ctx, virtual, log)
+		if err != nil {
+			return err
+		}
 		go func() {
 			if err := syncer.Run(ctx, sctx, selected, metrics); err != nil {
 				log.Error(err, "syncer stopped")
 			}
 		}()
 		if ready != nil {
-			return ready(info)
+			return ready(Info{Info: info, DNSAddress: dnsAddress})
 		}
 		return nil
 	})
+}
+
+// startDNS serves the virtual cluster's DNS on o.DNSListen and returns the
+// address it answers at.
+func (o *Options) startDNS(ctx context.Context, virtual kubernetes.Interface, log klog.Logger) (string, error) {
+	addr := o.DNSListen
+	if addr == "" {
+		bind := o.ControlPlane.BindAddress
+		if bind == "" || net.ParseIP(bind).IsUnspecified() {
+			bind = "127.0.0.1"
+		}
+		addr = net.JoinHostPort(bind, "0")
+	}
+	srv, informers, err := clusterdns.New(virtual, clusterdns.HostResolvers("/etc/resolv.conf"))
+	if err != nil {
+		return "", err
+	}
+	informers.Start(ctx.Done())
+	listening, err := srv.Serve(ctx, addr)
+	if err != nil {
+		return "", fmt.Errorf("--dns-listen %s: %w", addr, err)
+	}
+	log.Info("cluster DNS serving", "address", listening)
+	return listening, nil
 }
 
 // withThroughput raises client-side rate limits: the syncer is the virtual
