@@ -53,7 +53,8 @@ type Options struct {
 	// PodAPIEndpoint is HOST:PORT host pods reach the virtual API server
 	// at; default the advertise address and the API server's port.
 	PodAPIEndpoint string
-	// PodDNS is the nameserver of ClusterFirst pods; "" keeps the host's.
+	// PodDNS is the nameserver of ClusterFirst pods; default the ClusterIP
+	// of the virtual cluster's kube-system/kube-dns.
 	PodDNS string
 	// DNSListen is HOST:PORT the cluster DNS answers on (UDP and TCP);
 	// default a free port on the bind address.
@@ -87,7 +88,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.DisableSync, "disable-sync-resources", o.DisableSync, "Resources not to sync (comma list), e.g. ingresses. Known: "+strings.Join(syncer.Names(), ", ")+".")
 	fs.StringVar(&o.Listen, "listen", o.Listen, "HOST:PORT the virtual API server listens on (instead of --bind-address and --port).")
 	fs.StringVar(&o.PodAPIEndpoint, "pod-api-endpoint", o.PodAPIEndpoint, "HOST:PORT synced pods reach the virtual API server at (KUBERNETES_SERVICE_HOST/PORT); default: the advertise address and the API server's port.")
-	fs.StringVar(&o.PodDNS, "pod-dns", o.PodDNS, "Nameserver IP for the virtual cluster's ClusterFirst pods; default: they use the host's DNS.")
+	fs.StringVar(&o.PodDNS, "pod-dns", o.PodDNS, "Nameserver IP for the virtual cluster's ClusterFirst pods; default: the ClusterIP of its kube-system/kube-dns Service, whose host copy routes to the virtual cluster's DNS (--dns-listen).")
 	fs.StringVar(&o.DNSListen, "dns-listen", o.DNSListen, "HOST:PORT the virtual cluster's DNS answers on, UDP and TCP (SVC.NS.svc.cluster.local and the rest of the cluster's names; other names go to the host's resolvers); default: a free port on --bind-address.")
 	fs.StringVar(&o.KubeconfigSecret, "kubeconfig-secret", o.KubeconfigSecret, "Host secret (in --host-namespace) to write the admin kubeconfig to, key config; for runtimes where the data dir is not reachable.")
 	fs.StringVar(&o.KubeconfigServer, "kubeconfig-server", o.KubeconfigServer, "Server URL in the --kubeconfig-secret kubeconfig, e.g. https://NAME.NAMESPACE.svc:443; its host is added to the certificate.")
@@ -254,6 +255,17 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 		if err != nil {
 			return err
 		}
+		dnsAddress, err := o.startDNS(ctx, virtual, log)
+		if err != nil {
+			return err
+		}
+		dnsIP, err := clusterdns.EnsureService(ctx, virtual, dnsAddress)
+		if err != nil {
+			return err
+		}
+		if pods.DNSServer == "" {
+			pods.DNSServer = dnsIP // ClusterFirst pods ask the cluster's DNS
+		}
 		sctx := &syncer.Context{
 			PodSecurity: podSecurity,
 			Translator:  translate.Translator{VCluster: o.Name, HostNamespace: o.HostNamespace},
@@ -277,10 +289,6 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 		}
 		sctx.Kubelet = kubelet
 		redirect.Start(sctx, hostAPI)
-		dnsAddress, err := o.startDNS(ctx, virtual, log)
-		if err != nil {
-			return err
-		}
 		go func() {
 			if err := syncer.Run(ctx, sctx, selected, metrics); err != nil {
 				log.Error(err, "syncer stopped")

@@ -122,6 +122,15 @@ spec:
 			t.Errorf("%s %s: %q (rcode %s, authoritative %v), want %q", dns.TypeToString[c.qtype], c.name, got, dns.RcodeToString[resp.Rcode], resp.Authoritative, c.want)
 		}
 	}
+	// The cluster's kube-dns Service, and ClusterFirst pods pointed at it.
+	dnsIP := kubectl(t, kc, "", "get", "service", "kube-dns", "-n", "kube-system", "-o", "jsonpath={.spec.clusterIP}")
+	if out := kubectl(t, host.Kubeconfig, "", "get", "pod", "db-0-x-default-x-names", "-n", hostNS,
+		"-o", "jsonpath={.spec.dnsPolicy} {.spec.dnsConfig.nameservers[0]} {.spec.dnsConfig.searches[0]}"); out != "None "+dnsIP+" default.svc.cluster.local" {
+		t.Errorf("the host pod's DNS: %q, want the kube-dns ClusterIP %s and the virtual namespace's search path", out, dnsIP)
+	}
+	if out := kubectl(t, host.Kubeconfig, "", "get", "service", "kube-dns-x-kube-system-x-names", "-n", hostNS, "-o", "jsonpath={.spec.clusterIP}"); out != dnsIP {
+		t.Errorf("the host copy of kube-dns has ClusterIP %q, want %s", out, dnsIP)
+	}
 	for _, name := range []string{"nope.default.svc.cluster.local", "web.elsewhere.svc.cluster.local", "nope.db.default.svc.cluster.local"} {
 		if resp := query(t, server, name, dns.TypeA); resp.Rcode != dns.RcodeNameError {
 			t.Errorf("A %s: rcode %s, want NXDOMAIN", name, dns.RcodeToString[resp.Rcode])

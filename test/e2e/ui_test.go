@@ -258,7 +258,12 @@ spec:
 		t.Errorf("new key %q", newKey)
 	}
 	b.shot("accesskey-created")
-	b.run("revoke", chromedp.Click(chromedp.Search(`(//button[text()="Revoke"])[last()]`)), chromedp.WaitVisible(chromedp.CSS(".flash")))
+	// Revoke that key (not the one this session logged in with).
+	created := strings.TrimPrefix(b.text("#created-h"), "New key ")
+	b.run("revoke", chromedp.Click(chromedp.CSS(`button[aria-label="Revoke `+created+`"]`)), chromedp.WaitVisible(chromedp.CSS(".flash")))
+	if flash := b.text(".flash"); !strings.Contains(flash, created) {
+		t.Errorf("after revoking %s: %q", created, flash)
+	}
 	b.shot("accesskey-revoked")
 	b.run("clusters", chromedp.Navigate(p.url+"/clusters"), chromedp.WaitVisible(chromedp.CSS("table")))
 	b.waitText("table", p.cluster, 10*time.Second)
