@@ -97,14 +97,8 @@ func (s *Server) Synced() bool {
 // Serve answers on UDP and TCP at addr until ctx ends; it returns the
 // address it listens on (addr's port 0 picks one) once listening.
 func (s *Server) Serve(ctx context.Context, addr string) (string, error) {
-	pc, err := net.ListenPacket("udp", addr)
+	pc, l, err := listenUDPAndTCP(addr)
 	if err != nil {
-		return "", fmt.Errorf("dns listener: %w", err)
-	}
-	// TCP on the same port as UDP.
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
 		return "", fmt.Errorf("dns listener: %w", err)
 	}
 	udp := &dns.Server{PacketConn: pc, Handler: s}
@@ -117,6 +111,30 @@ func (s *Server) Serve(ctx context.Context, addr string) (string, error) {
 		_ = tcp.Shutdown()
 	}()
 	return pc.LocalAddr().String(), nil
+}
+
+// listenUDPAndTCP listens on addr over UDP and TCP on the same port. With
+// port 0 the UDP port is picked first; when that port is taken for TCP, it
+// tries again with another.
+func listenUDPAndTCP(addr string) (net.PacketConn, net.Listener, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		l, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, l, nil
+		}
+		pc.Close()
+		if port != "0" || attempt == 20 {
+			return nil, nil, err
+		}
+	}
 }
 
 // ServeDNS answers one query.
