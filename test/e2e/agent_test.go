@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/version"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
@@ -381,13 +380,5 @@ func TestAgentPodRuntime(t *testing.T) {
 // virtual cluster ns/name (secret vc-NAME, key config) to a file.
 func publishedKubeconfig(t *testing.T, ns, name string) string {
 	t.Helper()
-	s, err := host.Client.CoreV1().Secrets(ns).Get(context.Background(), "vc-"+name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), name+".kubeconfig")
-	if err := os.WriteFile(path, s.Data["config"], 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return publishedKubeconfigFrom(t, host, ns, name)
 }

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -70,4 +72,54 @@ spec:
 		_, err2 := host.Client.CoreV1().Pods(hostNS).Get(ctx, bottom, metav1.GetOptions{})
 		return apierrors.IsNotFound(err1) && apierrors.IsNotFound(err2), nil
 	})
+}
+
+// TestNestedUnderAgent: the agent with a virtual cluster as its host runs a
+// VirtualCluster applied there; its pod reaches the real host, and deleting
+// the VirtualCluster cleans both levels.
+func TestNestedUnderAgent(t *testing.T) {
+	needHost(t)
+	ctx := context.Background()
+	hostNS := createNamespace(t, host.Client, "vc-agent-outer")
+	outer := startVCluster(t, "base", hostNS)
+	stateDir := t.TempDir()
+	t.Cleanup(func() { killChildren(stateDir) })
+	agent, _, err := testenv.StartUntil(ctx, "Sublet agent is running",
+		"agent", "--kubeconfig", outer.Kubeconfig, "--state-dir", stateDir, "--metrics-bind-address", "0", "--leader-elect=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(agent.Kill)
+	ns := createNamespace(t, outer.Client, "team")
+	kubectl(t, outer.Kubeconfig, "apiVersion: storage.loft.sh/v1\nkind: VirtualCluster\nmetadata: {name: nest, namespace: "+ns+"}\n", "apply", "-f", "-")
+	kubectl(t, outer.Kubeconfig, "", "wait", "--for=jsonpath={.status.phase}=Ready", "virtualcluster/nest", "-n", ns, "--timeout=120s")
+	kc := publishedKubeconfigFrom(t, outer, ns, "nest")
+	kubectl(t, kc, "", "run", "deep", "--image=busybox")
+	kubectl(t, kc, "", "wait", "--for=condition=Ready", "pod/deep", "--timeout=90s")
+	middle := translate.Translator{VCluster: "nest", HostNamespace: ns}.HostName("default", "deep")
+	bottom := translate.Translator{VCluster: "base", HostNamespace: hostNS}.HostName(ns, middle)
+	if phase := kubectl(t, host.Kubeconfig, "", "get", "pod", bottom, "-n", hostNS, "-o", "jsonpath={.status.phase}"); phase != "Running" {
+		t.Errorf("host pod %s: phase %q", bottom, phase)
+	}
+	kubectl(t, outer.Kubeconfig, "", "delete", "virtualcluster", "nest", "-n", ns, "--timeout=60s")
+	poll(t, 60*time.Second, "the pod gone from both levels", func(ctx context.Context) (bool, error) {
+		_, err1 := outer.Client.CoreV1().Pods(ns).Get(ctx, middle, metav1.GetOptions{})
+		_, err2 := host.Client.CoreV1().Pods(hostNS).Get(ctx, bottom, metav1.GetOptions{})
+		return apierrors.IsNotFound(err1) && apierrors.IsNotFound(err2), nil
+	})
+}
+
+// publishedKubeconfigFrom writes the admin kubeconfig the agent published
+// in cluster c for virtual cluster ns/name.
+func publishedKubeconfigFrom(t *testing.T, c *testenv.Process, ns, name string) string {
+	t.Helper()
+	s, err := c.Client.CoreV1().Secrets(ns).Get(context.Background(), "vc-"+name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), name+".kubeconfig")
+	if err := os.WriteFile(path, s.Data["config"], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
