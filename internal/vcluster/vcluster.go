@@ -176,6 +176,11 @@ func (o *Options) validateLocal() error {
 	if _, err := syncer.NewPodSecurity(o.PodSecurityStandard); err != nil {
 		errs = append(errs, fmt.Errorf("--pod-security-standard: %w", err))
 	}
+	if o.DNSListen != "" {
+		if _, _, err := net.SplitHostPort(o.DNSListen); err != nil {
+			errs = append(errs, fmt.Errorf("--dns-listen %q is not HOST:PORT (example: 10.0.0.5:1053)", o.DNSListen))
+		}
+	}
 	if o.PodDNS != "" && net.ParseIP(o.PodDNS) == nil {
 		errs = append(errs, fmt.Errorf("--pod-dns %q is not an IP address", o.PodDNS))
 	}

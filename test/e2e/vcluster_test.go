@@ -160,6 +160,8 @@ func TestVClusterBadInput(t *testing.T) {
 		"vcluster", "run", "--name", "x", "--host-kubeconfig", host.Kubeconfig, "--host-namespace", "default", "--listen", "8443", "--data-dir", t.TempDir())
 	failFast(t, []string{"--pod-dns", "not an IP"},
 		"vcluster", "run", "--name", "x", "--host-kubeconfig", host.Kubeconfig, "--host-namespace", "default", "--pod-dns", "dns.local", "--data-dir", t.TempDir())
+	failFast(t, []string{"--dns-listen", "not HOST:PORT"},
+		"vcluster", "run", "--name", "x", "--host-kubeconfig", host.Kubeconfig, "--host-namespace", "default", "--dns-listen", "1053", "--data-dir", t.TempDir())
 	failFast(t, []string{"--runtime \"vm\"", "process or pod"}, "agent", "--kubeconfig", host.Kubeconfig, "--runtime", "vm", "--state-dir", t.TempDir())
 	failFast(t, []string{"read --kubeconfig"}, "agent", "--kubeconfig", "/nonexistent/kubeconfig", "--state-dir", t.TempDir(), "--metrics-bind-address", "0")
 	failFast(t, []string{"unknown resource \"gadgets\""},
