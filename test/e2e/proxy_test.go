@@ -66,13 +66,35 @@ spec:
 		return err == nil && strings.Contains(string(out), ip), nil
 	})
 
+	// A selectorless service whose endpoints the tenant writes, naming the
+	// pod (an API server proxies only to endpoints that are pods).
+	kubectl(t, kc, fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: manual, namespace: default}
+spec:
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: manual, namespace: default}
+subsets:
+- addresses: [{ip: %s, targetRef: {kind: Pod, name: backend, namespace: default}}]
+  ports: [{port: 8080}]
+`, ip), "apply", "-f", "-")
+	poll(t, 30*time.Second, "the host endpoints of the selectorless service's copy", func(ctx context.Context) (bool, error) {
+		out, err := exec.Command("kubectl", "--kubeconfig", host.Kubeconfig, "get", "endpointslices", "-n", hostNS,
+			"-l", "kubernetes.io/service-name=manual-x-default-x-prox", "-o", "jsonpath={.items[*].endpoints[*].addresses[0]}").Output()
+		return err == nil && strings.Contains(string(out), ip), nil
+	})
+
 	want := "hello from the backend: GET /hello/there?x=1 via /api/v1/namespaces/" + hostNS + "/"
 	for what, path := range map[string]string{
 		"service proxy":               "/api/v1/namespaces/default/services/backend:80/proxy/hello/there?x=1",
 		"service proxy with a scheme": "/api/v1/namespaces/default/services/http:backend:80/proxy/hello/there?x=1",
 		"pod proxy":                   "/api/v1/namespaces/default/pods/backend:8080/proxy/hello/there?x=1",
+		"selectorless service proxy":  "/api/v1/namespaces/default/services/manual:80/proxy/hello/there?x=1",
 	} {
-		if out := kubectl(t, kc, "", "get", "--raw", path); !strings.HasPrefix(out, want) || !strings.Contains(out, "backend-x-default-x-prox") {
+		if out := kubectl(t, kc, "", "get", "--raw", path); !strings.HasPrefix(out, want) || !strings.Contains(out, "-x-default-x-prox") {
 			t.Errorf("%s through the virtual cluster: %q, want it served through the host copy (%q…)", what, out, want)
 		}
 	}
