@@ -11,8 +11,6 @@ import (
 	"github.com/miekg/dns"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/sublet-dev/sublet/internal/testenv"
 )
 
 // BenchmarkClusterDNS: a host and `sublet vcluster run`, one service, then
@@ -23,20 +21,8 @@ func BenchmarkClusterDNS(b *testing.B) {
 	qps, seconds := envInt("SUBLET_BENCH_DNS_QPS", 1000), envInt("SUBLET_BENCH_DNS_SECONDS", 5)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	h, err := testenv.StartHost(ctx, b.TempDir(), 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer h.Kill()
-	const hostNS = "bench-dns"
-	if _, err := h.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hostNS}}, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	vc, err := testenv.Start(ctx, b.TempDir(), "vcluster", "run", "--name", "bench", "--host-kubeconfig", h.Kubeconfig, "--host-namespace", hostNS)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer vc.Kill()
+	_, vc, stop := hostAndVCluster(b, ctx, 1, "bench-dns")
+	defer stop()
 	var server string
 	for deadline := time.Now().Add(10 * time.Second); server == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if m := regexp.MustCompile(`Cluster DNS: (\S+)`).FindStringSubmatch(vc.Output()); m != nil {

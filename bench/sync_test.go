@@ -48,20 +48,9 @@ func BenchmarkPodSync(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	h, err := testenv.StartHost(ctx, b.TempDir(), pods/100+1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer h.Kill()
 	const hostNS = "bench"
-	if _, err := h.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hostNS}}, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	vc, err := testenv.Start(ctx, b.TempDir(), "vcluster", "run", "--name", "bench", "--host-kubeconfig", h.Kubeconfig, "--host-namespace", hostNS)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer vc.Kill()
+	h, vc, stop := hostAndVCluster(b, ctx, pods/100+1, hostNS)
+	defer stop()
 	waitDefaultSA(b, vc.Client)
 
 	created, hostSeen, hostRunning, virtRunning := newPodTimes(), newPodTimes(), newPodTimes(), newPodTimes()
@@ -177,6 +166,26 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// hostAndVCluster starts a host with nodes simulated nodes and `sublet
+// vcluster run --name bench` in its namespace hostNS; stop kills both.
+func hostAndVCluster(b *testing.B, ctx context.Context, nodes int, hostNS string) (h, vc *testenv.Process, stop func()) {
+	b.Helper()
+	h, err := testenv.StartHost(ctx, b.TempDir(), nodes)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := h.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hostNS}}, metav1.CreateOptions{}); err != nil {
+		h.Kill()
+		b.Fatal(err)
+	}
+	vc, err = testenv.Start(ctx, b.TempDir(), "vcluster", "run", "--name", "bench", "--host-kubeconfig", h.Kubeconfig, "--host-namespace", hostNS)
+	if err != nil {
+		h.Kill()
+		b.Fatal(err)
+	}
+	return h, vc, func() { vc.Kill(); h.Kill() }
 }
 
 func waitDefaultSA(b *testing.B, cs kubernetes.Interface) {
