@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -65,8 +64,8 @@ func (r *reconciler) sleepMode(ctx context.Context, vc *storagev1.VirtualCluster
 	vc.Status.SleepAfterSeconds = int64(cfg.SleepAfter / time.Second)
 	now := r.clock()
 	st := sleepmode.State{
-		LastActivity:  unixAnnotation(vc, storagev1.AnnotationLastActivity),
-		SleepingSince: unixAnnotation(vc, storagev1.AnnotationSleepingSince),
+		LastActivity:  sleepmode.When(vc.Annotations, storagev1.AnnotationLastActivity),
+		SleepingSince: sleepmode.When(vc.Annotations, storagev1.AnnotationSleepingSince),
 		AwakeSince:    vc.CreationTimestamp.Time,
 	}
 	// Inactivity counts from when the cluster last woke or became ready,
@@ -114,7 +113,7 @@ func (r *reconciler) sleepMode(ctx context.Context, vc *storagev1.VirtualCluster
 	case d.Sleep:
 		r.recorder.Eventf(vc, nil, corev1.EventTypeNormal, "Sleeping", "SleepMode",
 			"going to sleep (%s): the control plane stops and the host pods are deleted; everything else is kept, and the next request through the platform wakes it", d.Reason)
-		if err := r.annotate(ctx, vc, map[string]*string{storagev1.AnnotationSleepingSince: ptrTo(strconv.FormatInt(now.Unix(), 10))}); err != nil {
+		if err := r.annotate(ctx, vc, map[string]*string{storagev1.AnnotationSleepingSince: sleepmode.Stamp(now)}); err != nil {
 			return sleepOutcome{}, err
 		}
 		r.setCondition(vc, storagev1.ConditionSleeping, true, d.Reason, "asleep: "+sleepReasons[d.Reason])
@@ -171,7 +170,7 @@ func (r *reconciler) sleep(ctx context.Context, vc *storagev1.VirtualCluster, si
 func (r *reconciler) wake(ctx context.Context, vc *storagev1.VirtualCluster, reason string, now time.Time) error {
 	err := r.annotate(ctx, vc, map[string]*string{
 		storagev1.AnnotationSleepingSince: nil,
-		storagev1.AnnotationLastActivity:  ptrTo(strconv.FormatInt(now.Unix(), 10)),
+		storagev1.AnnotationLastActivity:  sleepmode.Stamp(now),
 	})
 	if err != nil {
 		return err
@@ -205,15 +204,3 @@ func (r *reconciler) annotate(ctx context.Context, vc *storagev1.VirtualCluster,
 	vc.Status = status // the patch returns the stored status; keep ours
 	return nil
 }
-
-// unixAnnotation reads an annotation of unix seconds (zero if absent or
-// not a number).
-func unixAnnotation(vc *storagev1.VirtualCluster, key string) time.Time {
-	n, err := strconv.ParseInt(vc.Annotations[key], 10, 64)
-	if err != nil || n <= 0 {
-		return time.Time{}
-	}
-	return time.Unix(n, 0)
-}
-
-func ptrTo(s string) *string { return &s }

@@ -3,12 +3,12 @@ package cli
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
@@ -31,9 +31,9 @@ then only 'sublet wakeup vcluster NAME' does.`,
   sublet sleep vcluster team-a --prevent-wakeup`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			set := map[string]*string{storagev1.AnnotationForceSleep: ptr("true"), storagev1.AnnotationPreventWakeup: nil}
+			set := map[string]*string{storagev1.AnnotationForceSleep: ptr.To("true"), storagev1.AnnotationPreventWakeup: nil}
 			if preventWakeup {
-				set[storagev1.AnnotationPreventWakeup] = ptr("true")
+				set[storagev1.AnnotationPreventWakeup] = ptr.To("true")
 			}
 			return changeSleep(cmd, &t, args[0], set, storagev1.PhaseSleeping, noWait)
 		},
@@ -55,11 +55,7 @@ func newWakeupCommand() *cobra.Command {
 		Example: `  sublet wakeup vcluster demo`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			set := map[string]*string{
-				storagev1.AnnotationForceSleep: nil, storagev1.AnnotationPreventWakeup: nil,
-				storagev1.AnnotationLastActivity: ptr(strconv.FormatInt(time.Now().Unix(), 10)),
-			}
-			return changeSleep(cmd, &t, args[0], set, storagev1.PhaseReady, noWait)
+			return changeSleep(cmd, &t, args[0], sleepmode.WakeupAnnotations(time.Now()), storagev1.PhaseReady, noWait)
 		},
 	}
 	t.addFlags(vc)
@@ -67,8 +63,6 @@ func newWakeupCommand() *cobra.Command {
 	cmd.AddCommand(vc)
 	return cmd
 }
-
-func ptr(s string) *string { return &s }
 
 // changeSleep patches the sleep annotations of virtual cluster name and
 // waits until it reaches phase want.

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
 	"time"
 
@@ -87,11 +86,6 @@ func New(virtual kubernetes.Interface, upstream []string) (*Server, informers.Sh
 		return nil, nil, err
 	}
 	return s, f, nil
-}
-
-// Synced reports whether the informers have their first lists.
-func (s *Server) Synced() bool {
-	return s.services.HasSynced() && s.slices.HasSynced() && s.pods.HasSynced()
 }
 
 // Serve answers on UDP and TCP at addr until ctx ends; it returns the
@@ -429,7 +423,7 @@ func HostResolvers(path string) []string {
 	}
 	var out []string
 	for _, s := range cfg.Servers {
-		out = append(out, net.JoinHostPort(s, strconv.Itoa(53)))
+		out = append(out, net.JoinHostPort(s, "53"))
 	}
 	return out
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
@@ -95,8 +94,8 @@ func (a *activity) touch(ctx context.Context, t activityTarget, vc *storagev1.Vi
 	a.mu.Lock()
 	last := a.written[k]
 	if vc != nil {
-		if n, err := strconv.ParseInt(vc.Annotations[storagev1.AnnotationLastActivity], 10, 64); err == nil && time.Unix(n, 0).After(last) {
-			last = time.Unix(n, 0)
+		if at := sleepmode.When(vc.Annotations, storagev1.AnnotationLastActivity); at.After(last) {
+			last = at
 		}
 	}
 	if now.Sub(last) < t.every {
@@ -108,7 +107,7 @@ func (a *activity) touch(ctx context.Context, t activityTarget, vc *storagev1.Vi
 	go func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if err := annotateVirtualCluster(ctx, t, map[string]*string{storagev1.AnnotationLastActivity: unixString(now)}); err != nil {
+		if err := annotateVirtualCluster(ctx, t, map[string]*string{storagev1.AnnotationLastActivity: sleepmode.Stamp(now)}); err != nil {
 			a.log.Warn("record activity", "virtualcluster", k, "err", err)
 			a.mu.Lock()
 			delete(a.written, k) // try again with the next request
@@ -164,7 +163,7 @@ func (a *activity) wake(ctx context.Context, t activityTarget, asleep bool) (*st
 		ask := func() error {
 			askedAt = time.Now()
 			err := annotateVirtualCluster(ctx, t, map[string]*string{
-				storagev1.AnnotationLastActivity: unixString(askedAt),
+				storagev1.AnnotationLastActivity: sleepmode.Stamp(askedAt),
 				storagev1.AnnotationForceSleep:   nil,
 			})
 			if err != nil {
@@ -187,7 +186,7 @@ func (a *activity) wake(ctx context.Context, t activityTarget, asleep bool) (*st
 			switch {
 			case err != nil:
 				return nil, err
-			case vc != nil && sleepingSince(vc).After(askedAt):
+			case vc != nil && sleepmode.When(vc.Annotations, storagev1.AnnotationSleepingSince).After(askedAt):
 				// Asleep again since we asked (or it went to sleep while
 				// starting): ask again.
 				if err := ask(); err != nil {
@@ -224,15 +223,6 @@ func asleep(vc *storagev1.VirtualCluster) bool {
 	return vc.Annotations[storagev1.AnnotationSleepingSince] != "" || vc.Status.Phase == storagev1.PhaseSleeping
 }
 
-// sleepingSince reads vc's sleeping-since annotation (zero if awake).
-func sleepingSince(vc *storagev1.VirtualCluster) time.Time {
-	n, err := strconv.ParseInt(vc.Annotations[storagev1.AnnotationSleepingSince], 10, 64)
-	if err != nil {
-		return time.Time{}
-	}
-	return time.Unix(n, 0)
-}
-
 // starting reports whether vc is on its way to Ready.
 func starting(vc *storagev1.VirtualCluster) bool {
 	switch vc.Status.Phase {
@@ -248,9 +238,4 @@ func annotateVirtualCluster(ctx context.Context, t activityTarget, set map[strin
 	vc := &storagev1.VirtualCluster{}
 	vc.Namespace, vc.Name = t.ns, t.name
 	return t.cc.client.Patch(ctx, vc, client.RawPatch(types.MergePatchType, sleepmode.AnnotationsPatch(set)))
-}
-
-func unixString(t time.Time) *string {
-	s := strconv.FormatInt(t.Unix(), 10)
-	return &s
 }

@@ -25,6 +25,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
@@ -529,7 +530,6 @@ type detailData struct {
 	Events                   []corev1.Event
 	EventsError              string
 	Kubeconfig, DownloadID   string
-	Server                   string
 	Asleep, Age              string
 }
 
@@ -597,11 +597,10 @@ func (s *Server) vcAction(w http.ResponseWriter, r *http.Request, sess *session)
 	flash := ""
 	switch action {
 	case "sleep":
-		err = patch(map[string]*string{storagev1.AnnotationForceSleep: ptrString("true")})
+		err = patch(map[string]*string{storagev1.AnnotationForceSleep: ptr.To("true")})
 		flash = "Going to sleep."
 	case "wake":
-		err = patch(map[string]*string{storagev1.AnnotationForceSleep: nil, storagev1.AnnotationPreventWakeup: nil,
-			storagev1.AnnotationLastActivity: ptrString(strconv.FormatInt(time.Now().Unix(), 10))})
+		err = patch(sleepmode.WakeupAnnotations(time.Now()))
 		flash = "Waking up."
 	case "delete":
 		if r.PostFormValue("confirm") != name {
@@ -667,7 +666,7 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, sess *session, 
 	}
 	sess.downloads[id] = download{name: name + ".kubeconfig", data: data, expires: time.Now().Add(downloadLifetime)}
 	sess.mu.Unlock()
-	d.Kubeconfig, d.DownloadID, d.Server = string(data), id, server
+	d.Kubeconfig, d.DownloadID = string(data), id
 	s.render(w, http.StatusOK, "detail", pageData{Title: "Virtual cluster " + name, Nav: "list", User: sess.user, CSRF: sess.csrf,
 		Flash: "Access key " + key.Name + " was made for this kubeconfig; it is shown only now.", Data: d})
 }
@@ -767,5 +766,3 @@ func Age(rfc3339 string) string {
 	}
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
-
-func ptrString(s string) *string { return &s }

@@ -34,6 +34,31 @@ func AnnotationsPatch(set map[string]*string) []byte {
 	return data
 }
 
+// Stamp is t as the value of a time annotation (unix seconds).
+func Stamp(t time.Time) *string {
+	s := strconv.FormatInt(t.Unix(), 10)
+	return &s
+}
+
+// When reads time annotation key of ann (zero if absent or not unix
+// seconds).
+func When(ann map[string]string, key string) time.Time {
+	n, err := strconv.ParseInt(ann[key], 10, 64)
+	if err != nil || n <= 0 {
+		return time.Time{}
+	}
+	return time.Unix(n, 0)
+}
+
+// WakeupAnnotations wake a cluster by hand (`sublet wakeup`, the web UI):
+// no more force-sleep or prevent-wakeup, and activity now.
+func WakeupAnnotations(now time.Time) map[string]*string {
+	return map[string]*string{
+		storagev1.AnnotationForceSleep: nil, storagev1.AnnotationPreventWakeup: nil,
+		storagev1.AnnotationLastActivity: Stamp(now),
+	}
+}
+
 // Config is a cluster's sleep mode.
 type Config struct {
 	SleepAfter, DeleteAfter       time.Duration
@@ -111,6 +136,10 @@ func Parse(ann map[string]string) (Config, error) {
 		s, err := cronParser.Parse(v)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("annotation %s=%q: not a cron schedule of 5 fields, minute hour day-of-month month day-of-week (example: \"0 18 * * 1-5\"): %v", key, v, err))
+			return nil
+		}
+		if s.Next(time.Now()).IsZero() {
+			errs = append(errs, fmt.Errorf("annotation %s=%q: the schedule never fires (a day that does not exist in its months?)", key, v))
 			return nil
 		}
 		return s

@@ -30,6 +30,9 @@ func TestParseNamesTheBadAnnotation(t *testing.T) {
 			t.Errorf("%s=%q: error %v, want one naming the annotation and the value", key, val, err)
 		}
 	}
+	if _, err := Parse(map[string]string{storagev1.AnnotationSleepSchedule: "0 0 30 2 *"}); err == nil || !strings.Contains(err.Error(), "never fires") {
+		t.Errorf("a schedule for February 30: %v, want an error that it never fires", err)
+	}
 	c, err := Parse(map[string]string{storagev1.AnnotationSleepAfter: "60", storagev1.AnnotationTimezone: "nowhere"})
 	if err == nil || c.SleepAfter != time.Minute {
 		t.Errorf("a bad time zone should not drop a good sleep-after: %v %v", c.SleepAfter, err)
