@@ -11,13 +11,25 @@ LDFLAGS     := -s -w $(foreach p,$(VERSION_PKGS),-X $(p).gitVersion=$(KUBE_VERSI
 export CGO_ENABLED ?= 0
 export GOFLAGS += -trimpath
 
-.PHONY: help build test test-unit lint codegen demo bench clean
+.PHONY: help build image test test-unit lint codegen demo bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 build: ## build bin/sublet
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sublet
+
+# The image: version shared with the charts (their appVersion), labels and
+# timestamps from the commit, so two builds of one commit are identical.
+IMAGE_VERSION ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' charts/vcluster/Chart.yaml)
+IMAGE_REPO    ?= ghcr.io/sublet-dev/sublet
+IMAGE_ARCHIVE ?= bin/sublet-image.tar
+GIT_REVISION  := $(shell git rev-parse HEAD 2>/dev/null)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+
+image: build ## write the sublet image as an OCI archive, bin/sublet-image.tar (no Docker needed)
+	$(GO) run ./internal/image/cmd/build-image --binary $(BIN) --version $(IMAGE_VERSION) \
+		--tag $(IMAGE_REPO):$(IMAGE_VERSION) --revision $(GIT_REVISION) --created $(SOURCE_DATE_EPOCH) --output $(IMAGE_ARCHIVE)
 
 # Packages whose concurrency matters run again under the race detector.
 RACE_PKGS := ./internal/syncer/... ./internal/translate/... ./internal/pki/...
