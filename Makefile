@@ -45,6 +45,7 @@ lint: ## gofmt, go vet, and generated API files up to date
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
 	$(GO) vet ./...
 	hack/verify-codegen.sh
+	hack/verify-chart-crds.sh
 
 codegen: ## regenerate deepcopy functions and CRDs from api/ (controller-gen)
 	hack/update-codegen.sh

@@ -1,5 +1,6 @@
 // Package charts embeds Sublet's Helm charts: vcluster, which the agent's
-// pod runtime installs per VirtualCluster.
+// pod runtime installs per VirtualCluster, and sublet, the platform (agent
+// and server) for clusters of one's own.
 package charts
 
 import (
@@ -11,13 +12,18 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 )
 
-//go:embed all:vcluster
+//go:embed all:vcluster all:sublet
 var files embed.FS
 
 // VCluster loads the vcluster chart.
-func VCluster() (*chart.Chart, error) {
+func VCluster() (*chart.Chart, error) { return load("vcluster") }
+
+// Sublet loads the platform chart.
+func Sublet() (*chart.Chart, error) { return load("sublet") }
+
+func load(dir string) (*chart.Chart, error) {
 	var buffered []*loader.BufferedFile
-	err := fs.WalkDir(files, "vcluster", func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(files, dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -25,16 +31,11 @@ func VCluster() (*chart.Chart, error) {
 		if err != nil {
 			return err
 		}
-		rel, _ := filepathRel("vcluster", p)
-		buffered = append(buffered, &loader.BufferedFile{Name: rel, Data: data})
+		buffered = append(buffered, &loader.BufferedFile{Name: path.Clean(p[len(dir)+1:]), Data: data})
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return loader.LoadFiles(buffered)
-}
-
-func filepathRel(base, p string) (string, error) {
-	return path.Clean(p[len(base)+1:]), nil
 }
