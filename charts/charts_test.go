@@ -49,7 +49,19 @@ func renderChart(c *chart.Chart, release, namespace string, vals map[string]inte
 	for _, h := range rel.Hooks {
 		b.WriteString("\n---\n# Source: " + h.Path + "\n" + h.Manifest + "\n")
 	}
+	if rel.Info.Notes != "" {
+		b.WriteString("\n---\n# NOTES.txt\n" + commentLines(rel.Info.Notes))
+	}
 	return b.String(), nil
+}
+
+// commentLines makes text a YAML comment, so golden files stay YAML.
+func commentLines(text string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		b.WriteString(strings.TrimRight("# "+l, " ") + "\n")
+	}
+	return b.String()
 }
 
 // render is `helm template demo charts/vcluster -n team-a` with vals.
