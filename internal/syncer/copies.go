@@ -7,6 +7,7 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/sublet-dev/sublet/internal/translate"
@@ -19,9 +20,8 @@ type copyOps[T metav1.Object] struct {
 	hostCopy func(t translate.Translator, v T) T
 	// sameData reports whether host copy h already carries want's content.
 	sameData func(h, want T) bool
-	create   func(ctx context.Context, c *Context, h T) error
-	update   func(ctx context.Context, c *Context, h T) error
-	delete   func(ctx context.Context, c *Context, h T) error
+	// client is the kind's typed client in namespace ns of cs.
+	client func(cs kubernetes.Interface, ns string) writer[T]
 }
 
 // usedCopySyncer keeps a host copy of a configmap or secret exactly while a
@@ -53,13 +53,13 @@ func (s usedCopySyncer[T]) ToHost(ctx context.Context, c *Context, v T) error {
 		return nil
 	}
 	h := s.ops.hostCopy(c.Translator, v)
-	err := s.ops.create(ctx, c, h)
+	_, err := s.ops.client(c.Host, h.GetNamespace()).Create(ctx, h, metav1.CreateOptions{})
 	return c.created(err, v, s.ops.kind, h.GetName())
 }
 
 func (s usedCopySyncer[T]) Both(ctx context.Context, c *Context, v, h T) error {
 	if !s.used(v) {
-		return s.ops.delete(ctx, c, h)
+		return s.ToVirtual(ctx, c, h)
 	}
 	want := s.ops.hostCopy(c.Translator, v)
 	if s.ops.sameData(h, want) && apiequality.Semantic.DeepEqual(h.GetLabels(), want.GetLabels()) &&
@@ -68,11 +68,12 @@ func (s usedCopySyncer[T]) Both(ctx context.Context, c *Context, v, h T) error {
 	}
 	want.SetResourceVersion(h.GetResourceVersion())
 	want.SetUID(h.GetUID())
-	return s.ops.update(ctx, c, want)
+	_, err := s.ops.client(c.Host, want.GetNamespace()).Update(ctx, want, metav1.UpdateOptions{})
+	return err
 }
 
 func (s usedCopySyncer[T]) ToVirtual(ctx context.Context, c *Context, h T) error {
-	return s.ops.delete(ctx, c, h)
+	return deleteHostCopy(ctx, s.ops.client(c.Host, h.GetNamespace()), h)
 }
 
 // usedBy triggers a sync of the configmaps (or secrets) a pod uses, before
@@ -108,17 +109,7 @@ func newConfigMapSyncer(f factories) (Syncer[*corev1.ConfigMap], []trigger) {
 		sameData: func(h, want *corev1.ConfigMap) bool {
 			return apiequality.Semantic.DeepEqual(h.Data, want.Data) && apiequality.Semantic.DeepEqual(h.BinaryData, want.BinaryData)
 		},
-		create: func(ctx context.Context, c *Context, h *corev1.ConfigMap) error {
-			_, err := c.Host.CoreV1().ConfigMaps(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
-			return err
-		},
-		update: func(ctx context.Context, c *Context, h *corev1.ConfigMap) error {
-			_, err := c.Host.CoreV1().ConfigMaps(h.Namespace).Update(ctx, h, metav1.UpdateOptions{})
-			return err
-		},
-		delete: func(ctx context.Context, c *Context, h *corev1.ConfigMap) error {
-			return deleteOwned(c.Host.CoreV1().ConfigMaps(h.Namespace).Delete(ctx, h.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &h.UID}}))
-		},
+		client: func(cs kubernetes.Interface, ns string) writer[*corev1.ConfigMap] { return cs.CoreV1().ConfigMaps(ns) },
 	}
 	return usedCopySyncer[*corev1.ConfigMap]{users: []users{{indexedPods(f), indexConfigMapRefs}}, ops: ops}, []trigger{usedBy(f, configMapRefs)}
 }
@@ -137,17 +128,7 @@ func newSecretSyncer(f factories) (Syncer[*corev1.Secret], []trigger) {
 		sameData: func(h, want *corev1.Secret) bool {
 			return apiequality.Semantic.DeepEqual(h.Data, want.Data) && h.Type == want.Type
 		},
-		create: func(ctx context.Context, c *Context, h *corev1.Secret) error {
-			_, err := c.Host.CoreV1().Secrets(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
-			return err
-		},
-		update: func(ctx context.Context, c *Context, h *corev1.Secret) error {
-			_, err := c.Host.CoreV1().Secrets(h.Namespace).Update(ctx, h, metav1.UpdateOptions{})
-			return err
-		},
-		delete: func(ctx context.Context, c *Context, h *corev1.Secret) error {
-			return deleteOwned(c.Host.CoreV1().Secrets(h.Namespace).Delete(ctx, h.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &h.UID}}))
-		},
+		client: func(cs kubernetes.Interface, ns string) writer[*corev1.Secret] { return cs.CoreV1().Secrets(ns) },
 	}
 	u := []users{{indexedPods(f), indexSecretRefs}, {indexedIngresses(f), indexIngressTLSRefs}}
 	return usedCopySyncer[*corev1.Secret]{users: u, ops: ops}, []trigger{usedBy(f, secretRefs), tlsSecretsOf(f)}

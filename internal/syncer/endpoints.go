@@ -1,14 +1,11 @@
 package syncer
 
 import (
-	"context"
-	"fmt"
-
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/sublet-dev/sublet/internal/translate"
@@ -55,14 +52,20 @@ func hostTargetRef(t translate.Translator, vNamespace string, r *corev1.ObjectRe
 	return &corev1.ObjectReference{Kind: "Pod", Namespace: t.HostNamespace, Name: t.HostName(vNamespace, r.Name)}
 }
 
-type endpointsSyncer struct{ selectorless }
-
 func endpointsInformer(f informers.SharedInformerFactory) cache.SharedIndexInformer {
 	return f.Core().V1().Endpoints().Informer()
 }
 
+// newEndpointsSyncer copies the Endpoints of services without selector.
 func newEndpointsSyncer(f factories) (Syncer[*corev1.Endpoints], []trigger) {
-	return endpointsSyncer{selectorless{serviceInformer(f.virtual).GetIndexer()}}, []trigger{serviceTrigger(f)}
+	s := selectorless{serviceInformer(f.virtual).GetIndexer()}
+	return mirror[*corev1.Endpoints]{
+		kind:      "endpoints",
+		client:    func(cs kubernetes.Interface, ns string) writer[*corev1.Endpoints] { return cs.CoreV1().Endpoints(ns) },
+		translate: hostEndpoints,
+		specInto:  func(dst, src *corev1.Endpoints) { dst.Subsets = src.Subsets },
+		wanted:    func(v *corev1.Endpoints) bool { return s.has(v.Namespace, v.Name) },
+	}, []trigger{serviceTrigger(f)}
 }
 
 func hostEndpoints(t translate.Translator, v *corev1.Endpoints) *corev1.Endpoints {
@@ -79,45 +82,14 @@ func hostEndpoints(t translate.Translator, v *corev1.Endpoints) *corev1.Endpoint
 	return h
 }
 
-func (s endpointsSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Endpoints) error {
-	if !s.has(v.Namespace, v.Name) || v.DeletionTimestamp != nil {
-		return nil
-	}
-	h := hostEndpoints(c.Translator, v)
-	_, err := c.Host.CoreV1().Endpoints(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
-	return c.created(err, v, "endpoints", h.Name)
-}
-
-func (s endpointsSyncer) Both(ctx context.Context, c *Context, v, h *corev1.Endpoints) error {
-	if !s.has(v.Namespace, v.Name) {
-		return s.ToVirtual(ctx, c, h)
-	}
-	want := hostEndpoints(c.Translator, v)
-	if apiequality.Semantic.DeepEqual(h.Subsets, want.Subsets) && apiequality.Semantic.DeepEqual(h.Labels, want.Labels) &&
-		apiequality.Semantic.DeepEqual(h.Annotations, want.Annotations) {
-		return nil
-	}
-	want.ResourceVersion, want.UID = h.ResourceVersion, h.UID
-	if _, err := c.Host.CoreV1().Endpoints(h.Namespace).Update(ctx, want, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("update host endpoints: %w", err)
-	}
-	return nil
-}
-
-func (endpointsSyncer) ToVirtual(ctx context.Context, c *Context, h *corev1.Endpoints) error {
-	return deleteOwned(c.Host.CoreV1().Endpoints(h.Namespace).Delete(ctx, h.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &h.UID}}))
-}
-
-// endpointSliceSyncer copies EndpointSlices the tenant wrote for services
-// without selectors. Slices the virtual control plane's controllers made
-// (from pods, or mirrored from Endpoints) are not copied: the host makes
-// its own.
-type endpointSliceSyncer struct{ selectorless }
-
 func endpointSliceInformer(f informers.SharedInformerFactory) cache.SharedIndexInformer {
 	return f.Discovery().V1().EndpointSlices().Informer()
 }
 
+// newEndpointSliceSyncer copies EndpointSlices the tenant wrote for
+// services without selectors. Slices the virtual control plane's
+// controllers made (from pods, or mirrored from Endpoints) are not copied:
+// the host makes its own.
 func newEndpointSliceSyncer(f factories) (Syncer[*discoveryv1.EndpointSlice], []trigger) {
 	services := serviceInformer(f.virtual).GetIndexer()
 	slices := endpointSliceInformer(f.virtual)
@@ -139,12 +111,21 @@ func newEndpointSliceSyncer(f factories) (Syncer[*discoveryv1.EndpointSlice], []
 		keys, _ := slices.GetIndexer().IndexKeys(byService, o.GetNamespace()+"/"+o.GetName())
 		return keys
 	}}
-	return endpointSliceSyncer{selectorless{services}}, []trigger{t}
+	s := selectorless{services}
+	return mirror[*discoveryv1.EndpointSlice]{
+		kind: "endpointslice",
+		client: func(cs kubernetes.Interface, ns string) writer[*discoveryv1.EndpointSlice] {
+			return cs.DiscoveryV1().EndpointSlices(ns)
+		},
+		translate: hostEndpointSlice,
+		specInto:  func(dst, src *discoveryv1.EndpointSlice) { dst.Endpoints, dst.Ports = src.Endpoints, src.Ports },
+		wanted:    s.tenantSlice,
+	}, []trigger{t}
 }
 
 // tenantSlice reports whether v is a slice the tenant wrote for a service
 // without a selector.
-func (s endpointSliceSyncer) tenantSlice(v *discoveryv1.EndpointSlice) bool {
+func (s selectorless) tenantSlice(v *discoveryv1.EndpointSlice) bool {
 	switch v.Labels[discoveryv1.LabelManagedBy] {
 	case "endpointslice-controller.k8s.io", "endpointslicemirroring-controller.k8s.io":
 		return false
@@ -163,33 +144,4 @@ func hostEndpointSlice(t translate.Translator, v *discoveryv1.EndpointSlice) *di
 		h.Endpoints = append(h.Endpoints, e)
 	}
 	return h
-}
-
-func (s endpointSliceSyncer) ToHost(ctx context.Context, c *Context, v *discoveryv1.EndpointSlice) error {
-	if !s.tenantSlice(v) || v.DeletionTimestamp != nil {
-		return nil
-	}
-	h := hostEndpointSlice(c.Translator, v)
-	_, err := c.Host.DiscoveryV1().EndpointSlices(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
-	return c.created(err, v, "endpointslice", h.Name)
-}
-
-func (s endpointSliceSyncer) Both(ctx context.Context, c *Context, v, h *discoveryv1.EndpointSlice) error {
-	if !s.tenantSlice(v) {
-		return s.ToVirtual(ctx, c, h)
-	}
-	want := hostEndpointSlice(c.Translator, v)
-	if apiequality.Semantic.DeepEqual(h.Endpoints, want.Endpoints) && apiequality.Semantic.DeepEqual(h.Ports, want.Ports) &&
-		apiequality.Semantic.DeepEqual(h.Labels, want.Labels) && apiequality.Semantic.DeepEqual(h.Annotations, want.Annotations) {
-		return nil
-	}
-	want.ResourceVersion, want.UID = h.ResourceVersion, h.UID
-	if _, err := c.Host.DiscoveryV1().EndpointSlices(h.Namespace).Update(ctx, want, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("update host endpointslice: %w", err)
-	}
-	return nil
-}
-
-func (endpointSliceSyncer) ToVirtual(ctx context.Context, c *Context, h *discoveryv1.EndpointSlice) error {
-	return deleteOwned(c.Host.DiscoveryV1().EndpointSlices(h.Namespace).Delete(ctx, h.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &h.UID}}))
 }

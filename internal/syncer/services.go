@@ -88,7 +88,7 @@ func (serviceSyncer) Both(ctx context.Context, c *Context, v, h *corev1.Service)
 }
 
 func (serviceSyncer) ToVirtual(ctx context.Context, c *Context, h *corev1.Service) error {
-	return deleteOwned(c.Host.CoreV1().Services(h.Namespace).Delete(ctx, h.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &h.UID}}))
+	return deleteHostCopy(ctx, c.Host.CoreV1().Services(h.Namespace), h)
 }
 
 // adoptHostClusterIP recreates the virtual service with the host's
