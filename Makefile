@@ -41,14 +41,16 @@ test: build lint ## run the whole test suite: lint, unit and end-to-end tests
 test-unit: ## run the tests that need no cluster
 	$(GO) test -count=1 -short ./...
 
-lint: ## gofmt, go vet, and generated API files up to date
+lint: ## gofmt, go vet, and generated files (API, chart RBAC) up to date
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
 	$(GO) vet ./...
 	hack/verify-codegen.sh
 	hack/verify-chart-crds.sh
+	hack/verify-rbac.sh
 
-codegen: ## regenerate deepcopy functions and CRDs from api/ (controller-gen)
+codegen: ## regenerate deepcopy functions and CRDs from api/ (controller-gen), the chart's RBAC from the syncer's kinds
 	hack/update-codegen.sh
+	hack/update-rbac.sh
 
 demo: build ## bring up the whole platform locally (host, agent, server) with a demo virtual cluster; state in .sublet
 	$(BIN) up --state-dir .sublet

@@ -13,20 +13,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/syncer/kinds"
 )
-
-// syncerRules are the rights the syncer of a virtual cluster has in its
-// host namespace: the kinds it copies, nothing else.
-var syncerRules = []rbacv1.PolicyRule{
-	{APIGroups: []string{""}, Resources: []string{"pods", "services", "endpoints", "configmaps", "secrets", "persistentvolumeclaims", "events"},
-		Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
-	// For the virtual nodes' kubelet API: kubectl logs, exec, attach, port-forward.
-	{APIGroups: []string{""}, Resources: []string{"pods/log", "pods/exec", "pods/attach", "pods/portforward"}, Verbs: []string{"get", "create"}},
-	// For service and pod proxying (kubectl proxy, kubectl get --raw …/proxy/…).
-	{APIGroups: []string{""}, Resources: []string{"services/proxy", "pods/proxy"}, Verbs: []string{"get", "create", "update", "patch", "delete"}},
-	{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingresses"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
-	{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
-}
 
 // nodeReaderRole is the cluster role that lets syncers read host nodes.
 const nodeReaderRole = "sublet:syncer-node-reader"
@@ -55,7 +43,8 @@ func ensureSyncerAccount(ctx context.Context, host kubernetes.Interface, vc *sto
 	if err := create("service account", err); err != nil {
 		return "", err
 	}
-	role := &rbacv1.Role{ObjectMeta: meta, Rules: syncerRules}
+	// The rights of every kind the syncer can sync, in this namespace only.
+	role := &rbacv1.Role{ObjectMeta: meta, Rules: kinds.HostRules()}
 	if _, err := host.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
 		if _, err := host.RbacV1().Roles(ns).Update(ctx, role, metav1.UpdateOptions{}); err != nil {
 			return "", fmt.Errorf("update the syncer's role: %w", err)
@@ -71,7 +60,7 @@ func ensureSyncerAccount(ctx context.Context, host kubernetes.Interface, vc *sto
 	}
 	_, err = host.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: nodeReaderRole, Labels: map[string]string{storagev1.LabelManagedBy: storagev1.AgentName}},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}}},
+		Rules:      kinds.HostClusterRules(),
 	}, metav1.CreateOptions{})
 	if err := create("node reader cluster role", err); err != nil {
 		return "", err

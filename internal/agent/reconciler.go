@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
@@ -22,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/syncer/kinds"
 	"github.com/sublet-dev/sublet/internal/translate"
 	"github.com/sublet-dev/sublet/internal/values"
 )
@@ -301,36 +303,38 @@ func (r *reconciler) delete(ctx context.Context, vc *storagev1.VirtualCluster) e
 }
 
 // deleteHostObjects removes every object the syncer of virtual cluster name
-// made in namespace.
+// made in namespace: its objects of each kind the kinds table deletes with
+// the cluster.
 func deleteHostObjects(ctx context.Context, host kubernetes.Interface, namespace, name string) error {
+	// The table names kinds by resource: a dynamic client over the host
+	// client's own connection (its discovery client's, which is not bound
+	// to one API group) reaches each of them.
+	dyn := dynamic.New(host.Discovery().RESTClient())
 	opts := metav1.ListOptions{LabelSelector: translate.LabelManagedBy + "=" + name}
-	del := metav1.DeleteOptions{}
-	for what, f := range map[string]func() error{
-		"pods":                   func() error { return host.CoreV1().Pods(namespace).DeleteCollection(ctx, del, opts) },
-		"services":               func() error { return deleteServices(ctx, host, namespace, opts) },
-		"endpoints":              func() error { return host.CoreV1().Endpoints(namespace).DeleteCollection(ctx, del, opts) },
-		"endpointslices":         func() error { return host.DiscoveryV1().EndpointSlices(namespace).DeleteCollection(ctx, del, opts) },
-		"configmaps":             func() error { return host.CoreV1().ConfigMaps(namespace).DeleteCollection(ctx, del, opts) },
-		"secrets":                func() error { return host.CoreV1().Secrets(namespace).DeleteCollection(ctx, del, opts) },
-		"persistentvolumeclaims": func() error { return host.CoreV1().PersistentVolumeClaims(namespace).DeleteCollection(ctx, del, opts) },
-		"ingresses":              func() error { return host.NetworkingV1().Ingresses(namespace).DeleteCollection(ctx, del, opts) },
-	} {
-		if err := f(); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("delete the virtual cluster's host %s: %w", what, err)
+	for _, k := range kinds.All() {
+		if !k.DeleteWithCluster {
+			continue
+		}
+		if err := deleteCollection(ctx, dyn.Resource(k.Host).Namespace(namespace), opts); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete the virtual cluster's host %s: %w", k.Name, err)
 		}
 	}
 	return nil
 }
 
-// deleteServices deletes services one by one (services have no
-// deletecollection).
-func deleteServices(ctx context.Context, host kubernetes.Interface, namespace string, opts metav1.ListOptions) error {
-	list, err := host.CoreV1().Services(namespace).List(ctx, opts)
+// deleteCollection deletes the objects opts select, one by one where the
+// resource has no deletecollection (services).
+func deleteCollection(ctx context.Context, c dynamic.ResourceInterface, opts metav1.ListOptions) error {
+	err := c.DeleteCollection(ctx, metav1.DeleteOptions{}, opts)
+	if !apierrors.IsMethodNotSupported(err) {
+		return err
+	}
+	list, err := c.List(ctx, opts)
 	if err != nil {
 		return err
 	}
-	for _, s := range list.Items {
-		if err := host.CoreV1().Services(namespace).Delete(ctx, s.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+	for _, o := range list.Items {
+		if err := c.Delete(ctx, o.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			return err
 		}
 	}

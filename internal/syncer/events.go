@@ -14,7 +14,9 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
 
+	"github.com/sublet-dev/sublet/internal/syncer/kinds"
 	"github.com/sublet-dev/sublet/internal/translate"
 )
 
@@ -31,18 +33,14 @@ type eventSyncer struct {
 	metrics  *Metrics
 }
 
-func newEventSyncer(sctx *Context, _, hf informers.SharedInformerFactory, m *Metrics) Runnable {
+func newEventSyncer(_ string, sctx *Context, f factories, selected map[string]bool, m *Metrics) Runnable {
 	// Events carry no owner label: a factory of their own, namespace only.
 	eventsF := informers.NewSharedInformerFactoryWithOptions(sctx.Host, 10*time.Hour, informers.WithNamespace(sctx.Translator.HostNamespace))
 	s := &eventSyncer{
-		sctx:    sctx,
-		events:  eventsF.Core().V1().Events().Informer(),
-		eventsF: eventsF,
-		involved: map[string]cache.SharedIndexInformer{
-			"Pod":                   podInformer(hf),
-			"Service":               serviceInformer(hf),
-			"PersistentVolumeClaim": pvcInformer(hf),
-		},
+		sctx:     sctx,
+		events:   eventsF.Core().V1().Events().Informer(),
+		eventsF:  eventsF,
+		involved: involvedInformers(sctx.Log, f.host, selected),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "sync-events"}),
 		metrics: m,
@@ -56,6 +54,27 @@ func newEventSyncer(sctx *Context, _, hf informers.SharedInformerFactory, m *Met
 		AddFunc: enqueue, UpdateFunc: func(_, n interface{}) { enqueue(n) },
 	})
 	return s
+}
+
+// involvedInformers are the host informers, by kind, of the selected kinds
+// whose host events are retold (package kinds says which). A kind that is
+// not synced has no host objects of this cluster's to be about, and its
+// informer would need rights the syncer may not have.
+func involvedInformers(log klog.Logger, hf informers.SharedInformerFactory, selected map[string]bool) map[string]cache.SharedIndexInformer {
+	out := map[string]cache.SharedIndexInformer{}
+	for _, k := range kinds.All() {
+		if !k.HostEvents || !selected[k.Name] {
+			continue
+		}
+		inf, err := hf.ForResource(k.Host)
+		if err != nil {
+			// Every row names a built-in resource; this is a bug in the table.
+			log.Error(err, "no informer for a kind whose events are retold", "kind", k.Name)
+			continue
+		}
+		out[k.Kind] = inf.Informer()
+	}
+	return out
 }
 
 func (s *eventSyncer) Name() string { return "events" }

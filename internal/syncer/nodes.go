@@ -35,7 +35,8 @@ type nodeSyncer struct {
 	metrics *Metrics
 }
 
-func newNodeSyncer(sctx *Context, vf, _ informers.SharedInformerFactory, m *Metrics) Runnable {
+func newNodeSyncer(_ string, sctx *Context, f factories, _ map[string]bool, m *Metrics) Runnable {
+	vf := f.virtual
 	hostF := informers.NewSharedInformerFactory(sctx.Host, 10*time.Hour)
 	s := &nodeSyncer{
 		sctx:    sctx,

@@ -15,6 +15,8 @@ import (
 	"k8s.io/klog/v2"
 	psapi "k8s.io/pod-security-admission/api"
 	"k8s.io/pod-security-admission/policy"
+
+	"github.com/sublet-dev/sublet/internal/syncer/kinds"
 )
 
 // Pod security labels a virtual namespace carries, so the virtual API
@@ -26,7 +28,7 @@ const (
 
 // DefaultPodSecurityStandard is the level of a virtual cluster whose
 // values do not name one: an admin sets privileged explicitly.
-const DefaultPodSecurityStandard = "baseline"
+const DefaultPodSecurityStandard = kinds.DefaultPodSecurityStandard
 
 // ReasonPodSecurity is the event and condition reason of a pod the syncer
 // keeps off the host because it violates the cluster's pod security level.

@@ -3,8 +3,6 @@ package syncer
 import (
 	"context"
 	"fmt"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,27 +15,24 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/sublet-dev/sublet/internal/syncer/kinds"
 	"github.com/sublet-dev/sublet/internal/translate"
 )
 
-// registration is one row of the syncer table: name, default, and how to
-// build its controller.
-type registration struct {
-	name    string
-	enabled bool
-	build   func(sctx *Context, vf, hf informers.SharedInformerFactory, m *Metrics) Runnable
-}
+// builder constructs the controller of the syncer of kind name. selected is
+// the whole selection, for syncers that follow other kinds (events).
+type builder func(name string, sctx *Context, f factories, selected map[string]bool, m *Metrics) Runnable
 
 // factories are the shared informer factories of both sides.
 type factories struct {
 	virtual, host informers.SharedInformerFactory
 }
 
-func register[T metav1.Object](name string, enabled bool, vi, hi Informers, build func(f factories) (Syncer[T], []trigger)) registration {
-	return registration{name: name, enabled: enabled, build: func(sctx *Context, vf, hf informers.SharedInformerFactory, m *Metrics) Runnable {
-		s, triggers := build(factories{virtual: vf, host: hf})
-		return newController[T](name, s, sctx, vf, hf, vi, hi, m, triggers)
-	}}
+func register[T metav1.Object](vi, hi Informers, build func(f factories) (Syncer[T], []trigger)) builder {
+	return func(name string, sctx *Context, f factories, _ map[string]bool, m *Metrics) Runnable {
+		s, triggers := build(f)
+		return newController[T](name, s, sctx, f.virtual, f.host, vi, hi, m, triggers)
+	}
 }
 
 // stateless wraps a syncer that needs no informers of other kinds.
@@ -45,56 +40,29 @@ func stateless[T metav1.Object](s Syncer[T]) func(factories) (Syncer[T], []trigg
 	return func(factories) (Syncer[T], []trigger) { return s, nil }
 }
 
-// table lists every syncer. Adding a resource kind is one file and one row.
-func table() []registration {
-	return []registration{
-		register[*corev1.Pod]("pods", true, podInformer, podInformer, newPodSyncer),
-		register[*corev1.Service]("services", true, serviceInformer, serviceInformer, stateless[*corev1.Service](serviceSyncer{})),
-		register[*corev1.ConfigMap]("configmaps", true, configMapInformer, configMapInformer, newConfigMapSyncer),
-		register[*corev1.Secret]("secrets", true, secretInformer, secretInformer, newSecretSyncer),
-		register[*corev1.PersistentVolumeClaim]("persistentvolumeclaims", true, pvcInformer, pvcInformer, newPVCSyncer),
-		register[*networkingv1.Ingress]("ingresses", true, ingressInformer, ingressInformer, newIngressSyncer),
-		register[*corev1.Endpoints]("endpoints", true, endpointsInformer, endpointsInformer, newEndpointsSyncer),
-		register[*discoveryv1.EndpointSlice]("endpointslices", true, endpointSliceInformer, endpointSliceInformer, newEndpointSliceSyncer),
-		{name: "nodes", enabled: true, build: newNodeSyncer},
-		{name: "events", enabled: true, build: newEventSyncer},
+// syncers binds each row of the kinds table (names, defaults, host rights,
+// cleanup: package kinds) to the syncer that implements it.
+func syncers() map[string]builder {
+	return map[string]builder{
+		kinds.Pods:                   register[*corev1.Pod](podInformer, podInformer, newPodSyncer),
+		kinds.Services:               register[*corev1.Service](serviceInformer, serviceInformer, stateless[*corev1.Service](serviceSyncer{})),
+		kinds.ConfigMaps:             register[*corev1.ConfigMap](configMapInformer, configMapInformer, newConfigMapSyncer),
+		kinds.Secrets:                register[*corev1.Secret](secretInformer, secretInformer, newSecretSyncer),
+		kinds.PersistentVolumeClaims: register[*corev1.PersistentVolumeClaim](pvcInformer, pvcInformer, newPVCSyncer),
+		kinds.Ingresses:              register[*networkingv1.Ingress](ingressInformer, ingressInformer, newIngressSyncer),
+		kinds.Endpoints:              register[*corev1.Endpoints](endpointsInformer, endpointsInformer, newEndpointsSyncer),
+		kinds.EndpointSlices:         register[*discoveryv1.EndpointSlice](endpointSliceInformer, endpointSliceInformer, newEndpointSliceSyncer),
+		kinds.Nodes:                  newNodeSyncer,
+		kinds.Events:                 newEventSyncer,
 	}
 }
 
 // Names returns every syncer name, sorted.
-func Names() []string {
-	var out []string
-	for _, r := range table() {
-		out = append(out, r.name)
-	}
-	sort.Strings(out)
-	return out
-}
+func Names() []string { return kinds.Names() }
 
 // Selection picks syncers: the defaults, minus disabled, plus enabled.
 func Selection(enable, disable []string) (map[string]bool, error) {
-	known := map[string]bool{}
-	sel := map[string]bool{}
-	for _, r := range table() {
-		known[r.name] = true
-		sel[r.name] = r.enabled
-	}
-	for _, lists := range []struct {
-		names []string
-		on    bool
-	}{{enable, true}, {disable, false}} {
-		for _, n := range lists.names {
-			n = strings.TrimSpace(n)
-			if n == "" {
-				continue
-			}
-			if !known[n] {
-				return nil, fmt.Errorf("unknown resource %q: known are %s", n, strings.Join(Names(), ", "))
-			}
-			sel[n] = lists.on
-		}
-	}
-	return sel, nil
+	return kinds.Selection(enable, disable)
 }
 
 // Run starts the selected syncers and runs them until ctx ends.
@@ -119,10 +87,16 @@ func Run(ctx context.Context, sctx *Context, selected map[string]bool, m *Metric
 		sctx.PodSecurity = ps
 	}
 	runs := []Runnable{newNamespaceLabeler(sctx, vf)}
-	for _, r := range table() {
-		if selected[r.name] {
-			runs = append(runs, r.build(sctx, vf, hf, m))
+	impl := syncers()
+	for _, k := range kinds.All() {
+		if !selected[k.Name] {
+			continue
 		}
+		build, ok := impl[k.Name]
+		if !ok {
+			return fmt.Errorf("kind %s has no syncer", k.Name)
+		}
+		runs = append(runs, build(k.Name, sctx, factories{virtual: vf, host: hf}, selected, m))
 	}
 	vf.Start(ctx.Done())
 	hf.Start(ctx.Done())

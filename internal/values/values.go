@@ -23,7 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sublet-dev/sublet/internal/kubeversion"
-	"github.com/sublet-dev/sublet/internal/syncer"
+	"github.com/sublet-dev/sublet/internal/syncer/kinds"
 )
 
 // Values are a virtual cluster's settings. The README's "Values reference"
@@ -72,7 +72,7 @@ type Isolation struct {
 // meet: podSecurityStandard, or the syncer's default when unset.
 func (i Isolation) PodSecurityLevel() string {
 	if i.PodSecurityStandard == "" {
-		return syncer.DefaultPodSecurityStandard
+		return kinds.DefaultPodSecurityStandard
 	}
 	return i.PodSecurityStandard
 }
@@ -320,13 +320,13 @@ func Validate(v *Values) field.ErrorList {
 		}
 	}
 	known := map[string]bool{}
-	for _, n := range syncer.Names() {
+	for _, n := range kinds.Names() {
 		known[n] = true
 	}
 	checkResources := func(p *field.Path, a, list string) {
 		for _, n := range strings.Split(list, ",") {
 			if n = strings.TrimSpace(n); n != "" && !known[n] {
-				errs = append(errs, field.NotSupported(p, a, syncer.Names()))
+				errs = append(errs, field.NotSupported(p, a, kinds.Names()))
 			}
 		}
 	}
@@ -342,7 +342,7 @@ func Validate(v *Values) field.ErrorList {
 	}
 	for _, name := range sortedKeys(v.Sync) {
 		if !known[name] {
-			errs = append(errs, field.NotSupported(field.NewPath("sync").Key(name), name, syncer.Names()))
+			errs = append(errs, field.NotSupported(field.NewPath("sync").Key(name), name, kinds.Names()))
 		}
 	}
 	iso := field.NewPath("isolation")

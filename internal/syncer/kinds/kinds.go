@@ -1,0 +1,187 @@
+// Package kinds is the table of the kinds a virtual cluster's syncer
+// handles: one row per kind, with its name in values and flags, whether it
+// is on by default, the host resource it works on, the host rights it needs
+// and what deleting a virtual cluster does to its host objects. Everything
+// that depends on the list of kinds derives from this table: the syncer's
+// selection, the syncer's host Role (the agent's and the chart's), the
+// cleanup on delete, the kinds the events syncer retells events about, and
+// the names values accept.
+//
+// It is a leaf: no engine, no clients, so values and the agent can use it
+// without linking the syncer.
+package kinds
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// Names of the kinds, as values (sync.NAME.enabled) and flags (--sync,
+// --disable-sync-resources) spell them.
+const (
+	Pods                   = "pods"
+	Services               = "services"
+	ConfigMaps             = "configmaps"
+	Secrets                = "secrets"
+	PersistentVolumeClaims = "persistentvolumeclaims"
+	Ingresses              = "ingresses"
+	Endpoints              = "endpoints"
+	EndpointSlices         = "endpointslices"
+	Nodes                  = "nodes"
+	Events                 = "events"
+)
+
+// DefaultPodSecurityStandard is the Pod Security level the pods syncer
+// checks pods against when values name none: an admin sets privileged
+// explicitly.
+const DefaultPodSecurityStandard = "baseline"
+
+// Kind is one row of the table.
+type Kind struct {
+	// Name is the kind's name in values and flags.
+	Name string
+	// Default: synced unless turned off.
+	Default bool
+	// Host is the host resource the syncer reads and writes.
+	Host schema.GroupVersionResource
+	// Kind is the host objects' kind (an event's involvedObject.kind).
+	Kind string
+	// ClusterScoped host objects need cluster-wide rights (a ClusterRole);
+	// all others are in the virtual cluster's host namespace.
+	ClusterScoped bool
+	// Verbs are the host verbs the syncer needs on Host.
+	Verbs []string
+	// Subresources of Host the syncer needs, with their verbs.
+	Subresources []Subresource
+	// DeleteWithCluster: deleting the virtual cluster deletes its host
+	// objects of this kind (those labelled as its own).
+	DeleteWithCluster bool
+	// HostEvents: host events about this virtual cluster's host objects of
+	// this kind are retold in the virtual cluster, about the virtual
+	// objects they copy.
+	HostEvents bool
+}
+
+// Subresource is a subresource of a kind's host resource and the verbs the
+// syncer needs on it.
+type Subresource struct {
+	Name  string
+	Verbs []string
+}
+
+// Verb sets. Functions, not variables: every row gets a slice of its own.
+
+func read() []string { return []string{"get", "list", "watch"} }
+
+// write is what a syncer that keeps host copies needs.
+func write() []string { return []string{"get", "list", "watch", "create", "update", "patch", "delete"} }
+
+// stream is what the kubelet proxy needs for logs, exec, attach and
+// port-forward.
+func stream() []string { return []string{"get", "create"} }
+
+// proxy is what service and pod proxying needs (any HTTP method).
+func proxy() []string { return []string{"get", "create", "update", "patch", "delete"} }
+
+func core(resource string) schema.GroupVersionResource {
+	return schema.GroupVersionResource{Version: "v1", Resource: resource}
+}
+
+// All returns the table, in the order the syncers start. Adding a kind is a
+// row here and its syncer in package syncer.
+func All() []Kind {
+	return []Kind{
+		{Name: Pods, Default: true, Host: core("pods"), Kind: "Pod", Verbs: write(), DeleteWithCluster: true, HostEvents: true,
+			Subresources: []Subresource{
+				{"log", stream()}, {"exec", stream()}, {"attach", stream()}, {"portforward", stream()}, {"proxy", proxy()},
+			}},
+		{Name: Services, Default: true, Host: core("services"), Kind: "Service", Verbs: write(), DeleteWithCluster: true, HostEvents: true,
+			Subresources: []Subresource{{"proxy", proxy()}}},
+		{Name: ConfigMaps, Default: true, Host: core("configmaps"), Kind: "ConfigMap", Verbs: write(), DeleteWithCluster: true},
+		{Name: Secrets, Default: true, Host: core("secrets"), Kind: "Secret", Verbs: write(), DeleteWithCluster: true},
+		{Name: PersistentVolumeClaims, Default: true, Host: core("persistentvolumeclaims"), Kind: "PersistentVolumeClaim", Verbs: write(),
+			DeleteWithCluster: true, HostEvents: true},
+		{Name: Ingresses, Default: true, Host: schema.GroupVersionResource{Group: "networking.k8s.io", Version: "v1", Resource: "ingresses"},
+			Kind: "Ingress", Verbs: write(), DeleteWithCluster: true},
+		{Name: Endpoints, Default: true, Host: core("endpoints"), Kind: "Endpoints", Verbs: write(), DeleteWithCluster: true},
+		{Name: EndpointSlices, Default: true, Host: schema.GroupVersionResource{Group: "discovery.k8s.io", Version: "v1", Resource: "endpointslices"},
+			Kind: "EndpointSlice", Verbs: write(), DeleteWithCluster: true},
+		{Name: Nodes, Default: true, Host: core("nodes"), Kind: "Node", ClusterScoped: true, Verbs: read()},
+		// The events syncer only reads host events; the write verbs are
+		// the rights the syncer has always had.
+		{Name: Events, Default: true, Host: core("events"), Kind: "Event", Verbs: write()},
+	}
+}
+
+// Names returns every kind's name, sorted.
+func Names() []string {
+	var out []string
+	for _, k := range All() {
+		out = append(out, k.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Selection picks kinds by name: the defaults, minus disabled, plus
+// enabled. An unknown name is an error listing the known ones.
+func Selection(enable, disable []string) (map[string]bool, error) {
+	sel := map[string]bool{}
+	for _, k := range All() {
+		sel[k.Name] = k.Default
+	}
+	for _, lists := range []struct {
+		names []string
+		on    bool
+	}{{enable, true}, {disable, false}} {
+		for _, n := range lists.names {
+			n = strings.TrimSpace(n)
+			if n == "" {
+				continue
+			}
+			if _, known := sel[n]; !known {
+				return nil, fmt.Errorf("unknown resource %q: known are %s", n, strings.Join(Names(), ", "))
+			}
+			sel[n] = lists.on
+		}
+	}
+	return sel, nil
+}
+
+// HostRules are the rights the syncer needs in its host namespace: those of
+// every namespaced kind, whether selected or not, so values can turn a kind
+// on without new rights.
+func HostRules() []rbacv1.PolicyRule { return rules(false) }
+
+// HostClusterRules are the cluster-wide rights the syncer needs: those of
+// the cluster-scoped kinds.
+func HostClusterRules() []rbacv1.PolicyRule { return rules(true) }
+
+// rules groups the resources (and subresources) of the kinds of one scope
+// into one rule per API group and set of verbs, in table order.
+func rules(clusterScoped bool) []rbacv1.PolicyRule {
+	var out []rbacv1.PolicyRule
+	add := func(group, resource string, verbs []string) {
+		for i := range out {
+			if out[i].APIGroups[0] == group && strings.Join(out[i].Verbs, ",") == strings.Join(verbs, ",") {
+				out[i].Resources = append(out[i].Resources, resource)
+				return
+			}
+		}
+		out = append(out, rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{resource}, Verbs: append([]string(nil), verbs...)})
+	}
+	for _, k := range All() {
+		if k.ClusterScoped != clusterScoped {
+			continue
+		}
+		add(k.Host.Group, k.Host.Resource, k.Verbs)
+		for _, s := range k.Subresources {
+			add(k.Host.Group, k.Host.Resource+"/"+s.Name, s.Verbs)
+		}
+	}
+	return out
+}
