@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -13,9 +15,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -306,35 +309,42 @@ func (r *reconciler) delete(ctx context.Context, vc *storagev1.VirtualCluster) e
 // made in namespace: its objects of each kind the kinds table deletes with
 // the cluster.
 func deleteHostObjects(ctx context.Context, host kubernetes.Interface, namespace, name string) error {
-	// The table names kinds by resource: a dynamic client over the host
-	// client's own connection (its discovery client's, which is not bound
-	// to one API group) reaches each of them.
-	dyn := dynamic.New(host.Discovery().RESTClient())
-	opts := metav1.ListOptions{LabelSelector: translate.LabelManagedBy + "=" + name}
+	selector := translate.LabelManagedBy + "=" + name
 	for _, k := range kinds.All() {
 		if !k.DeleteWithCluster {
 			continue
 		}
-		if err := deleteCollection(ctx, dyn.Resource(k.Host).Namespace(namespace), opts); err != nil && !apierrors.IsNotFound(err) {
+		if err := deleteCollection(ctx, host.CoreV1().RESTClient(), k.Host, namespace, selector); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("delete the virtual cluster's host %s: %w", k.Name, err)
 		}
 	}
 	return nil
 }
 
-// deleteCollection deletes the objects opts select, one by one where the
-// resource has no deletecollection (services).
-func deleteCollection(ctx context.Context, c dynamic.ResourceInterface, opts metav1.ListOptions) error {
-	err := c.DeleteCollection(ctx, metav1.DeleteOptions{}, opts)
+// deleteCollection deletes the objects of resource r in namespace that
+// selector selects, one by one where the resource has no deletecollection
+// (services). The table names kinds by resource, so the requests are made
+// by path; any of the host clientset's REST clients can send them.
+func deleteCollection(ctx context.Context, c rest.Interface, r schema.GroupVersionResource, namespace, selector string) error {
+	base := "/apis/" + r.Group + "/" + r.Version
+	if r.Group == "" {
+		base = "/api/" + r.Version
+	}
+	collection := path.Join(base, "namespaces", namespace, r.Resource)
+	err := c.Delete().AbsPath(collection).Param("labelSelector", selector).Do(ctx).Error()
 	if !apierrors.IsMethodNotSupported(err) {
 		return err
 	}
-	list, err := c.List(ctx, opts)
+	raw, err := c.Get().AbsPath(collection).Param("labelSelector", selector).SetHeader("Accept", "application/json").DoRaw(ctx)
 	if err != nil {
 		return err
 	}
+	var list metav1.PartialObjectMetadataList
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return fmt.Errorf("read the list of %s: %w", r.Resource, err)
+	}
 	for _, o := range list.Items {
-		if err := c.Delete(ctx, o.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		if err := c.Delete().AbsPath(collection, o.Name).Do(ctx).Error(); err != nil && !apierrors.IsNotFound(err) {
 			return err
 		}
 	}
