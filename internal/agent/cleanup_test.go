@@ -7,9 +7,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 
 	"github.com/sublet-dev/sublet/internal/syncer/kinds"
 	"github.com/sublet-dev/sublet/internal/testenv"
@@ -112,6 +115,15 @@ func hostObjects(ctx context.Context, t *testing.T, cs kubernetes.Interface, nam
 			return err
 		}, func() (int, error) {
 			l, err := cs.DiscoveryV1().EndpointSlices(namespace).List(ctx, opts)
+			return count(len(l.Items), err)
+		}},
+		kinds.PodDisruptionBudgets: {func() error {
+			_, err := cs.PolicyV1().PodDisruptionBudgets(namespace).Create(ctx, &policyv1.PodDisruptionBudget{ObjectMeta: meta(),
+				Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: ptr.To(intstr.FromInt32(1)), Selector: &metav1.LabelSelector{}}},
+				metav1.CreateOptions{})
+			return err
+		}, func() (int, error) {
+			l, err := cs.PolicyV1().PodDisruptionBudgets(namespace).List(ctx, opts)
 			return count(len(l.Items), err)
 		}},
 	}

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -54,6 +55,7 @@ func syncers() map[string]builder {
 		kinds.EndpointSlices:         register[*discoveryv1.EndpointSlice](endpointSliceInformer, endpointSliceInformer, newEndpointSliceSyncer),
 		kinds.Nodes:                  newNodeSyncer,
 		kinds.Events:                 newEventSyncer,
+		kinds.PodDisruptionBudgets:   register[*policyv1.PodDisruptionBudget](pdbInformer, pdbInformer, newPDBSyncer),
 	}
 }
 

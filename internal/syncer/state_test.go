@@ -14,9 +14,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -349,6 +352,64 @@ func stateCases() []stateCase {
 				return ""
 			},
 		},
+		{
+			name: "pdb-covers-this-clusters-pods",
+			virtual: func(ctx context.Context, e stateEnv) error {
+				pdb := &policyv1.PodDisruptionBudget{
+					ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: map[string]string{"team": "a"}},
+					Spec: policyv1.PodDisruptionBudgetSpec{
+						MinAvailable: ptr.To(intstr.FromInt32(2)),
+						Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"},
+							MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: metav1.LabelSelectorOpIn, Values: []string{"front"}}}},
+					},
+				}
+				_, err := e.virtual.PolicyV1().PodDisruptionBudgets(e.ns).Create(ctx, pdb, metav1.CreateOptions{})
+				return err
+			},
+			host: func(ctx context.Context, e stateEnv) error {
+				// A budget whose virtual object is gone.
+				pdb := &policyv1.PodDisruptionBudget{ObjectMeta: e.owned("gone"), Spec: policyv1.PodDisruptionBudgetSpec{
+					MaxUnavailable: ptr.To(intstr.FromInt32(1)), Selector: &metav1.LabelSelector{}}}
+				_, err := e.host.PolicyV1().PodDisruptionBudgets(e.t.HostNamespace).Create(ctx, pdb, metav1.CreateOptions{})
+				return err
+			},
+			check: func(ctx context.Context, e stateEnv) string {
+				_, err := e.host.PolicyV1().PodDisruptionBudgets(e.t.HostNamespace).Get(ctx, e.hostName("gone"), metav1.GetOptions{})
+				if msg := exists("orphaned host budget", err, false); msg != "" {
+					return msg
+				}
+				h, err := e.host.PolicyV1().PodDisruptionBudgets(e.t.HostNamespace).Get(ctx, e.hostName("web"), metav1.GetOptions{})
+				if msg := exists("host budget", err, true); msg != "" {
+					return msg
+				}
+				if !e.t.Owns(h) || h.Labels[translate.LabelKey("team")] != "a" || h.Spec.MinAvailable == nil {
+					return fmt.Sprintf("host budget %v %+v", h.Labels, h.Spec)
+				}
+				// Exactly the host copies of this virtual namespace's
+				// matching pods.
+				want := e.t.HostLabelSelector(e.ns, &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}})
+				sel := h.Spec.Selector
+				if sel == nil || !apiequality.Semantic.DeepEqual(sel.MatchLabels, want.MatchLabels) ||
+					len(sel.MatchExpressions) != 1 || sel.MatchExpressions[0].Key != translate.LabelKey("tier") {
+					return fmt.Sprintf("host selector %+v, want labels %v and key tier translated", sel, want.MatchLabels)
+				}
+				// Then a change of the virtual budget reaches the host.
+				if h.Spec.MinAvailable.IntValue() == 3 {
+					return ""
+				}
+				v, err := e.virtual.PolicyV1().PodDisruptionBudgets(e.ns).Get(ctx, "web", metav1.GetOptions{})
+				if err != nil {
+					return err.Error()
+				}
+				if v.Spec.MinAvailable.IntValue() != 3 {
+					v.Spec.MinAvailable = ptr.To(intstr.FromInt32(3))
+					if _, err := e.virtual.PolicyV1().PodDisruptionBudgets(e.ns).Update(ctx, v, metav1.UpdateOptions{}); err != nil {
+						return "update the virtual budget: " + err.Error()
+					}
+				}
+				return fmt.Sprintf("host budget asks for %s pods, the virtual one for 3", h.Spec.MinAvailable.String())
+			},
+		},
 	}
 	return c
 }
@@ -425,7 +486,8 @@ func TestSyncerStates(t *testing.T) {
 	port, _ := strconv.Atoi(u.Port())
 	sctx := &Context{Translator: tr, Virtual: fast(vcp.Config), Host: fast(host.Config), Log: klog.Background(),
 		Pods: PodRuntime{APIHost: u.Hostname(), APIPort: int32(port)}}
-	selected, err := Selection(nil, nil)
+	// The defaults, and the kinds that are off by default.
+	selected, err := Selection([]string{"poddisruptionbudgets"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

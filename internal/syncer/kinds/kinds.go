@@ -33,6 +33,7 @@ const (
 	EndpointSlices         = "endpointslices"
 	Nodes                  = "nodes"
 	Events                 = "events"
+	PodDisruptionBudgets   = "poddisruptionbudgets"
 )
 
 // DefaultPodSecurityStandard is the Pod Security level the pods syncer
@@ -114,6 +115,8 @@ func All() []Kind {
 		// The events syncer only reads host events; the write verbs are
 		// the rights the syncer has always had.
 		{Name: Events, Default: true, Host: core("events"), Kind: "Event", Verbs: write()},
+		{Name: PodDisruptionBudgets, Host: schema.GroupVersionResource{Group: "policy", Version: "v1", Resource: "poddisruptionbudgets"},
+			Kind: "PodDisruptionBudget", Verbs: write(), DeleteWithCluster: true, HostEvents: true},
 	}
 }
 

@@ -30,7 +30,7 @@ func expand(group string, resources, verbs []string) []rbacv1.PolicyRule {
 }
 
 // TestHostRules: the syncer's host rights are those it had before the table
-// derived them; nodes only cluster-wide.
+// derived them, plus PodDisruptionBudgets; nodes only cluster-wide.
 func TestHostRules(t *testing.T) {
 	all := []string{"get", "list", "watch", "create", "update", "patch", "delete"}
 	var want []rbacv1.PolicyRule
@@ -40,6 +40,7 @@ func TestHostRules(t *testing.T) {
 		expand("", []string{"services/proxy", "pods/proxy"}, []string{"get", "create", "update", "patch", "delete"}),
 		expand("networking.k8s.io", []string{"ingresses"}, all),
 		expand("discovery.k8s.io", []string{"endpointslices"}, all),
+		expand("policy", []string{"poddisruptionbudgets"}, all),
 	} {
 		want = append(want, r...)
 	}
@@ -87,17 +88,17 @@ func TestSelection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sel[Pods] || !sel[Ingresses] {
-		t.Errorf("defaults %v: pods and ingresses on", sel)
+	if !sel[Pods] || !sel[Ingresses] || sel[PodDisruptionBudgets] {
+		t.Errorf("defaults %v: pods and ingresses on, poddisruptionbudgets off", sel)
 	}
-	sel, err = Selection([]string{" nodes", ""}, []string{"ingresses"})
+	sel, err = Selection([]string{" poddisruptionbudgets", ""}, []string{"ingresses"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sel[Nodes] || sel[Ingresses] {
+	if !sel[PodDisruptionBudgets] || sel[Ingresses] {
 		t.Errorf("selection %v", sel)
 	}
-	if _, err := Selection([]string{"gadgets"}, nil); err == nil || !strings.Contains(err.Error(), "ingresses") {
+	if _, err := Selection([]string{"gadgets"}, nil); err == nil || !strings.Contains(err.Error(), "poddisruptionbudgets") {
 		t.Errorf("unknown name: %v, want an error listing the known ones", err)
 	}
 }
