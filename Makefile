@@ -29,7 +29,7 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
 image: build ## write the sublet image as an OCI archive, bin/sublet-image.tar (no Docker needed)
 	$(GO) run ./internal/image/cmd/build-image --binary $(BIN) --version $(IMAGE_VERSION) \
-		--tag $(IMAGE_REPO):$(IMAGE_VERSION) --revision $(GIT_REVISION) --created $(SOURCE_DATE_EPOCH) --output $(IMAGE_ARCHIVE)
+		--tag '$(IMAGE_REPO):$(IMAGE_VERSION)' --revision '$(GIT_REVISION)' --created '$(SOURCE_DATE_EPOCH)' --output '$(IMAGE_ARCHIVE)'
 
 # Packages whose concurrency matters run again under the race detector.
 RACE_PKGS := ./internal/syncer/... ./internal/translate/... ./internal/pki/...

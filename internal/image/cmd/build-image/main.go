@@ -70,6 +70,10 @@ func run() error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
+	// CreateTemp makes it private; the archive is for anyone to load.
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
 	if err := os.Rename(tmp.Name(), output); err != nil {
 		return err
 	}
