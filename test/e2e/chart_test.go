@@ -119,6 +119,8 @@ func installChart(t *testing.T, extra map[string]interface{}) (*action.Configura
 		if _, err := action.NewUninstall(helmConfig(t)).Run(chartRelease); err != nil {
 			t.Errorf("helm uninstall: %v", err)
 		}
+		// A hook's object outlives the release (NOTES.txt says so).
+		_ = exec.Command("kubectl", "--kubeconfig", host.Kubeconfig, "delete", "accesskey", chartRelease+"-admin-key", "--ignore-not-found").Run()
 	})
 	return cfg, rel
 }
