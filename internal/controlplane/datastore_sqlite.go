@@ -57,7 +57,10 @@ func (s *kineStore) start(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ctx, s.cancel = context.WithCancel(ctx)
+	// kine lives until stop: the API server still writes while it shuts
+	// down after ctx ended (lease and endpoint removal), and without its
+	// datastore it waits out its whole shutdown timeout.
+	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	listen := fmt.Sprintf("127.0.0.1:%d", port)
 	cfg := endpoint.Config{
 		WaitGroup: &s.wg,

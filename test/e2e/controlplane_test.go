@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -121,6 +122,13 @@ func testControlPlaneLifecycle(t *testing.T, store string) {
 	// Stop cleanly and start again on the same data dir: everything is kept.
 	if err := cp.Stop(); err != nil {
 		t.Fatalf("stop: %v\n%s", err, cp.Output())
+	}
+	// The datastore outlives the API server's shutdown (kine once stopped
+	// with the context and left the API server waiting 30 s).
+	if logs, err := os.ReadFile(filepath.Join(dir, "logs", "control-plane.log")); err != nil {
+		t.Error(err)
+	} else if bytes.Contains(logs, []byte("did not stop in")) {
+		t.Errorf("the control plane did not stop cleanly: its log says a component did not stop in time")
 	}
 	cp, err = testenv.StartControlPlane(ctx, dir, "--datastore", store)
 	if err != nil {
