@@ -20,8 +20,11 @@ import (
 func Execute() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var profile cpuProfile
 	cmd := NewRootCommand()
+	profile.addFlag(cmd)
 	err := cmd.ExecuteContext(ctx)
+	profile.stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 	}

@@ -91,11 +91,12 @@ func (cp *ControlPlane) Prepare() error {
 // the controllers are started, and runs until ctx ends; then it stops the
 // components in order: controllers, apiserver, datastore.
 func (cp *ControlPlane) Run(ctx context.Context, ready func(Info) error) error {
+	started := time.Now()
 	if err := cp.Prepare(); err != nil {
 		return err
 	}
 	defer func() { cp.lock.Close(); cp.lock = nil }()
-	cp.applyMemorySettings()
+	startedGC := cp.applyMemorySettings()
 
 	// The listener stays open and is handed to the apiserver, so no other
 	// process can take the port in between.
@@ -136,7 +137,7 @@ func (cp *ControlPlane) Run(ctx context.Context, ready func(Info) error) error {
 		return err
 	}
 	defer store.stop()
-	cp.log.V(1).Info("datastore ready", "datastore", cp.opts.Datastore, "url", storeURL)
+	cp.log.Info("datastore ready", "datastore", cp.opts.Datastore, "url", storeURL, "sinceStart", time.Since(started))
 
 	url := "https://" + net.JoinHostPort(clientHost(cp.opts.BindAddress), strconv.Itoa(port))
 	admin, err := p.KubeconfigForClient(url, "sublet", pki.Admin)
@@ -160,6 +161,7 @@ func (cp *ControlPlane) Run(ctx context.Context, ready func(Info) error) error {
 		stopAPI()
 		return err
 	}
+	cp.log.Info("kube-apiserver ready", "sinceStart", time.Since(started))
 	for name, client := range map[string]string{"controller-manager": pki.ControllerManager, "scheduler": pki.Scheduler} {
 		cfg, err := p.KubeconfigForClient(url, name, client)
 		if err != nil {
@@ -197,6 +199,7 @@ func (cp *ControlPlane) Run(ctx context.Context, ready func(Info) error) error {
 			return err
 		}
 	}
+	startedGC()
 
 	var runErr error
 	select {
@@ -218,15 +221,28 @@ func (cp *ControlPlane) Run(ctx context.Context, ready func(Info) error) error {
 	return runErr
 }
 
-// applyMemorySettings sets the Go runtime's memory limit and GC target
-// unless the environment already does.
-func (cp *ControlPlane) applyMemorySettings() {
+// startupGCPercent is the GC target while the control plane starts: the
+// start allocates a few hundred MiB that mostly stays (API routes, OpenAPI,
+// scheme, caches), and collecting it at the steady-state target of 50 cost
+// ~0.7 s of the start's ~3.5 s of CPU. Once ready, the steady target applies.
+const startupGCPercent = 400
+
+// applyMemorySettings sets the Go runtime's memory limit and the GC target
+// for the start unless the environment already does, and returns a func
+// that sets the steady-state GC target.
+func (cp *ControlPlane) applyMemorySettings() (started func()) {
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && cp.opts.MemoryLimit > 0 {
 		debug.SetMemoryLimit(cp.opts.MemoryLimit)
 	}
-	if _, set := os.LookupEnv("GOGC"); !set && cp.opts.GCPercent > 0 {
-		debug.SetGCPercent(cp.opts.GCPercent)
+	if _, set := os.LookupEnv("GOGC"); set {
+		return func() {}
 	}
+	steady := cp.opts.GCPercent
+	if steady <= 0 {
+		steady = 100 // the runtime's default
+	}
+	debug.SetGCPercent(max(steady, startupGCPercent))
+	return func() { debug.SetGCPercent(steady) }
 }
 
 func (cp *ControlPlane) logOut() io.Writer {

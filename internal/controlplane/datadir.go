@@ -21,6 +21,20 @@ type marker struct {
 	Datastore string `json:"datastore"`
 }
 
+// recordedDatastore is the datastore a data dir was created with, or ""
+// when it has none yet (or its marker is unreadable: prepare then says why).
+func (d dataDir) recordedDatastore() string {
+	data, err := os.ReadFile(d.path(markerFile))
+	if err != nil {
+		return ""
+	}
+	var m marker
+	if json.Unmarshal(data, &m) != nil {
+		return ""
+	}
+	return m.Datastore
+}
+
 // dataDir is the on-disk layout of one control plane.
 type dataDir struct {
 	root string

@@ -46,7 +46,8 @@ type Options struct {
 	AdvertiseAddress string
 	// ServiceCIDR is the range of service ClusterIPs.
 	ServiceCIDR string
-	// Datastore is DatastoreEtcd or DatastoreSQLite.
+	// Datastore is DatastoreEtcd or DatastoreSQLite; empty means the one
+	// the data dir was created with, else DatastoreSQLite (see Complete).
 	Datastore string
 	// Scheduler runs kube-scheduler in the process.
 	Scheduler bool
@@ -113,6 +114,15 @@ func (o *Options) Complete() error {
 		o.GCPercent = defaultVirtualGCPercent
 	}
 
+	if o.Datastore == "" {
+		// SQLite (kine) starts in ~25 ms; a restarted single-member etcd
+		// waits a random 0.1–1 s for its own election. A data dir keeps the
+		// datastore it was created with.
+		o.Datastore = dataDir{root: o.DataDir}.recordedDatastore()
+		if o.Datastore == "" {
+			o.Datastore = DatastoreSQLite
+		}
+	}
 	if o.AdvertiseAddress == "" {
 		o.AdvertiseAddress = firstNonLoopbackIPv4()
 	}

@@ -75,6 +75,8 @@ func NewOptions() *Options {
 	// Detected from the host unless given, so virtual and host ClusterIPs
 	// agree.
 	cp.ServiceCIDR = ""
+	// The data dir's datastore, else SQLite (see controlplane.Options).
+	cp.Datastore = ""
 	return &Options{ControlPlane: cp, PodSecurityStandard: syncer.DefaultPodSecurityStandard}
 }
 
@@ -95,6 +97,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.PodSecurityStandard, "pod-security-standard", o.PodSecurityStandard, "Pod Security Standard every pod must meet before it runs on the host: privileged, baseline or restricted. Namespace labels in the virtual cluster cannot lower it.")
 	if f := fs.Lookup("service-cidr"); f != nil {
 		f.Usage = "IP range for service ClusterIPs; default: the host's, detected, so a service has the same ClusterIP on both sides."
+	}
+	if f := fs.Lookup("datastore"); f != nil {
+		f.Usage = "Datastore: sqlite (kine on SQLite) or etcd (embedded etcd); default: the one the data dir was created with, sqlite for a new one."
 	}
 }
 
