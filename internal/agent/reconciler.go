@@ -39,7 +39,7 @@ const finalizer = "storage.loft.sh/cleanup"
 // restarts a child that exited), and how often one that is coming up.
 const (
 	superviseEvery = 10 * time.Second
-	deployingEvery = 250 * time.Millisecond
+	deployingEvery = 100 * time.Millisecond
 )
 
 // reconciler drives VirtualCluster objects to their runtime's state.

@@ -31,7 +31,7 @@ const (
 	// (or to finish starting) before it gets a 503.
 	wakeTimeout = 2 * time.Minute
 	// wakePollEvery is how often a waking cluster's phase is read.
-	wakePollEvery = 200 * time.Millisecond
+	wakePollEvery = 100 * time.Millisecond
 )
 
 // activityTarget is a virtual cluster whose activity is recorded.
