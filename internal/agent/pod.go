@@ -21,6 +21,7 @@ import (
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/charts"
+	"github.com/sublet-dev/sublet/internal/controlplane/readiness"
 )
 
 // podRuntime runs each virtual cluster as a StatefulSet in its namespace,
@@ -111,7 +112,8 @@ func (r *podRuntime) Ensure(ctx context.Context, vc *storagev1.VirtualCluster, a
 		}
 		return State{}, err
 	}
-	return probeKubeconfig(ctx, s.Data["config"])
+	// The pod's data dir is out of reach: the whole check, always.
+	return probeKubeconfig(ctx, s.Data["config"], readiness.Path(false))
 }
 
 // Sleep scales vc's StatefulSet to 0 (the release keeps its other values,

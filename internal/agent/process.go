@@ -24,6 +24,7 @@ import (
 	"k8s.io/klog/v2"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/controlplane/readiness"
 	"github.com/sublet-dev/sublet/internal/exitcode"
 	"github.com/sublet-dev/sublet/internal/pki"
 	"github.com/sublet-dev/sublet/internal/restconfig"
@@ -115,7 +116,8 @@ func (r *processRuntime) Ensure(ctx context.Context, vc *storagev1.VirtualCluste
 		r.log.Info("started virtual cluster", "virtualcluster", klog.KObj(vc), "dir", dir)
 		return State{Message: "starting the virtual cluster's control plane"}, nil
 	}
-	return probe(ctx, filepath.Join(dir, "data", "admin.kubeconfig"))
+	data := filepath.Join(dir, "data")
+	return probe(ctx, filepath.Join(data, "admin.kubeconfig"), readiness.Path(readiness.Bootstrapped(data)))
 }
 
 // ensureHostCredentials writes the syncer's host kubeconfig (again when
@@ -319,19 +321,20 @@ func stopProcess(pid int, grace time.Duration) {
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 }
 
-// probe reports whether the API server behind an admin kubeconfig file is
-// ready, and its version.
-func probe(ctx context.Context, kubeconfig string) (State, error) {
+// probe reports whether the API server behind an admin kubeconfig file
+// passes readiness check readyz, and its version.
+func probe(ctx context.Context, kubeconfig, readyz string) (State, error) {
 	data, err := os.ReadFile(kubeconfig)
 	if err != nil {
 		return State{Message: "waiting for the control plane's admin kubeconfig"}, nil
 	}
-	return probeKubeconfig(ctx, data)
+	return probeKubeconfig(ctx, data, readyz)
 }
 
 // probeKubeconfig reports whether the API server behind an admin
-// kubeconfig is ready, and its version.
-func probeKubeconfig(ctx context.Context, data []byte) (State, error) {
+// kubeconfig passes readiness check readyz (a path, see
+// readiness.Path), and its version.
+func probeKubeconfig(ctx context.Context, data []byte, readyz string) (State, error) {
 	cfg, err := restconfig.FromInlineKubeconfig(data)
 	if err != nil {
 		return State{}, fmt.Errorf("read the virtual cluster's admin kubeconfig: %w", err)
@@ -341,7 +344,7 @@ func probeKubeconfig(ctx context.Context, data []byte) (State, error) {
 	if err != nil {
 		return State{}, err
 	}
-	body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	body, err := cs.Discovery().RESTClient().Get().RequestURI(readyz).DoRaw(ctx)
 	if err != nil || strings.TrimSpace(string(body)) != "ok" {
 		return State{Endpoint: cfg.Host, Message: "waiting for the virtual API server to be ready"}, nil
 	}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sublet-dev/sublet/internal/controlplane/readiness"
 	"github.com/sublet-dev/sublet/internal/pki"
 
 	"k8s.io/client-go/kubernetes"
@@ -157,11 +158,17 @@ func (cp *ControlPlane) Run(ctx context.Context, ready func(Info) error) error {
 	go func() {
 		apiDone <- runAPIServer(apiCtx, cp.apiserverArgs(storeURL, port), listener, cp.logOut(), cp.wrap)
 	}()
-	if err := waitReady(ctx, adminREST, apiDone); err != nil {
+	bootstrapped := readiness.Bootstrapped(cp.dir.root)
+	if err := waitReady(ctx, adminREST, readiness.Path(bootstrapped), apiDone); err != nil {
 		stopAPI()
 		return err
 	}
-	cp.log.Info("kube-apiserver ready", "sinceStart", time.Since(started))
+	cp.log.Info("kube-apiserver ready", "sinceStart", time.Since(started), "bootstrapped", bootstrapped)
+	if !bootstrapped {
+		if err := readiness.MarkBootstrapped(cp.dir.root); err != nil {
+			return err
+		}
+	}
 	for name, client := range map[string]string{"controller-manager": pki.ControllerManager, "scheduler": pki.Scheduler} {
 		cfg, err := p.KubeconfigForClient(url, name, client)
 		if err != nil {
@@ -362,14 +369,15 @@ func clientHost(addr string) string {
 	return addr
 }
 
-// waitReady polls /readyz until it passes, the apiserver exits, or 3 minutes pass.
-func waitReady(ctx context.Context, cfg *rest.Config, apiDone <-chan error) error {
+// waitReady polls the readiness check path until it passes, the apiserver
+// exits, or 3 minutes pass.
+func waitReady(ctx context.Context, cfg *rest.Config, path string, apiDone <-chan error) error {
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
 	deadline := time.After(3 * time.Minute)
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	var last error
 	for {
@@ -381,15 +389,19 @@ func waitReady(ctx context.Context, cfg *rest.Config, apiDone <-chan error) erro
 		case <-deadline:
 			return fmt.Errorf("kube-apiserver was not ready after 3m: %v", last)
 		case <-tick.C:
-			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(rctx)
-			cancel()
-			if err == nil {
+			if last = checkReady(ctx, cs, path); last == nil {
 				return nil
 			}
-			last = err
 		}
 	}
+}
+
+// checkReady asks the API server's readiness check path once.
+func checkReady(ctx context.Context, cs kubernetes.Interface, path string) error {
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err := cs.Discovery().RESTClient().Get().RequestURI(path).DoRaw(rctx)
+	return err
 }
 
 func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
