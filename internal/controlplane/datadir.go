@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/sublet-dev/sublet/internal/exitcode"
 	"github.com/sublet-dev/sublet/internal/pki"
 )
 
@@ -94,7 +95,8 @@ func (d dataDir) prepare(datastore string) error {
 			return fmt.Errorf("%s is corrupt (%v); remove the data dir to start afresh", d.path(markerFile), err)
 		}
 		if m.Datastore != datastore {
-			return fmt.Errorf("data dir %s holds a %s datastore, not %s; start with --datastore=%s or pass another --data-dir", d.root, m.Datastore, datastore, m.Datastore)
+			// Starting again unchanged fails again: a configuration error.
+			return exitcode.Configf("data dir %s holds a %s datastore, not %s; start with --datastore=%s or pass another --data-dir", d.root, m.Datastore, datastore, m.Datastore)
 		}
 	}
 	for _, dir := range []string{d.logs(), d.path("components"), filepath.Dir(d.sqlite())} {

@@ -40,7 +40,8 @@ type VirtualCluster struct {
 	// Image's tag chooses the Kubernetes version (rancher/k3s:v1.21.2-k3s1
 	// asks for 1.21.2); Sublet runs its own binary, not the image.
 	Image string `json:"image,omitempty"`
-	// ExtraArgs: --service-cidr=CIDR, and API server flags on an allow list
+	// ExtraArgs: --service-cidr=CIDR, --datastore=sqlite|etcd, and API
+	// server flags on an allow list
 	// (also in k3s's --kube-apiserver-arg=NAME=VALUE form).
 	ExtraArgs []string `json:"extraArgs,omitempty"`
 }
@@ -309,6 +310,10 @@ func Validate(v *Values) field.ErrorList {
 			if _, _, err := net.ParseCIDR(value); err != nil {
 				errs = append(errs, field.Invalid(p, a, "not a CIDR (example: --service-cidr=10.96.0.0/16)"))
 			}
+		case name == "datastore":
+			if value != "sqlite" && value != "etcd" {
+				errs = append(errs, field.NotSupported(p, a, []string{"--datastore=sqlite", "--datastore=etcd"}))
+			}
 		case name == "kube-apiserver-arg":
 			n, _, ok := strings.Cut(value, "=")
 			if !ok || !apiServerFlags[n] {
@@ -316,7 +321,7 @@ func Validate(v *Values) field.ErrorList {
 			}
 		case apiServerFlags[name]:
 		default:
-			errs = append(errs, field.NotSupported(p, a, []string{"--service-cidr=CIDR", allowedAPIServerFlags()}))
+			errs = append(errs, field.NotSupported(p, a, []string{"--service-cidr=CIDR", "--datastore=sqlite|etcd", allowedAPIServerFlags()}))
 		}
 	}
 	known := map[string]bool{}
@@ -442,6 +447,8 @@ func (e *Effective) RunArgs() []string {
 		switch {
 		case name == "service-cidr":
 			args = append(args, "--service-cidr="+value)
+		case name == "datastore":
+			args = append(args, "--datastore="+value)
 		case name == "kube-apiserver-arg":
 			args = append(args, "--apiserver-arg=--"+value)
 		default:

@@ -30,6 +30,16 @@ func TestSeedValues(t *testing.T) {
 	}
 }
 
+func TestDatastoreArg(t *testing.T) {
+	e, err := Merge(Layer{Source: "values", YAML: "virtualCluster:\n  extraArgs: [--datastore=etcd]\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if args := strings.Join(e.RunArgs(), " "); !strings.Contains(args, "--datastore=etcd") || strings.Contains(args, "--apiserver-arg=--datastore") {
+		t.Errorf("run args %s, want --datastore=etcd for vcluster run itself", args)
+	}
+}
+
 func TestValuesErrorsNamePathAndReason(t *testing.T) {
 	for _, tc := range []struct {
 		name, yaml string
@@ -41,6 +51,7 @@ func TestValuesErrorsNamePathAndReason(t *testing.T) {
 		{"bad bool", "sync:\n  ingresses:\n    enabled: maybe\n", []string{"sync.ingresses.enabled"}},
 		{"invalid CIDR", "virtualCluster:\n  extraArgs: [--service-cidr=10.96.0.0/99]\n", []string{"virtualCluster.extraArgs[0]", "not a CIDR"}},
 		{"flag not allowed", "virtualCluster:\n  extraArgs: [--etcd-servers=http://evil]\n", []string{"virtualCluster.extraArgs[0]", "--service-cidr"}},
+		{"unknown datastore", "virtualCluster:\n  extraArgs: [--datastore=mysql]\n", []string{"virtualCluster.extraArgs[0]", "--datastore=sqlite", "--datastore=etcd"}},
 		{"no tag", "virtualCluster:\n  image: rancher/k3s\n", []string{"virtualCluster.image", "no tag"}},
 		{"tag without version", "virtualCluster:\n  image: rancher/k3s:latest\n", []string{"virtualCluster.image", "latest"}},
 		{"unknown syncer", "syncer:\n  extraArgs: [--disable-sync-resources=gadgets]\n", []string{"syncer.extraArgs[0]", "ingresses"}},
