@@ -48,6 +48,9 @@ type Options struct {
 	Binary string
 	// Image is the sublet image of the pod runtime; default the chart's.
 	Image string
+	// WarmPool is how many started, unassigned control planes the process
+	// runtime keeps for new virtual clusters.
+	WarmPool int
 }
 
 // NewOptions returns defaults.
@@ -73,6 +76,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", o.LeaderElectionNamespace, "Namespace of the leader lease.")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "Address of the Prometheus /metrics endpoint; 0 turns it off.")
 	fs.StringVar(&o.DefaultTemplate, "default-template", o.DefaultTemplate, "VirtualClusterTemplate whose values every virtual cluster starts from.")
+	fs.IntVar(&o.WarmPool, "warm-pool", o.WarmPool, "Keep this many control planes started and unassigned (process runtime): a new virtual cluster whose values leave the control plane as default (no Kubernetes version, datastore or API server arguments) takes one and is ready in about a second. Each costs an idle control plane's memory and CPU.")
 	fs.StringVar(&o.Image, "image", o.Image, "Image (REPO:TAG) the pod runtime runs; default the chart's, built from the repository's Dockerfile.")
 }
 
@@ -86,6 +90,12 @@ func (o *Options) Validate() error {
 	}
 	if o.StateDir == "" {
 		errs = append(errs, errors.New("--state-dir is required"))
+	}
+	if o.WarmPool < 0 {
+		errs = append(errs, fmt.Errorf("--warm-pool %d: must be 0 (none) or more", o.WarmPool))
+	}
+	if o.WarmPool > 0 && o.Runtime != "process" {
+		errs = append(errs, fmt.Errorf("--warm-pool needs --runtime process (the pod runtime keeps no pool)"))
 	}
 	return errors.Join(errs...)
 }
@@ -138,7 +148,14 @@ func Run(ctx context.Context, o Options, log klog.Logger, started func()) error 
 	if err != nil {
 		return err
 	}
-	var rt Runtime = newProcessRuntime(o.StateDir, o.Binary, host, cfg, log.WithName("process"))
+	proc := newProcessRuntime(o.StateDir, o.Binary, host, cfg, log.WithName("process"))
+	if o.WarmPool > 0 {
+		proc.pool = newWarmPool(o.WarmPool, o.StateDir, o.Binary, host, log.WithName("warmpool"))
+		if err := mgr.Add(proc.pool); err != nil {
+			return err
+		}
+	}
+	var rt Runtime = proc
 	if o.Runtime == "pod" {
 		if rt, err = newPodRuntime(cfg, host, o.Image, log.WithName("pod")); err != nil {
 			return err

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,6 +46,8 @@ type processRuntime struct {
 	host     kubernetes.Interface
 	hostCfg  *rest.Config
 	log      klog.Logger
+	// pool, if set, hands started control planes to new virtual clusters.
+	pool *warmPool
 
 	mu       sync.Mutex
 	restarts map[string]restartState // by namespace/name
@@ -73,12 +77,30 @@ func newProcessRuntime(stateDir, binary string, host kubernetes.Interface, hostC
 
 func (r *processRuntime) Name() string { return "process" }
 
-// dir is vc's directory: pid, args, host credentials, logs, data.
-func (r *processRuntime) dir(vc *storagev1.VirtualCluster) string {
+// link is where vc's directory is: a directory, or a symlink to the warm
+// pool member it took.
+func (r *processRuntime) link(vc *storagev1.VirtualCluster) string {
 	return filepath.Join(r.stateDir, "vclusters", vc.Namespace, vc.Name)
 }
 
+// dir is vc's directory: pid, args, host credentials, logs, data.
+func (r *processRuntime) dir(vc *storagev1.VirtualCluster) string {
+	return resolveDir(r.link(vc))
+}
+
+// resolveDir follows a virtual cluster's link to its pool member.
+func resolveDir(link string) string {
+	if target, err := linkTarget(link); err == nil {
+		return target
+	}
+	return link
+}
+
 func (r *processRuntime) Ensure(ctx context.Context, vc *storagev1.VirtualCluster, extra []string) (State, error) {
+	taken, err := r.takeFromPool(vc, extra)
+	if err != nil {
+		return State{}, err
+	}
 	dir := r.dir(vc)
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
 		return State{}, err
@@ -91,6 +113,11 @@ func (r *processRuntime) Ensure(ctx context.Context, vc *storagev1.VirtualCluste
 	// What the child runs with: its flags and where the host is (a host
 	// that moved to another address needs a restart too).
 	record := strings.Join(args, "\n") + "\n# host " + r.hostCfg.Host
+	if taken {
+		if err := r.assign(vc, dir, args, record); err != nil {
+			return State{}, err
+		}
+	}
 	pid, running := r.running(dir)
 	if running {
 		r.noteAdopted(vc, pid)
@@ -118,6 +145,59 @@ func (r *processRuntime) Ensure(ctx context.Context, vc *storagev1.VirtualCluste
 	}
 	data := filepath.Join(dir, "data")
 	return probe(ctx, filepath.Join(data, "admin.kubeconfig"), readiness.Path(readiness.Bootstrapped(data)))
+}
+
+// takeFromPool links a new vc (no directory yet) to a warm pool member,
+// when there is a pool, one is free, and vc's values leave the control
+// plane as members run it.
+func (r *processRuntime) takeFromPool(vc *storagev1.VirtualCluster, extra []string) (bool, error) {
+	if r.pool == nil {
+		return false, nil
+	}
+	link := r.link(vc)
+	if _, err := os.Lstat(link); !errors.Is(err, fs.ErrNotExist) {
+		return false, nil // not new
+	}
+	if _, ok := r.pool.assignment(append([]string{"vcluster", "run"}, extra...)); !ok {
+		poolTakes.WithLabelValues("ineligible").Inc()
+		return false, nil
+	}
+	member := r.pool.take(vc)
+	if member == "" {
+		poolTakes.WithLabelValues("empty").Inc()
+		return false, nil
+	}
+	r.pool.refill()
+	if err := os.MkdirAll(filepath.Dir(link), 0o700); err != nil {
+		return false, err
+	}
+	if err := os.Symlink(member, link); err != nil {
+		return false, err
+	}
+	poolTakes.WithLabelValues("hit").Inc()
+	return true, nil
+}
+
+// assign makes the pool member at dir vc's: the assignment it waits for,
+// then the record of what it runs with from now on.
+func (r *processRuntime) assign(vc *storagev1.VirtualCluster, dir string, args []string, record string) error {
+	assignment, _ := r.pool.assignment(args)
+	if c := r.pool.handOver(dir); c != nil {
+		c.record = record
+		r.mu.Lock()
+		r.children[vc.Namespace+"/"+vc.Name] = c
+		r.mu.Unlock()
+	}
+	// The assignment before the record: an agent stopped in between finds
+	// a record that does not match and restarts the member as vc.
+	if err := pki.WriteFileAtomic(filepath.Join(dir, "assignment"), []byte(strings.Join(assignment, "\n")+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := pki.WriteFileAtomic(filepath.Join(dir, "args"), []byte(record), 0o600); err != nil {
+		return err
+	}
+	r.log.Info("virtual cluster took a warm control plane", "virtualcluster", klog.KObj(vc), "dir", dir)
+	return nil
 }
 
 // ensureHostCredentials writes the syncer's host kubeconfig (again when
@@ -290,7 +370,10 @@ func (r *processRuntime) Delete(ctx context.Context, vc *storagev1.VirtualCluste
 	if err := deleteSyncerAccount(ctx, r.host, vc); err != nil {
 		return err
 	}
-	return os.RemoveAll(r.dir(vc))
+	if err := os.RemoveAll(r.dir(vc)); err != nil {
+		return err
+	}
+	return os.RemoveAll(r.link(vc)) // the symlink to a pool member
 }
 
 // stop stops vc's child, if it runs, and forgets what this agent knew of it.
@@ -398,10 +481,17 @@ func readFile(path string) string {
 // is for stopping everything, as `sublet up` does on Ctrl-C.
 func StopVirtualClusters(stateDir string, grace time.Duration) int {
 	dirs, _ := filepath.Glob(filepath.Join(stateDir, "vclusters", "*", "*"))
+	members, _ := filepath.Glob(filepath.Join(stateDir, "pool", "*"))
 	r := &processRuntime{}
 	var wg sync.WaitGroup
 	n := 0
-	for _, dir := range dirs {
+	for _, dir := range append(members, dirs...) {
+		if target, err := linkTarget(dir); err == nil {
+			if slices.Contains(members, target) {
+				continue // stopped as a member
+			}
+			dir = target
+		}
 		if pid, ok := r.running(dir); ok {
 			n++
 			wg.Add(1)

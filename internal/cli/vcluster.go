@@ -34,7 +34,7 @@ back. Everything else (deployments, CRDs, RBAC, namespaces) stays virtual.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runServer(o, o.ControlPlane, "vcluster.log", func(cp *controlplane.ControlPlane, logFile string) error {
 				return vcluster.Run(cmd.Context(), cp, *o, klog.Background(), legacyregistry.Registerer(), func(info vcluster.Info) error {
-					printReady(cmd.OutOrStdout(), "virtual cluster "+o.Name, info.Info, logFile, o.ControlPlane.DataDir)
+					printReady(cmd.OutOrStdout(), "virtual cluster "+info.Name, info.Info, logFile, o.ControlPlane.DataDir)
 					fmt.Fprintf(cmd.OutOrStdout(), "Cluster DNS: %s (UDP and TCP)\n", info.DNSAddress)
 					return nil
 				})

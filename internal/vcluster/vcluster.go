@@ -66,6 +66,10 @@ type Options struct {
 	// PodSecurityStandard is the level every pod is checked against
 	// before the syncer creates its host pod.
 	PodSecurityStandard string
+	// AwaitAssignment, if set, makes a warm control plane: it starts with
+	// no virtual cluster of its own and waits for this file to name one
+	// (see assign.go). Needs ServiceCIDR.
+	AwaitAssignment string
 }
 
 // NewOptions returns defaults.
@@ -95,6 +99,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.KubeconfigSecret, "kubeconfig-secret", o.KubeconfigSecret, "Host secret (in --host-namespace) to write the admin kubeconfig to, key config; for runtimes where the data dir is not reachable.")
 	fs.StringVar(&o.KubeconfigServer, "kubeconfig-server", o.KubeconfigServer, "Server URL in the --kubeconfig-secret kubeconfig, e.g. https://NAME.NAMESPACE.svc:443; its host is added to the certificate.")
 	fs.StringVar(&o.PodSecurityStandard, "pod-security-standard", o.PodSecurityStandard, "Pod Security Standard every pod must meet before it runs on the host: privileged, baseline or restricted. Namespace labels in the virtual cluster cannot lower it.")
+	pathflag.Var(fs, &o.AwaitAssignment, "await-assignment", o.AwaitAssignment, "Start the control plane with no virtual cluster and wait until this file names one (a warm pool member; the agent writes it).")
+	_ = fs.MarkHidden("await-assignment")
 	if f := fs.Lookup("service-cidr"); f != nil {
 		f.Usage = "IP range for service ClusterIPs; default: the host's, detected, so a service has the same ClusterIP on both sides."
 	}
@@ -117,6 +123,13 @@ func (o *Options) Complete() error {
 	}
 	if err := o.validateLocal(); err != nil {
 		return exitcode.ConfigErr(err)
+	}
+	if o.AwaitAssignment != "" {
+		// No host yet: the agent passes the host's range.
+		if o.ControlPlane.ServiceCIDR == "" {
+			return exitcode.Configf("--await-assignment needs --service-cidr")
+		}
+		return o.ControlPlane.Complete()
 	}
 	if o.KubeconfigServer != "" {
 		u, _ := url.Parse(o.KubeconfigServer)
@@ -154,12 +167,14 @@ func (o *Options) Validate() error {
 func (o *Options) validateLocal() error {
 	var errs []error
 	switch msgs := translate.ValidateVClusterName(o.Name); {
+	case o.Name == "" && o.AwaitAssignment != "":
+		// a warm control plane: the assignment names it
 	case o.Name == "":
 		errs = append(errs, errors.New("--name is required"))
 	case len(msgs) > 0:
 		errs = append(errs, fmt.Errorf("--name %q: %s", o.Name, strings.Join(msgs, "; ")))
 	}
-	if msgs := translate.ValidateHostNamespace(o.HostNamespace); len(msgs) > 0 {
+	if msgs := translate.ValidateHostNamespace(o.HostNamespace); len(msgs) > 0 && (o.HostNamespace != "" || o.AwaitAssignment == "") {
 		errs = append(errs, fmt.Errorf("--host-namespace %q is not a namespace name: %s", o.HostNamespace, strings.Join(msgs, "; ")))
 	}
 	if _, err := syncer.Selection(o.Sync, o.DisableSync); err != nil {
@@ -220,95 +235,143 @@ func (o *Options) hostConfig() (*rest.Config, error) {
 // Info describes a running virtual cluster.
 type Info struct {
 	controlplane.Info
+	// Name is the virtual cluster's (a warm control plane's is known only
+	// once assigned).
+	Name string
 	// DNSAddress is where its DNS answers (HOST:PORT, UDP and TCP).
 	DNSAddress string
 }
 
-// Run checks the host namespace, starts the control plane on cp and, once
-// it is ready, the syncer and the DNS; ready is called after all started.
+// Run starts the control plane on cp and, once it is ready, checks the
+// host namespace and starts the syncer and the DNS; ready is called after
+// all started. A warm control plane (o.AwaitAssignment) waits for its
+// assignment between the two.
 func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog.Logger, reg prometheus.Registerer, ready func(Info) error) error {
-	hostCfg, err := o.hostConfig()
-	if err != nil {
-		return err
-	}
-	host, err := kubernetes.NewForConfig(hostCfg)
-	if err != nil {
-		return err
-	}
-	if _, err := host.CoreV1().Namespaces().Get(ctx, o.HostNamespace, metav1.GetOptions{}); err != nil {
-		if apierrors.IsNotFound(err) {
-			return exitcode.Configf("host namespace %q does not exist: create it (kubectl create namespace %s) or pass another --host-namespace", o.HostNamespace, o.HostNamespace)
+	if o.AwaitAssignment == "" {
+		// Fail fast, before the control plane starts.
+		if _, err := o.checkHost(ctx); err != nil {
+			return err
 		}
-		if !apierrors.IsForbidden(err) {
-			return fmt.Errorf("reach the host cluster: %w", err)
-		}
-		// Namespace-scoped credentials may not read namespaces: go on.
-	}
-	selected, err := syncer.Selection(o.Sync, o.DisableSync)
-	if err != nil {
-		return err
 	}
 	metrics := syncer.NewMetrics(reg)
 	// Service and pod proxying reach the host copies (once the syncer runs).
 	redirect := &syncer.ProxyRedirect{}
 	cp.WrapAPIHandler(redirect.Wrap)
-	return cp.Run(ctx, func(info controlplane.Info) error {
-		virtual, err := kubernetes.NewForConfig(withThroughput(info.Admin, virtualQPS))
-		if err != nil {
-			return err
+	ctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	err := cp.Run(ctx, func(info controlplane.Info) error {
+		if o.AwaitAssignment == "" {
+			return o.startSyncing(ctx, cp, info, redirect, metrics, log, ready)
 		}
-		pods, err := o.podRuntime(info)
-		if err != nil {
-			return err
-		}
-		podSecurity, err := syncer.NewPodSecurity(o.PodSecurityStandard)
-		if err != nil {
-			return err
-		}
-		dnsAddress, err := o.startDNS(ctx, virtual, log)
-		if err != nil {
-			return err
-		}
-		dnsIP, err := clusterdns.EnsureService(ctx, virtual, dnsAddress)
-		if err != nil {
-			return err
-		}
-		if pods.DNSServer == "" {
-			pods.DNSServer = dnsIP // ClusterFirst pods ask the cluster's DNS
-		}
-		sctx := &syncer.Context{
-			PodSecurity: podSecurity,
-			Translator:  translate.Translator{VCluster: o.Name, HostNamespace: o.HostNamespace},
-			Virtual:     virtual,
-			Host:        kubernetes.NewForConfigOrDie(withThroughput(hostCfg, hostQPS)),
-			Log:         log.WithName("syncer"),
-			Pods:        pods,
-		}
-		if o.KubeconfigSecret != "" {
-			if err := publishKubeconfig(ctx, sctx.Host, o, info); err != nil {
-				return err
-			}
-		}
-		hostAPI, err := kubeproxy.NewBackend(withThroughput(hostCfg, hostQPS))
-		if err != nil {
-			return err
-		}
-		kubelet, err := startKubeletProxy(ctx, sctx, hostAPI, cp.DataDir(), o.ControlPlane.AdvertiseAddress, log)
-		if err != nil {
-			return err
-		}
-		sctx.Kubelet = kubelet
-		redirect.Start(sctx, hostAPI)
+		// The control plane keeps running (and is watched) while it waits.
 		go func() {
-			if err := syncer.Run(ctx, sctx, selected, metrics); err != nil {
-				log.Error(err, "syncer stopped")
+			err := o.awaitAssignment(ctx, log)
+			if err == nil {
+				log.Info("warm control plane assigned", "virtualcluster", o.Name, "hostNamespace", o.HostNamespace)
+				err = o.startSyncing(ctx, cp, info, redirect, metrics, log, ready)
+			}
+			if err != nil && ctx.Err() == nil {
+				fail(err)
 			}
 		}()
-		if ready != nil {
-			return ready(Info{Info: info, DNSAddress: dnsAddress})
-		}
 		return nil
 	})
+	if cause := context.Cause(ctx); err == nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
+}
+
+// checkHost returns a client of the host and checks that the host
+// namespace exists.
+func (o *Options) checkHost(ctx context.Context) (*rest.Config, error) {
+	hostCfg, err := o.hostConfig()
+	if err != nil {
+		return nil, err
+	}
+	host, err := kubernetes.NewForConfig(hostCfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := host.CoreV1().Namespaces().Get(ctx, o.HostNamespace, metav1.GetOptions{}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, exitcode.Configf("host namespace %q does not exist: create it (kubectl create namespace %s) or pass another --host-namespace", o.HostNamespace, o.HostNamespace)
+		}
+		if !apierrors.IsForbidden(err) {
+			return nil, fmt.Errorf("reach the host cluster: %w", err)
+		}
+		// Namespace-scoped credentials may not read namespaces: go on.
+	}
+	return hostCfg, nil
+}
+
+// startSyncing starts what connects the running control plane to its host
+// namespace: DNS, the kubeconfig Secret, the kubelet proxy, the syncer.
+func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane, info controlplane.Info, redirect *syncer.ProxyRedirect,
+	metrics *syncer.Metrics, log klog.Logger, ready func(Info) error) error {
+	hostCfg, err := o.checkHost(ctx)
+	if err != nil {
+		return err
+	}
+	selected, err := syncer.Selection(o.Sync, o.DisableSync)
+	if err != nil {
+		return err
+	}
+	virtual, err := kubernetes.NewForConfig(withThroughput(info.Admin, virtualQPS))
+	if err != nil {
+		return err
+	}
+	pods, err := o.podRuntime(info)
+	if err != nil {
+		return err
+	}
+	podSecurity, err := syncer.NewPodSecurity(o.PodSecurityStandard)
+	if err != nil {
+		return err
+	}
+	dnsAddress, err := o.startDNS(ctx, virtual, log)
+	if err != nil {
+		return err
+	}
+	dnsIP, err := clusterdns.EnsureService(ctx, virtual, dnsAddress)
+	if err != nil {
+		return err
+	}
+	if pods.DNSServer == "" {
+		pods.DNSServer = dnsIP // ClusterFirst pods ask the cluster's DNS
+	}
+	sctx := &syncer.Context{
+		PodSecurity: podSecurity,
+		Translator:  translate.Translator{VCluster: o.Name, HostNamespace: o.HostNamespace},
+		Virtual:     virtual,
+		Host:        kubernetes.NewForConfigOrDie(withThroughput(hostCfg, hostQPS)),
+		Log:         log.WithName("syncer"),
+		Pods:        pods,
+	}
+	if o.KubeconfigSecret != "" {
+		if err := publishKubeconfig(ctx, sctx.Host, o, info); err != nil {
+			return err
+		}
+	}
+	hostAPI, err := kubeproxy.NewBackend(withThroughput(hostCfg, hostQPS))
+	if err != nil {
+		return err
+	}
+	kubelet, err := startKubeletProxy(ctx, sctx, hostAPI, cp.DataDir(), o.ControlPlane.AdvertiseAddress, log)
+	if err != nil {
+		return err
+	}
+	sctx.Kubelet = kubelet
+	redirect.Start(sctx, hostAPI)
+	go func() {
+		if err := syncer.Run(ctx, sctx, selected, metrics); err != nil {
+			log.Error(err, "syncer stopped")
+		}
+	}()
+	if ready != nil {
+		return ready(Info{Info: info, Name: o.Name, DNSAddress: dnsAddress})
+	}
+	return nil
 }
 
 // startDNS serves the virtual cluster's DNS on o.DNSListen and returns the

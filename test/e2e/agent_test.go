@@ -22,10 +22,10 @@ import (
 // startAgent runs `sublet agent` against the shared host with state in
 // stateDir. Virtual clusters it started outlive it (they run in their own
 // sessions), so the test's cleanup kills those too.
-func startAgent(t *testing.T, stateDir string) *testenv.Process {
+func startAgent(t *testing.T, stateDir string, extra ...string) *testenv.Process {
 	t.Helper()
 	p, _, err := testenv.StartUntil(context.Background(), "Sublet agent is running",
-		"agent", "--kubeconfig", host.Kubeconfig, "--state-dir", stateDir, "--metrics-bind-address", "0", "--leader-elect=false")
+		append([]string{"agent", "--kubeconfig", host.Kubeconfig, "--state-dir", stateDir, "--metrics-bind-address", "0", "--leader-elect=false"}, extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,10 +48,12 @@ func agentWithNamespace(t *testing.T, prefix string) (agent *testenv.Process, st
 	return agent, stateDir, ns
 }
 
-// killChildren ends every virtual cluster process under stateDir.
+// killChildren ends every virtual cluster process under stateDir, warm
+// pool members included.
 func killChildren(stateDir string) {
 	pids, _ := filepath.Glob(filepath.Join(stateDir, "vclusters", "*", "*", "pid"))
-	for _, f := range pids {
+	members, _ := filepath.Glob(filepath.Join(stateDir, "pool", "*", "pid"))
+	for _, f := range append(pids, members...) {
 		b, _ := os.ReadFile(f)
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
 			_ = syscall.Kill(pid, syscall.SIGKILL)

@@ -1,0 +1,336 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/exitcode"
+	"github.com/sublet-dev/sublet/internal/kubeversion"
+	"github.com/sublet-dev/sublet/internal/pki"
+	"github.com/sublet-dev/sublet/internal/vcluster"
+)
+
+// warmPool keeps started, unassigned control planes (`vcluster run
+// --await-assignment`) under STATE/pool/ID, for the process runtime to hand
+// to new virtual clusters. Each member made its own CA, certificates,
+// service-account key and datastore when it started, and was never anyone
+// else's: a member is taken once, and its directory becomes the virtual
+// cluster's (STATE/vclusters/NS/NAME is then a symlink to it) until the
+// virtual cluster is deleted.
+//
+// Files of a member: pid, args (what it was started with), vcluster.log,
+// data/; owner ("NS/NAME") once taken, written before the symlink; the
+// assignment, written last, which the member waits for.
+type warmPool struct {
+	size   int
+	dir    string
+	binary string
+	host   kubernetes.Interface
+	log    klog.Logger
+	// serviceCIDR is the host's, detected once; members run with it.
+	serviceCIDR string
+
+	mu       sync.Mutex
+	children map[string]*child // members this agent started, by ID
+	failures int               // members that exited unassigned in a row
+	lastFail time.Time
+	kick     chan struct{}
+}
+
+var (
+	poolMembers = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sublet_agent_warm_pool_members",
+		Help: "Unassigned control planes of the warm pool: ready, or still starting.",
+	}, []string{"state"})
+	poolTakes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sublet_agent_warm_pool_takes_total",
+		Help: "New virtual clusters by how they started: hit (took a warm control plane), empty (the pool had none), ineligible (their values change the control plane).",
+	}, []string{"result"})
+)
+
+func init() { ctrlmetrics.Registry.MustRegister(poolMembers, poolTakes) }
+
+func newWarmPool(size int, stateDir, binary string, host kubernetes.Interface, log klog.Logger) *warmPool {
+	return &warmPool{size: size, dir: filepath.Join(stateDir, "pool"), binary: binary, host: host, log: log,
+		children: map[string]*child{}, kick: make(chan struct{}, 1)}
+}
+
+// Start keeps the pool filled until ctx ends (a manager runnable: it runs
+// while this agent leads). Members outlive the agent, like virtual
+// clusters, and the next agent adopts them.
+func (p *warmPool) Start(ctx context.Context) error {
+	if err := os.MkdirAll(p.dir, 0o700); err != nil {
+		return err
+	}
+	p.sweep()
+	for p.serviceCIDR == "" {
+		cidr, err := vcluster.DetectServiceCIDR(ctx, p.host, "default")
+		if err == nil {
+			p.serviceCIDR = cidr
+			break
+		}
+		p.log.Error(err, "warm pool: detect the host's service range; retrying")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
+	}
+	tick := time.NewTicker(10 * time.Second) // a member that died is replaced
+	defer tick.Stop()
+	for {
+		p.fill()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.kick:
+		case <-tick.C:
+		}
+	}
+}
+
+func (p *warmPool) refill() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// member is one directory of the pool.
+type member struct {
+	dir   string
+	pid   int
+	ready bool // its admin kubeconfig is written: serving
+	born  time.Time
+}
+
+// freeLocked lists the running, unassigned members, the oldest first, and
+// removes what is left of members that died unassigned. p.mu is held.
+func (p *warmPool) freeLocked() []member {
+	dirs, _ := filepath.Glob(filepath.Join(p.dir, "*"))
+	var out []member
+	for _, dir := range dirs {
+		if _, err := os.Stat(filepath.Join(dir, "owner")); err == nil {
+			continue
+		}
+		pid, running := (&processRuntime{}).running(dir)
+		if !running {
+			if !p.startedRecently(dir) {
+				_ = os.RemoveAll(dir)
+			}
+			continue
+		}
+		m := member{dir: dir, pid: pid}
+		if st, err := os.Stat(filepath.Join(dir, "pid")); err == nil {
+			m.born = st.ModTime()
+		}
+		_, err := os.Stat(filepath.Join(dir, "data", "admin.kubeconfig"))
+		m.ready = err == nil
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].born.Before(out[j].born) })
+	return out
+}
+
+// startedRecently: a member this agent started and that still runs.
+func (p *warmPool) startedRecently(dir string) bool {
+	c := p.children[filepath.Base(dir)]
+	if c == nil {
+		return false
+	}
+	select {
+	case <-c.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// fill starts members until size run unassigned; after members exited
+// unassigned it backs off (1 s doubling to 5 min).
+func (p *warmPool) fill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failures > 0 && time.Since(p.lastFail) < min(time.Second<<min(p.failures-1, 9), 5*time.Minute) {
+		return
+	}
+	free := p.freeLocked()
+	ready := 0
+	for _, m := range free {
+		if m.ready {
+			ready++
+		}
+	}
+	poolMembers.WithLabelValues("ready").Set(float64(ready))
+	poolMembers.WithLabelValues("starting").Set(float64(len(free) - ready))
+	for n := len(free); n < p.size; n++ {
+		if err := p.startLocked(); err != nil {
+			p.log.Error(err, "warm pool: start a member")
+			return
+		}
+	}
+}
+
+func (p *warmPool) startLocked() error {
+	id := make([]byte, 6)
+	_, _ = rand.Read(id)
+	dir := filepath.Join(p.dir, hex.EncodeToString(id))
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+		return err
+	}
+	args := []string{"vcluster", "run", "--data-dir", filepath.Join(dir, "data"), "--service-cidr", p.serviceCIDR,
+		"--await-assignment", filepath.Join(dir, "assignment")}
+	logFile, err := os.OpenFile(filepath.Join(dir, "vcluster.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(p.binary, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", p.binary, err)
+	}
+	c := &child{record: strings.Join(args, "\n"), done: make(chan struct{})}
+	p.children[filepath.Base(dir)] = c
+	go func() {
+		_ = cmd.Wait()
+		c.code = cmd.ProcessState.ExitCode()
+		if c.code == exitcode.Config {
+			c.message = lastError(filepath.Join(dir, "vcluster.log"), 0)
+		}
+		close(c.done)
+		if _, err := os.Stat(filepath.Join(dir, "owner")); err != nil {
+			p.log.Info("warm pool member exited unassigned", "dir", dir, "code", c.code)
+			p.mu.Lock()
+			p.failures++
+			p.lastFail = time.Now()
+			delete(p.children, filepath.Base(dir))
+			p.mu.Unlock()
+			_ = os.RemoveAll(dir)
+			p.refill()
+		}
+	}()
+	if err := pki.WriteFileAtomic(filepath.Join(dir, "args"), []byte(c.record), 0o600); err != nil {
+		return err
+	}
+	p.log.Info("warm pool: started a member", "dir", dir)
+	return pki.WriteFileAtomic(filepath.Join(dir, "pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600)
+}
+
+// assignment returns the arguments a member takes to become the virtual
+// cluster run with args (`vcluster run …`), or false when those change the
+// control plane itself (Kubernetes version, datastore, service range, API
+// server flags): such a cluster starts fresh.
+func (p *warmPool) assignment(args []string) ([]string, bool) {
+	var out []string
+	for i := 2; i < len(args); i++ {
+		name, value, hasValue := strings.Cut(strings.TrimPrefix(args[i], "--"), "=")
+		if !hasValue && i+1 < len(args) {
+			i++
+			value = args[i]
+		}
+		switch {
+		case name == "data-dir":
+			continue
+		case name == "service-cidr" && value == p.serviceCIDR,
+			name == "datastore" && value == "sqlite",
+			name == "kubernetes-version" && strings.HasPrefix(kubeversion.Binary(), value+"."):
+			continue // what members run with anyway
+		case !slices.Contains(vcluster.AssignableFlags, name):
+			return nil, false
+		}
+		out = append(out, "--"+name+"="+value)
+	}
+	return out, true
+}
+
+// take gives vc the oldest running unassigned member (a ready one if there
+// is one) and returns its directory, or "" if the pool has none.
+func (p *warmPool) take(vc *storagev1.VirtualCluster) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	free := p.freeLocked()
+	if len(free) == 0 {
+		return ""
+	}
+	pick := free[0]
+	for _, m := range free {
+		if m.ready {
+			pick = m
+			break
+		}
+	}
+	if err := pki.WriteFileAtomic(filepath.Join(pick.dir, "owner"), []byte(vc.Namespace+"/"+vc.Name), 0o600); err != nil {
+		p.log.Error(err, "warm pool: take a member")
+		return ""
+	}
+	p.failures = 0
+	return pick.dir
+}
+
+// handOver moves the child record of the member at dir (if this agent
+// started it) to the caller.
+func (p *warmPool) handOver(dir string) *child {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.children[filepath.Base(dir)]
+	delete(p.children, filepath.Base(dir))
+	return c
+}
+
+// sweep removes members that were taken but never linked (the agent
+// stopped in between), so nothing of theirs is left running.
+func (p *warmPool) sweep() {
+	stateDir := filepath.Dir(p.dir)
+	owners, _ := filepath.Glob(filepath.Join(p.dir, "*", "owner"))
+	for _, f := range owners {
+		dir := filepath.Dir(f)
+		parts := strings.SplitN(readFile(f), "/", 2)
+		if len(parts) == 2 {
+			if target, err := os.Readlink(filepath.Join(stateDir, "vclusters", parts[0], parts[1])); err == nil && target == dir {
+				continue
+			}
+		}
+		if pid, ok := (&processRuntime{}).running(dir); ok {
+			stopProcess(pid, 30*time.Second)
+		}
+		p.log.Info("warm pool: removed a member taken by no virtual cluster", "dir", dir)
+		_ = os.RemoveAll(dir)
+	}
+}
+
+// errNoLink: the path is not a symlink.
+var errNoLink = errors.New("not a symlink")
+
+// linkTarget returns where the symlink at path points.
+func linkTarget(path string) (string, error) {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return "", err
+	}
+	if st.Mode()&fs.ModeSymlink == 0 {
+		return "", errNoLink
+	}
+	return os.Readlink(path)
+}
