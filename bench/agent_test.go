@@ -24,9 +24,12 @@ import (
 // report p50 of apply → phase Ready and apply → first successful `kubectl
 // get namespaces` with the published kubeconfig; then, with all of them
 // idle for idleWait, the memory each costs (drop of MemAvailable, PSS);
-// then p50 of delete → the namespace holds nothing of it.
+// then p50 of delete → the namespace holds nothing of it. With
+// SUBLET_BENCH_POOL=N the agent keeps a warm pool of N control planes, and
+// each apply waits (untimed) until the pool is full again.
 func BenchmarkVirtualClusterCreate(b *testing.B) {
 	n := envInt("SUBLET_BENCH_VCS", 10)
+	pool := envInt("SUBLET_BENCH_POOL", 0)
 	ctx := context.Background()
 	h, err := testenv.StartHost(ctx, b.TempDir(), 2)
 	if err != nil {
@@ -35,7 +38,7 @@ func BenchmarkVirtualClusterCreate(b *testing.B) {
 	defer h.Kill()
 	stateDir := b.TempDir()
 	agent, _, err := testenv.StartUntil(ctx, "Sublet agent is running", "agent", "--kubeconfig", h.Kubeconfig,
-		"--state-dir", stateDir, "--metrics-bind-address", "0", "--leader-elect=false")
+		"--state-dir", stateDir, "--metrics-bind-address", "0", "--leader-elect=false", "--warm-pool", strconv.Itoa(pool))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -59,6 +62,7 @@ func BenchmarkVirtualClusterCreate(b *testing.B) {
 			b.Fatal(err)
 		}
 		manifest := fmt.Sprintf("apiVersion: storage.loft.sh/v1\nkind: VirtualCluster\nmetadata: {name: vc, namespace: %s}\n", ns)
+		waitPoolFull(b, stateDir, pool)
 		t0 := time.Now()
 		if out, err := kubectl(manifest, "apply", "-f", "-"); err != nil {
 			b.Fatalf("%v\n%s", err, out)
@@ -129,8 +133,37 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
+// waitPoolFull waits until the agent's warm pool holds n ready, unassigned
+// control planes.
+func waitPoolFull(b *testing.B, stateDir string, n int) {
+	b.Helper()
+	for deadline := time.Now().Add(3 * time.Minute); n > 0; time.Sleep(50 * time.Millisecond) {
+		ready := 0
+		dirs, _ := filepath.Glob(filepath.Join(stateDir, "pool", "*"))
+		for _, d := range dirs {
+			_, owned := os.Stat(filepath.Join(d, "owner"))
+			_, serving := os.Stat(filepath.Join(d, "data", "admin.kubeconfig"))
+			if owned != nil && serving == nil {
+				ready++
+			}
+		}
+		if ready >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("warm pool: %d of %d ready after 3m", ready, n)
+		}
+	}
+}
+
+// pidFiles are the pids of the virtual clusters under stateDir (pooled
+// ones through their links).
 func pidFiles(stateDir string) []int {
-	files, _ := filepath.Glob(filepath.Join(stateDir, "vclusters", "*", "*", "pid"))
+	return pidsIn(filepath.Join(stateDir, "vclusters", "*", "*", "pid"))
+}
+
+func pidsIn(pattern string) []int {
+	files, _ := filepath.Glob(pattern)
 	var pids []int
 	for _, f := range files {
 		b, _ := os.ReadFile(f)
@@ -142,7 +175,7 @@ func pidFiles(stateDir string) []int {
 }
 
 func killPidFiles(stateDir string) {
-	for _, pid := range pidFiles(stateDir) {
+	for _, pid := range append(pidFiles(stateDir), pidsIn(filepath.Join(stateDir, "pool", "*", "pid"))...) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }

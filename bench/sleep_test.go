@@ -21,13 +21,13 @@ import (
 // upForBench runs `sublet up` in a fresh directory (its CLI login and
 // kube-context set for the benchmark) and returns the state dir and a
 // client through the platform to the demo virtual cluster.
-func upForBench(b *testing.B) (stateDir string, demo kubernetes.Interface, stop func()) {
+func upForBench(b *testing.B, extra ...string) (stateDir string, demo kubernetes.Interface, stop func()) {
 	b.Helper()
 	dir := b.TempDir()
 	b.Setenv("SUBLET_CONFIG", filepath.Join(dir, "cli.json"))
 	b.Setenv("KUBECONFIG", filepath.Join(dir, "kubeconfig"))
 	stateDir = filepath.Join(dir, "state")
-	up, _, err := testenv.StartUntil(context.Background(), "Sublet is up.", "up", "--state-dir", stateDir, "--listen", "127.0.0.1:0")
+	up, _, err := testenv.StartUntil(context.Background(), "Sublet is up.", append([]string{"up", "--state-dir", stateDir, "--listen", "127.0.0.1:0"}, extra...)...)
 	if err != nil {
 		b.Fatal(err)
 	}

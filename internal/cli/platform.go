@@ -487,7 +487,7 @@ func waitPhase(parent context.Context, w io.Writer, get func(context.Context) (*
 				return errInterrupted
 			}
 			return fmt.Errorf("virtual cluster not %s after %s (last: %s)", want, timeout, last)
-		case <-time.After(300 * time.Millisecond):
+		case <-time.After(100 * time.Millisecond): // a pooled create is ready in well under a second
 		}
 	}
 }
