@@ -252,6 +252,8 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 		if _, err := o.checkHost(ctx); err != nil {
 			return err
 		}
+	} else if err := setNice(backgroundNice); err != nil {
+		log.Info("warm control plane: could not lower its CPU priority", "error", err.Error())
 	}
 	metrics := syncer.NewMetrics(reg)
 	// Service and pod proxying reach the host copies (once the syncer runs).
@@ -268,6 +270,9 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 			err := o.awaitAssignment(ctx, log)
 			if err == nil {
 				log.Info("warm control plane assigned", "virtualcluster", o.Name, "hostNamespace", o.HostNamespace)
+				if err := setNice(0); err != nil {
+					log.Info("runs at background CPU priority until its next restart", "virtualcluster", o.Name, "error", err.Error())
+				}
 				err = o.startSyncing(ctx, cp, info, redirect, metrics, log, ready)
 			}
 			if err != nil && ctx.Err() == nil {
