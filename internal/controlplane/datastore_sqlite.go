@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sync"
 	"time"
@@ -13,6 +14,10 @@ import (
 
 	"github.com/k3s-io/kine/pkg/endpoint"
 	"github.com/k3s-io/kine/pkg/tls"
+	"go.etcd.io/etcd/server/v3/embed"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 )
 
 var sqliteMagic = []byte("SQLite format 3\x00")
@@ -83,6 +88,10 @@ func (s *kineStore) start(ctx context.Context) (string, error) {
 	}
 	cfg.ConnectionPoolConfig.MaxIdle = 2
 	cfg.ConnectionPoolConfig.MaxIdleTime = 2 * time.Minute
+	if cfg.GRPCServer, err = kineGRPCServer(cfg.ServerTLSConfig); err != nil {
+		s.cancel()
+		return "", err
+	}
 	if _, err := endpoint.Listen(ctx, cfg); err != nil {
 		s.cancel()
 		return "", fmt.Errorf("start kine on %s: %w", s.file, err)
@@ -95,4 +104,28 @@ func (s *kineStore) stop() {
 		s.cancel()
 		s.wg.Wait()
 	}
+}
+
+// kineGRPCServer is the gRPC server kine would make (etcd's defaults for
+// keepalive, streams and message sizes, TLS with client certificates) with
+// small per-connection buffers. The API server keeps one datastore
+// connection per resource, about 70, and gRPC's default 32 KiB read buffer
+// plus 32 KiB write buffer on each side was ~4 MiB of an idle virtual
+// cluster's heap; the write buffer is now taken from a pool while a write
+// is in flight.
+func kineGRPCServer(tlsCfg tls.Config) (*grpc.Server, error) {
+	serverTLS, err := tlsCfg.ServerConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kine TLS: %w", err)
+	}
+	return grpc.NewServer(
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: embed.DefaultGRPCKeepAliveMinTime}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: embed.DefaultGRPCKeepAliveInterval, Timeout: embed.DefaultGRPCKeepAliveTimeout}),
+		grpc.MaxConcurrentStreams(embed.DefaultMaxConcurrentStreams),
+		grpc.MaxRecvMsgSize(int(embed.DefaultMaxRequestBytes)+512*1024),
+		grpc.MaxSendMsgSize(math.MaxInt32),
+		grpc.ReadBufferSize(4<<10),
+		grpc.SharedWriteBuffer(true),
+		grpc.Creds(credentials.NewTLS(serverTLS)),
+	), nil
 }
