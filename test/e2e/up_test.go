@@ -65,7 +65,12 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 		return p
 	}
 	p := up()
-	t.Cleanup(func() { p.Kill() })
+	// Ctrl-C, as a user stops it, then whatever virtual cluster is left
+	// (they run in sessions of their own and outlive a killed `up`).
+	t.Cleanup(func() {
+		_ = p.Stop()
+		killChildren(filepath.Join(stateDir, "agent"))
+	})
 
 	if out := currentKubectl(t, "get", "namespaces"); !strings.Contains(out, "kube-system") {
 		t.Fatalf("kubectl get namespaces in demo:\n%s", out)
