@@ -77,14 +77,14 @@ func (s *kineStore) start(ctx context.Context) (string, error) {
 			TrustedCAFile: s.pki.CACert(),
 		},
 		// kine rejects zero values; these are its command's own defaults.
-		NotifyInterval:      30 * time.Second,
+		NotifyInterval:      5 * time.Second,
 		EmulatedETCDVersion: "3.6.11",
 		CompactInterval:     5 * time.Minute,
 		CompactTimeout:      5 * time.Second,
 		CompactMinRetain:    1000,
 		CompactBatchSize:    1000,
 		PollBatchSize:       500,
-		PollInterval:        5 * time.Second,
+		PollInterval:        time.Second,
 	}
 	cfg.ConnectionPoolConfig.MaxIdle = 2
 	cfg.ConnectionPoolConfig.MaxIdleTime = 2 * time.Minute
