@@ -5,17 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,7 +20,6 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
-	"github.com/sublet-dev/sublet/internal/exitcode"
 	"github.com/sublet-dev/sublet/internal/kubeversion"
 	"github.com/sublet-dev/sublet/internal/pki"
 	"github.com/sublet-dev/sublet/internal/vcluster"
@@ -119,7 +114,6 @@ func (p *warmPool) refill() {
 // member is one directory of the pool.
 type member struct {
 	dir   string
-	pid   int
 	ready bool // its admin kubeconfig is written: serving
 	born  time.Time
 }
@@ -133,14 +127,13 @@ func (p *warmPool) freeLocked() []member {
 		if _, err := os.Stat(filepath.Join(dir, "owner")); err == nil {
 			continue
 		}
-		pid, running := (&processRuntime{}).running(dir)
-		if !running {
-			if !p.startedRecently(dir) {
-				_ = os.RemoveAll(dir)
-			}
+		// Members this agent starts have their pid file before p.mu is
+		// released, so one not running here is dead.
+		if _, running := (&processRuntime{}).running(dir); !running {
+			_ = os.RemoveAll(dir)
 			continue
 		}
-		m := member{dir: dir, pid: pid}
+		m := member{dir: dir}
 		if st, err := os.Stat(filepath.Join(dir, "pid")); err == nil {
 			m.born = st.ModTime()
 		}
@@ -150,20 +143,6 @@ func (p *warmPool) freeLocked() []member {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].born.Before(out[j].born) })
 	return out
-}
-
-// startedRecently: a member this agent started and that still runs.
-func (p *warmPool) startedRecently(dir string) bool {
-	c := p.children[filepath.Base(dir)]
-	if c == nil {
-		return false
-	}
-	select {
-	case <-c.done:
-		return false
-	default:
-		return true
-	}
 }
 
 // fill starts members until size run unassigned; after members exited
@@ -200,42 +179,24 @@ func (p *warmPool) startLocked() error {
 	}
 	args := []string{"vcluster", "run", "--data-dir", filepath.Join(dir, "data"), "--service-cidr", p.serviceCIDR,
 		"--await-assignment", filepath.Join(dir, "assignment")}
-	logFile, err := os.OpenFile(filepath.Join(dir, "vcluster.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-	cmd := exec.Command(p.binary, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", p.binary, err)
-	}
-	c := &child{record: strings.Join(args, "\n"), done: make(chan struct{})}
-	p.children[filepath.Base(dir)] = c
-	go func() {
-		_ = cmd.Wait()
-		c.code = cmd.ProcessState.ExitCode()
-		if c.code == exitcode.Config {
-			c.message = lastError(filepath.Join(dir, "vcluster.log"), 0)
+	c, err := spawnChild(p.binary, dir, args, strings.Join(args, "\n"), func(c *child) {
+		if _, err := os.Stat(filepath.Join(dir, "owner")); err == nil {
+			return // a virtual cluster's now: the runtime sees it exit
 		}
-		close(c.done)
-		if _, err := os.Stat(filepath.Join(dir, "owner")); err != nil {
-			p.log.Info("warm pool member exited unassigned", "dir", dir, "code", c.code)
-			p.mu.Lock()
-			p.failures++
-			p.lastFail = time.Now()
-			delete(p.children, filepath.Base(dir))
-			p.mu.Unlock()
-			_ = os.RemoveAll(dir)
-			p.refill()
-		}
-	}()
-	if err := pki.WriteFileAtomic(filepath.Join(dir, "args"), []byte(c.record), 0o600); err != nil {
-		return err
+		p.log.Info("warm pool member exited unassigned", "dir", dir, "code", c.code)
+		p.mu.Lock()
+		p.failures++
+		p.lastFail = time.Now()
+		delete(p.children, filepath.Base(dir))
+		p.mu.Unlock()
+		_ = os.RemoveAll(dir)
+		p.refill()
+	})
+	if c != nil {
+		p.children[filepath.Base(dir)] = c
+		p.log.Info("warm pool: started a member", "dir", dir)
 	}
-	p.log.Info("warm pool: started a member", "dir", dir)
-	return pki.WriteFileAtomic(filepath.Join(dir, "pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600)
+	return err
 }
 
 // assignment returns the arguments a member takes to become the virtual

@@ -284,41 +284,56 @@ func (r *processRuntime) exited(vc *storagev1.VirtualCluster) *child {
 }
 
 func (r *processRuntime) start(vc *storagev1.VirtualCluster, dir string, args []string, record string) error {
+	c, err := spawnChild(r.binary, dir, args, record, func(c *child) {
+		if c.code == exitcode.Config {
+			r.log.Info("virtual cluster refused its configuration", "virtualcluster", klog.KObj(vc), "error", c.message)
+		}
+	})
+	if c != nil {
+		r.mu.Lock()
+		r.children[vc.Namespace+"/"+vc.Name] = c
+		r.mu.Unlock()
+	}
+	return err
+}
+
+// spawnChild starts `sublet ARGS` in a session of its own (it outlives an
+// agent restart) with its output appended to dir/vcluster.log, and writes
+// dir/args (record) and dir/pid. A goroutine reaps it, keeps its exit code
+// and, when it refused its configuration, its error line, then calls
+// exited. The child is returned once it started, even if a file could not
+// be written.
+func spawnChild(binary, dir string, args []string, record string, exited func(*child)) (*child, error) {
 	logPath := filepath.Join(dir, "vcluster.log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer logFile.Close()
 	var offset int64
 	if st, err := logFile.Stat(); err == nil {
 		offset = st.Size()
 	}
-	cmd := exec.Command(r.binary, args...)
+	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// A session of its own: the child outlives an agent restart.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", r.binary, err)
+		return nil, fmt.Errorf("start %s: %w", binary, err)
 	}
 	c := &child{record: record, done: make(chan struct{})}
-	r.mu.Lock()
-	r.children[vc.Namespace+"/"+vc.Name] = c
-	r.mu.Unlock()
-	// Reap it if it exits while we run, and keep why.
 	go func() {
 		_ = cmd.Wait()
 		c.code = cmd.ProcessState.ExitCode()
 		if c.code == exitcode.Config {
 			c.message = lastError(logPath, offset)
-			r.log.Info("virtual cluster refused its configuration", "virtualcluster", klog.KObj(vc), "error", c.message)
 		}
 		close(c.done)
+		exited(c)
 	}()
 	if err := pki.WriteFileAtomic(filepath.Join(dir, "args"), []byte(record), 0o600); err != nil {
-		return err
+		return c, err
 	}
-	return pki.WriteFileAtomic(filepath.Join(dir, "pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600)
+	return c, pki.WriteFileAtomic(filepath.Join(dir, "pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600)
 }
 
 // backoff returns how long to wait before starting vc again: nothing the

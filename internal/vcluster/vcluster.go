@@ -247,9 +247,11 @@ type Info struct {
 // all started. A warm control plane (o.AwaitAssignment) waits for its
 // assignment between the two.
 func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog.Logger, reg prometheus.Registerer, ready func(Info) error) error {
+	var hostCfg *rest.Config
 	if o.AwaitAssignment == "" {
 		// Fail fast, before the control plane starts.
-		if _, err := o.checkHost(ctx); err != nil {
+		var err error
+		if hostCfg, err = o.checkHost(ctx); err != nil {
 			return err
 		}
 	} else if err := setNice(backgroundNice); err != nil {
@@ -263,7 +265,7 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 	defer fail(nil)
 	err := cp.Run(ctx, func(info controlplane.Info) error {
 		if o.AwaitAssignment == "" {
-			return o.startSyncing(ctx, cp, info, redirect, metrics, log, ready)
+			return o.startSyncing(ctx, cp, hostCfg, info, redirect, metrics, log, ready)
 		}
 		// The control plane keeps running (and is watched) while it waits.
 		go func() {
@@ -273,7 +275,10 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 				if err := setNice(0); err != nil {
 					log.Info("runs at background CPU priority until its next restart", "virtualcluster", o.Name, "error", err.Error())
 				}
-				err = o.startSyncing(ctx, cp, info, redirect, metrics, log, ready)
+				var hostCfg *rest.Config
+				if hostCfg, err = o.checkHost(ctx); err == nil {
+					err = o.startSyncing(ctx, cp, hostCfg, info, redirect, metrics, log, ready)
+				}
 			}
 			if err != nil && ctx.Err() == nil {
 				fail(err)
@@ -311,13 +316,10 @@ func (o *Options) checkHost(ctx context.Context) (*rest.Config, error) {
 }
 
 // startSyncing starts what connects the running control plane to its host
-// namespace: DNS, the kubeconfig Secret, the kubelet proxy, the syncer.
-func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane, info controlplane.Info, redirect *syncer.ProxyRedirect,
-	metrics *syncer.Metrics, log klog.Logger, ready func(Info) error) error {
-	hostCfg, err := o.checkHost(ctx)
-	if err != nil {
-		return err
-	}
+// namespace (checked with checkHost, which gave hostCfg): DNS, the
+// kubeconfig Secret, the kubelet proxy, the syncer.
+func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane, hostCfg *rest.Config, info controlplane.Info,
+	redirect *syncer.ProxyRedirect, metrics *syncer.Metrics, log klog.Logger, ready func(Info) error) error {
 	selected, err := syncer.Selection(o.Sync, o.DisableSync)
 	if err != nil {
 		return err
