@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -18,6 +19,9 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/flowcontrol"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/sublet-dev/sublet/internal/testenv"
 )
@@ -41,7 +45,8 @@ func newPodTimes() *podTimes { return &podTimes{t: map[string]time.Time{}} }
 // BenchmarkPodSync creates SUBLET_BENCH_PODS pods (default 1000) at
 // SUBLET_BENCH_RATE per second (default 100) in a virtual cluster and
 // reports the latency from virtual create to host pod, and from host pod
-// Running to virtual pod Running (p50, p99).
+// Running to virtual pod Running (p50, p99). With SUBLET_BENCH_PROFILE=FILE
+// it also writes a CPU profile of the virtual cluster while the pods come.
 func BenchmarkPodSync(b *testing.B) {
 	pods := envInt("SUBLET_BENCH_PODS", 1000)
 	rate := envInt("SUBLET_BENCH_RATE", 100)
@@ -77,6 +82,8 @@ func BenchmarkPodSync(b *testing.B) {
 	cs := kubernetes.NewForConfigOrDie(cfg)
 	hostCPU0, vcCPU0 := cpuSeconds(h.Pid()), cpuSeconds(vc.Pid())
 	b.ResetTimer()
+	profiled := profileVCluster(b, ctx, vc, pods/rate)
+	requests0 := apiRequests(b, ctx, vc.Client)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 20)
 	for i := 0; i < pods; i++ {
@@ -105,6 +112,8 @@ func BenchmarkPodSync(b *testing.B) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	b.StopTimer()
+	<-profiled
+	logRequestsPerPod(b, requests0, apiRequests(b, ctx, vc.Client), pods)
 	// Where the machine's two cores went: the host (apiserver, scheduler,
 	// KWOK) or the virtual cluster (apiserver, controllers, syncer).
 	b.ReportMetric(cpuSeconds(h.Pid())-hostCPU0, "cpu-s-host")
@@ -119,6 +128,84 @@ func BenchmarkPodSync(b *testing.B) {
 	b.ReportMetric(pct(status, 50), "ms-status-p50")
 	b.ReportMetric(pct(status, 99), "ms-status-p99")
 	b.ReportMetric(0, "ns/op")
+}
+
+// profileVCluster writes a CPU profile of the virtual cluster's process over
+// the next seconds to the file SUBLET_BENCH_PROFILE names, if it is set
+// (go tool pprof FILE); the channel closes when it is written.
+func profileVCluster(b *testing.B, ctx context.Context, vc *testenv.Process, seconds int) <-chan struct{} {
+	done := make(chan struct{})
+	path := os.Getenv("SUBLET_BENCH_PROFILE")
+	if path == "" || seconds < 1 {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		data, err := vc.Client.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").
+			Param("seconds", strconv.Itoa(seconds)).Timeout(time.Duration(seconds+30) * time.Second).DoRaw(ctx)
+		if err == nil {
+			err = os.WriteFile(path, data, 0o644)
+		}
+		if err != nil {
+			b.Errorf("CPU profile of the virtual cluster: %v", err)
+		}
+	}()
+	return done
+}
+
+// apiRequests reads the API server's apiserver_request_total counters,
+// summed by verb, resource and subresource.
+func apiRequests(b *testing.B, ctx context.Context, cs kubernetes.Interface) map[string]float64 {
+	data, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		b.Fatalf("metrics of the virtual cluster: %v", err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(data))
+	if err != nil {
+		b.Fatalf("metrics of the virtual cluster: %v", err)
+	}
+	out := map[string]float64{}
+	for _, m := range families["apiserver_request_total"].GetMetric() {
+		l := map[string]string{}
+		for _, p := range m.GetLabel() {
+			l[p.GetName()] = p.GetValue()
+		}
+		key := l["verb"] + " " + l["resource"]
+		if l["subresource"] != "" {
+			key += "/" + l["subresource"]
+		}
+		if c := l["code"]; c != "" && c[0] != '2' {
+			key += " (" + c + ")"
+		}
+		out[key] += m.GetCounter().GetValue()
+	}
+	return out
+}
+
+// logRequestsPerPod logs the API requests the virtual cluster served per
+// pod between two readings, most frequent first.
+func logRequestsPerPod(b *testing.B, before, after map[string]float64, pods int) {
+	type row struct {
+		key string
+		n   float64
+	}
+	var rows []row
+	total := 0.0
+	for k, v := range after {
+		if d := v - before[k]; d >= float64(pods)/10 {
+			rows = append(rows, row{k, d / float64(pods)})
+			total += d / float64(pods)
+		}
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].n > rows[j].n })
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "virtual API requests per pod: %.2f", total)
+	for _, r := range rows {
+		fmt.Fprintf(&sb, "; %s %.2f", r.key, r.n)
+	}
+	b.Log(sb.String())
 }
 
 func recordHost(o interface{}, seen, running *podTimes) {
@@ -180,7 +267,11 @@ func hostAndVCluster(b *testing.B, ctx context.Context, nodes int, hostNS string
 		h.Kill()
 		b.Fatal(err)
 	}
-	vc, err = testenv.Start(ctx, b.TempDir(), "vcluster", "run", "--name", "bench", "--host-kubeconfig", h.Kubeconfig, "--host-namespace", hostNS)
+	args := []string{"vcluster", "run", "--name", "bench", "--host-kubeconfig", h.Kubeconfig, "--host-namespace", hostNS}
+	if os.Getenv("SUBLET_BENCH_PROFILE") != "" {
+		args = append(args, "--apiserver-arg=--profiling=true")
+	}
+	vc, err = testenv.Start(ctx, b.TempDir(), args...)
 	if err != nil {
 		h.Kill()
 		b.Fatal(err)
