@@ -184,8 +184,8 @@ func ensureIdentitySecret(ctx context.Context, c *Context, v, h *corev1.Pod) err
 		if gerr != nil {
 			return gerr
 		}
-		if old.Annotations[identitySecretKey] != h.Name || old.Labels[translate.LabelManagedBy] != c.Translator.VCluster {
-			return fmt.Errorf("host secret %s/%s exists and is not owned by virtual cluster %s", s.Namespace, s.Name, c.Translator.VCluster)
+		if err := ownsIdentitySecret(c, old, h); err != nil {
+			return err
 		}
 		s.ResourceVersion = old.ResourceVersion
 		_, err = c.Host.CoreV1().Secrets(h.Namespace).Update(ctx, s, metav1.UpdateOptions{})
@@ -194,6 +194,29 @@ func ensureIdentitySecret(ctx context.Context, c *Context, v, h *corev1.Pod) err
 		return fmt.Errorf("identity secret of host pod %s: %w", h.Name, err)
 	}
 	return nil
+}
+
+// ownsIdentitySecret says why host secret s is not host pod h's identity
+// secret of this virtual cluster, or nil if it is.
+func ownsIdentitySecret(c *Context, s *corev1.Secret, h *corev1.Pod) error {
+	if s.Annotations[identitySecretKey] != h.Name || s.Labels[translate.LabelManagedBy] != c.Translator.VCluster {
+		return fmt.Errorf("host secret %s/%s exists and is not owned by virtual cluster %s", s.Namespace, s.Name, c.Translator.VCluster)
+	}
+	return nil
+}
+
+// ensureIdentitySecretExists is ensureIdentitySecret for a secret the
+// host cache does not show: the cache may be behind a secret created a
+// moment ago, so the host is asked before a token is minted again.
+func ensureIdentitySecretExists(ctx context.Context, c *Context, v, h *corev1.Pod) error {
+	s, err := c.Host.CoreV1().Secrets(h.Namespace).Get(ctx, identitySecretName(h.Name), metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return ensureIdentitySecret(ctx, c, v, h)
+	case err != nil:
+		return fmt.Errorf("identity secret of host pod %s: %w", h.Name, err)
+	}
+	return ownsIdentitySecret(c, s, h)
 }
 
 // translateEnv sets what a kubelet of the virtual cluster would put in the

@@ -205,6 +205,11 @@ func (s podSyncer) Both(ctx context.Context, c *Context, v, h *corev1.Pod) error
 		if err != nil && !apierrors.IsConflict(err) {
 			return fmt.Errorf("bind virtual pod to %s: %w", h.Spec.NodeName, err)
 		}
+		// Either the binding changed the pod or a conflict showed it
+		// already bound: v is stale, and a status update from it could
+		// only conflict. The bound pod comes back through the informer
+		// and its status is copied then.
+		return nil
 	}
 	if !apiequality.Semantic.DeepEqual(v.Status, h.Status) {
 		nv := v.DeepCopy()
@@ -217,7 +222,7 @@ func (s podSyncer) Both(ctx context.Context, c *Context, v, h *corev1.Pod) error
 	if identity {
 		// Created with the pod; missing if the syncer stopped in between.
 		if _, ok, _ := s.hostSecrets.GetByKey(h.Namespace + "/" + identitySecretName(h.Name)); !ok {
-			if err := ensureIdentitySecret(ctx, c, v, h); err != nil {
+			if err := ensureIdentitySecretExists(ctx, c, v, h); err != nil {
 				return err
 			}
 		}
