@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -113,22 +114,33 @@ func (s *eventSyncer) reconcile(ctx context.Context, key string) error {
 	}
 	want := virtualEvent(h, vNS, vName, types.UID(owner.GetAnnotations()[translate.AnnotationObjectUID]))
 	events := s.sctx.Virtual.CoreV1().Events(vNS)
-	have, err := events.Get(ctx, want.Name, metav1.GetOptions{})
+	// Most host events are new ones, written once: create without a
+	// look first. A repeated event, or one retold before a restart, is
+	// brought up to date with a patch, again without a read.
+	if h.Count <= 1 && h.Series == nil {
+		_, err := events.Create(ctx, want, metav1.CreateOptions{})
+		switch {
+		case err == nil:
+			return nil
+		case apierrors.IsNotFound(err):
+			return nil // the virtual namespace is gone
+		case !apierrors.IsAlreadyExists(err):
+			return err
+		}
+	}
+	patch, err := json.Marshal(map[string]any{
+		"count": want.Count, "message": want.Message, "lastTimestamp": want.LastTimestamp, "series": want.Series,
+	})
+	if err != nil {
+		return err
+	}
+	_, err = events.Patch(ctx, want.Name, types.MergePatchType, patch, metav1.PatchOptions{})
 	if apierrors.IsNotFound(err) {
 		_, err = events.Create(ctx, want, metav1.CreateOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil // the virtual namespace is gone
 		}
-		return err
 	}
-	if err != nil {
-		return err
-	}
-	if have.Count == want.Count && have.Message == want.Message && have.LastTimestamp.Equal(&want.LastTimestamp) {
-		return nil
-	}
-	have.Count, have.Message, have.LastTimestamp, have.Series = want.Count, want.Message, want.LastTimestamp, want.Series
-	_, err = events.Update(ctx, have, metav1.UpdateOptions{})
 	return err
 }
 

@@ -116,6 +116,35 @@ func TestVClusterRunsPodsOnHost(t *testing.T) {
 		return true, nil
 	})
 
+	// A host event that repeats is retold as one virtual event whose count
+	// and message follow the host's.
+	hp := fmt.Sprintf("%s-x-%s-x-alpha", vpods[0].Name, vns)
+	he, err := host.Client.CoreV1().Events(hostNS).Create(ctx, &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Name: hp + ".repeated"},
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: hostNS, Name: hp},
+		Reason:         "BackOff", Message: "first try", Type: corev1.EventTypeWarning, Count: 1,
+		FirstTimestamp: metav1.Now(), LastTimestamp: metav1.Now(), Source: corev1.EventSource{Component: "kubelet"},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, vc.Client, vns, "Pod", vpods[0].Name, "BackOff", "first try")
+	he.Count, he.Message, he.LastTimestamp = 3, "third try", metav1.NewTime(time.Now().Add(time.Second))
+	if _, err := host.Client.CoreV1().Events(hostNS).Update(ctx, he, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 30*time.Second, "the repeated host event retold once, with its count", func(ctx context.Context) (bool, error) {
+		list, err := vc.Client.CoreV1().Events(vns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + vpods[0].Name + ",reason=BackOff"})
+		if err != nil || len(list.Items) == 0 {
+			return false, nil
+		}
+		if len(list.Items) > 1 {
+			return false, fmt.Errorf("%d virtual events for one host event", len(list.Items))
+		}
+		e := list.Items[0]
+		return e.Count == 3 && e.Message == "third try", nil
+	})
+
 	// Namespaces and deployments stay virtual.
 	if _, err := host.Client.CoreV1().Namespaces().Get(ctx, vns, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("virtual namespace %s exists on the host (err=%v)", vns, err)
