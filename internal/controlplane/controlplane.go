@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -281,8 +282,59 @@ func (cp *ControlPlane) apiserverArgs(storeURL string, port int) []string {
 	if v := emulatedVersion(cp.opts.KubernetesVersion); v != "" {
 		args = append(args, "--emulated-version=kube="+v)
 	}
+	if cp.opts.Mode == ModeVirtual {
+		args = append(args, "--watch-cache-sizes="+strings.Join(uncachedResources, ","))
+	}
 	return append(args, cp.opts.ExtraAPIServerArgs...)
 }
+
+// uncachedResources are the built-in resources a virtual cluster's API
+// server keeps no watch cache for (resource[.group]#0). It has few watchers
+// per resource (its controller-manager, the syncer, its own informers), so
+// a watch cache per resource, each with a bookmark tick a second and its
+// own datastore watch, costs more while idle than it saves; their watches
+// and lists are served by the datastore. Pods, written several times each
+// while they start, keep theirs.
+var uncachedResources = func() []string {
+	core := []string{"configmaps", "endpoints", "events", "limitranges", "namespaces", "nodes",
+		"persistentvolumeclaims", "persistentvolumes", "podtemplates", "replicationcontrollers",
+		"resourcequotas", "secrets", "serviceaccounts", "services"}
+	grouped := map[string][]string{
+		"admissionregistration.k8s.io": {"mutatingadmissionpolicies", "mutatingadmissionpolicybindings",
+			"mutatingwebhookconfigurations", "validatingadmissionpolicies", "validatingadmissionpolicybindings",
+			"validatingwebhookconfigurations"},
+		"apiextensions.k8s.io":         {"customresourcedefinitions"},
+		"apiregistration.k8s.io":       {"apiservices"},
+		"apps":                         {"controllerrevisions", "daemonsets", "deployments", "replicasets", "statefulsets"},
+		"autoscaling":                  {"horizontalpodautoscalers"},
+		"batch":                        {"cronjobs", "jobs"},
+		"certificates.k8s.io":          {"certificatesigningrequests", "clustertrustbundles", "podcertificaterequests"},
+		"coordination.k8s.io":          {"leases", "leasecandidates"},
+		"discovery.k8s.io":             {"endpointslices"},
+		"events.k8s.io":                {"events"},
+		"flowcontrol.apiserver.k8s.io": {"flowschemas", "prioritylevelconfigurations"},
+		"networking.k8s.io":            {"ingressclasses", "ingresses", "ipaddresses", "networkpolicies", "servicecidrs"},
+		"node.k8s.io":                  {"runtimeclasses"},
+		"policy":                       {"poddisruptionbudgets"},
+		"rbac.authorization.k8s.io":    {"clusterrolebindings", "clusterroles", "rolebindings", "roles"},
+		"resource.k8s.io":              {"deviceclasses", "devicetaintrules", "resourceclaims", "resourceclaimtemplates", "resourceslices"},
+		"scheduling.k8s.io":            {"priorityclasses"},
+		"storage.k8s.io":               {"csidrivers", "csinodes", "csistoragecapacities", "storageclasses", "volumeattachments", "volumeattributesclasses"},
+		"storagemigration.k8s.io":      {"storageversionmigrations"},
+		"internal.apiserver.k8s.io":    {"storageversions"},
+	}
+	var out []string
+	for _, r := range core {
+		out = append(out, r+"#0")
+	}
+	for g, rs := range grouped {
+		for _, r := range rs {
+			out = append(out, r+"."+g+"#0")
+		}
+	}
+	sort.Strings(out)
+	return out
+}()
 
 // virtualDisabledControllers are controllers a virtual cluster does without:
 // its nodes and volumes belong to the host, which runs these for them.

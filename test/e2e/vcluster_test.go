@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -177,6 +179,43 @@ func TestVClusterRunsPodsOnHost(t *testing.T) {
 		nodes, err := vc.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 		return err == nil && len(nodes.Items) == 0, nil
 	})
+
+	// Of the built-in resources only pods have a watch cache; the rest,
+	// whose watches and lists served everything above, come from the
+	// datastore. A resource a new Kubernetes version adds shows up here.
+	metrics, err := vc.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cached := watchCachedResources(string(metrics)); strings.Join(cached, ",") != "pods" {
+		t.Fatalf("resources with a watch cache in the virtual API server: %v, want only pods (add the others to uncachedResources)", cached)
+	}
+}
+
+var watchCacheInit = regexp.MustCompile(`^apiserver_watch_cache_initializations_total\{(.*)\} `)
+var metricLabel = regexp.MustCompile(`(\w+)="([^"]*)"`)
+
+// watchCachedResources lists resource[.group] of every watch cache an API
+// server's metrics text reports as initialised.
+func watchCachedResources(metrics string) []string {
+	var out []string
+	for _, line := range strings.Split(metrics, "\n") {
+		m := watchCacheInit.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		labels := map[string]string{}
+		for _, l := range metricLabel.FindAllStringSubmatch(m[1], -1) {
+			labels[l[1]] = l[2]
+		}
+		r := labels["resource"]
+		if labels["group"] != "" {
+			r += "." + labels["group"]
+		}
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func TestVClusterBadInput(t *testing.T) {
