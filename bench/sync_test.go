@@ -46,7 +46,9 @@ func newPodTimes() *podTimes { return &podTimes{t: map[string]time.Time{}} }
 // SUBLET_BENCH_RATE per second (default 100) in a virtual cluster and
 // reports the latency from virtual create to host pod, and from host pod
 // Running to virtual pod Running (p50, p99). With SUBLET_BENCH_PROFILE=FILE
-// it also writes a CPU profile of the virtual cluster while the pods come.
+// it also writes a CPU profile of the virtual cluster while the pods come;
+// SUBLET_BENCH_VCLUSTER_ARGS adds flags to its `vcluster run` (space
+// separated), for comparisons such as --datastore etcd.
 func BenchmarkPodSync(b *testing.B) {
 	pods := envInt("SUBLET_BENCH_PODS", 1000)
 	rate := envInt("SUBLET_BENCH_RATE", 100)
@@ -271,6 +273,7 @@ func hostAndVCluster(b *testing.B, ctx context.Context, nodes int, hostNS string
 	if os.Getenv("SUBLET_BENCH_PROFILE") != "" {
 		args = append(args, "--apiserver-arg=--profiling=true")
 	}
+	args = append(args, strings.Fields(os.Getenv("SUBLET_BENCH_VCLUSTER_ARGS"))...)
 	vc, err = testenv.Start(ctx, b.TempDir(), args...)
 	if err != nil {
 		h.Kill()
