@@ -253,37 +253,13 @@ func TestServerRBACGateAndIsolation(t *testing.T) {
 		t.Errorf("alice reached tenant b's virtual cluster, or the error does not name the permission: %v\n%s", err, out)
 	}
 
-	// Streaming: kubectl get pods -w through the proxy sees a new pod.
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	watch := exec.CommandContext(ctx, "kubectl", "--kubeconfig", kc, "get", "pods", "-n", "default", "-w", "--no-headers")
-	stdout, _ := watch.StdoutPipe()
-	if err := watch.Start(); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(time.Second)
-	kubectl(t, kc, "", "run", "streamed", "--image=nginx")
-	seen := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "streamed") {
-				seen <- true
-				return
-			}
-		}
-		seen <- false
-	}()
-	select {
-	case ok := <-seen:
-		if !ok {
-			t.Error("watch ended without the new pod")
-		}
-	case <-ctx.Done():
-		t.Error("kubectl get pods -w through the proxy did not stream the new pod")
-	}
-	cancel()
-	_ = watch.Wait()
+	// Streaming: kubectl get -w through the proxy sees a new object, of a
+	// resource with a watch cache (pods) and of one served by the datastore
+	// (configmaps).
+	kubectlWatchSees(t, kc, "pods", "", "streamed", func() { kubectl(t, kc, "", "run", "streamed", "--image=nginx") })
+	kubectlWatchSees(t, kc, "configmaps", "kube-root-ca.crt", "streamed", func() {
+		kubectl(t, kc, "", "create", "configmap", "streamed", "--from-literal=k=v")
+	})
 
 	// kubectl logs -f through the proxy streams the pod's log.
 	poll(t, 60*time.Second, "streamed pod Running", func(ctx context.Context) (bool, error) {
@@ -394,4 +370,59 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// kubectlWatchSees runs `kubectl get RESOURCE -w` in the default namespace
+// and fails the test unless a line for name follows create. With listed
+// set, create waits until the line of that existing object shows the
+// initial list done, so name can only come from the watch.
+func kubectlWatchSees(t *testing.T, kc, resource, listed, name string, create func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	watch := exec.CommandContext(ctx, "kubectl", "--kubeconfig", kc, "get", resource, "-n", "default", "-w", "--no-headers")
+	stdout, _ := watch.StdoutPipe()
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = watch.Wait() }()
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	if listed == "" {
+		time.Sleep(time.Second)
+	}
+	created := false
+	for {
+		if !created && listed == "" {
+			create()
+			created = true
+		}
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Errorf("kubectl get %s -w ended without %s", resource, name)
+				return
+			}
+			switch {
+			case created && strings.HasPrefix(line, name+" "):
+				return
+			case !created && strings.HasPrefix(line, listed+" "):
+				create()
+				created = true
+			}
+		case <-ctx.Done():
+			t.Errorf("kubectl get %s -w through the proxy did not stream the new %s", resource, name)
+			return
+		}
+	}
 }
