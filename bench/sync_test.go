@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -19,9 +18,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/flowcontrol"
-
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/sublet-dev/sublet/internal/testenv"
 )
@@ -163,17 +159,13 @@ func apiRequests(b *testing.B, ctx context.Context, cs kubernetes.Interface) map
 	if err != nil {
 		b.Fatalf("metrics of the virtual cluster: %v", err)
 	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(bytes.NewReader(data))
+	samples, err := testenv.Metric(data, "apiserver_request_total")
 	if err != nil {
 		b.Fatalf("metrics of the virtual cluster: %v", err)
 	}
 	out := map[string]float64{}
-	for _, m := range families["apiserver_request_total"].GetMetric() {
-		l := map[string]string{}
-		for _, p := range m.GetLabel() {
-			l[p.GetName()] = p.GetValue()
-		}
+	for _, m := range samples {
+		l := m.Labels
 		key := l["verb"] + " " + l["resource"]
 		if l["subresource"] != "" {
 			key += "/" + l["subresource"]
@@ -181,7 +173,7 @@ func apiRequests(b *testing.B, ctx context.Context, cs kubernetes.Interface) map
 		if c := l["code"]; c != "" && c[0] != '2' {
 			key += " (" + c + ")"
 		}
-		out[key] += m.GetCounter().GetValue()
+		out[key] += m.Value
 	}
 	return out
 }

@@ -398,15 +398,12 @@ func kubectlWatchSees(t *testing.T, kc, resource, listed, name string, create fu
 			}
 		}
 	}()
-	if listed == "" {
+	created := listed == ""
+	if created {
 		time.Sleep(time.Second)
+		create()
 	}
-	created := false
 	for {
-		if !created && listed == "" {
-			create()
-			created = true
-		}
 		select {
 		case line, ok := <-lines:
 			if !ok {

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -187,35 +186,22 @@ func TestVClusterRunsPodsOnHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cached := watchCachedResources(string(metrics)); strings.Join(cached, ",") != "pods" {
+	caches, err := testenv.Metric(metrics, "apiserver_watch_cache_initializations_total")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cached []string
+	for _, c := range caches {
+		r := c.Labels["resource"]
+		if g := c.Labels["group"]; g != "" {
+			r += "." + g
+		}
+		cached = append(cached, r)
+	}
+	sort.Strings(cached)
+	if strings.Join(cached, ",") != "pods" {
 		t.Fatalf("resources with a watch cache in the virtual API server: %v, want only pods (add the others to uncachedResources)", cached)
 	}
-}
-
-var watchCacheInit = regexp.MustCompile(`^apiserver_watch_cache_initializations_total\{(.*)\} `)
-var metricLabel = regexp.MustCompile(`(\w+)="([^"]*)"`)
-
-// watchCachedResources lists resource[.group] of every watch cache an API
-// server's metrics text reports as initialised.
-func watchCachedResources(metrics string) []string {
-	var out []string
-	for _, line := range strings.Split(metrics, "\n") {
-		m := watchCacheInit.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		labels := map[string]string{}
-		for _, l := range metricLabel.FindAllStringSubmatch(m[1], -1) {
-			labels[l[1]] = l[2]
-		}
-		r := labels["resource"]
-		if labels["group"] != "" {
-			r += "." + labels["group"]
-		}
-		out = append(out, r)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func TestVClusterBadInput(t *testing.T) {
