@@ -17,6 +17,7 @@ import (
 
 	"github.com/sublet-dev/sublet/internal/controlplane/readiness"
 	"github.com/sublet-dev/sublet/internal/pki"
+	"github.com/sublet-dev/sublet/internal/workqueuemetrics"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -99,6 +100,11 @@ func (cp *ControlPlane) Run(ctx context.Context, ready func(Info) error) error {
 	}
 	defer func() { cp.lock.Close(); cp.lock = nil }()
 	cp.applyMemorySettings()
+	if m := cp.opts.WorkqueueMetrics; m != nil && !*m {
+		if err := workqueuemetrics.Disable(); err != nil {
+			cp.log.Info("work-queue metrics stay on", "err", err)
+		}
+	}
 
 	// The listener stays open and is handed to the apiserver, so no other
 	// process can take the port in between.

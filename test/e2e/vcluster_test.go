@@ -202,6 +202,19 @@ func TestVClusterRunsPodsOnHost(t *testing.T) {
 	if strings.Join(cached, ",") != "pods" {
 		t.Fatalf("resources with a watch cache in the virtual API server: %v, want only pods (add the others to uncachedResources)", cached)
 	}
+
+	// Work-queue metrics (a ticker per queue) are off in a virtual cluster
+	// and on in the host.
+	if queues, err := testenv.Metric(metrics, "workqueue_adds_total"); err != nil || len(queues) != 0 {
+		t.Fatalf("virtual API server exports work-queue metrics for %d queues (err %v), want none", len(queues), err)
+	}
+	hostMetrics, err := host.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if queues, err := testenv.Metric(hostMetrics, "workqueue_adds_total"); err != nil || len(queues) < 10 {
+		t.Fatalf("host API server exports work-queue metrics for %d queues (err %v), want its controllers' queues", len(queues), err)
+	}
 }
 
 func TestVClusterBadInput(t *testing.T) {
