@@ -100,7 +100,7 @@ func (cp *ControlPlane) Run(ctx context.Context, ready func(Info) error) error {
 	}
 	defer func() { cp.lock.Close(); cp.lock = nil }()
 	cp.applyMemorySettings()
-	if m := cp.opts.WorkqueueMetrics; m != nil && !*m {
+	if w := cp.opts.WorkqueueMetrics; w.Provided() && !w.Value() {
 		if err := workqueuemetrics.Disable(); err != nil {
 			cp.log.Info("work-queue metrics stay on", "err", err)
 		}

@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"net"
 	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/api/resource"
+	cliflag "k8s.io/component-base/cli/flag"
 
 	"github.com/sublet-dev/sublet/internal/pathflag"
 )
@@ -64,9 +64,9 @@ type Options struct {
 	// GOGC environment variable wins.
 	GCPercent int
 	// WorkqueueMetrics keeps client-go's work-queue metrics (workqueue_*) of
-	// the API server and controller-manager; nil means on in host mode and
+	// the API server and controller-manager; unset means on in host mode and
 	// off in virtual mode (see Complete). It applies to the whole process.
-	WorkqueueMetrics *bool
+	WorkqueueMetrics cliflag.Tristate
 	// ExtraAPIServerArgs are appended to the apiserver's flags (--name=value).
 	ExtraAPIServerArgs []string
 	// TLSSANs are extra names and addresses the serving certificate holds.
@@ -98,7 +98,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Datastore, "datastore", o.Datastore, "Datastore: etcd (embedded etcd) or sqlite (kine on SQLite).")
 	fs.StringVar(&o.KubernetesVersion, "kubernetes-version", o.KubernetesVersion, "Kubernetes version to emulate, e.g. v1.36; default: the version Sublet is built with.")
 	fs.Var(&quantityValue{&o.MemoryLimit}, "memory-limit", "Soft memory limit of the process (Go GOMEMLIMIT), e.g. 256Mi; 0 for none. Below the working set the GC runs nonstop, so leave headroom.")
-	fs.Var(optionalBool{&o.WorkqueueMetrics}, "workqueue-metrics", "Export the work-queue metrics (workqueue_*) of the API server and controller-manager; default: on in host mode, off in virtual mode, where their 500 ms tickers were half of an idle cluster's CPU.")
+	fs.Var(&o.WorkqueueMetrics, "workqueue-metrics", "Export the work-queue metrics (workqueue_*) of the API server and controller-manager; default: on in host mode, off in virtual mode, where their 500 ms tickers were half of an idle cluster's CPU.")
 	fs.Lookup("workqueue-metrics").NoOptDefVal = "true"
 	fs.StringArrayVar(&o.ExtraAPIServerArgs, "apiserver-arg", o.ExtraAPIServerArgs, "Extra kube-apiserver flag, e.g. --apiserver-arg=--watch-cache=false (repeatable).")
 	fs.StringSliceVar(&o.TLSSANs, "tls-san", o.TLSSANs, "Extra DNS name or IP for the API server's certificate, e.g. a service name clients use (repeatable).")
@@ -120,9 +120,8 @@ func (o *Options) Complete() error {
 		// limit is opt-in (--memory-limit).
 		o.GCPercent = defaultVirtualGCPercent
 	}
-	if o.WorkqueueMetrics == nil {
-		on := o.Mode == ModeHost
-		o.WorkqueueMetrics = &on
+	if !o.WorkqueueMetrics.Provided() {
+		o.WorkqueueMetrics.Default(o.Mode == ModeHost)
 	}
 
 	if o.Datastore == "" {
@@ -225,28 +224,3 @@ func (q *quantityValue) Set(s string) error {
 }
 
 func (q *quantityValue) Type() string { return "quantity" }
-
-// optionalBool is a pflag.Value for a bool whose default is decided later
-// (nil until the flag is given).
-type optionalBool struct{ v **bool }
-
-func (b optionalBool) String() string {
-	if b.v == nil || *b.v == nil {
-		return ""
-	}
-	return strconv.FormatBool(**b.v)
-}
-
-func (b optionalBool) Set(s string) error {
-	v, err := strconv.ParseBool(s)
-	if err != nil {
-		return fmt.Errorf("%q is not true or false", s)
-	}
-	*b.v = &v
-	return nil
-}
-
-func (b optionalBool) Type() string { return "bool" }
-
-// IsBoolFlag lets --flag stand for --flag=true.
-func (b optionalBool) IsBoolFlag() bool { return true }

@@ -29,7 +29,7 @@ func TestWorkqueueMetricsDefault(t *testing.T) {
 		if err := o.Complete(); err != nil {
 			t.Fatal(err)
 		}
-		if got := *o.WorkqueueMetrics; got != tc.want {
+		if got := o.WorkqueueMetrics.Value(); got != tc.want {
 			t.Errorf("%s mode, %v: work-queue metrics %v, want %v", tc.mode, tc.args, got, tc.want)
 		}
 	}
