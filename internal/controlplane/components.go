@@ -45,8 +45,9 @@ func parseComponentFlags(name string, fss cliflag.NamedFlagSets, args []string) 
 // runAPIServer runs kube-apiserver with args, serving on listener, until
 // ctx ends. Its logs, and those of every component in the process, go to
 // logOut. wrap, if not nil, wraps the API handler inside the server's
-// filters (see ControlPlane.WrapAPIHandler).
-func runAPIServer(ctx context.Context, args []string, listener net.Listener, logOut io.Writer, wrap func(http.Handler) http.Handler) error {
+// filters (see ControlPlane.WrapAPIHandler); tune, if not nil, changes the
+// server's configuration before it is completed.
+func runAPIServer(ctx context.Context, args []string, listener net.Listener, logOut io.Writer, wrap func(http.Handler) http.Handler, tune func(*apiserverapp.Config)) error {
 	s := apiserveroptions.NewServerRunOptions()
 	if err := parseComponentFlags("kube-apiserver", s.Flags(), args); err != nil {
 		return err
@@ -68,12 +69,9 @@ func runAPIServer(ctx context.Context, args []string, listener net.Listener, log
 	if errs := completed.Validate(); len(errs) > 0 {
 		return fmt.Errorf("kube-apiserver: %w", utilerrors.NewAggregate(errs))
 	}
-	if wrap == nil {
-		return apiserverapp.Run(ctx, completed)
-	}
 	// What apiserverapp.Run does, with wrap inside the outermost server's
 	// handler chain (the aggregator's: every request passes its filters,
-	// then reaches wrap, then the servers it delegates to).
+	// then reaches wrap, then the servers it delegates to) and tune applied.
 	if completed.InformerName == nil {
 		name, err := cache.NewInformerName("kube-apiserver")
 		if err != nil {
@@ -85,9 +83,14 @@ func runAPIServer(ctx context.Context, args []string, listener net.Listener, log
 	if err != nil {
 		return fmt.Errorf("kube-apiserver: %w", err)
 	}
-	chain := config.Aggregator.GenericConfig.BuildHandlerChainFunc
-	config.Aggregator.GenericConfig.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
-		return chain(wrap(h), c)
+	if wrap != nil {
+		chain := config.Aggregator.GenericConfig.BuildHandlerChainFunc
+		config.Aggregator.GenericConfig.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
+			return chain(wrap(h), c)
+		}
+	}
+	if tune != nil {
+		tune(config)
 	}
 	cc, err := config.Complete()
 	if err != nil {

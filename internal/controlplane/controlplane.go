@@ -23,6 +23,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	controlplaneapiserver "k8s.io/kubernetes/pkg/controlplane/apiserver"
 	netutils "k8s.io/utils/net"
 )
 
@@ -163,7 +165,7 @@ func (cp *ControlPlane) Run(ctx context.Context, ready func(Info) error) error {
 	apiDone := make(chan error, 1)
 	served = true
 	go func() {
-		apiDone <- runAPIServer(apiCtx, cp.apiserverArgs(storeURL, port), listener, cp.logOut(), cp.wrap)
+		apiDone <- runAPIServer(apiCtx, cp.apiserverArgs(storeURL, port), listener, cp.logOut(), cp.wrap, cp.apiserverTuning())
 	}()
 	bootstrapped := readiness.Bootstrapped(cp.dir.root)
 	if err := waitReady(ctx, adminREST, readiness.Path(bootstrapped), apiDone); err != nil {
@@ -292,6 +294,34 @@ func (cp *ControlPlane) apiserverArgs(storeURL string, port int) []string {
 		args = append(args, "--watch-cache-sizes="+strings.Join(uncachedResources, ","))
 	}
 	return append(args, cp.opts.ExtraAPIServerArgs...)
+}
+
+// The upkeep periods of a virtual cluster's API server. It is the only API
+// server of its cluster, with nobody to hand over to, so the upstream
+// periods, made for several API servers that watch each other's leases, only
+// wake an idle cluster: every 10 s the endpoint reconciler renewed its lease
+// in the datastore and read the kubernetes endpoints and endpoint slices,
+// and the identity lease was written (with a datastore commit) for a lease
+// that lasts an hour. The endpoints' lease must outlive the period.
+const (
+	virtualEndpointReconcileInterval  = 60 * time.Second
+	virtualEndpointLeaseTTL           = 150 * time.Second
+	virtualIdentityLeaseRenewInterval = 60 * time.Second
+)
+
+// apiserverTuning is what runAPIServer changes in the API server's
+// configuration: nothing in host mode.
+func (cp *ControlPlane) apiserverTuning() func(*apiserverapp.Config) {
+	if cp.opts.Mode != ModeVirtual {
+		return nil
+	}
+	return func(c *apiserverapp.Config) {
+		c.KubeAPIs.Extra.EndpointReconcilerConfig.Interval = virtualEndpointReconcileInterval
+		c.KubeAPIs.Extra.MasterEndpointReconcileTTL = virtualEndpointLeaseTTL
+		// A package variable, read when the server is built: one control
+		// plane runs per process.
+		controlplaneapiserver.IdentityLeaseRenewIntervalPeriod = virtualIdentityLeaseRenewInterval
+	}
 }
 
 // uncachedResources are the built-in resources a virtual cluster's API
