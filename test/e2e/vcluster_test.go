@@ -215,6 +215,17 @@ func TestVClusterRunsPodsOnHost(t *testing.T) {
 	if queues, err := testenv.Metric(hostMetrics, "workqueue_adds_total"); err != nil || len(queues) < 10 {
 		t.Fatalf("host API server exports work-queue metrics for %d queues (err %v), want its controllers' queues", len(queues), err)
 	}
+
+	// The endpoint reconciler of the virtual API server runs at a longer
+	// period than upstream's; its lease must still keep the API server's
+	// address in the kubernetes endpoints, which in-cluster clients use.
+	ep, err := vc.Client.CoreV1().Endpoints("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ep.Subsets) != 1 || len(ep.Subsets[0].Addresses) != 1 || len(ep.Subsets[0].Ports) != 1 {
+		t.Fatalf("kubernetes endpoints of the virtual cluster: %+v, want one address and port", ep.Subsets)
+	}
 }
 
 func TestVClusterBadInput(t *testing.T) {
