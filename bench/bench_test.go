@@ -119,6 +119,13 @@ func BenchmarkMemoryPerControlPlane(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.ReportMetric((before-after)/n/1024, "MiB-avail-lost/cp")
+	b.ReportMetric(sumPSSKiB(b, procs)/n/1024, "MiB-PSS/cp")
+	b.ReportMetric(0, "ns/op")
+}
+
+// sumPSSKiB is the summed PSS of procs, in KiB.
+func sumPSSKiB(b *testing.B, procs []*testenv.Process) float64 {
 	var pss float64
 	for _, p := range procs {
 		m, err := readRollup(p.Pid())
@@ -127,9 +134,7 @@ func BenchmarkMemoryPerControlPlane(b *testing.B) {
 		}
 		pss += m["Pss"]
 	}
-	b.ReportMetric((before-after)/n/1024, "MiB-avail-lost/cp")
-	b.ReportMetric(pss/n/1024, "MiB-PSS/cp")
-	b.ReportMetric(0, "ns/op")
+	return pss
 }
 
 // readRollup parses /proc/PID/smaps_rollup into KiB values by field.

@@ -79,11 +79,11 @@ func BenchmarkIdleDensity(b *testing.B) {
 	host0, w0 := cpuSeconds(h.Pid()), time.Now()
 	time.Sleep(window)
 	elapsed := time.Since(w0).Seconds()
-	var sum, max float64
+	var sum, peak float64
 	for i, vc := range vcs {
 		pct := (cpuSeconds(vc.Pid()) - cpu0[i]) / elapsed * 100
 		sum += pct
-		max = math.Max(max, pct)
+		peak = math.Max(peak, pct)
 	}
 	hostPct := (cpuSeconds(h.Pid()) - host0) / elapsed * 100
 
@@ -91,21 +91,14 @@ func BenchmarkIdleDensity(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var pss float64
-	for _, vc := range vcs {
-		m, err := readRollup(vc.Pid())
-		if err != nil {
-			b.Fatal(err)
-		}
-		pss += m["Pss"]
-	}
+	pss := sumPSSKiB(b, vcs)
 	k := float64(len(vcs))
 	mean := sum / k
 	// Half of the machine, in % of one core.
 	half := float64(runtime.NumCPU()) * 100 / 2
 	b.ReportMetric(k, "vclusters")
 	b.ReportMetric(mean, "%core/vc")
-	b.ReportMetric(max, "%core-max/vc")
+	b.ReportMetric(peak, "%core-max/vc")
 	b.ReportMetric(sum, "%core-sum-vcs")
 	b.ReportMetric(hostPct, "%core-host")
 	b.ReportMetric(math.Floor(half/mean), "vcs-in-half-machine")
