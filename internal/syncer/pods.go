@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilcache "k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
@@ -25,7 +27,17 @@ type podSyncer struct {
 	hostConfigMaps, hostSecrets       cache.Indexer
 	virtualServices                   cache.Indexer
 	missing                           *missingAtStart
+	// bound maps the UID of each virtual pod this syncer bound, for
+	// boundMemory, to the resourceVersion it bound it from: an unbound
+	// view of that version is the informer's stale copy, and the bound
+	// pod is on its way.
+	bound *utilcache.Expiring
 }
+
+// boundMemory is how long the syncer remembers a binding: the virtual
+// informer shows the bound pod within milliseconds; after this, a stale
+// view costs one binding that conflicts, as it would without the memory.
+const boundMemory = time.Minute
 
 func newPodSyncer(f factories) (Syncer[*corev1.Pod], []trigger) {
 	pods := indexedPods(f)
@@ -36,6 +48,7 @@ func newPodSyncer(f factories) (Syncer[*corev1.Pod], []trigger) {
 		hostSecrets:       secretInformer(f.host).GetIndexer(),
 		virtualServices:   serviceInformer(f.virtual).GetIndexer(),
 		missing:           &missingAtStart{virtual: pods, host: podInformer(f.host).GetIndexer()},
+		bound:             utilcache.NewExpiring(),
 	}
 	// Pods waiting for a configmap or secret: retry when it or its host
 	// copy appears.
@@ -198,6 +211,12 @@ func (s podSyncer) Both(ctx context.Context, c *Context, v, h *corev1.Pod) error
 		}))
 	}
 	if v.Spec.NodeName == "" && h.Spec.NodeName != "" {
+		if rv, ok := s.bound.Get(v.UID); ok && rv == v.ResourceVersion {
+			// Bound already, from this very version: a host update (the
+			// pod started) overtook the bound pod in the virtual informer,
+			// which queues the pod again once it shows it.
+			return nil
+		}
 		err := c.Virtual.CoreV1().Pods(v.Namespace).Bind(ctx, &corev1.Binding{
 			ObjectMeta: metav1.ObjectMeta{Name: v.Name, Namespace: v.Namespace, UID: v.UID},
 			Target:     corev1.ObjectReference{Kind: "Node", Name: h.Spec.NodeName},
@@ -205,6 +224,7 @@ func (s podSyncer) Both(ctx context.Context, c *Context, v, h *corev1.Pod) error
 		if err != nil && !apierrors.IsConflict(err) {
 			return fmt.Errorf("bind virtual pod to %s: %w", h.Spec.NodeName, err)
 		}
+		s.bound.Set(v.UID, v.ResourceVersion, boundMemory)
 		// Either the binding changed the pod or a conflict showed it
 		// already bound: v is stale, and a status update from it could
 		// only conflict. The bound pod comes back through the informer

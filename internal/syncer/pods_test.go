@@ -1,10 +1,21 @@
 package syncer
 
 import (
+	"context"
+	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilcache "k8s.io/apimachinery/pkg/util/cache"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
 	"github.com/sublet-dev/sublet/internal/translate"
@@ -142,5 +153,72 @@ func TestSelection(t *testing.T) {
 	}
 	if _, err := Selection([]string{"gadgets"}, nil); err == nil {
 		t.Error("unknown resource accepted")
+	}
+}
+
+// countBindings counts the binding requests sent through a client.
+type countBindings struct {
+	rt http.RoundTripper
+	n  *atomic.Int32
+}
+
+func (c countBindings) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/binding") {
+		c.n.Add(1)
+	}
+	return c.rt.RoundTrip(r)
+}
+
+// TestBindOnceFromAStaleView binds a virtual pod from the host pod's node,
+// then gets the same unbound view of the pod again, as when a host update
+// overtakes the bound pod in the virtual informer: the syncer must not
+// send a second binding, which could only conflict.
+func TestBindOnceFromAStaleView(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs an API server; skipped with -short")
+	}
+	ctx := context.Background()
+	// The shared host's API server stands in for the virtual one: a
+	// binding is the same request on either.
+	ns, err := host.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "bind-"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Client.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
+	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := host.Client.CoreV1().ServiceAccounts(ns.Name).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	}); err != nil {
+		t.Fatal("no default service account")
+	}
+	// No scheduler takes it: only the syncer binds it.
+	v, err := host.Client.CoreV1().Pods(ns.Name).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: podSpec(func(s *corev1.PodSpec) { s.SchedulerName = "sublet-test-nobody" })}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-x-" + ns.Name, Namespace: ns.Name,
+		Annotations: map[string]string{translate.AnnotationObjectUID: string(v.UID)}}, Spec: corev1.PodSpec{NodeName: "node-a"}}
+
+	var bindings atomic.Int32
+	cfg := rest.CopyConfig(host.Config)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return countBindings{rt, &bindings} })
+	c := &Context{Translator: translate.Translator{VCluster: "bind", HostNamespace: ns.Name},
+		Virtual: kubernetes.NewForConfigOrDie(cfg), Host: host.Client, Log: klog.Background()}
+	empty := func() cache.Indexer { return cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{}) }
+	s := podSyncer{missing: &missingAtStart{virtual: empty(), host: empty()}, bound: utilcache.NewExpiring()}
+
+	if err := s.Both(ctx, c, v, h); err != nil {
+		t.Fatal(err)
+	}
+	got, err := host.Client.CoreV1().Pods(ns.Name).Get(ctx, v.Name, metav1.GetOptions{})
+	if err != nil || got.Spec.NodeName != "node-a" || bindings.Load() != 1 {
+		t.Fatalf("after the first sync: node %q, %d bindings, %v; want node-a, 1", got.Spec.NodeName, bindings.Load(), err)
+	}
+	if err := s.Both(ctx, c, v, h); err != nil {
+		t.Fatal(err)
+	}
+	if n := bindings.Load(); n != 1 {
+		t.Errorf("the stale view was bound again: %d bindings, want 1", n)
 	}
 }
