@@ -42,7 +42,8 @@ func newPodTimes() *podTimes { return &podTimes{t: map[string]time.Time{}} }
 // SUBLET_BENCH_RATE per second (default 100) in a virtual cluster and
 // reports the latency from virtual create to host pod, and from host pod
 // Running to virtual pod Running (p50, p99). With SUBLET_BENCH_PROFILE=FILE
-// it also writes a CPU profile of the virtual cluster while the pods come;
+// it also writes a CPU profile of the virtual cluster while the pods come,
+// and heap profiles before and after (FILE.allocs0, FILE.allocs1);
 // SUBLET_BENCH_VCLUSTER_ARGS adds flags to its `vcluster run` (space
 // separated), for comparisons such as --datastore etcd.
 func BenchmarkPodSync(b *testing.B) {
@@ -81,7 +82,7 @@ func BenchmarkPodSync(b *testing.B) {
 	hostCPU0, vcCPU0 := cpuSeconds(h.Pid()), cpuSeconds(vc.Pid())
 	b.ResetTimer()
 	profiled := profileVCluster(b, ctx, vc, pods/rate)
-	requests0 := apiRequests(b, ctx, vc.Client)
+	metrics0 := scrape(b, ctx, vc.Client)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 20)
 	for i := 0; i < pods; i++ {
@@ -111,7 +112,11 @@ func BenchmarkPodSync(b *testing.B) {
 	}
 	b.StopTimer()
 	<-profiled
-	logRequestsPerPod(b, requests0, apiRequests(b, ctx, vc.Client), pods)
+	metrics1 := scrape(b, ctx, vc.Client)
+	logRequestsPerPod(b, apiRequests(b, metrics0), apiRequests(b, metrics1), pods)
+	// What the process allocated per pod: a proxy for its work that CPU
+	// time on a shared machine blurs (the GC's share follows it).
+	b.ReportMetric((counter(b, metrics1, "go_memstats_alloc_bytes_total")-counter(b, metrics0, "go_memstats_alloc_bytes_total"))/float64(pods)/1024, "KiB-alloc/pod")
 	// Where the machine's two cores went: the host (apiserver, scheduler,
 	// KWOK) or the virtual cluster (apiserver, controllers, syncer).
 	b.ReportMetric(cpuSeconds(h.Pid())-hostCPU0, "cpu-s-host")
@@ -138,28 +143,53 @@ func profileVCluster(b *testing.B, ctx context.Context, vc *testenv.Process, sec
 		close(done)
 		return done
 	}
-	go func() {
-		defer close(done)
-		data, err := vc.Client.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").
-			Param("seconds", strconv.Itoa(seconds)).Timeout(time.Duration(seconds+30) * time.Second).DoRaw(ctx)
+	// Heap profiles before and after: go tool pprof -sample_index
+	// alloc_space -base FILE.allocs0 FILE.allocs1 shows what was allocated
+	// in between.
+	get := func(what, file string, query map[string]string, timeout time.Duration) {
+		req := vc.Client.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/" + what).Timeout(timeout)
+		for k, v := range query {
+			req = req.Param(k, v)
+		}
+		data, err := req.DoRaw(ctx)
 		if err == nil {
-			err = os.WriteFile(path, data, 0o644)
+			err = os.WriteFile(file, data, 0o644)
 		}
 		if err != nil {
-			b.Errorf("CPU profile of the virtual cluster: %v", err)
+			b.Errorf("%s profile of the virtual cluster: %v", what, err)
 		}
+	}
+	get("allocs", path+".allocs0", nil, 30*time.Second)
+	go func() {
+		defer close(done)
+		get("profile", path, map[string]string{"seconds": strconv.Itoa(seconds)}, time.Duration(seconds+30)*time.Second)
+		get("allocs", path+".allocs1", nil, 30*time.Second)
 	}()
 	return done
 }
 
-// apiRequests reads the API server's apiserver_request_total counters,
-// summed by verb, resource and subresource.
-func apiRequests(b *testing.B, ctx context.Context, cs kubernetes.Interface) map[string]float64 {
+// scrape returns the API server's metrics.
+func scrape(b *testing.B, ctx context.Context, cs kubernetes.Interface) []byte {
 	data, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
 		b.Fatalf("metrics of the virtual cluster: %v", err)
 	}
-	samples, err := testenv.Metric(data, "apiserver_request_total")
+	return data
+}
+
+// counter returns the value of an unlabelled counter in scraped metrics.
+func counter(b *testing.B, metrics []byte, name string) float64 {
+	samples, err := testenv.Metric(metrics, name)
+	if err != nil || len(samples) != 1 {
+		b.Fatalf("metric %s of the virtual cluster: %d samples, %v", name, len(samples), err)
+	}
+	return samples[0].Value
+}
+
+// apiRequests reads the apiserver_request_total counters from scraped
+// metrics, summed by verb, resource and subresource.
+func apiRequests(b *testing.B, metrics []byte) map[string]float64 {
+	samples, err := testenv.Metric(metrics, "apiserver_request_total")
 	if err != nil {
 		b.Fatalf("metrics of the virtual cluster: %v", err)
 	}
