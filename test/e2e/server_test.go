@@ -375,36 +375,50 @@ func tail(s string, n int) string {
 // kubectlWatchSees runs `kubectl get RESOURCE -w` in the default namespace
 // and fails the test unless a line for name follows create. With listed
 // set, create waits until the line of that existing object shows the
-// initial list done, so name can only come from the watch.
+// initial list done, so name can only come from the watch; with listed
+// empty, it waits until kubectl logs its watch request answered.
 func kubectlWatchSees(t *testing.T, kc, resource, listed, name string, create func()) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	watch := exec.CommandContext(ctx, "kubectl", "--kubeconfig", kc, "get", resource, "-n", "default", "-w", "--no-headers")
+	watch := exec.CommandContext(ctx, "kubectl", "--kubeconfig", kc, "get", resource, "-n", "default", "-w", "--no-headers", "-v=6")
 	stdout, _ := watch.StdoutPipe()
+	stderr, _ := watch.StderrPipe()
 	if err := watch.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { cancel(); _ = watch.Wait() }()
-	lines := make(chan string)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			case <-ctx.Done():
-				return
+	lines, errLines := make(chan string), make(chan string)
+	for _, p := range []struct {
+		r   io.Reader
+		out chan string
+	}{{stdout, lines}, {stderr, errLines}} {
+		go func() {
+			defer close(p.out)
+			sc := bufio.NewScanner(p.r)
+			for sc.Scan() {
+				select {
+				case p.out <- sc.Text():
+				case <-ctx.Done():
+					return
+				}
 			}
-		}
-	}()
-	created := listed == ""
-	if created {
-		time.Sleep(time.Second)
-		create()
+		}()
 	}
+	created := false
 	for {
 		select {
+		case line, ok := <-errLines:
+			// With nothing to list, kubectl prints nothing; at -v=6 it
+			// logs its watch request once the response headers came, and
+			// that watch starts from the list, so what is created now is
+			// streamed.
+			if !ok {
+				errLines = nil
+			} else if listed == "" && !created && strings.Contains(line, "watch=true") && strings.Contains(line, " 200 OK") {
+				create()
+				created = true
+			}
 		case line, ok := <-lines:
 			if !ok {
 				t.Errorf("kubectl get %s -w ended without %s", resource, name)
