@@ -120,15 +120,19 @@ func BenchmarkMemoryPerControlPlane(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric((before-after)/n/1024, "MiB-avail-lost/cp")
-	b.ReportMetric(sumPSSKiB(b, procs)/n/1024, "MiB-PSS/cp")
+	var pids []int
+	for _, p := range procs {
+		pids = append(pids, p.Pid())
+	}
+	b.ReportMetric(sumPSSKiB(b, pids)/n/1024, "MiB-PSS/cp")
 	b.ReportMetric(0, "ns/op")
 }
 
-// sumPSSKiB is the summed PSS of procs, in KiB.
-func sumPSSKiB(b *testing.B, procs []*testenv.Process) float64 {
+// sumPSSKiB is the summed PSS of processes pids, in KiB.
+func sumPSSKiB(b *testing.B, pids []int) float64 {
 	var pss float64
-	for _, p := range procs {
-		m, err := readRollup(p.Pid())
+	for _, pid := range pids {
+		m, err := readRollup(pid)
 		if err != nil {
 			b.Fatal(err)
 		}

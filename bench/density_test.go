@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
@@ -28,7 +29,10 @@ const densityMemFloorKiB = 3 << 20
 // (90s): the mean per cluster and the sum, both in % of one core, the
 // host's, and how many such clusters fit in half of the machine's cores.
 // It also reports the memory each costs (drop of MemAvailable, mean PSS).
-// It starts no further cluster once MemAvailable is below 3 GiB.
+// It starts no further cluster once MemAvailable is below 3 GiB. With
+// SUBLET_BENCH_DENSITY_AGENT=1 the clusters are VirtualClusters applied
+// with kubectl and run by `sublet agent` (process runtime), whose own CPU
+// is reported too and counted with the host's.
 func BenchmarkIdleDensity(b *testing.B) {
 	n := envInt("SUBLET_BENCH_DENSITY", 40)
 	settle := envDuration("SUBLET_BENCH_SETTLE", 3*time.Minute)
@@ -43,49 +47,39 @@ func BenchmarkIdleDensity(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var vcs []*testenv.Process
-	defer func() {
-		for _, vc := range vcs {
-			vc.Kill()
-		}
-	}()
 	t0 := time.Now()
-	for i := 0; i < n; i++ {
-		if avail, err := memAvailableKiB(); err != nil {
-			b.Fatal(err)
-		} else if avail < densityMemFloorKiB {
-			b.Logf("MemAvailable %.0f MiB after %d virtual clusters: starting no more", avail/1024, i)
-			break
-		}
-		ns := fmt.Sprintf("density-%d", i)
-		if _, err := h.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			b.Fatal(err)
-		}
-		args := append([]string{"vcluster", "run", "--name", ns, "--host-kubeconfig", h.Kubeconfig, "--host-namespace", ns},
-			strings.Fields(os.Getenv("SUBLET_BENCH_VCLUSTER_ARGS"))...)
-		vc, err := testenv.Start(ctx, b.TempDir(), args...)
-		if err != nil {
-			b.Fatal(err)
-		}
-		vcs = append(vcs, vc)
+	var vcs []int
+	agentPid := 0
+	if os.Getenv("SUBLET_BENCH_DENSITY_AGENT") != "" {
+		vcs, agentPid = densityUnderAgent(b, ctx, h, n)
+	} else {
+		vcs = densityRun(b, ctx, h, n)
 	}
 	b.Logf("%d virtual clusters ready in %s; idling %s, then measuring %s", len(vcs), time.Since(t0).Round(time.Second), settle, window)
 	time.Sleep(settle)
 
 	cpu0 := make([]float64, len(vcs))
-	for i, vc := range vcs {
-		cpu0[i] = cpuSeconds(vc.Pid())
+	for i, pid := range vcs {
+		cpu0[i] = cpuSeconds(pid)
 	}
-	host0, w0 := cpuSeconds(h.Pid()), time.Now()
+	host0, agent0, w0 := cpuSeconds(h.Pid()), 0.0, time.Now()
+	if agentPid != 0 {
+		agent0 = cpuSeconds(agentPid)
+	}
 	time.Sleep(window)
 	elapsed := time.Since(w0).Seconds()
 	var sum, peak float64
-	for i, vc := range vcs {
-		pct := (cpuSeconds(vc.Pid()) - cpu0[i]) / elapsed * 100
+	for i, pid := range vcs {
+		pct := (cpuSeconds(pid) - cpu0[i]) / elapsed * 100
 		sum += pct
 		peak = math.Max(peak, pct)
 	}
 	hostPct := (cpuSeconds(h.Pid()) - host0) / elapsed * 100
+	if agentPid != 0 {
+		agentPct := (cpuSeconds(agentPid) - agent0) / elapsed * 100
+		b.ReportMetric(agentPct, "%core-agent")
+		hostPct += agentPct
+	}
 
 	after, err := memAvailableKiB()
 	if err != nil {
@@ -106,4 +100,78 @@ func BenchmarkIdleDensity(b *testing.B) {
 	b.ReportMetric((before-after)/k/1024, "MiB-avail-lost/vc")
 	b.ReportMetric(pss/k/1024, "MiB-PSS/vc")
 	b.ReportMetric(0, "ns/op")
+}
+
+// densityRun starts n `vcluster run`s on host h, one after another, each in
+// a host namespace of its own, and returns their pids; they are killed
+// when the benchmark ends.
+func densityRun(b *testing.B, ctx context.Context, h *testenv.Process, n int) []int {
+	var pids []int
+	for i := 0; i < n && roomForOneMore(b, i); i++ {
+		ns := densityNamespace(b, ctx, h, i)
+		args := append([]string{"vcluster", "run", "--name", ns, "--host-kubeconfig", h.Kubeconfig, "--host-namespace", ns},
+			strings.Fields(os.Getenv("SUBLET_BENCH_VCLUSTER_ARGS"))...)
+		vc, err := testenv.Start(ctx, b.TempDir(), args...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(vc.Kill)
+		pids = append(pids, vc.Pid())
+	}
+	return pids
+}
+
+// densityUnderAgent starts `sublet agent` on host h and applies n
+// VirtualClusters one after another, each once the one before is Ready,
+// and returns the pids of their processes and the agent's; all are killed
+// when the benchmark ends.
+func densityUnderAgent(b *testing.B, ctx context.Context, h *testenv.Process, n int) ([]int, int) {
+	stateDir := b.TempDir()
+	agent, _, err := testenv.StartUntil(ctx, "Sublet agent is running", "agent", "--kubeconfig", h.Kubeconfig,
+		"--state-dir", stateDir, "--metrics-bind-address", "0", "--leader-elect=false")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { agent.Kill(); killPidFiles(stateDir) })
+	applied := 0
+	for ; applied < n && roomForOneMore(b, applied); applied++ {
+		ns := densityNamespace(b, ctx, h, applied)
+		manifest := fmt.Sprintf("apiVersion: storage.loft.sh/v1\nkind: VirtualCluster\nmetadata: {name: vc, namespace: %s}\n", ns)
+		apply := exec.Command("kubectl", "--kubeconfig", h.Kubeconfig, "apply", "-f", "-")
+		apply.Stdin = strings.NewReader(manifest)
+		if out, err := apply.CombinedOutput(); err != nil {
+			b.Fatalf("%v\n%s", err, out)
+		}
+		wait := exec.Command("kubectl", "--kubeconfig", h.Kubeconfig, "wait", "-n", ns, "vc/vc", "--for=jsonpath={.status.phase}=Ready", "--timeout=3m")
+		if out, err := wait.CombinedOutput(); err != nil {
+			b.Fatalf("%s not Ready: %v\n%s", ns, err, out)
+		}
+	}
+	pids := pidFiles(stateDir)
+	if len(pids) != applied {
+		b.Fatalf("%d virtual cluster processes under the agent's state directory for %d VirtualClusters", len(pids), applied)
+	}
+	return pids, agent.Pid()
+}
+
+// roomForOneMore reports whether MemAvailable allows starting cluster i.
+func roomForOneMore(b *testing.B, i int) bool {
+	avail, err := memAvailableKiB()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if avail < densityMemFloorKiB {
+		b.Logf("MemAvailable %.0f MiB after %d virtual clusters: starting no more", avail/1024, i)
+		return false
+	}
+	return true
+}
+
+// densityNamespace creates host namespace density-I.
+func densityNamespace(b *testing.B, ctx context.Context, h *testenv.Process, i int) string {
+	ns := fmt.Sprintf("density-%d", i)
+	if _, err := h.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	return ns
 }
