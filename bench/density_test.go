@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -133,6 +134,11 @@ func densityUnderAgent(b *testing.B, ctx context.Context, h *testenv.Process, n 
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { agent.Kill(); killPidFiles(stateDir) })
+	b.Cleanup(func() { // runs first: the processes are still there
+		if b.Failed() {
+			logExitedChildren(b, stateDir, agent.Output())
+		}
+	})
 	applied := 0
 	for ; applied < n && roomForOneMore(b, applied); applied++ {
 		ns := densityNamespace(b, ctx, h, applied)
@@ -174,4 +180,37 @@ func densityNamespace(b *testing.B, ctx context.Context, h *testenv.Process, i i
 		b.Fatal(err)
 	}
 	return ns
+}
+
+// logExitedChildren logs, for each virtual cluster under the agent's
+// stateDir whose process is gone, the end of its log, and the agent's log
+// lines about starting a child again, restarting or adopting one.
+func logExitedChildren(b *testing.B, stateDir, agentLog string) {
+	files, _ := filepath.Glob(filepath.Join(stateDir, "vclusters", "*", "*", "pid"))
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		pid := strings.TrimSpace(string(data))
+		if _, err := os.Stat("/proc/" + pid); err == nil {
+			continue
+		}
+		logData, _ := os.ReadFile(filepath.Join(filepath.Dir(f), "vcluster.log"))
+		b.Logf("%s (pid %s) is gone; the end of its log:\n%s", filepath.Dir(f), pid, tail(string(logData), 30))
+	}
+	var lines []string
+	for _, l := range strings.Split(agentLog, "\n") {
+		if strings.Contains(l, "restart") || strings.Contains(l, "exited") || strings.Contains(l, "started virtual cluster") && !strings.Contains(l, `before="no pid file"`) ||
+			strings.Contains(l, "adopting") {
+			lines = append(lines, l)
+		}
+	}
+	b.Logf("agent log, restarts and adoptions:\n%s", tail(strings.Join(lines, "\n"), 40))
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

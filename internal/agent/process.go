@@ -26,6 +26,7 @@ import (
 	"k8s.io/klog/v2"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/controlplane"
 	"github.com/sublet-dev/sublet/internal/controlplane/readiness"
 	"github.com/sublet-dev/sublet/internal/exitcode"
 	"github.com/sublet-dev/sublet/internal/pki"
@@ -118,7 +119,25 @@ func (r *processRuntime) Ensure(ctx context.Context, vc *storagev1.VirtualCluste
 			return State{}, err
 		}
 	}
-	pid, running := r.running(dir)
+	pid, why := runningWhy(dir)
+	running := why == ""
+	if !running {
+		// The pid file may not name the child that runs there (written
+		// by a start that then failed, or lost): the data dir's lock
+		// tells. Adopt the holder rather than start a second child that
+		// could only find the data dir in use.
+		holder, held, err := adoptHolder(dir)
+		switch {
+		case err != nil:
+			return State{}, err
+		case held && holder == 0:
+			return State{Message: fmt.Sprintf("waiting for the process holding %s to exit", filepath.Join(dir, "data"))}, nil
+		case held:
+			r.log.Info("the pid file did not name the running virtual cluster: adopted the data dir's holder",
+				"virtualcluster", klog.KObj(vc), "pid", holder, "pidFile", why)
+			pid, running = holder, true
+		}
+	}
 	if running {
 		r.noteAdopted(vc, pid)
 	}
@@ -140,7 +159,7 @@ func (r *processRuntime) Ensure(ctx context.Context, vc *storagev1.VirtualCluste
 		if err := r.start(vc, dir, args, record); err != nil {
 			return State{}, err
 		}
-		r.log.Info("started virtual cluster", "virtualcluster", klog.KObj(vc), "dir", dir)
+		r.log.Info("started virtual cluster", "virtualcluster", klog.KObj(vc), "dir", dir, "before", why)
 		return State{Message: "starting the virtual cluster's control plane"}, nil
 	}
 	data := filepath.Join(dir, "data")
@@ -234,22 +253,49 @@ func (r *processRuntime) ensureHostCredentials(ctx context.Context, vc *storagev
 // running reports the child's pid if the pid file names a live `sublet
 // vcluster run` of this directory.
 func (r *processRuntime) running(dir string) (int, bool) {
+	pid, why := runningWhy(dir)
+	return pid, why == ""
+}
+
+// runningWhy returns the pid of the child that runs in dir, by its pid
+// file, and "", or why none is known to run there.
+func runningWhy(dir string) (int, string) {
 	pid, err := strconv.Atoi(strings.TrimSpace(readFile(filepath.Join(dir, "pid"))))
 	if err != nil || pid <= 0 {
-		return 0, false
+		return 0, "no pid file"
 	}
+	return pid, runsIn(pid, dir)
+}
+
+// adoptHolder finds whether a process holds the lock of dir's data dir.
+// If that is a child running in dir, its pid goes into dir's pid file and
+// is returned; if it is another process, held is true and pid 0.
+func adoptHolder(dir string) (pid int, held bool, err error) {
+	holder, held := controlplane.LockHolder(filepath.Join(dir, "data"))
+	if !held {
+		return 0, false, nil
+	}
+	if holder <= 0 || runsIn(holder, dir) != "" {
+		return 0, true, nil
+	}
+	return holder, true, pki.WriteFileAtomic(filepath.Join(dir, "pid"), []byte(strconv.Itoa(holder)), 0o600)
+}
+
+// runsIn returns "" if process pid is a child running in dir (its
+// --data-dir is dir/data), else why not.
+func runsIn(pid int, dir string) string {
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil {
-		return 0, false
+		return fmt.Sprintf("process %d: %v", pid, err)
 	}
 	args := strings.Split(string(cmdline), "\x00")
 	want := filepath.Join(dir, "data")
 	for i, a := range args {
 		if a == "--data-dir" && i+1 < len(args) && args[i+1] == want {
-			return pid, true
+			return ""
 		}
 	}
-	return 0, false
+	return fmt.Sprintf("process %d runs something else (%d bytes of arguments)", pid, len(cmdline))
 }
 
 // noteAdopted logs, once, that a child this agent did not start (it

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -131,6 +132,24 @@ func (d dataDir) lock() (*os.File, error) {
 	_ = f.Truncate(0)
 	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	return f, nil
+}
+
+// LockHolder reports whether a process holds the lock of data dir dir (a
+// control plane runs on it) and, if the lock file names it, its pid. It
+// takes the lock for an instant when no one holds it.
+func LockHolder(dir string) (pid int, held bool) {
+	f, err := os.Open(dataDir{root: dir}.path(".lock"))
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		return 0, false
+	}
+	owner, _ := io.ReadAll(f)
+	pid, _ = strconv.Atoi(strings.TrimSpace(string(owner)))
+	return pid, true
 }
 
 func unwrapPathError(err error) error {

@@ -1,0 +1,98 @@
+package agent
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestHoldDataDirLock is not a test: run as a child of
+// TestAdoptDataDirHolder (SUBLET_TEST_HOLD_LOCK set), it holds the data dir
+// lock as a control plane does, with --data-dir in its arguments, until
+// killed.
+func TestHoldDataDirLock(t *testing.T) {
+	dir := os.Getenv("SUBLET_TEST_HOLD_LOCK")
+	if dir == "" {
+		t.Skip("a helper process of TestAdoptDataDirHolder")
+	}
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		os.Exit(2)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		os.Exit(2)
+	}
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	_ = os.WriteFile(filepath.Join(dir, "locked"), nil, 0o600)
+	time.Sleep(time.Hour)
+}
+
+// holdLock starts a process with args that holds the lock of data dir
+// data until the test ends.
+func holdLock(t *testing.T, data string, args ...string) int {
+	t.Helper()
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^TestHoldDataDirLock$"}, args...)...)
+	cmd.Env = append(os.Environ(), "SUBLET_TEST_HOLD_LOCK="+data)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for i := 0; ; i++ {
+		if _, err := os.Stat(filepath.Join(data, "locked")); err == nil {
+			return cmd.Process.Pid
+		}
+		if i == 500 {
+			t.Fatal("the helper did not take the lock")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestAdoptDataDirHolder: a pid file that does not name the child holding
+// a virtual cluster's data dir (a start after it failed, or it was lost)
+// must not lead to a second child: the holder is adopted. A holder that is
+// not a child of that directory is waited for, and a free data dir is
+// left to a new start.
+func TestAdoptDataDirHolder(t *testing.T) {
+	dir := t.TempDir()
+	r := &processRuntime{}
+	if _, held, err := adoptHolder(dir); held || err != nil {
+		t.Fatalf("no data dir yet: held %v, %v", held, err)
+	}
+	// A child that runs in dir, and a pid file that names a process gone.
+	holder := holdLock(t, filepath.Join(dir, "data"), "--", "--data-dir", filepath.Join(dir, "data"))
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pid"), []byte(strconv.Itoa(gone.Process.Pid)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.running(dir); ok {
+		t.Fatal("running by a pid file that names a process gone")
+	}
+	pid, held, err := adoptHolder(dir)
+	if err != nil || !held || pid != holder {
+		t.Fatalf("adoptHolder = %d, %v, %v; want %d, true", pid, held, err, holder)
+	}
+	if pid, ok := r.running(dir); !ok || pid != holder {
+		t.Errorf("after adoption, running = %d, %v; want %d", pid, ok, holder)
+	}
+
+	// A holder that runs elsewhere is not adopted.
+	other := t.TempDir()
+	holdLock(t, filepath.Join(other, "data"), "--", "--data-dir", "/elsewhere")
+	if pid, held, err := adoptHolder(other); err != nil || !held || pid != 0 {
+		t.Errorf("a holder of another data dir: adoptHolder = %d, %v, %v; want 0, true", pid, held, err)
+	}
+	if _, err := os.Stat(filepath.Join(other, "pid")); err == nil {
+		t.Error("a pid file was written for a holder that is not the directory's child")
+	}
+}
