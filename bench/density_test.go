@@ -137,6 +137,8 @@ func densityUnderAgent(b *testing.B, ctx context.Context, h *testenv.Process, n 
 	b.Cleanup(func() { // runs first: the processes are still there
 		if b.Failed() {
 			logExitedChildren(b, stateDir, agent.Output())
+		} else if lines := agentRestarts(agent.Output()); lines != "" {
+			b.Logf("agent log, restarts and adoptions:\n%s", lines)
 		}
 	})
 	applied := 0
@@ -196,14 +198,20 @@ func logExitedChildren(b *testing.B, stateDir, agentLog string) {
 		logData, _ := os.ReadFile(filepath.Join(filepath.Dir(f), "vcluster.log"))
 		b.Logf("%s (pid %s) is gone; the end of its log:\n%s", filepath.Dir(f), pid, tail(string(logData), 30))
 	}
+	b.Logf("agent log, restarts and adoptions:\n%s", agentRestarts(agentLog))
+}
+
+// agentRestarts returns the last 40 lines of the agent's log about
+// starting a child again, restarting or adopting one.
+func agentRestarts(agentLog string) string {
 	var lines []string
 	for _, l := range strings.Split(agentLog, "\n") {
 		if strings.Contains(l, "restart") || strings.Contains(l, "exited") || strings.Contains(l, "started virtual cluster") && !strings.Contains(l, `before="no pid file"`) ||
-			strings.Contains(l, "adopting") {
+			strings.Contains(l, "adopted the data dir") {
 			lines = append(lines, l)
 		}
 	}
-	b.Logf("agent log, restarts and adoptions:\n%s", tail(strings.Join(lines, "\n"), 40))
+	return tail(strings.Join(lines, "\n"), 40)
 }
 
 // tail returns the last n lines of s.

@@ -264,7 +264,47 @@ func runningWhy(dir string) (int, string) {
 	if err != nil || pid <= 0 {
 		return 0, "no pid file"
 	}
-	return pid, runsIn(pid, dir)
+	if want := strings.TrimSpace(readFile(filepath.Join(dir, "pid-start"))); want != "" {
+		// Who the pid file names, by its start time: reliable where
+		// /proc/PID/cmdline is not (it reads empty now and then for a
+		// running process on a loaded machine), and immune to pid reuse.
+		switch start, alive := processStart(pid); {
+		case start == "":
+			return pid, fmt.Sprintf("process %d is gone", pid)
+		case start != want:
+			return pid, fmt.Sprintf("process %d is not the child that started at %s", pid, want)
+		case !alive:
+			return pid, fmt.Sprintf("process %d exited", pid)
+		}
+		return pid, ""
+	}
+	return pid, runsIn(pid, dir) // a pid file of an older agent
+}
+
+// processStart returns when process pid started (field 22 of
+// /proc/PID/stat, clock ticks since boot), "" if there is no such
+// process, and whether it has not exited.
+func processStart(pid int) (string, bool) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	i := bytes.LastIndexByte(stat, ')') // the command name may hold anything
+	if err != nil || i < 0 {
+		return "", false
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 20 {
+		return "", false
+	}
+	return f[19], f[0] != "Z"
+}
+
+// writePidFile records that process pid is the child running in dir: its
+// start time, then its pid.
+func writePidFile(dir string, pid int) error {
+	start, _ := processStart(pid)
+	if err := pki.WriteFileAtomic(filepath.Join(dir, "pid-start"), []byte(start+"\n"), 0o600); err != nil {
+		return err
+	}
+	return pki.WriteFileAtomic(filepath.Join(dir, "pid"), []byte(strconv.Itoa(pid)), 0o600)
 }
 
 // adoptHolder finds whether a process holds the lock of dir's data dir.
@@ -276,9 +316,9 @@ func adoptHolder(dir string) (pid int, held bool, err error) {
 		return 0, false, nil
 	}
 	if holder <= 0 || runsIn(holder, dir) != "" {
-		return 0, true, nil
+		return 0, true, nil // or its arguments read empty: asked again soon
 	}
-	return holder, true, pki.WriteFileAtomic(filepath.Join(dir, "pid"), []byte(strconv.Itoa(holder)), 0o600)
+	return holder, true, writePidFile(dir, holder)
 }
 
 // runsIn returns "" if process pid is a child running in dir (its
@@ -345,9 +385,9 @@ func (r *processRuntime) start(vc *storagev1.VirtualCluster, dir string, args []
 
 // spawnChild starts `sublet ARGS` in a session of its own (it outlives an
 // agent restart) with its output appended to dir/vcluster.log, and writes
-// dir/args (record) and dir/pid. A goroutine reaps it, keeps its exit code
-// and, when it refused its configuration, its error line, then calls
-// exited. The child is returned once it started, even if a file could not
+// dir/args (record), dir/pid-start and dir/pid. A goroutine reaps it,
+// keeps its exit code and, when it refused its configuration, its error
+// line, then calls exited. The child is returned once it started, even if a file could not
 // be written.
 func spawnChild(binary, dir string, args []string, record string, exited func(*child)) (*child, error) {
 	logPath := filepath.Join(dir, "vcluster.log")
@@ -379,7 +419,7 @@ func spawnChild(binary, dir string, args []string, record string, exited func(*c
 	if err := pki.WriteFileAtomic(filepath.Join(dir, "args"), []byte(record), 0o600); err != nil {
 		return c, err
 	}
-	return c, pki.WriteFileAtomic(filepath.Join(dir, "pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600)
+	return c, writePidFile(dir, cmd.Process.Pid)
 }
 
 // backoff returns how long to wait before starting vc again: nothing the

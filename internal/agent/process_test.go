@@ -85,6 +85,14 @@ func TestAdoptDataDirHolder(t *testing.T) {
 	if pid, ok := r.running(dir); !ok || pid != holder {
 		t.Errorf("after adoption, running = %d, %v; want %d", pid, ok, holder)
 	}
+	// The pid file is checked by the process's start time, not its
+	// arguments: another process under that pid is not the child.
+	if err := os.WriteFile(filepath.Join(dir, "pid-start"), []byte("1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.running(dir); ok {
+		t.Error("running by a pid file whose start time is another process's")
+	}
 
 	// A holder that runs elsewhere is not adopted.
 	other := t.TempDir()
