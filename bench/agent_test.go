@@ -163,12 +163,21 @@ func pidFiles(stateDir string) []int {
 }
 
 func pidsIn(pattern string) []int {
-	files, _ := filepath.Glob(pattern)
 	var pids []int
+	for _, pid := range pidsByFile(pattern) {
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// pidsByFile reads the pid files that match pattern, by path.
+func pidsByFile(pattern string) map[string]int {
+	files, _ := filepath.Glob(pattern)
+	pids := map[string]int{}
 	for _, f := range files {
 		b, _ := os.ReadFile(f)
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-			pids = append(pids, pid)
+			pids[f] = pid
 		}
 	}
 	return pids

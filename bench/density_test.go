@@ -188,15 +188,12 @@ func densityNamespace(b *testing.B, ctx context.Context, h *testenv.Process, i i
 // stateDir whose process is gone, the end of its log, and the agent's log
 // lines about starting a child again, restarting or adopting one.
 func logExitedChildren(b *testing.B, stateDir, agentLog string) {
-	files, _ := filepath.Glob(filepath.Join(stateDir, "vclusters", "*", "*", "pid"))
-	for _, f := range files {
-		data, _ := os.ReadFile(f)
-		pid := strings.TrimSpace(string(data))
-		if _, err := os.Stat("/proc/" + pid); err == nil {
+	for f, pid := range pidsByFile(filepath.Join(stateDir, "vclusters", "*", "*", "pid")) {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
 			continue
 		}
 		logData, _ := os.ReadFile(filepath.Join(filepath.Dir(f), "vcluster.log"))
-		b.Logf("%s (pid %s) is gone; the end of its log:\n%s", filepath.Dir(f), pid, tail(string(logData), 30))
+		b.Logf("%s (pid %d) is gone; the end of its log:\n%s", filepath.Dir(f), pid, testenv.Tail(string(logData), 30))
 	}
 	b.Logf("agent log, restarts and adoptions:\n%s", agentRestarts(agentLog))
 }
@@ -211,14 +208,5 @@ func agentRestarts(agentLog string) string {
 			lines = append(lines, l)
 		}
 	}
-	return tail(strings.Join(lines, "\n"), 40)
-}
-
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return testenv.Tail(strings.Join(lines, "\n"), 40)
 }

@@ -250,8 +250,8 @@ func (r *processRuntime) ensureHostCredentials(ctx context.Context, vc *storagev
 	return pki.WriteKubeconfig(path, cfg)
 }
 
-// running reports the child's pid if the pid file names a live `sublet
-// vcluster run` of this directory.
+// running reports the child's pid if the pid file names the live child
+// of this directory (see runningWhy).
 func (r *processRuntime) running(dir string) (int, bool) {
 	pid, why := runningWhy(dir)
 	return pid, why == ""
@@ -387,8 +387,8 @@ func (r *processRuntime) start(vc *storagev1.VirtualCluster, dir string, args []
 // agent restart) with its output appended to dir/vcluster.log, and writes
 // dir/args (record), dir/pid-start and dir/pid. A goroutine reaps it,
 // keeps its exit code and, when it refused its configuration, its error
-// line, then calls exited. The child is returned once it started, even if a file could not
-// be written.
+// line, then calls exited. The child is returned once it started, even if
+// a file could not be written.
 func spawnChild(binary, dir string, args []string, record string, exited func(*child)) (*child, error) {
 	logPath := filepath.Join(dir, "vcluster.log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // TestHoldDataDirLock is not a test: run as a child of
@@ -44,15 +47,13 @@ func holdLock(t *testing.T, data string, args ...string) int {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	for i := 0; ; i++ {
-		if _, err := os.Stat(filepath.Join(data, "locked")); err == nil {
-			return cmd.Process.Pid
-		}
-		if i == 500 {
-			t.Fatal("the helper did not take the lock")
-		}
-		time.Sleep(10 * time.Millisecond)
+	if err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		_, err := os.Stat(filepath.Join(data, "locked"))
+		return err == nil, nil
+	}); err != nil {
+		t.Fatal("the helper did not take the lock")
 	}
+	return cmd.Process.Pid
 }
 
 // TestAdoptDataDirHolder: a pid file that does not name the child holding

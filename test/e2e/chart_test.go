@@ -276,7 +276,7 @@ func startChartAgent(t *testing.T, kubeconfig, runtime string) *testenv.Process 
 		p.Kill()
 		killChildren(stateDir)
 		if t.Failed() {
-			t.Logf("agent (%s runtime) output:\n%s", runtime, tail(p.Output(), 60))
+			t.Logf("agent (%s runtime) output:\n%s", runtime, testenv.Tail(p.Output(), 60))
 		}
 	})
 	return p
@@ -349,7 +349,7 @@ func TestChartRBAC(t *testing.T) {
 	t.Cleanup(func() {
 		srv.Kill()
 		if t.Failed() {
-			t.Logf("server output:\n%s", tail(srv.Output(), 60))
+			t.Logf("server output:\n%s", testenv.Tail(srv.Output(), 60))
 		}
 	})
 	t.Setenv("SUBLET_CONFIG", filepath.Join(t.TempDir(), "cli.json"))

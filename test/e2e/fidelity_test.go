@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sublet-dev/sublet/internal/testenv"
 )
 
 // whoami is what `kubectl auth whoami -o json` prints.
@@ -183,7 +185,7 @@ func TestPlatformFidelity(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
-			t.Errorf("kubectl proxy %s: HTTP %d\n%s", path, resp.StatusCode, tail(string(body), 400))
+			t.Errorf("kubectl proxy %s: HTTP %d\n%s", path, resp.StatusCode, testenv.Tail(string(body), 400))
 		}
 	}
 
@@ -193,6 +195,6 @@ func TestPlatformFidelity(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(audit), `"serverName":"`+wantName+`"`) || !strings.Contains(string(audit), `"impersonatedUser":"`+sa+`"`) {
-		t.Errorf("audit log lacks the server name or the impersonated user:\n%s", tail(string(audit), 2000))
+		t.Errorf("audit log lacks the server name or the impersonated user:\n%s", testenv.Tail(string(audit), 2000))
 	}
 }

@@ -360,16 +360,8 @@ func TestServerRBACGateAndIsolation(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(audit), `"user":"alice"`) || !strings.Contains(string(audit), `"status":403`) || !strings.Contains(string(audit), `"verb":"watch"`) {
-		t.Errorf("audit log (%d bytes) lacks expected records:\n%s", len(audit), tail(string(audit), 5))
+		t.Errorf("audit log (%d bytes) lacks expected records:\n%s", len(audit), testenv.Tail(string(audit), 5))
 	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // kubectlWatchSees runs `kubectl get RESOURCE -w` in the default namespace

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/testenv"
 	"github.com/sublet-dev/sublet/internal/translate"
 )
 
@@ -161,7 +162,7 @@ func TestSleepMode(t *testing.T) {
 	// kubectl through the platform wakes it and just works.
 	start := time.Now()
 	if out, err := exec.Command("kubectl", "--kubeconfig", kc, "get", "configmap", "keep", "-o", "jsonpath={.data.k}").CombinedOutput(); err != nil || string(out) != "v" {
-		t.Fatalf("kubectl get against the sleeping cluster: %v\n%s\nagent:\n%s", err, out, tail(p.agent.Output(), 4000))
+		t.Fatalf("kubectl get against the sleeping cluster: %v\n%s\nagent:\n%s", err, out, testenv.Tail(p.agent.Output(), 4000))
 	}
 	t.Logf("kubectl get against a sleeping cluster answered after %.1f s", time.Since(start).Seconds())
 	after := podUIDs()

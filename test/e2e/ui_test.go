@@ -238,7 +238,7 @@ spec:
 		defer func() {
 			if t.Failed() {
 				out, _ := exec.Command("kubectl", "--kubeconfig", hk, "get", "vc", "webui", "-n", ns, "-o", "yaml").CombinedOutput()
-				t.Logf("DEBUG vc:\n%s\nagent:\n%s", out, tail(p.agent.Output(), 3000))
+				t.Logf("DEBUG vc:\n%s\nagent:\n%s", out, testenv.Tail(p.agent.Output(), 3000))
 			}
 		}()
 		b.waitText("#status .phase", "Sleeping", 90*time.Second)
