@@ -46,8 +46,10 @@ func parseComponentFlags(name string, fss cliflag.NamedFlagSets, args []string) 
 // ctx ends. Its logs, and those of every component in the process, go to
 // logOut. wrap, if not nil, wraps the API handler inside the server's
 // filters (see ControlPlane.WrapAPIHandler); tune, if not nil, changes the
-// server's configuration before it is completed.
-func runAPIServer(ctx context.Context, args []string, listener net.Listener, logOut io.Writer, wrap func(http.Handler) http.Handler, tune func(*apiserverapp.Config)) error {
+// server's configuration before it is completed. With lazyOpenAPI the
+// kube-apiserver's OpenAPI documents are built when first asked for and kept
+// only serialised (see serveOpenAPILazily).
+func runAPIServer(ctx context.Context, args []string, listener net.Listener, logOut io.Writer, wrap func(http.Handler) http.Handler, tune func(*apiserverapp.Config), lazyOpenAPI bool) error {
 	s := apiserveroptions.NewServerRunOptions()
 	if err := parseComponentFlags("kube-apiserver", s.Flags(), args); err != nil {
 		return err
@@ -92,6 +94,10 @@ func runAPIServer(ctx context.Context, args []string, listener net.Listener, log
 	if tune != nil {
 		tune(config)
 	}
+	kubeGeneric := config.KubeAPIs.ControlPlane.Generic
+	if lazyOpenAPI {
+		kubeGeneric.SkipOpenAPIInstallation = true
+	}
 	cc, err := config.Complete()
 	if err != nil {
 		return fmt.Errorf("kube-apiserver: %w", err)
@@ -99,6 +105,16 @@ func runAPIServer(ctx context.Context, args []string, listener net.Listener, log
 	server, err := apiserverapp.CreateServerChain(cc)
 	if err != nil {
 		return fmt.Errorf("kube-apiserver: %w", err)
+	}
+	if lazyOpenAPI {
+		// The aggregator delegates to the kube-apiserver's server.
+		kube, ok := server.GenericAPIServer.NextDelegate().(*genericapiserver.GenericAPIServer)
+		if !ok {
+			return fmt.Errorf("kube-apiserver: the aggregator delegates to a %T, not the kube-apiserver's server", server.GenericAPIServer.NextDelegate())
+		}
+		if err := serveOpenAPILazily(kube, kubeGeneric.OpenAPIConfig, kubeGeneric.OpenAPIV3Config); err != nil {
+			return fmt.Errorf("kube-apiserver: %w", err)
+		}
 	}
 	prepared, err := server.PrepareRun()
 	if err != nil {

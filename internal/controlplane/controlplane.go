@@ -165,7 +165,7 @@ func (cp *ControlPlane) Run(ctx context.Context, ready func(Info) error) error {
 	apiDone := make(chan error, 1)
 	served = true
 	go func() {
-		apiDone <- runAPIServer(apiCtx, cp.apiserverArgs(storeURL, port), listener, cp.logOut(), cp.wrap, cp.apiserverTuning())
+		apiDone <- runAPIServer(apiCtx, cp.apiserverArgs(storeURL, port), listener, cp.logOut(), cp.wrap, cp.apiserverTuning(), cp.opts.Mode == ModeVirtual)
 	}()
 	bootstrapped := readiness.Bootstrapped(cp.dir.root)
 	if err := waitReady(ctx, adminREST, readiness.Path(bootstrapped), apiDone); err != nil {

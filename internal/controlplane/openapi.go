@@ -1,0 +1,168 @@
+package controlplane
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+
+	restful "github.com/emicklei/go-restful/v3"
+	"github.com/google/uuid"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	builder2 "k8s.io/kube-openapi/pkg/builder"
+	"k8s.io/kube-openapi/pkg/builder3"
+	"k8s.io/kube-openapi/pkg/cached"
+	openapicommon "k8s.io/kube-openapi/pkg/common"
+	"k8s.io/kube-openapi/pkg/common/restfuladapter"
+	"k8s.io/kube-openapi/pkg/handler"
+	"k8s.io/kube-openapi/pkg/handler3"
+	"k8s.io/kube-openapi/pkg/spec3"
+	"k8s.io/kube-openapi/pkg/validation/spec"
+)
+
+// The kube-apiserver builds its OpenAPI documents in PrepareRun: the v2
+// document and one v3 document per group-version, as object trees it keeps
+// for the life of the process next to the JSON it serves (about 27 MB of an
+// idle virtual cluster's 100 MB heap). serveOpenAPILazily serves the same
+// documents from the same routes and configuration, but builds the v2
+// document on its first request and keeps, of each document, only what is
+// served: its JSON (and protobuf, once asked for).
+
+// serveOpenAPILazily installs /openapi/v2 and /openapi/v3 on s, a server
+// built with SkipOpenAPIInstallation, as its PrepareRun would have, from v2
+// and v3, the configuration it was built with.
+func serveOpenAPILazily(s *genericapiserver.GenericAPIServer, v2 *openapicommon.Config, v3 *openapicommon.OpenAPIV3Config) error {
+	if v2 == nil || v3 == nil {
+		return fmt.Errorf("serve OpenAPI: the server has no OpenAPI configuration")
+	}
+	webServices := s.Handler.GoRestfulContainer.RegisteredWebServices()
+
+	v2Service := handler.NewOpenAPIServiceLazy(&servedOnce[spec.Swagger]{build: func() (*spec.Swagger, error) {
+		doc, err := builder2.BuildOpenAPISpecFromRoutes(restfuladapter.AdaptWebServices(webServices), v2)
+		if err != nil {
+			return nil, fmt.Errorf("build OpenAPI v2: %w", err)
+		}
+		doc.Definitions = handler.PruneDefaults(doc.Definitions)
+		return doc, nil
+	}})
+	v2Service.RegisterOpenAPIVersionedService("/openapi/v2", s.Handler.NonGoRestfulMux)
+
+	v3Service := handler3.NewOpenAPIService()
+	if err := v3Service.RegisterOpenAPIV3VersionedService("/openapi/v3", s.Handler.NonGoRestfulMux); err != nil {
+		return fmt.Errorf("serve OpenAPI v3: %w", err)
+	}
+	// One document per root path ("api/v1", "apis/apps/v1"); as upstream,
+	// a later web service on the same path replaces an earlier one.
+	byPath := map[string]*restful.WebService{}
+	for _, ws := range webServices {
+		byPath[strings.TrimPrefix(ws.RootPath(), "/")] = ws
+	}
+	for path, ws := range byPath {
+		v3Service.UpdateGroupVersionLazy(path, &servedOnce[spec3.OpenAPI]{build: func() (*spec3.OpenAPI, error) {
+			doc, err := builder3.BuildOpenAPISpecFromRoutes(restfuladapter.AdaptWebServices([]*restful.WebService{ws}), v3)
+			if err != nil {
+				return nil, fmt.Errorf("build OpenAPI v3 for %s: %w", path, err)
+			}
+			keepOwnGroupVersionKinds(doc, path)
+			return doc, nil
+		}})
+	}
+	return nil
+}
+
+// servedOnce is the source of one OpenAPI document for the caches of
+// kube-openapi's handlers, which serialise a source's value when its etag
+// changes and keep the bytes. It builds the document on the first Get and
+// hands it out that once; later Gets return the same etag, so the caches
+// keep the bytes they have. Those caches also keep the last value they were
+// handed, so a later Get, which comes only after the first was serialised,
+// empties the document to free its object tree. A failed build is tried
+// again on the next Get.
+type servedOnce[T any] struct {
+	build func() (*T, error)
+
+	mu        sync.Mutex
+	etag      string
+	handedOut *T
+}
+
+func (o *servedOnce[T]) Get() (*T, string, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.etag != "" {
+		if o.handedOut != nil {
+			var empty T
+			*o.handedOut = empty
+			o.handedOut = nil
+		}
+		return nil, o.etag, nil
+	}
+	doc, err := o.build()
+	if err != nil {
+		return nil, "", err
+	}
+	o.etag, o.handedOut = uuid.NewString(), doc
+	return doc, o.etag, nil
+}
+
+var _ cached.Value[*spec3.OpenAPI] = &servedOnce[spec3.OpenAPI]{}
+
+// keepOwnGroupVersionKinds does what the generic API server does to each
+// group-version's v3 document: the kinds every group registers
+// (DeleteOptions, WatchEvent) list all their group-version-kinds in their
+// x-kubernetes-group-version-kind; a group-version's document keeps only its
+// own and the core v1 one.
+func keepOwnGroupVersionKinds(doc *spec3.OpenAPI, path string) {
+	group, version, ok := groupVersionOfPath(path)
+	if !ok || doc == nil || doc.Components == nil {
+		return
+	}
+	const key = "x-kubernetes-group-version-kind"
+	for _, schema := range doc.Components.Schemas {
+		if schema == nil {
+			continue
+		}
+		gvks, _ := schema.Extensions[key].([]interface{})
+		if len(gvks) < 2 {
+			continue
+		}
+		if kind, _ := gvkField(gvks[0], "kind"); !sharedKinds[kind] {
+			continue
+		}
+		var kept []interface{}
+		for _, gvk := range gvks {
+			g, hasGroup := gvkField(gvk, "group")
+			v, hasVersion := gvkField(gvk, "version")
+			if hasGroup && hasVersion && (g == group && v == version || g == "" && v == "v1") {
+				kept = append(kept, gvk)
+			}
+		}
+		if len(kept) == 0 {
+			delete(schema.Extensions, key)
+			continue
+		}
+		schema.Extensions[key] = kept
+	}
+}
+
+// sharedKinds are the kinds registered in every group-version.
+var sharedKinds = map[string]bool{"DeleteOptions": true, "WatchEvent": true}
+
+// gvkField is one string field of an x-kubernetes-group-version-kind entry.
+func gvkField(gvk interface{}, field string) (string, bool) {
+	m, _ := gvk.(map[string]interface{})
+	s, ok := m[field].(string)
+	return s, ok
+}
+
+// groupVersionOfPath parses a web service's root path: "api/v1" is the core
+// group's v1, "apis/apps/v1" apps/v1; other paths name no group-version.
+func groupVersionOfPath(path string) (group, version string, ok bool) {
+	parts := strings.Split(path, "/")
+	switch {
+	case len(parts) == 2 && parts[0] == "api":
+		return "", parts[1], true
+	case len(parts) == 3 && parts[0] == "apis":
+		return parts[1], parts[2], true
+	}
+	return "", "", false
+}
