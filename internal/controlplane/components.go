@@ -96,7 +96,7 @@ func runAPIServer(ctx context.Context, args []string, listener net.Listener, log
 	}
 	kubeGeneric := config.KubeAPIs.ControlPlane.Generic
 	if lazyOpenAPI {
-		kubeGeneric.SkipOpenAPIInstallation = true
+		prepareLazyOpenAPI(config)
 	}
 	cc, err := config.Complete()
 	if err != nil {

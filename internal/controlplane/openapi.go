@@ -2,12 +2,18 @@ package controlplane
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 
 	restful "github.com/emicklei/go-restful/v3"
 	"github.com/google/uuid"
+	apiextensionsapiserver "k8s.io/apiextensions-apiserver/pkg/apiserver"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	serverstorage "k8s.io/apiserver/pkg/server/storage"
+	aggregatorscheme "k8s.io/kube-aggregator/pkg/apiserver/scheme"
 	builder2 "k8s.io/kube-openapi/pkg/builder"
 	"k8s.io/kube-openapi/pkg/builder3"
 	"k8s.io/kube-openapi/pkg/cached"
@@ -16,7 +22,10 @@ import (
 	"k8s.io/kube-openapi/pkg/handler"
 	"k8s.io/kube-openapi/pkg/handler3"
 	"k8s.io/kube-openapi/pkg/spec3"
+	openapiutil "k8s.io/kube-openapi/pkg/util"
 	"k8s.io/kube-openapi/pkg/validation/spec"
+	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	"k8s.io/kubernetes/pkg/api/legacyscheme"
 )
 
 // The kube-apiserver builds its OpenAPI documents in PrepareRun: the v2
@@ -26,6 +35,20 @@ import (
 // documents from the same routes and configuration, but builds the v2
 // document on its first request and keeps, of each document, only what is
 // served: its JSON (and protobuf, once asked for).
+
+// prepareLazyOpenAPI readies c for serveOpenAPILazily: the kube-apiserver's
+// server does not build its documents in PrepareRun, and the definitions
+// every server's configuration keeps are cut to those they can serve.
+func prepareLazyOpenAPI(c *apiserverapp.Config) {
+	generic := c.KubeAPIs.ControlPlane.Generic
+	generic.SkipOpenAPIInstallation = true
+	// The API extensions and aggregator servers' configurations share this
+	// one.
+	v3 := generic.OpenAPIV3Config
+	v3.Definitions = servedDefinitions(v3.Definitions,
+		[]*runtime.Scheme{legacyscheme.Scheme, apiextensionsapiserver.Scheme, aggregatorscheme.Scheme},
+		[]*serverstorage.ResourceConfig{generic.MergedResourceConfig, c.ApiExtensions.GenericConfig.MergedResourceConfig, c.Aggregator.GenericConfig.MergedResourceConfig})
+}
 
 // serveOpenAPILazily installs /openapi/v2 and /openapi/v3 on s, a server
 // built with SkipOpenAPIInstallation, as its PrepareRun would have, from v2
@@ -165,4 +188,67 @@ func groupVersionOfPath(path string) (group, version string, ok bool) {
 		return parts[1], parts[2], true
 	}
 	return "", "", false
+}
+
+// servedDefinitions is defs, the OpenAPI definitions the kube-apiserver's
+// configuration holds for the life of the process (every generated type of
+// Kubernetes, its components' configuration types among them), cut to those
+// the servers can put in a document: the kinds of every group-version of
+// schemes that is GA (other groups' subresources use them, like
+// autoscaling/v1 Scale) or that one of configs enables, whole or in part,
+// the apimachinery types, and all that those refer to.
+func servedDefinitions(defs map[string]openapicommon.OpenAPIDefinition, schemes []*runtime.Scheme, configs []*serverstorage.ResourceConfig) map[string]openapicommon.OpenAPIDefinition {
+	served := func(gv schema.GroupVersion) bool {
+		if isGA(gv.Version) {
+			return true
+		}
+		for _, c := range configs {
+			if c == nil {
+				continue
+			}
+			if c.GroupVersionConfigs[gv] {
+				return true
+			}
+			for gvr, on := range c.ResourceConfigs {
+				if on && gvr.GroupVersion() == gv {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	var todo []string
+	for name := range defs {
+		if strings.HasPrefix(name, "io.k8s.apimachinery.") || strings.HasPrefix(name, "k8s.io/apimachinery/") {
+			todo = append(todo, name)
+		}
+	}
+	for _, s := range schemes {
+		for _, gv := range s.PrioritizedVersionsAllGroups() {
+			if !served(gv) {
+				continue
+			}
+			for _, t := range s.KnownTypes(gv) {
+				todo = append(todo, openapiutil.GetCanonicalTypeName(reflect.New(t).Interface()))
+			}
+		}
+	}
+	kept := make(map[string]openapicommon.OpenAPIDefinition, len(defs)/2)
+	for len(todo) > 0 {
+		name := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		def, ok := defs[name]
+		if _, done := kept[name]; done || !ok {
+			continue
+		}
+		kept[name] = def
+		todo = append(todo, def.Dependencies...)
+	}
+	return kept
+}
+
+// isGA is whether an API version is a stable one (v1, v2), not an alpha
+// or beta.
+func isGA(v string) bool {
+	return len(v) > 1 && v[0] == 'v' && strings.Trim(v[1:], "0123456789") == ""
 }

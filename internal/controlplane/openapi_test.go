@@ -5,8 +5,16 @@ import (
 	"reflect"
 	"testing"
 
+	apiextensionsapiserver "k8s.io/apiextensions-apiserver/pkg/apiserver"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	serverstorage "k8s.io/apiserver/pkg/server/storage"
+	aggregatorscheme "k8s.io/kube-aggregator/pkg/apiserver/scheme"
 	"k8s.io/kube-openapi/pkg/spec3"
 	"k8s.io/kube-openapi/pkg/validation/spec"
+	"k8s.io/kubernetes/pkg/api/legacyscheme"
+	"k8s.io/kubernetes/pkg/controlplane"
+	generatedopenapi "k8s.io/kubernetes/pkg/generated/openapi"
 )
 
 func TestServedOnce(t *testing.T) {
@@ -70,5 +78,62 @@ func TestKeepOwnGroupVersionKinds(t *testing.T) {
 	}
 	if want := []interface{}{gvk("apps", "v1", "Deployment"), gvk("apps", "v1beta1", "Deployment")}; !reflect.DeepEqual(got("deploy"), want) {
 		t.Errorf("a group's own kind changed: %v, want %v", got("deploy"), want)
+	}
+}
+
+func TestServedDefinitions(t *testing.T) {
+	all := generatedopenapi.GetOpenAPIDefinitions(func(name string) spec.Ref { return spec.MustCreateRef("#/definitions/" + name) })
+	schemes := []*runtime.Scheme{legacyscheme.Scheme, apiextensionsapiserver.Scheme, aggregatorscheme.Scheme}
+	// The servers' configurations: Kubernetes' defaults for the kube APIs;
+	// the other two servers' groups are GA.
+	defaults := controlplane.DefaultAPIResourceConfigSource()
+	kept := servedDefinitions(all, schemes, []*serverstorage.ResourceConfig{defaults})
+	t.Logf("kept %d of %d definitions", len(kept), len(all))
+
+	for _, name := range []string{
+		"io.k8s.api.core.v1.Pod", "io.k8s.api.core.v1.PodSpec", "io.k8s.api.apps.v1.Deployment",
+		"io.k8s.api.autoscaling.v1.Scale", "io.k8s.api.policy.v1.Eviction", "io.k8s.api.authentication.v1.TokenRequest",
+		"io.k8s.apimachinery.pkg.apis.meta.v1.Status", "io.k8s.apimachinery.pkg.version.Info",
+		"io.k8s.apimachinery.pkg.api.resource.Quantity",
+		"io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition",
+		"io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIService",
+	} {
+		if _, ok := all[name]; !ok {
+			t.Errorf("%s is not a generated definition; the test's names are out of date", name)
+		} else if _, ok := kept[name]; !ok {
+			t.Errorf("%s was cut; it is served", name)
+		}
+	}
+	const alpha = "io.k8s.api.scheduling.v1alpha3.PodGroup"
+	for _, name := range []string{"io.k8s.kubelet.config.v1beta1.KubeletConfiguration", alpha} {
+		if _, ok := all[name]; !ok {
+			t.Errorf("%s is not a generated definition; the test's names are out of date", name)
+		} else if _, ok := kept[name]; ok {
+			t.Errorf("%s was kept; nothing serves it", name)
+		}
+	}
+	if len(kept) >= len(all)*3/4 {
+		t.Errorf("kept %d of %d definitions; expected to cut more than a quarter", len(kept), len(all))
+	}
+
+	// --runtime-config enables an alpha group-version, or one resource of it.
+	gv := schema.GroupVersion{Group: "scheduling.k8s.io", Version: "v1alpha3"}
+	enabled := controlplane.DefaultAPIResourceConfigSource()
+	enabled.EnableVersions(gv)
+	if _, ok := servedDefinitions(all, schemes, []*serverstorage.ResourceConfig{enabled})[alpha]; !ok {
+		t.Errorf("%s was cut with %s enabled", alpha, gv)
+	}
+	oneResource := controlplane.DefaultAPIResourceConfigSource()
+	oneResource.EnableResources(gv.WithResource("podgroups"))
+	if _, ok := servedDefinitions(all, schemes, []*serverstorage.ResourceConfig{oneResource})[alpha]; !ok {
+		t.Errorf("%s was cut with %s enabled", alpha, gv.WithResource("podgroups"))
+	}
+}
+
+func TestIsGA(t *testing.T) {
+	for v, want := range map[string]bool{"v1": true, "v2": true, "v10": true, "v1beta1": false, "v1alpha3": false, "v": false, "": false, "1": false} {
+		if got := isGA(v); got != want {
+			t.Errorf("isGA(%q) = %v, want %v", v, got, want)
+		}
 	}
 }
