@@ -63,6 +63,10 @@ type Options struct {
 	// GCPercent is the Go GC target (GOGC); 0 keeps the runtime default. A
 	// GOGC environment variable wins.
 	GCPercent int
+	// IdleGCPercent, if set, is the GC target while the process allocates
+	// little (see gc.go); GCPercent is the target while it is busy. 0 keeps
+	// GCPercent all along; a GOGC environment variable wins.
+	IdleGCPercent int
 	// WorkqueueMetrics keeps client-go's work-queue metrics (workqueue_*) of
 	// the API server and controller-manager; unset means on in host mode and
 	// off in virtual mode (see Complete). It applies to the whole process.
@@ -76,6 +80,9 @@ type Options struct {
 // defaultVirtualGCPercent is the GC target of a virtual-mode control plane;
 // see Complete.
 const defaultVirtualGCPercent = 50
+
+// defaultVirtualIdleGCPercent is its GC target while idle; see gc.go.
+const defaultVirtualIdleGCPercent = 25
 
 // NewOptions returns options with defaults for a host-mode control plane.
 func NewOptions() *Options {
@@ -119,6 +126,9 @@ func (o *Options) Complete() error {
 		// then ran nonstop: twice the CPU and 30x the sync latency. So the
 		// limit is opt-in (--memory-limit).
 		o.GCPercent = defaultVirtualGCPercent
+		if o.IdleGCPercent == 0 {
+			o.IdleGCPercent = defaultVirtualIdleGCPercent
+		}
 	}
 	if !o.WorkqueueMetrics.Provided() {
 		o.WorkqueueMetrics.Default(o.Mode == ModeHost)
