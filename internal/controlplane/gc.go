@@ -31,25 +31,21 @@ const (
 type gcTuner struct {
 	busy, idle int
 	quiet      int
-	current    int
 }
 
 // next returns the GC target for a sample of rate bytes a second.
 func (g *gcTuner) next(rate float64) int {
 	if rate >= gcBusyBytesPerSecond {
 		g.quiet = 0
-		g.current = g.busy
-		return g.current
+		return g.busy
 	}
 	if g.quiet < gcQuietSamples {
 		g.quiet++
 	}
-	if g.quiet >= gcQuietSamples {
-		g.current = g.idle
-	} else if g.current == 0 {
-		g.current = g.busy
+	if g.quiet < gcQuietSamples {
+		return g.busy
 	}
-	return g.current
+	return g.idle
 }
 
 // tuneGC sets the GC target to busy or idle by the process's allocation

@@ -82,15 +82,10 @@ func TestVClusterOpenAPIMatchesHost(t *testing.T) {
 
 	// What a user sees: kubectl explain reads /openapi/v3, for built-in
 	// kinds and for a CRD created now.
-	out, err := exec.Command("kubectl", "--kubeconfig", vc.Kubeconfig, "explain", "deployment.spec.replicas").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "replicas") {
-		t.Fatalf("kubectl explain deployment.spec.replicas: %v\n%s", err, out)
+	if out := kubectl(t, vc.Kubeconfig, "", "explain", "deployment.spec.replicas"); !strings.Contains(out, "replicas") {
+		t.Fatalf("kubectl explain deployment.spec.replicas:\n%s", out)
 	}
-	crd := exec.Command("kubectl", "--kubeconfig", vc.Kubeconfig, "apply", "-f", "-")
-	crd.Stdin = strings.NewReader(widgetCRD)
-	if out, err := crd.CombinedOutput(); err != nil {
-		t.Fatalf("kubectl apply CRD: %v\n%s", err, out)
-	}
+	kubectl(t, vc.Kubeconfig, widgetCRD, "apply", "-f", "-")
 	poll(t, 60*time.Second, "kubectl explain of the new CRD", func(ctx context.Context) (bool, error) {
 		out, err := exec.Command("kubectl", "--kubeconfig", vc.Kubeconfig, "explain", "widgets.spec.size").CombinedOutput()
 		return err == nil && strings.Contains(string(out), "How big the widget is"), nil
