@@ -20,7 +20,6 @@ import (
 	openapicommon "k8s.io/kube-openapi/pkg/common"
 	"k8s.io/kube-openapi/pkg/common/restfuladapter"
 	"k8s.io/kube-openapi/pkg/handler"
-	"k8s.io/kube-openapi/pkg/handler3"
 	"k8s.io/kube-openapi/pkg/spec3"
 	openapiutil "k8s.io/kube-openapi/pkg/util"
 	"k8s.io/kube-openapi/pkg/validation/spec"
@@ -34,7 +33,8 @@ import (
 // idle virtual cluster's 100 MB heap). serveOpenAPILazily serves the same
 // documents from the same routes and configuration, but builds the v2
 // document on its first request and keeps, of each document, only what is
-// served: its JSON (and protobuf, once asked for).
+// served: its JSON (and protobuf, once asked for), the v3 ones deflated
+// (openapi_v3.go).
 
 // prepareLazyOpenAPI readies c for serveOpenAPILazily: the kube-apiserver's
 // server does not build its documents in PrepareRun, and the definitions
@@ -69,26 +69,24 @@ func serveOpenAPILazily(s *genericapiserver.GenericAPIServer, v2 *openapicommon.
 	}})
 	v2Service.RegisterOpenAPIVersionedService("/openapi/v2", s.Handler.NonGoRestfulMux)
 
-	v3Service := handler3.NewOpenAPIService()
-	if err := v3Service.RegisterOpenAPIV3VersionedService("/openapi/v3", s.Handler.NonGoRestfulMux); err != nil {
-		return fmt.Errorf("serve OpenAPI v3: %w", err)
-	}
 	// One document per root path ("api/v1", "apis/apps/v1"); as upstream,
 	// a later web service on the same path replaces an earlier one.
 	byPath := map[string]*restful.WebService{}
 	for _, ws := range webServices {
 		byPath[strings.TrimPrefix(ws.RootPath(), "/")] = ws
 	}
+	builds := make(map[string]func() (*spec3.OpenAPI, error), len(byPath))
 	for path, ws := range byPath {
-		v3Service.UpdateGroupVersionLazy(path, &servedOnce[spec3.OpenAPI]{build: func() (*spec3.OpenAPI, error) {
+		builds[path] = func() (*spec3.OpenAPI, error) {
 			doc, err := builder3.BuildOpenAPISpecFromRoutes(restfuladapter.AdaptWebServices([]*restful.WebService{ws}), v3)
 			if err != nil {
 				return nil, fmt.Errorf("build OpenAPI v3 for %s: %w", path, err)
 			}
 			keepOwnGroupVersionKinds(doc, path)
 			return doc, nil
-		}})
+		}
 	}
+	newOpenAPIV3Service(builds).register("/openapi/v3", s.Handler.NonGoRestfulMux)
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/url"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/openapi"
 )
 
 // A virtual cluster's API server builds its OpenAPI documents lazily and
@@ -50,6 +52,12 @@ func TestVClusterOpenAPIMatchesHost(t *testing.T) {
 		if doc.Components.Schemas["io.k8s.api.apps.v1.Deployment"] == nil {
 			t.Fatalf("request %d: /openapi/v3/apis/apps/v1 has no Deployment schema (%d schemas)", i+1, len(doc.Components.Schemas))
 		}
+	}
+
+	// The protobuf form, as client-go asks for it (by hash, in the older
+	// media type), is the host's too.
+	if vcPB, hostPB := openAPIV3Protobuf(t, vc.Client, "apis/apps/v1"), openAPIV3Protobuf(t, host.Client, "apis/apps/v1"); !bytes.Equal(vcPB, hostPB) {
+		t.Errorf("/openapi/v3/apis/apps/v1 as protobuf: %d bytes in the virtual cluster, %d different ones on the host", len(vcPB), len(hostPB))
 	}
 
 	// v2: every path and definition of the virtual cluster's document is
@@ -131,6 +139,27 @@ func openAPIV3Paths(t *testing.T, cs kubernetes.Interface) map[string]string {
 		paths[gv] = p.URL
 	}
 	return paths
+}
+
+// openAPIV3Protobuf is a group-version's /openapi/v3 document in protobuf,
+// fetched through client-go's OpenAPI v3 client.
+func openAPIV3Protobuf(t *testing.T, cs kubernetes.Interface, gv string) []byte {
+	t.Helper()
+	paths, err := cs.Discovery().OpenAPIV3().Paths()
+	if err != nil {
+		t.Fatalf("OpenAPI v3 paths: %v", err)
+	}
+	if paths[gv] == nil {
+		t.Fatalf("OpenAPI v3 lists no %s", gv)
+	}
+	pb, err := paths[gv].Schema(openapi.ContentTypeOpenAPIV3PB)
+	if err != nil {
+		t.Fatalf("OpenAPI v3 %s as protobuf: %v", gv, err)
+	}
+	if len(pb) == 0 {
+		t.Fatalf("OpenAPI v3 %s as protobuf is empty", gv)
+	}
+	return pb
 }
 
 func hash(serverRelativeURL string) string {
