@@ -3,13 +3,20 @@ package controlplane
 import (
 	"errors"
 	"reflect"
+	gcruntime "runtime"
 	"testing"
+	"time"
+
+	restful "github.com/emicklei/go-restful/v3"
 
 	apiextensionsapiserver "k8s.io/apiextensions-apiserver/pkg/apiserver"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	serverstorage "k8s.io/apiserver/pkg/server/storage"
 	aggregatorscheme "k8s.io/kube-aggregator/pkg/apiserver/scheme"
+	builder2 "k8s.io/kube-openapi/pkg/builder"
+	openapicommon "k8s.io/kube-openapi/pkg/common"
+	"k8s.io/kube-openapi/pkg/common/restfuladapter"
 	"k8s.io/kube-openapi/pkg/spec3"
 	"k8s.io/kube-openapi/pkg/validation/spec"
 	"k8s.io/kubernetes/pkg/api/legacyscheme"
@@ -135,5 +142,53 @@ func TestIsGA(t *testing.T) {
 		if got := isGA(v); got != want {
 			t.Errorf("isGA(%q) = %v, want %v", v, got, want)
 		}
+	}
+}
+
+// After operationIDsWithoutBuilder, building a document leaves nothing of
+// the builder in the configuration: the definitions it was handed can be
+// collected, and operation IDs come from GetOperationIDAndTags as before.
+func TestOperationIDsWithoutBuilder(t *testing.T) {
+	collected := make(chan struct{})
+	v2 := &openapicommon.Config{
+		Info:            &spec.Info{InfoProps: spec.InfoProps{Title: "Kubernetes", Version: "v1.37.2"}},
+		DefaultResponse: &spec.Response{ResponseProps: spec.ResponseProps{Description: "Default Response."}},
+		GetDefinitions: func(openapicommon.ReferenceCallback) map[string]openapicommon.OpenAPIDefinition {
+			// A definition no route refers to, seen by its finalizer.
+			unused := &spec.Schema{SchemaProps: spec.SchemaProps{Description: "unused"}}
+			gcruntime.SetFinalizer(unused, func(*spec.Schema) { close(collected) })
+			return map[string]openapicommon.OpenAPIDefinition{
+				"example.Unused": {Schema: spec.Schema{SchemaProps: spec.SchemaProps{Items: &spec.SchemaOrArray{Schema: unused}}}},
+			}
+		},
+		GetOperationIDAndTags: func(r *restful.Route) (string, []string, error) {
+			return "op-" + r.Operation, []string{"widgets"}, nil
+		},
+	}
+	operationIDsWithoutBuilder(v2, nil)
+
+	ws := new(restful.WebService).Path("/apis/example/v1")
+	ws.Route(ws.GET("/widgets").To(func(*restful.Request, *restful.Response) {}).Operation("listWidgets"))
+	doc, err := builder2.BuildOpenAPISpecFromRoutes(restfuladapter.AdaptWebServices([]*restful.WebService{ws}), v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if op := doc.Paths.Paths["/apis/example/v1/widgets"].Get; op == nil || op.ID != "op-listWidgets" || len(op.Tags) != 1 {
+		t.Fatalf("the operation is %+v; want ID op-listWidgets, tag widgets", op)
+	}
+	doc = nil
+	freed := false
+	for i := 0; i < 20 && !freed; i++ {
+		gcruntime.GC()
+		select {
+		case <-collected:
+			freed = true
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	// The configuration lives on, as in the API server.
+	gcruntime.KeepAlive(v2)
+	if !freed {
+		t.Fatal("the definitions handed to the builder are still held (by the configuration) after 20 collections")
 	}
 }
