@@ -72,56 +72,63 @@ type v3Document struct {
 	protobuf []byte       // deflated; same etag and time as json
 }
 
+// serialiseLocked builds and serialises the document unless it has been;
+// d.mu is held.
+func (d *v3Document) serialiseLocked() error {
+	if d.json != nil {
+		return nil
+	}
+	doc, err := d.build()
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(doc)
+	if err != nil {
+		return err
+	}
+	deflated, err := deflate(raw)
+	if err != nil {
+		return err
+	}
+	d.json = &servedBytes{body: deflated, etag: v3ETag(raw), modified: time.Now()}
+	return nil
+}
+
+// etag is the hash of the document's JSON.
+func (d *v3Document) etag() (string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.serialiseLocked(); err != nil {
+		return "", err
+	}
+	return d.json.etag, nil
+}
+
 // get is the document as JSON, or as protobuf, inflated.
 func (d *v3Document) get(protobuf bool) (servedBytes, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.json == nil {
-		doc, err := d.build()
-		if err != nil {
-			return servedBytes{}, err
-		}
-		raw, err := json.Marshal(doc)
-		if err != nil {
-			return servedBytes{}, err
-		}
-		deflated, err := deflate(raw)
-		if err != nil {
-			return servedBytes{}, err
-		}
-		d.json = &servedBytes{body: deflated, etag: v3ETag(raw), modified: time.Now()}
+	if err := d.serialiseLocked(); err != nil {
+		return servedBytes{}, err
 	}
-	raw, err := inflate(d.json.body)
+	var raw []byte
+	var err error
+	switch {
+	case protobuf && d.protobuf != nil:
+		raw, err = inflate(d.protobuf)
+	case protobuf:
+		if raw, err = inflate(d.json.body); err == nil {
+			if raw, err = handler3.ToV3ProtoBinary(raw); err == nil {
+				d.protobuf, err = deflate(raw)
+			}
+		}
+	default:
+		raw, err = inflate(d.json.body)
+	}
 	if err != nil {
 		return servedBytes{}, err
 	}
-	if protobuf {
-		if d.protobuf == nil {
-			pb, err := handler3.ToV3ProtoBinary(raw)
-			if err != nil {
-				return servedBytes{}, err
-			}
-			if d.protobuf, err = deflate(pb); err != nil {
-				return servedBytes{}, err
-			}
-			raw = pb
-		} else if raw, err = inflate(d.protobuf); err != nil {
-			return servedBytes{}, err
-		}
-	}
 	return servedBytes{body: raw, etag: d.json.etag, modified: d.json.modified}, nil
-}
-
-// etag is the document's etag, building it if need be.
-func (d *v3Document) etag() (string, error) {
-	d.mu.Lock()
-	built := d.json
-	d.mu.Unlock()
-	if built != nil {
-		return built.etag, nil
-	}
-	b, err := d.get(false)
-	return b.etag, err
 }
 
 // discoveryDocument is the /openapi/v3 document, built once every
