@@ -15,9 +15,11 @@ import (
 	"k8s.io/client-go/tools/cache"
 	cliflag "k8s.io/component-base/cli/flag"
 	logsapi "k8s.io/component-base/logs/api/v1"
+	"k8s.io/klog/v2"
 	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	apiserveroptions "k8s.io/kubernetes/cmd/kube-apiserver/app/options"
 	cmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	cmconfig "k8s.io/kubernetes/cmd/kube-controller-manager/app/config"
 	cmoptions "k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
 	schedulerapp "k8s.io/kubernetes/cmd/kube-scheduler/app"
 	scheduleroptions "k8s.io/kubernetes/cmd/kube-scheduler/app/options"
@@ -125,24 +127,49 @@ func runAPIServer(ctx context.Context, args []string, listener net.Listener, log
 
 // runControllerManager runs kube-controller-manager with args until ctx ends.
 func runControllerManager(ctx context.Context, args []string) error {
+	c, err := controllerManagerConfig(ctx, args)
+	if err != nil {
+		return err
+	}
+	return cmapp.Run(ctx, c)
+}
+
+// runVirtualControllerManager runs kube-controller-manager with args, which
+// disable policyStatusController, and that controller in its place
+// (policystatus.go), until ctx ends.
+func runVirtualControllerManager(ctx context.Context, args []string) error {
+	c, err := controllerManagerConfig(ctx, args)
+	if err != nil {
+		return err
+	}
+	go func() {
+		if err := runPolicyStatusController(ctx, c); err != nil && ctx.Err() == nil {
+			klog.ErrorS(err, "Policy status controller stopped", "controller", policyStatusController)
+		}
+	}()
+	return cmapp.Run(ctx, c)
+}
+
+// controllerManagerConfig is kube-controller-manager's configuration from args.
+func controllerManagerConfig(ctx context.Context, args []string) (*cmconfig.CompletedConfig, error) {
 	s, err := cmoptions.NewKubeControllerManagerOptions()
 	if err != nil {
-		return fmt.Errorf("kube-controller-manager: %w", err)
+		return nil, fmt.Errorf("kube-controller-manager: %w", err)
 	}
 	known, disabled, aliases := cmapp.KnownControllers(), cmapp.ControllersDisabledByDefault(), cmapp.ControllerAliases()
 	fss := s.Flags(known, disabled, aliases)
 	s.ParsedFlags = &fss
 	if err := parseComponentFlags("kube-controller-manager", fss, args); err != nil {
-		return err
+		return nil, err
 	}
 	if err := s.ComponentGlobalsRegistry.Set(); err != nil {
-		return fmt.Errorf("kube-controller-manager: %w", err)
+		return nil, fmt.Errorf("kube-controller-manager: %w", err)
 	}
 	c, err := s.Config(ctx, known, disabled, aliases)
 	if err != nil {
-		return fmt.Errorf("kube-controller-manager: %w", err)
+		return nil, fmt.Errorf("kube-controller-manager: %w", err)
 	}
-	return cmapp.Run(ctx, c.Complete())
+	return c.Complete(), nil
 }
 
 // runScheduler runs kube-scheduler with args until ctx ends. It goes through

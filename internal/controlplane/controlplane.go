@@ -204,7 +204,11 @@ func (cp *ControlPlane) Run(ctx context.Context, ready func(Info) error) error {
 			}
 		}()
 	}
-	start("kube-controller-manager", runControllerManager, cp.controllerManagerArgs())
+	runCM := runControllerManager
+	if cp.opts.Mode == ModeVirtual {
+		runCM = runVirtualControllerManager
+	}
+	start("kube-controller-manager", runCM, cp.controllerManagerArgs())
 	if cp.opts.Scheduler {
 		start("kube-scheduler", runScheduler, cp.schedulerArgs())
 	}
@@ -391,7 +395,8 @@ func (cp *ControlPlane) controllerManagerArgs() []string {
 	p := cp.dir.pkiDir()
 	controllers := "*"
 	if cp.opts.Mode == ModeVirtual {
-		controllers += ",-" + strings.Join(virtualDisabledControllers, ",-")
+		// runVirtualControllerManager runs policyStatusController itself.
+		controllers += ",-" + strings.Join(append(append([]string(nil), virtualDisabledControllers...), policyStatusController), ",-")
 	}
 	return []string{
 		"--kubeconfig=" + cp.dir.componentKubeconfig("controller-manager"),
