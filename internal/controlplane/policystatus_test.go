@@ -13,7 +13,9 @@ import (
 
 type fixedResolver struct{ schema *spec.Schema }
 
-func (f fixedResolver) ResolveSchema(schema.GroupVersionKind) (*spec.Schema, error) { return f.schema, nil }
+func (f fixedResolver) ResolveSchema(schema.GroupVersionKind) (*spec.Schema, error) {
+	return f.schema, nil
+}
 
 // The definitions are built on first use, used for the kinds they know
 // (the rest go to the secondary resolver), and built again only after
