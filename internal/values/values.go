@@ -22,6 +22,7 @@ import (
 	sjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	"github.com/sublet-dev/sublet/internal/isolation"
 	"github.com/sublet-dev/sublet/internal/kubeversion"
 	"github.com/sublet-dev/sublet/internal/syncer/kinds"
 )
@@ -58,15 +59,21 @@ type SyncResource struct {
 }
 
 // Isolation is the host-side containment of a virtual cluster: its Pod
-// Security level (checked by the syncer) and the ResourceQuota,
-// LimitRange and NetworkPolicy the agent keeps in its host namespace
-// (each on with isolation.enabled or its own enabled).
+// Security level (checked by the syncer), the ResourceQuota, LimitRange
+// and NetworkPolicy the agent keeps in its host namespace (each on with
+// isolation.enabled or its own enabled), and the policies of what reaches
+// the host. Only the host admin loosens it: a VirtualCluster's own values
+// may only tighten what the cluster default and its template set
+// (LooserThan).
 type Isolation struct {
 	Enabled             bool                   `json:"enabled,omitempty"`
 	PodSecurityStandard string                 `json:"podSecurityStandard,omitempty"`
 	ResourceQuota       IsolationQuota         `json:"resourceQuota,omitempty"`
 	LimitRange          IsolationLimitRange    `json:"limitRange,omitempty"`
 	NetworkPolicy       IsolationNetworkPolicy `json:"networkPolicy,omitempty"`
+	// Policy is what the syncer and the egress guard enforce on what the
+	// tenant writes (services, endpoints, ingresses, pods, egress).
+	isolation.Policy
 }
 
 // PodSecurityLevel is the Pod Security Standard the cluster's pods must
@@ -361,6 +368,7 @@ func Validate(v *Values) field.ErrorList {
 			errs = append(errs, field.Invalid(iso.Child("networkPolicy", "allowIngressFromNamespaces").Index(i), ns, "not a namespace name"))
 		}
 	}
+	errs = append(errs, v.Isolation.Policy.Validate(iso)...)
 	for path, m := range map[*field.Path]map[string]Quantity{
 		iso.Child("resourceQuota", "quota"):       v.Isolation.ResourceQuota.Quota,
 		iso.Child("limitRange", "default"):        v.Isolation.LimitRange.Default,
@@ -457,6 +465,9 @@ func (e *Effective) RunArgs() []string {
 	}
 	if pss := e.Values.Isolation.PodSecurityStandard; pss != "" {
 		args = append(args, "--pod-security-standard="+pss)
+	}
+	if p := e.Values.Isolation.Policy; !p.IsZero() {
+		args = append(args, "--isolation-policy="+p.String())
 	}
 	var enable, disable []string
 	for _, a := range e.Values.Syncer.ExtraArgs {

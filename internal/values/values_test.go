@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sublet-dev/sublet/internal/isolation"
 	"github.com/sublet-dev/sublet/internal/kubeversion"
 )
 
@@ -154,5 +155,77 @@ func TestNumericQuantities(t *testing.T) {
 	// Empty documents around the one document are fine.
 	if _, err := Merge(Layer{Source: "values", YAML: "---\nsync: {}\n---\n"}); err != nil {
 		t.Errorf("one document between separators refused: %v", err)
+	}
+}
+
+// TestLooserThan: a VirtualCluster's own values may tighten every isolation
+// setting of the layers below and loosen none.
+func TestLooserThan(t *testing.T) {
+	const baseDoc = "isolation:\n  enabled: true\n  resourceQuota:\n    quota: {count/pods: 10}\n  networkPolicy:\n    allowIngressFromNamespaces: [ingress-nginx, monitoring]\n"
+	// over is the effective isolation of own values over baseDoc.
+	over := func(doc string) Isolation {
+		t.Helper()
+		e, err := Merge(Layer{Source: "template", YAML: baseDoc}, Layer{Source: "own", YAML: doc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.Values.Isolation
+	}
+	merge := func(doc string) Isolation {
+		t.Helper()
+		e, err := Merge(Layer{Source: "test", YAML: doc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.Values.Isolation
+	}
+	vars := isolation.Vars{Name: "t1", Namespace: "team-t"}
+	base := merge(baseDoc)
+	for _, tighter := range []string{
+		"",
+		"isolation:\n  enabled: true\n  podSecurityStandard: restricted\n",
+		"isolation:\n  enabled: true\n  resourceQuota:\n    quota: {count/pods: 5, requests.cpu: 2}\n",
+		"isolation:\n  enabled: true\n  limitRange:\n    default: {cpu: 500m}\n",
+		"isolation:\n  enabled: true\n  networkPolicy:\n    allowIngressFromNamespaces: [monitoring]\n",
+	} {
+		if ls := over(tighter).LooserThan(base, vars); len(ls) != 0 {
+			t.Errorf("%q: looser %v", tighter, ls)
+		}
+	}
+	for doc, path := range map[string]string{
+		"isolation:\n  enabled: true\n  podSecurityStandard: privileged\n":                                                       "isolation.podSecurityStandard",
+		"isolation:\n  enabled: false\n":                                                                                         "isolation.resourceQuota.enabled",
+		"isolation:\n  enabled: true\n  resourceQuota:\n    quota: {count/pods: 11}\n":                                           "isolation.resourceQuota.quota.count/pods",
+		"isolation:\n  enabled: true\n  resourceQuota:\n    quota: {requests.cpu: 100}\n":                                        "isolation.resourceQuota.quota.requests.cpu",
+		"isolation:\n  enabled: true\n  limitRange:\n    defaultRequest: {memory: 1Gi}\n":                                        "isolation.limitRange.defaultRequest.memory",
+		"isolation:\n  enabled: true\n  networkPolicy:\n    allowIngressFromNamespaces: [kube-system]\n":                         "isolation.networkPolicy.allowIngressFromNamespaces",
+		"isolation:\n  enabled: true\n  services:\n    allowLoadBalancer: true\n":                                                "isolation.services.allowLoadBalancer",
+		"isolation:\n  enabled: true\n  resourceQuota:\n    quota: {count/pods: 10}\n  egress:\n    allowedCIDRs: [0.0.0.0/0]\n": "isolation.egress.allowedCIDRs",
+	} {
+		found := false
+		for _, l := range over(doc).LooserThan(base, vars) {
+			found = found || l.Path == path
+		}
+		if !found {
+			t.Errorf("%q: not looser at %s", doc, path)
+		}
+	}
+	// Without any layer below, privileged is looser than the default.
+	if ls := merge("isolation:\n  podSecurityStandard: privileged\n").LooserThan(Isolation{}, vars); len(ls) != 1 || ls[0].Path != "isolation.podSecurityStandard" {
+		t.Errorf("privileged over the defaults: %v", ls)
+	}
+}
+
+func TestRunArgsIsolationPolicy(t *testing.T) {
+	e, err := Merge(Layer{Source: "test", YAML: "isolation:\n  services:\n    allowNodePort: true\n  pods:\n    nodeSelector: {pool: tenants}\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `--isolation-policy={"services":{"allowNodePort":true},"pods":{"nodeSelector":{"pool":"tenants"}}}`
+	if args := strings.Join(e.RunArgs(), " "); !strings.Contains(args, want) {
+		t.Errorf("run args %s, want %s", args, want)
+	}
+	if _, err := Merge(Layer{Source: "test", YAML: "isolation:\n  ingresses:\n    allowedHosts: [\"a.*.com\"]\n"}); err == nil || !strings.Contains(err.Error(), "isolation.ingresses.allowedHosts[0]") {
+		t.Errorf("a bad host pattern: %v", err)
 	}
 }
