@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Fails if the platform chart's CRDs are not config/crd's.
+# Fails if the platform chart's CRDs and admission policies are not
+# config/crd's and config/policy's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! diff -r config/crd charts/sublet/files/crds -x '*.go' >/dev/null; then
-  diff -r config/crd charts/sublet/files/crds -x '*.go' | head -20
-  echo 'charts/sublet/files/crds differs from config/crd (run hack/update-chart-crds.sh and commit)'
-  exit 1
-fi
+for d in crd:crds policy:policy; do
+  src=config/${d%%:*} dst=charts/sublet/files/${d##*:}
+  if ! diff -r "$src" "$dst" -x '*.go' >/dev/null; then
+    diff -r "$src" "$dst" -x '*.go' | head -20
+    echo "$dst differs from $src (run hack/update-chart-crds.sh and commit)"
+    exit 1
+  fi
+done

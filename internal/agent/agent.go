@@ -30,6 +30,7 @@ import (
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/config/crd"
+	"github.com/sublet-dev/sublet/config/policy"
 	"github.com/sublet-dev/sublet/internal/pathflag"
 	"github.com/sublet-dev/sublet/internal/restconfig"
 )
@@ -123,7 +124,10 @@ func Run(ctx context.Context, o Options, log klog.Logger, started func()) error 
 		if err := crd.Install(ctx, cfg); err != nil {
 			return err
 		}
-		log.Info("CRDs installed", "group", storagev1.GroupVersion.Group)
+		if err := policy.Install(ctx, cfg); err != nil {
+			return err
+		}
+		log.Info("CRDs and admission policies installed", "group", storagev1.GroupVersion.Group)
 	}
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -191,6 +195,16 @@ func Run(ctx context.Context, o Options, log klog.Logger, started func()) error 
 		Named("virtualcluster").
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Complete(r)
+	if err != nil {
+		return err
+	}
+	labeler := &templateLabeler{client: mgr.GetClient()}
+	err = ctrl.NewControllerManagedBy(mgr).
+		For(&storagev1.VirtualClusterTemplate{}).
+		Named("virtualclustertemplate").
+		Complete(reconcile.Func(func(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+			return reconcile.Result{}, labeler.label(ctx, req.Name)
+		}))
 	if err != nil {
 		return err
 	}

@@ -123,6 +123,19 @@ func (r *reconciler) reconcile(ctx context.Context, vc *storagev1.VirtualCluster
 	}
 	r.setCondition(vc, storagev1.ConditionValuesValid, true, "Valid", "values parsed and validated")
 	vc.Status.EffectiveValues = eff.YAML
+	msg, err := r.loosens(ctx, vc, tmpls, eff)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("compare isolation with the templates': %w", err)
+	}
+	if msg != "" {
+		// Refused before the runtime or the host namespace is touched.
+		if r.setCondition(vc, storagev1.ConditionIsolationAllowed, false, ReasonLoosensIsolation, msg) {
+			r.recorder.Eventf(vc, nil, corev1.EventTypeWarning, ReasonLoosensIsolation, "Deploy", msg)
+		}
+		r.setPhase(vc, storagev1.PhaseFailed, ReasonLoosensIsolation, msg)
+		return ctrl.Result{}, nil
+	}
+	r.setCondition(vc, storagev1.ConditionIsolationAllowed, true, "Allowed", "the values loosen no isolation setting of the cluster default and template")
 	if eff.Version.Fallback {
 		msg := fmt.Sprintf("image %s asks for Kubernetes %s, which this Sublet does not ship; running %s, the nearest shipped version",
 			eff.Values.VirtualCluster.Image, eff.Version.Asked, eff.Version.Run)

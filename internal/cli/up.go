@@ -23,6 +23,7 @@ import (
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/config/crd"
+	"github.com/sublet-dev/sublet/config/policy"
 	"github.com/sublet-dev/sublet/internal/agent"
 	"github.com/sublet-dev/sublet/internal/controlplane"
 	"github.com/sublet-dev/sublet/internal/exitcode"
@@ -128,6 +129,9 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 		return err
 	}
 	if err := crd.Install(ctx, cfg); err != nil {
+		return err
+	}
+	if err := policy.Install(ctx, cfg); err != nil {
 		return err
 	}
 	scheme := runtime.NewScheme()

@@ -18,3 +18,10 @@ const (
 // plugin, which runs on the platform server's machine; set by
 // `sublet connect cluster --allow-exec-plugin`.
 const AnnotationAllowExecPlugin = "sublet.dev/allow-exec-plugin"
+
+// LabelLoosensIsolation on a VirtualClusterTemplate is "true" if its values
+// loosen an isolation setting of the defaults and "false" if not; the agent
+// keeps it. The ValidatingAdmissionPolicy config/policy ships requires the
+// `use` verb on a template not labelled "false" from whoever creates or
+// points a VirtualCluster at it.
+const LabelLoosensIsolation = "sublet.dev/loosens-isolation"

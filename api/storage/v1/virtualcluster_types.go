@@ -90,6 +90,10 @@ const (
 	// ConditionIsolationApplied: the ResourceQuota, LimitRange and
 	// NetworkPolicy that isolation.* asks for are in place on the host.
 	ConditionIsolationApplied = "IsolationApplied"
+	// ConditionIsolationAllowed: the VirtualCluster's own values loosen no
+	// isolation setting of its cluster default and template (only a host
+	// admin loosens isolation), and its template's `use` could be checked.
+	ConditionIsolationAllowed = "IsolationAllowed"
 	// ConditionVersionFallback: the asked Kubernetes version is not
 	// shipped; the nearest shipped one runs.
 	ConditionVersionFallback = "VersionFallback"
@@ -111,7 +115,7 @@ type VirtualClusterStatus struct {
 	// +optional
 	Message string `json:"message,omitempty"`
 
-	// Conditions: ValuesValid, ConfigurationValid, IsolationApplied, VersionFallback, RuntimeReady, Ready,
+	// Conditions: ValuesValid, IsolationAllowed, ConfigurationValid, IsolationApplied, VersionFallback, RuntimeReady, Ready,
 	// Sleeping, SleepModeValid.
 	// +optional
 	// +listType=map
