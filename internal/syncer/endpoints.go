@@ -13,7 +13,8 @@ import (
 
 // Endpoints of services with a selector are computed on each side from the
 // pods there. Services without one get their endpoints from the tenant:
-// those are copied to the host, as Endpoints or as EndpointSlices.
+// those are copied to the host, as Endpoints or as EndpointSlices, with
+// only the addresses the isolation policy allows (endpoints_policy.go).
 
 // managedBySyncer marks host EndpointSlices the syncer maintains, so the
 // host's endpoint controllers leave them alone.
@@ -59,13 +60,15 @@ func endpointsInformer(f informers.SharedInformerFactory) cache.SharedIndexInfor
 // newEndpointsSyncer copies the Endpoints of services without selector.
 func newEndpointsSyncer(f factories) (Syncer[*corev1.Endpoints], []trigger) {
 	s := selectorless{serviceInformer(f.virtual).GetIndexer()}
+	own := newOwnAddresses(f)
 	return mirror[*corev1.Endpoints]{
 		kind:      "endpoints",
 		client:    func(cs kubernetes.Interface, ns string) writer[*corev1.Endpoints] { return cs.CoreV1().Endpoints(ns) },
 		translate: hostEndpoints,
 		specInto:  func(dst, src *corev1.Endpoints) { dst.Subsets = src.Subsets },
 		wanted:    func(v *corev1.Endpoints) bool { return s.has(v.Namespace, v.Name) },
-	}, []trigger{serviceTrigger(f)}
+		restrict:  own.restrictEndpoints,
+	}, []trigger{serviceTrigger(f), endpointsByIP(f, endpointsInformer(f.virtual))}
 }
 
 func hostEndpoints(t translate.Translator, v *corev1.Endpoints) *corev1.Endpoints {
@@ -112,6 +115,7 @@ func newEndpointSliceSyncer(f factories) (Syncer[*discoveryv1.EndpointSlice], []
 		return keys
 	}}
 	s := selectorless{services}
+	own := newOwnAddresses(f)
 	return mirror[*discoveryv1.EndpointSlice]{
 		kind: "endpointslice",
 		client: func(cs kubernetes.Interface, ns string) writer[*discoveryv1.EndpointSlice] {
@@ -120,7 +124,8 @@ func newEndpointSliceSyncer(f factories) (Syncer[*discoveryv1.EndpointSlice], []
 		translate: hostEndpointSlice,
 		specInto:  func(dst, src *discoveryv1.EndpointSlice) { dst.Endpoints, dst.Ports = src.Endpoints, src.Ports },
 		wanted:    s.tenantSlice,
-	}, []trigger{t}
+		restrict:  own.restrictSlice,
+	}, []trigger{t, endpointsByIP(f, slices)}
 }
 
 // tenantSlice reports whether v is a slice the tenant wrote for a service

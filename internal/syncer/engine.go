@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 
+	"github.com/sublet-dev/sublet/internal/isolation"
 	"github.com/sublet-dev/sublet/internal/translate"
 )
 
@@ -40,6 +41,10 @@ type Context struct {
 	// PodSecurity is the level every pod is checked against before it
 	// reaches the host; Run sets baseline if nil.
 	PodSecurity *PodSecurity
+	// Policy decides what else of the tenant's objects reaches the host
+	// (service types, endpoint addresses, ingress hosts, annotations,
+	// tolerations); its zero value is the safe default.
+	Policy isolation.Policy
 }
 
 // event records an event on virtual object obj, if there is a recorder.

@@ -6,16 +6,20 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/sublet-dev/sublet/internal/isolation"
 	"github.com/sublet-dev/sublet/internal/translate"
 )
 
 // newIngressSyncer gives every virtual ingress a host copy the host's
-// ingress controller serves: annotations kept (cert-manager, controller
-// settings), backend services and TLS secrets named as their host copies;
-// the controller's load-balancer status comes back.
-func newIngressSyncer(factories) (Syncer[*networkingv1.Ingress], []trigger) {
+// ingress controller serves: backend services and TLS secrets named as
+// their host copies, host names and annotations as the isolation policy
+// allows (ingresses_policy.go); the controller's load-balancer status
+// comes back.
+func newIngressSyncer(f factories) (Syncer[*networkingv1.Ingress], []trigger) {
+	claims, claimTrigger := newHostClaims(f)
 	return mirror[*networkingv1.Ingress]{
-		kind: "ingress",
+		restrict: claims.restrict,
+		kind:     "ingress",
 		client: func(cs kubernetes.Interface, ns string) writer[*networkingv1.Ingress] {
 			return cs.NetworkingV1().Ingresses(ns)
 		},
@@ -27,7 +31,7 @@ func newIngressSyncer(factories) (Syncer[*networkingv1.Ingress], []trigger) {
 			},
 			into: func(dst, src *networkingv1.Ingress) { dst.Status = *src.Status.DeepCopy() },
 		},
-	}, nil
+	}, []trigger{claimTrigger}
 }
 
 func ingressInformer(f informers.SharedInformerFactory) cache.SharedIndexInformer {
@@ -38,7 +42,8 @@ func ingressInformer(f informers.SharedInformerFactory) cache.SharedIndexInforme
 // host's choice of controller and stays as written; resource backends name
 // virtual objects the host does not have, so their paths are dropped.
 func hostIngress(t translate.Translator, v *networkingv1.Ingress) *networkingv1.Ingress {
-	h := &networkingv1.Ingress{ObjectMeta: hostMeta(t, v), Spec: *v.Spec.DeepCopy()}
+	meta, _ := hostMetaAllowing(t, v, isolation.DefaultIngressAnnotations)
+	h := &networkingv1.Ingress{ObjectMeta: meta, Spec: *v.Spec.DeepCopy()}
 	if b := h.Spec.DefaultBackend; b != nil {
 		if b.Service == nil {
 			h.Spec.DefaultBackend = nil

@@ -6,6 +6,7 @@ import (
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/sublet-dev/sublet/internal/translate"
@@ -64,6 +65,29 @@ type mirror[T mirrored[T]] struct {
 	// object is being deleted, rather than once it is gone (the virtual
 	// object waits for the host's finalizers to finish).
 	deleteWhenTerminating bool
+	// restrict, if set, applies the virtual cluster's isolation policy to
+	// host copy h of v: it removes what may not reach the host and says
+	// what (told to the tenant as an event), and reports false if no host
+	// copy may exist at all; an error is retried.
+	restrict func(c *Context, v, h T) (restrictions, bool, error)
+}
+
+// hostCopy is the host copy of v, what was left out of it, and whether it
+// may exist.
+func (m mirror[T]) hostCopy(c *Context, v T) (T, restrictions, bool, error) {
+	h := m.translate(c.Translator, v)
+	if m.restrict == nil {
+		return h, nil, true, nil
+	}
+	r, ok, err := m.restrict(c, v, h)
+	return h, r, ok, err
+}
+
+// tell records r on v if v is a runtime object.
+func tell[T any](c *Context, v T, r restrictions, copied bool) {
+	if o, ok := any(v).(runtime.Object); ok {
+		c.tell(o, r, copied)
+	}
 }
 
 // mirrorStatus copies a kind's status from host to virtual.
@@ -79,8 +103,18 @@ func (m mirror[T]) ToHost(ctx context.Context, c *Context, v T) error {
 	if v.GetDeletionTimestamp() != nil || !m.want(v) {
 		return nil
 	}
-	h := m.translate(c.Translator, v)
-	_, err := m.client(c.Host, h.GetNamespace()).Create(ctx, h, metav1.CreateOptions{})
+	h, r, ok, err := m.hostCopy(c, v)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		tell(c, v, r, false)
+		return nil
+	}
+	_, err = m.client(c.Host, h.GetNamespace()).Create(ctx, h, metav1.CreateOptions{})
+	if err == nil {
+		tell(c, v, r, true)
+	}
 	return c.created(err, v, m.kind, h.GetName())
 }
 
@@ -94,7 +128,14 @@ func (m mirror[T]) Both(ctx context.Context, c *Context, v, h T) error {
 		}
 		return nil
 	}
-	want := m.translate(c.Translator, v)
+	want, r, ok, err := m.hostCopy(c, v)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		tell(c, v, r, false)
+		return m.ToVirtual(ctx, c, h)
+	}
 	nh := h.DeepCopy()
 	nh.SetLabels(want.GetLabels())
 	nh.SetAnnotations(want.GetAnnotations())
@@ -103,6 +144,7 @@ func (m mirror[T]) Both(ctx context.Context, c *Context, v, h T) error {
 		if _, err := m.client(c.Host, h.GetNamespace()).Update(ctx, nh, metav1.UpdateOptions{}); err != nil {
 			return fmt.Errorf("update host %s: %w", m.kind, err)
 		}
+		tell(c, v, r, true)
 	}
 	if m.status == nil {
 		return nil

@@ -171,7 +171,7 @@ func (s podSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Pod) error 
 	if refs := hostReferences(&v.Spec); len(refs) > 0 {
 		return refusePod(ctx, c, v, ReasonHostReference, "the pod reaches past its own objects: "+strings.Join(refs, "; "))
 	}
-	h, identity := hostPod(c, v, s.servicesOf(v.Namespace))
+	h, identity, restricted := hostPod(c, v, s.servicesOf(v.Namespace))
 	if c.PodSecurity != nil {
 		if msg := c.PodSecurity.Check(&h.ObjectMeta, &h.Spec); msg != "" {
 			return refusePod(ctx, c, v, ReasonPodSecurity, msg)
@@ -188,6 +188,7 @@ func (s podSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Pod) error 
 		return c.created(err, v, "pod", h.Name)
 	}
 	c.Log.V(2).Info("created host pod", "virtual", cache.MetaObjectToName(v), "host", h.Name)
+	c.tell(v, restricted, true)
 	if identity {
 		return ensureIdentitySecret(ctx, c, v, created)
 	}
@@ -238,7 +239,7 @@ func (s podSyncer) Both(ctx context.Context, c *Context, v, h *corev1.Pod) error
 			return fmt.Errorf("update virtual pod status: %w", err)
 		}
 	}
-	want, identity := hostPod(c, v, s.servicesOf(v.Namespace))
+	want, identity, _ := hostPod(c, v, s.servicesOf(v.Namespace))
 	if identity {
 		// Created with the pod; missing if the syncer stopped in between.
 		if _, ok, _ := s.hostSecrets.GetByKey(h.Namespace + "/" + identitySecretName(h.Name)); !ok {
@@ -287,10 +288,13 @@ func imagesDiffer(a, b *corev1.Pod) bool {
 
 // hostPod translates a virtual pod into the pod that runs it on the host,
 // given the virtual services of its namespace, and reports whether it needs
-// an identity secret.
-func hostPod(c *Context, v *corev1.Pod, services []*corev1.Service) (*corev1.Pod, bool) {
+// an identity secret and what the isolation policy left out.
+func hostPod(c *Context, v *corev1.Pod, services []*corev1.Service) (*corev1.Pod, bool, restrictions) {
 	t := c.Translator
-	h := &corev1.Pod{ObjectMeta: hostMeta(t, v), Spec: *v.Spec.DeepCopy()}
+	meta, dropped := hostMetaAllowing(t, v, c.Policy.Pods.AllowedAnnotations)
+	h := &corev1.Pod{ObjectMeta: meta, Spec: *v.Spec.DeepCopy()}
+	var r restrictions
+	r.annotations(dropped, "isolation.pods.allowedAnnotations")
 	s := &h.Spec
 	// The host schedules; the virtual cluster's service accounts, priority
 	// classes and scheduler mean nothing there.
@@ -337,7 +341,8 @@ func hostPod(c *Context, v *corev1.Pod, services []*corev1.Service) (*corev1.Pod
 			translateAffinityTerms(t, v.Namespace, a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution, a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution)
 		}
 	}
-	return h, identity
+	restrictScheduling(c.Policy.Pods, s, &r)
+	return h, identity, r
 }
 
 func translateAffinityTerms(t translate.Translator, vNamespace string, required []corev1.PodAffinityTerm, preferred []corev1.WeightedPodAffinityTerm) {
@@ -362,6 +367,8 @@ func translateVolume(t translate.Translator, vNamespace string, vol *corev1.Volu
 		vol.Secret.SecretName = t.HostName(vNamespace, vol.Secret.SecretName)
 	case vol.PersistentVolumeClaim != nil:
 		vol.PersistentVolumeClaim.ClaimName = t.HostName(vNamespace, vol.PersistentVolumeClaim.ClaimName)
+	case vol.Ephemeral != nil && vol.Ephemeral.VolumeClaimTemplate != nil:
+		translateClaimTemplate(t, vNamespace, vol.Name, vol.Ephemeral.VolumeClaimTemplate)
 	case vol.Projected != nil:
 		for i := range vol.Projected.Sources {
 			src := &vol.Projected.Sources[i]

@@ -27,7 +27,7 @@ func TestHostPod(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{
 			Name: "web-1", Namespace: "team", UID: "uid-1",
 			Labels:      map[string]string{"app": "web"},
-			Annotations: map[string]string{"cert-manager.io/issuer": "le"},
+			Annotations: map[string]string{"cert-manager.io/issuer": "le", "checksum/config": "abc"},
 		},
 		Spec: corev1.PodSpec{
 			NodeName:           "virtual-node",
@@ -58,7 +58,7 @@ func TestHostPod(t *testing.T) {
 		{ObjectMeta: metav1.ObjectMeta{Name: "db-main", Namespace: "team"}, Spec: corev1.ServiceSpec{ClusterIP: "10.96.3.4", Ports: []corev1.ServicePort{{Name: "pg", Port: 5432, Protocol: corev1.ProtocolTCP}}}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "other", Namespace: "elsewhere"}, Spec: corev1.ServiceSpec{ClusterIP: "10.96.3.5", Ports: []corev1.ServicePort{{Port: 80}}}},
 	}
-	h, identity := hostPod(c, v, services)
+	h, identity, _ := hostPod(c, v, services)
 	env := map[string]corev1.EnvVar{}
 	for _, e := range h.Spec.Containers[0].Env {
 		env[e.Name] = e
@@ -93,7 +93,8 @@ func TestHostPod(t *testing.T) {
 		{"DNS policy", string(h.Spec.DNSPolicy), "None"},
 		{"DNS server", h.Spec.DNSConfig.Nameservers[0], "10.96.0.10"},
 		{"DNS search", h.Spec.DNSConfig.Searches[0], "team.svc.cluster.local"},
-		{"annotation kept", h.Annotations["cert-manager.io/issuer"], "le"},
+		{"host-affecting annotation dropped", h.Annotations["cert-manager.io/issuer"], ""},
+		{"plain annotation kept", h.Annotations["checksum/config"], "abc"},
 		{"owner uid", h.Annotations[translate.AnnotationObjectUID], "uid-1"},
 		{"owner label", h.Labels[translate.LabelManagedBy], "demo"},
 		{"translated label", h.Labels[translate.LabelKey("app")], "web"},
@@ -132,7 +133,7 @@ func TestHostPodWithoutIdentity(t *testing.T) {
 		Volumes: []corev1.Volume{{Name: "info", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
 			Items: []corev1.DownwardAPIVolumeFile{{Path: "labels", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}}}}}}},
 	}}
-	h, identity := hostPod(c, v, nil)
+	h, identity, _ := hostPod(c, v, nil)
 	if identity {
 		t.Error("a pod without tokens or virtual fields needs an identity secret")
 	}
@@ -140,7 +141,7 @@ func TestHostPodWithoutIdentity(t *testing.T) {
 		t.Errorf("volumes or DNS changed: %+v %s %+v", h.Spec.Volumes, h.Spec.DNSPolicy, h.Spec.DNSConfig)
 	}
 	v.Spec.Volumes[0].DownwardAPI.Items = append(v.Spec.Volumes[0].DownwardAPI.Items, corev1.DownwardAPIVolumeFile{Path: "name", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}})
-	h, identity = hostPod(c, v, nil)
+	h, identity, _ = hostPod(c, v, nil)
 	if !identity || h.Spec.Volumes[0].Projected == nil || len(h.Spec.Volumes[0].Projected.Sources) != 2 {
 		t.Errorf("downward API volume with metadata.name not served from the identity secret: %+v", h.Spec.Volumes[0])
 	}

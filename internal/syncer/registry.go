@@ -24,9 +24,12 @@ import (
 // the whole selection, for syncers that follow other kinds (events).
 type builder func(name string, sctx *Context, f factories, selected map[string]bool, m *Metrics) Runnable
 
-// factories are the shared informer factories of both sides.
+// factories are the shared informer factories of both sides: host sees
+// this virtual cluster's objects in its host namespace, hostAll every
+// object of the host (only what the kinds table lets the syncer read
+// cluster-wide).
 type factories struct {
-	virtual, host informers.SharedInformerFactory
+	virtual, host, hostAll informers.SharedInformerFactory
 }
 
 func register[T metav1.Object](vi, hi Informers, build func(f factories) (Syncer[T], []trigger)) builder {
@@ -75,6 +78,7 @@ func Run(ctx context.Context, sctx *Context, selected map[string]bool, m *Metric
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.LabelSelector = translate.LabelManagedBy + "=" + sctx.Translator.VCluster
 		}))
+	hallf := informers.NewSharedInformerFactory(sctx.Host, 10*time.Hour)
 	if sctx.Recorder == nil {
 		b := record.NewBroadcaster(record.WithContext(ctx))
 		b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: sctx.Virtual.CoreV1().Events("")})
@@ -98,10 +102,11 @@ func Run(ctx context.Context, sctx *Context, selected map[string]bool, m *Metric
 		if !ok {
 			return fmt.Errorf("kind %s has no syncer", k.Name)
 		}
-		runs = append(runs, build(k.Name, sctx, factories{virtual: vf, host: hf}, selected, m))
+		runs = append(runs, build(k.Name, sctx, factories{virtual: vf, host: hf, hostAll: hallf}, selected, m))
 	}
 	vf.Start(ctx.Done())
 	hf.Start(ctx.Done())
+	hallf.Start(ctx.Done())
 	var wg sync.WaitGroup
 	errs := make(chan error, len(runs))
 	for _, r := range runs {
@@ -116,6 +121,7 @@ func Run(ctx context.Context, sctx *Context, selected map[string]bool, m *Metric
 	wg.Wait()
 	vf.Shutdown()
 	hf.Shutdown()
+	hallf.Shutdown()
 	close(errs)
 	return <-errs
 }

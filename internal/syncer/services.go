@@ -10,8 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
-
-	"github.com/sublet-dev/sublet/internal/translate"
 )
 
 // serviceSyncer gives every virtual service a host service that selects the
@@ -34,13 +32,20 @@ func (serviceSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Service) 
 	if isAPIServerService(v) || v.DeletionTimestamp != nil {
 		return nil
 	}
-	h := hostService(c.Translator, v)
+	h, r, ok := hostService(c, v)
+	if !ok {
+		c.tell(v, r, false)
+		return nil
+	}
 	_, err := c.Host.CoreV1().Services(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
 	if apierrors.IsInvalid(err) && h.Spec.ClusterIP != "" && h.Spec.ClusterIP != corev1.ClusterIPNone {
 		// The virtual ClusterIP is taken on the host: let the host pick one;
 		// Both then gives the virtual service the same.
 		h.Spec.ClusterIP, h.Spec.ClusterIPs = "", nil
 		_, err = c.Host.CoreV1().Services(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
+	}
+	if err == nil {
+		c.tell(v, r, true)
 	}
 	return c.created(err, v, "service", h.Name)
 }
@@ -52,24 +57,44 @@ func (serviceSyncer) Both(ctx context.Context, c *Context, v, h *corev1.Service)
 	if h.Spec.ClusterIP != "" && v.Spec.ClusterIP != h.Spec.ClusterIP {
 		return adoptHostClusterIP(ctx, c, v, h)
 	}
-	want := hostService(c.Translator, v)
+	want, r, ok := hostService(c, v)
+	if !ok {
+		c.tell(v, r, false)
+		return deleteHostCopy(ctx, c.Host.CoreV1().Services(h.Namespace), h)
+	}
+	if (h.Spec.Type == corev1.ServiceTypeExternalName) != (want.Spec.Type == corev1.ServiceTypeExternalName) ||
+		!apiequality.Semantic.DeepEqual(h.Spec.LoadBalancerClass, want.Spec.LoadBalancerClass) {
+		// Not changed in place (ClusterIPs come and go with ExternalName;
+		// a load-balancer class is immutable): the next sync recreates it.
+		return deleteHostCopy(ctx, c.Host.CoreV1().Services(h.Namespace), h)
+	}
 	if !apiequality.Semantic.DeepEqual(h.Labels, want.Labels) || !apiequality.Semantic.DeepEqual(h.Annotations, want.Annotations) ||
 		!apiequality.Semantic.DeepEqual(h.Spec.Selector, want.Spec.Selector) || !portsEqualIgnoringNodePort(h.Spec.Ports, want.Spec.Ports) ||
 		h.Spec.Type != want.Spec.Type || h.Spec.SessionAffinity != want.Spec.SessionAffinity ||
-		h.Spec.PublishNotReadyAddresses != want.Spec.PublishNotReadyAddresses || h.Spec.ExternalName != want.Spec.ExternalName {
+		h.Spec.PublishNotReadyAddresses != want.Spec.PublishNotReadyAddresses || h.Spec.ExternalName != want.Spec.ExternalName ||
+		len(h.Spec.ExternalIPs) > 0 || !loadBalancerEqual(h, want) {
 		nh := h.DeepCopy()
 		nh.Labels, nh.Annotations = want.Labels, want.Annotations
 		nh.Spec.Selector, nh.Spec.Type = want.Spec.Selector, want.Spec.Type
 		nh.Spec.SessionAffinity, nh.Spec.PublishNotReadyAddresses = want.Spec.SessionAffinity, want.Spec.PublishNotReadyAddresses
-		nh.Spec.ExternalName = want.Spec.ExternalName
-		nh.Spec.Ports = mergeNodePorts(want.Spec.Ports, h.Spec.Ports)
+		nh.Spec.ExternalName, nh.Spec.ExternalIPs = want.Spec.ExternalName, nil
+		nh.Spec.LoadBalancerClass, nh.Spec.LoadBalancerIP = want.Spec.LoadBalancerClass, want.Spec.LoadBalancerIP
+		nh.Spec.LoadBalancerSourceRanges, nh.Spec.AllocateLoadBalancerNodePorts = want.Spec.LoadBalancerSourceRanges, want.Spec.AllocateLoadBalancerNodePorts
+		nh.Spec.ExternalTrafficPolicy = want.Spec.ExternalTrafficPolicy
+		nh.Spec.Ports = want.Spec.Ports
+		if hasNodePorts(want) {
+			nh.Spec.Ports = mergeNodePorts(want.Spec.Ports, h.Spec.Ports)
+		}
 		if _, err := c.Host.CoreV1().Services(h.Namespace).Update(ctx, nh, metav1.UpdateOptions{}); err != nil {
 			return fmt.Errorf("update host service: %w", err)
 		}
+		c.tell(v, r, true)
 		return nil
 	}
-	// Node ports and load-balancer status are the host's.
-	if ports := mergeNodePorts(v.Spec.Ports, h.Spec.Ports); !apiequality.Semantic.DeepEqual(ports, v.Spec.Ports) {
+	// Node ports and load-balancer status are the host's, where the host
+	// copy has them; a service the host serves as ClusterIP keeps the
+	// virtual API server's own node ports.
+	if ports := mergeNodePorts(v.Spec.Ports, h.Spec.Ports); hasNodePorts(h) && !apiequality.Semantic.DeepEqual(ports, v.Spec.Ports) {
 		nv := v.DeepCopy()
 		nv.Spec.Ports = ports
 		if _, err := c.Virtual.CoreV1().Services(v.Namespace).Update(ctx, nv, metav1.UpdateOptions{}); err != nil {
@@ -109,16 +134,42 @@ func adoptHostClusterIP(ctx context.Context, c *Context, v, h *corev1.Service) e
 	return nil
 }
 
-// hostService translates a virtual service into its host copy. It asks for
-// the virtual ClusterIP; node ports are left to the host.
-func hostService(t translate.Translator, v *corev1.Service) *corev1.Service {
-	h := &corev1.Service{ObjectMeta: hostMeta(t, v), Spec: *v.Spec.DeepCopy()}
+// hostService translates a virtual service into its host copy under the
+// cluster's service policy (services_policy.go). It asks for the virtual
+// ClusterIP; node ports are left to the host.
+func hostService(c *Context, v *corev1.Service) (*corev1.Service, restrictions, bool) {
+	t := c.Translator
+	meta, dropped := hostMetaAllowing(t, v, c.Policy.Services.AllowedAnnotations)
+	h := &corev1.Service{ObjectMeta: meta, Spec: *v.Spec.DeepCopy()}
 	h.Spec.Selector = t.HostSelector(v.Namespace, v.Spec.Selector)
 	for i := range h.Spec.Ports {
 		h.Spec.Ports[i].NodePort = 0
 	}
 	h.Spec.HealthCheckNodePort = 0
-	return h
+	var r restrictions
+	r.annotations(dropped, "isolation.services.allowedAnnotations")
+	ok := restrictService(c, h, &r)
+	return h, r, ok
+}
+
+// hasNodePorts reports whether service s opens node ports.
+func hasNodePorts(s *corev1.Service) bool {
+	switch s.Spec.Type {
+	case corev1.ServiceTypeNodePort:
+		return true
+	case corev1.ServiceTypeLoadBalancer:
+		return s.Spec.AllocateLoadBalancerNodePorts == nil || *s.Spec.AllocateLoadBalancerNodePorts
+	}
+	return false
+}
+
+// loadBalancerEqual compares what the service policy decides of a load
+// balancer.
+func loadBalancerEqual(h, want *corev1.Service) bool {
+	return apiequality.Semantic.DeepEqual(h.Spec.LoadBalancerClass, want.Spec.LoadBalancerClass) &&
+		h.Spec.LoadBalancerIP == want.Spec.LoadBalancerIP &&
+		apiequality.Semantic.DeepEqual(h.Spec.LoadBalancerSourceRanges, want.Spec.LoadBalancerSourceRanges) &&
+		(want.Spec.AllocateLoadBalancerNodePorts == nil || apiequality.Semantic.DeepEqual(h.Spec.AllocateLoadBalancerNodePorts, want.Spec.AllocateLoadBalancerNodePorts))
 }
 
 func portsEqualIgnoringNodePort(a, b []corev1.ServicePort) bool {

@@ -6,6 +6,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/sublet-dev/sublet/internal/isolation"
 	"github.com/sublet-dev/sublet/internal/translate"
 )
 
@@ -20,7 +21,11 @@ func TestHostService(t *testing.T) {
 			Ports:     []corev1.ServicePort{{Name: "http", Port: 80, NodePort: 30080}},
 		},
 	}
-	h := hostService(tr, v)
+	// Node ports allowed: the host allocates its own.
+	h, _, ok := hostService(&Context{Translator: tr, Policy: isolation.Policy{Services: isolation.ServicePolicy{AllowNodePort: true}}}, v)
+	if !ok || h.Spec.Type != corev1.ServiceTypeNodePort {
+		t.Fatalf("host service %v %+v", ok, h.Spec)
+	}
 	if h.Name != "web-x-team-x-demo" || h.Namespace != "host-ns" {
 		t.Errorf("host service %s/%s", h.Namespace, h.Name)
 	}

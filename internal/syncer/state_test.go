@@ -411,7 +411,7 @@ func stateCases() []stateCase {
 			},
 		},
 	}
-	return c
+	return append(c, isolationStateCases()...)
 }
 
 func testIngress() *networkingv1.Ingress {

@@ -25,6 +25,7 @@ import (
 	"github.com/sublet-dev/sublet/internal/clusterdns"
 	"github.com/sublet-dev/sublet/internal/controlplane"
 	"github.com/sublet-dev/sublet/internal/exitcode"
+	"github.com/sublet-dev/sublet/internal/isolation"
 	"github.com/sublet-dev/sublet/internal/kubeproxy"
 	"github.com/sublet-dev/sublet/internal/pathflag"
 	"github.com/sublet-dev/sublet/internal/pki"
@@ -66,6 +67,9 @@ type Options struct {
 	// PodSecurityStandard is the level every pod is checked against
 	// before the syncer creates its host pod.
 	PodSecurityStandard string
+	// IsolationPolicy is what else the syncer enforces on what reaches the
+	// host (isolation.Policy as JSON; values' isolation section).
+	IsolationPolicy string
 	// AwaitAssignment, if set, makes a warm control plane: it starts with
 	// no virtual cluster of its own and waits for this file to name one
 	// (see assign.go). Needs ServiceCIDR.
@@ -98,6 +102,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.DNSListen, "dns-listen", o.DNSListen, "HOST:PORT the virtual cluster's DNS answers on, UDP and TCP (SVC.NS.svc.cluster.local and the rest of the cluster's names; other names go to the host's resolvers); default: a free port on --bind-address.")
 	fs.StringVar(&o.KubeconfigSecret, "kubeconfig-secret", o.KubeconfigSecret, "Host secret (in --host-namespace) to write the admin kubeconfig to, key config; for runtimes where the data dir is not reachable.")
 	fs.StringVar(&o.KubeconfigServer, "kubeconfig-server", o.KubeconfigServer, "Server URL in the --kubeconfig-secret kubeconfig, e.g. https://NAME.NAMESPACE.svc:443; its host is added to the certificate.")
+	fs.StringVar(&o.IsolationPolicy, "isolation-policy", o.IsolationPolicy, "What tenants' objects may carry to the host beyond Pod Security, as JSON of the values' isolation keys services, endpoints, ingresses, pods and egress (the README's values reference); default: the safe policy (no load balancers, node ports or externalIPs, endpoints only to the cluster's own pods, no host-affecting annotations or tolerations).")
 	fs.StringVar(&o.PodSecurityStandard, "pod-security-standard", o.PodSecurityStandard, "Pod Security Standard every pod must meet before it runs on the host: privileged, baseline or restricted. Namespace labels in the virtual cluster cannot lower it.")
 	pathflag.Var(fs, &o.AwaitAssignment, "await-assignment", o.AwaitAssignment, "Start the control plane with no virtual cluster and wait until this file names one (a warm pool member; the agent writes it).")
 	_ = fs.MarkHidden("await-assignment")
@@ -195,6 +200,9 @@ func (o *Options) validateLocal() error {
 	}
 	if _, err := syncer.NewPodSecurity(o.PodSecurityStandard); err != nil {
 		errs = append(errs, fmt.Errorf("--pod-security-standard: %w", err))
+	}
+	if _, err := isolation.Parse(o.IsolationPolicy); err != nil {
+		errs = append(errs, fmt.Errorf("--isolation-policy: %w", err))
 	}
 	if o.DNSListen != "" {
 		if _, _, err := net.SplitHostPort(o.DNSListen); err != nil {
@@ -336,6 +344,10 @@ func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane
 	if err != nil {
 		return err
 	}
+	policy, err := isolation.Parse(o.IsolationPolicy)
+	if err != nil {
+		return err
+	}
 	dnsAddress, err := o.startDNS(ctx, virtual, log)
 	if err != nil {
 		return err
@@ -349,6 +361,7 @@ func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane
 	}
 	sctx := &syncer.Context{
 		PodSecurity: podSecurity,
+		Policy:      policy,
 		Translator:  translate.Translator{VCluster: o.Name, HostNamespace: o.HostNamespace},
 		Virtual:     virtual,
 		Host:        kubernetes.NewForConfigOrDie(withThroughput(hostCfg, hostQPS)),

@@ -54,6 +54,9 @@ type Kind struct {
 	// ClusterScoped host objects need cluster-wide rights (a ClusterRole);
 	// all others are in the virtual cluster's host namespace.
 	ClusterScoped bool
+	// ClusterRead: the syncer also reads this kind in every host namespace
+	// (ingresses: the host names other namespaces serve).
+	ClusterRead bool
 	// Verbs are the host verbs the syncer needs on Host.
 	Verbs []string
 	// Subresources of Host the syncer needs, with their verbs.
@@ -107,7 +110,7 @@ func All() []Kind {
 		{Name: PersistentVolumeClaims, Default: true, Host: core("persistentvolumeclaims"), Kind: "PersistentVolumeClaim", Verbs: write(),
 			DeleteWithCluster: true, HostEvents: true},
 		{Name: Ingresses, Default: true, Host: schema.GroupVersionResource{Group: "networking.k8s.io", Version: "v1", Resource: "ingresses"},
-			Kind: "Ingress", Verbs: write(), DeleteWithCluster: true},
+			Kind: "Ingress", Verbs: write(), DeleteWithCluster: true, ClusterRead: true},
 		{Name: Endpoints, Default: true, Host: core("endpoints"), Kind: "Endpoints", Verbs: write(), DeleteWithCluster: true},
 		{Name: EndpointSlices, Default: true, Host: schema.GroupVersionResource{Group: "discovery.k8s.io", Version: "v1", Resource: "endpointslices"},
 			Kind: "EndpointSlice", Verbs: write(), DeleteWithCluster: true},
@@ -161,7 +164,7 @@ func Selection(enable, disable []string) (map[string]bool, error) {
 func HostRules() []rbacv1.PolicyRule { return rules(false) }
 
 // HostClusterRules are the cluster-wide rights the syncer needs: those of
-// the cluster-scoped kinds.
+// the cluster-scoped kinds, and reading the kinds it reads everywhere.
 func HostClusterRules() []rbacv1.PolicyRule { return rules(true) }
 
 // rules groups the resources (and subresources) of the kinds of one scope
@@ -178,6 +181,9 @@ func rules(clusterScoped bool) []rbacv1.PolicyRule {
 		out = append(out, rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{resource}, Verbs: append([]string(nil), verbs...)})
 	}
 	for _, k := range All() {
+		if clusterScoped && k.ClusterRead && !k.ClusterScoped {
+			add(k.Host.Group, k.Host.Resource, read())
+		}
 		if k.ClusterScoped != clusterScoped {
 			continue
 		}

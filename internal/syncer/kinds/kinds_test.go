@@ -47,8 +47,8 @@ func TestHostRules(t *testing.T) {
 	if got, w := strings.Join(rights(HostRules()), "\n"), strings.Join(rights(want), "\n"); got != w {
 		t.Errorf("host namespace rights:\n%s\nwant:\n%s", got, w)
 	}
-	if got := strings.Join(rights(HostClusterRules()), ","); got != " nodes get, nodes list, nodes watch" {
-		t.Errorf("cluster rights %q, want reading nodes only", got)
+	if got := strings.Join(rights(HostClusterRules()), ","); got != " nodes get, nodes list, nodes watch,networking.k8s.io ingresses get,networking.k8s.io ingresses list,networking.k8s.io ingresses watch" {
+		t.Errorf("cluster rights %q, want reading nodes and ingresses only", got)
 	}
 	// One rule per group and verb set.
 	seen := map[string]bool{}
