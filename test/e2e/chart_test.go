@@ -71,21 +71,26 @@ func chartValues(extra map[string]interface{}) map[string]interface{} {
 	return vals
 }
 
-// adoptCRDs lets the release take over CRDs an agent of another test
-// created (helm refuses objects without its ownership metadata), as an
-// admin moving to the chart would.
+// adoptCRDs lets the release take over the CRDs and admission policy an
+// agent of another test created (helm refuses objects without its
+// ownership metadata), as an admin moving to the chart would.
 func adoptCRDs(t *testing.T) {
 	t.Helper()
+	var objects []string
 	for _, name := range []string{"virtualclusters", "virtualclustertemplates", "clusters", "accesskeys"} {
-		out, err := exec.Command("kubectl", "--kubeconfig", host.Kubeconfig, "get", "crd", name+".storage.loft.sh", "-o", "name").CombinedOutput()
+		objects = append(objects, "crd/"+name+".storage.loft.sh")
+	}
+	objects = append(objects, "validatingadmissionpolicy/sublet-template-use", "validatingadmissionpolicybinding/sublet-template-use")
+	for _, obj := range objects {
+		out, err := exec.Command("kubectl", "--kubeconfig", host.Kubeconfig, "get", obj, "-o", "name").CombinedOutput()
 		if err != nil {
 			if strings.Contains(string(out), "NotFound") {
 				continue
 			}
-			t.Fatalf("get crd %s: %v\n%s", name, err, out)
+			t.Fatalf("get %s: %v\n%s", obj, err, out)
 		}
-		kubectl(t, host.Kubeconfig, "", "label", "--overwrite", "crd", name+".storage.loft.sh", "app.kubernetes.io/managed-by=Helm")
-		kubectl(t, host.Kubeconfig, "", "annotate", "--overwrite", "crd", name+".storage.loft.sh",
+		kubectl(t, host.Kubeconfig, "", "label", "--overwrite", obj, "app.kubernetes.io/managed-by=Helm")
+		kubectl(t, host.Kubeconfig, "", "annotate", "--overwrite", obj,
 			"meta.helm.sh/release-name="+chartRelease, "meta.helm.sh/release-namespace="+chartNamespace)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 
+	"github.com/sublet-dev/sublet/internal/syncer/kinds"
 	"github.com/sublet-dev/sublet/internal/testenv"
 )
 
@@ -37,8 +38,9 @@ func kubectl(t *testing.T, kubeconfig, stdin string, args ...string) string {
 }
 
 // namespaceCredentials returns a kubeconfig for a service account that may
-// only manage the kinds the syncer writes in hostNS, plus read nodes: what
-// `vcluster run` needs on a shared host.
+// only manage the kinds the syncer writes in hostNS, plus read what it
+// reads cluster-wide (nodes, the host names other namespaces' ingresses
+// serve): what `vcluster run` needs on a shared host.
 func namespaceCredentials(t *testing.T, hostNS string) string {
 	t.Helper()
 	ctx := context.Background()
@@ -47,13 +49,8 @@ func namespaceCredentials(t *testing.T, hostNS string) string {
 	if _, err := cs.CoreV1().ServiceAccounts(hostNS).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	all := []string{"get", "list", "watch", "create", "update", "patch", "delete"}
-	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "syncer"}, Rules: []rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"pods", "services", "endpoints", "configmaps", "secrets", "persistentvolumeclaims", "events"}, Verbs: all},
-		{APIGroups: []string{""}, Resources: []string{"pods/log", "pods/exec", "pods/attach", "pods/portforward"}, Verbs: []string{"get", "create"}},
-		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingresses"}, Verbs: all},
-		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: all},
-	}}
+	// The rights the kinds table derives, as the agent and the chart grant them.
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "syncer"}, Rules: kinds.HostRules()}
 	if _, err := cs.RbacV1().Roles(hostNS).Create(ctx, role, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -63,10 +60,10 @@ func namespaceCredentials(t *testing.T, hostNS string) string {
 	if _, err := cs.RbacV1().RoleBindings(hostNS).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	nodesRole := "sublet-e2e-node-reader"
+	nodesRole := "sublet-e2e-cluster-reader-" + hostNS
 	_, err := cs.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: nodesRole},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}}}}, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
+		Rules: kinds.HostClusterRules()}, metav1.CreateOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
 	crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "sublet-e2e-nodes-" + hostNS}, Subjects: subject,
@@ -76,6 +73,7 @@ func namespaceCredentials(t *testing.T, hostNS string) string {
 	}
 	t.Cleanup(func() {
 		_ = cs.RbacV1().ClusterRoleBindings().Delete(context.Background(), crb.Name, metav1.DeleteOptions{})
+		_ = cs.RbacV1().ClusterRoles().Delete(context.Background(), nodesRole, metav1.DeleteOptions{})
 	})
 	tr, err := cs.CoreV1().ServiceAccounts(hostNS).CreateToken(ctx, "syncer", &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
