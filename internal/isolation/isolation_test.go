@@ -151,6 +151,7 @@ func TestLooserThan(t *testing.T) {
 		"other host":      {Policy{Ingresses: IngressPolicy{AllowedHosts: []string{"platform.example.com"}}}, base, "isolation.ingresses.allowedHosts"},
 		"wider host":      {Policy{Ingresses: IngressPolicy{AllowedHosts: []string{"*.apps.example.com"}}}, base, "isolation.ingresses.allowedHosts"},
 		"tolerate all":    {Policy{Pods: PodPolicy{AllowedTolerations: []string{"*"}}}, base, "isolation.pods.allowedTolerations"},
+		"csi driver":      {Policy{Pods: PodPolicy{AllowedCSIDrivers: []string{"nfs.csi.k8s.io"}}}, base, "isolation.pods.allowedCSIDrivers"},
 		"node selector":   {Policy{Pods: PodPolicy{NodeSelector: map[string]string{"pool": "system"}}}, base, "isolation.pods.nodeSelector.pool"},
 		"no nodeSelector": {Policy{}, base, "isolation.pods.nodeSelector.pool"},
 	} {

@@ -63,6 +63,7 @@ func (p Policy) LooserThan(base Policy, vars Vars) Loosenings {
 		})
 	}
 
+	ls.subset(prefix+"pods.allowedCSIDrivers", p.Pods.AllowedCSIDrivers, base.Pods.AllowedCSIDrivers, func(own, b string) bool { return own == b })
 	tol, bTol := p.Pods.AllowedTolerations, base.Pods.AllowedTolerations
 	if !slices.Contains(bTol, "*") {
 		ls.subset(prefix+"pods.allowedTolerations", tol, bTol, func(own, b string) bool { return own == b })

@@ -84,6 +84,9 @@ type PodPolicy struct {
 	// NodeSelector is added to every host pod's nodeSelector (it wins
 	// over the tenant's own keys): the host nodes tenants may use.
 	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	// AllowedCSIDrivers may serve inline CSI volumes of pods: the driver
+	// acts on the volume attributes the tenant writes, on the host's node.
+	AllowedCSIDrivers []string `json:"allowedCSIDrivers,omitempty"`
 }
 
 // EgressPolicy decides where the virtual control plane may dial
@@ -160,6 +163,11 @@ func (p Policy) Validate(base *field.Path) field.ErrorList {
 	for i, h := range p.Ingresses.AllowedHosts {
 		if msg := checkHostPattern(h); msg != "" {
 			errs = append(errs, field.Invalid(base.Child("ingresses", "allowedHosts").Index(i), h, msg))
+		}
+	}
+	for i, d := range p.Pods.AllowedCSIDrivers {
+		if msgs := validation.IsDNS1123Subdomain(d); len(msgs) > 0 {
+			errs = append(errs, field.Invalid(base.Child("pods", "allowedCSIDrivers").Index(i), d, "not a CSI driver name"))
 		}
 	}
 	for i, k := range p.Pods.AllowedTolerations {

@@ -2,8 +2,11 @@ package syncer
 
 import (
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/sublet-dev/sublet/internal/isolation"
 )
 
 // ReasonHostReference is the event and condition reason of a pod the
@@ -18,10 +21,10 @@ const ReasonHostReference = "ForbiddenHostReference"
 // objects no translation maps to), and scheduling hooks of host objects.
 // Everything that names a tenant object is translated by hostPod instead;
 // podspec_test.go records the decision for every PodSpec field.
-func hostReferences(spec *corev1.PodSpec) []string {
+func hostReferences(spec *corev1.PodSpec, p isolation.PodPolicy) []string {
 	var refs []string
 	for _, v := range spec.Volumes {
-		if what := hostVolume(v.VolumeSource); what != "" {
+		if what := hostVolume(v.VolumeSource, p); what != "" {
 			refs = append(refs, fmt.Sprintf("volume %q %s", v.Name, what))
 		}
 		if p := v.Projected; p != nil {
@@ -52,12 +55,17 @@ func hostReferences(spec *corev1.PodSpec) []string {
 
 // hostVolume says how a volume source reaches the host directly ("" if it
 // does not).
-func hostVolume(v corev1.VolumeSource) string {
+func hostVolume(v corev1.VolumeSource, p isolation.PodPolicy) string {
 	const secret = "names a host Secret (secretRef); use a PersistentVolumeClaim"
 	const disk = "names a disk of the host's infrastructure directly; use a PersistentVolumeClaim"
 	switch {
 	case v.CSI != nil && v.CSI.NodePublishSecretRef != nil:
 		return "names a host Secret (csi.nodePublishSecretRef); use a PersistentVolumeClaim"
+	case v.CSI != nil && !slices.Contains(p.AllowedCSIDrivers, v.CSI.Driver):
+		return fmt.Sprintf("makes the host's CSI driver %q act on the pod's volumeAttributes on the host's node; use a PersistentVolumeClaim, "+
+			"or an admin may allow the driver with isolation.pods.allowedCSIDrivers", v.CSI.Driver)
+	case v.NFS != nil:
+		return "makes the host's node mount an NFS server of the pod's choosing, outside any network policy; use a PersistentVolumeClaim"
 	case v.CephFS != nil && (v.CephFS.SecretRef != nil || v.CephFS.SecretFile != ""):
 		return secret
 	case v.RBD != nil && (v.RBD.SecretRef != nil || v.RBD.Keyring != ""):

@@ -168,7 +168,7 @@ func (s podSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Pod) error 
 		c.event(v, corev1.EventTypeWarning, "FailedMount", "waiting to start the pod: "+missing)
 		return nil
 	}
-	if refs := hostReferences(&v.Spec); len(refs) > 0 {
+	if refs := hostReferences(&v.Spec, c.Policy.Pods); len(refs) > 0 {
 		return refusePod(ctx, c, v, ReasonHostReference, "the pod reaches past its own objects: "+strings.Join(refs, "; "))
 	}
 	h, identity, restricted := hostPod(c, v, s.servicesOf(v.Namespace))

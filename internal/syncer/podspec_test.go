@@ -11,6 +11,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/sublet-dev/sublet/internal/isolation"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/podspec-fields.txt from corev1.PodSpec")
@@ -44,10 +46,10 @@ var podSpecDecisions = map[string]string{
 	"Volumes[].Projected.Sources[].PodCertificate":      refused,
 	"Volumes[].Projected.DefaultMode":                   kept,
 	"Volumes[].Projected.DefaultUser":                   kept,
-	"Volumes[].NFS":                                     kept, // a network server, not a host object; restricted level refuses it
-	"Volumes[].Ephemeral":                               kept, // the host makes the claim in the tenant's namespace, owned by the pod
+	"Volumes[].NFS":                                     refused,    // the node mounts any server for the tenant, outside network policies
+	"Volumes[].Ephemeral":                               translated, // the claim template as PVCs are (translateClaimTemplate); recorded as kept before issue 34 and was not safe
 	"Volumes[].Image":                                   kept,
-	"Volumes[].CSI":                                     refused, // with nodePublishSecretRef; inline CSI without one is kept
+	"Volumes[].CSI":                                     refused, // with nodePublishSecretRef, or a driver the admin does not allow (isolation.pods.allowedCSIDrivers)
 	"Volumes[].GCEPersistentDisk":                       refused,
 	"Volumes[].AWSElasticBlockStore":                    refused,
 	"Volumes[].GitRepo":                                 refused,
@@ -73,7 +75,7 @@ var podSpecDecisions = map[string]string{
 	"ActiveDeadlineSeconds":         kept,
 	"DNSPolicy":                     translated, // ClusterFirst → the virtual cluster's DNS (translateDNS)
 	"DNSConfig":                     translated,
-	"NodeSelector":                  kept, // selects host nodes by label, as tenants of a real cluster do
+	"NodeSelector":                  restricted, // the admin's isolation.pods.nodeSelector wins
 	"ServiceAccountName":            cleared,
 	"DeprecatedServiceAccount":      cleared,
 	"AutomountServiceAccountToken":  cleared,
@@ -94,11 +96,11 @@ var podSpecDecisions = map[string]string{
 	"HostnameOverride":              kept,
 	"Subdomain":                     cleared,
 	"SetHostnameAsFQDN":             kept,
-	"Affinity.NodeAffinity":         kept,
+	"Affinity.NodeAffinity":         kept,       // ANDed with the admin's nodeSelector
 	"Affinity.PodAffinity":          translated, // selectors rewritten, namespaces dropped
 	"Affinity.PodAntiAffinity":      translated,
 	"TopologySpreadConstraints":     translated,
-	"Tolerations":                   kept,
+	"Tolerations":                   restricted, // node condition taints and isolation.pods.allowedTolerations
 	"HostAliases":                   kept,
 	"ReadinessGates":                kept,
 	"RuntimeClassName":              refused,
@@ -258,20 +260,22 @@ func TestHostReferences(t *testing.T) {
 			{ClusterTrustBundle: &corev1.ClusterTrustBundleProjection{Path: "ca"}}}}}),
 		"resource claim": {ResourceClaims: []corev1.PodResourceClaim{{Name: "gpu"}}},
 		"runtime class":  {RuntimeClassName: ptr.To("privileged-runtime")},
+		"nfs":            vol(corev1.VolumeSource{NFS: &corev1.NFSVolumeSource{Server: "10.0.0.5", Path: "/exports/other-team"}}),
+		"csi inline, driver not allowed": vol(corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "nfs.csi.k8s.io",
+			VolumeAttributes: map[string]string{"server": "10.0.0.5", "share": "/"}}}),
 	} {
-		if refs := hostReferences(spec); len(refs) == 0 {
+		if refs := hostReferences(spec, isolation.PodPolicy{}); len(refs) == 0 {
 			t.Errorf("%s: not refused", name)
 		}
 	}
 	for name, spec := range map[string]*corev1.PodSpec{
 		"plain":      {Containers: []corev1.Container{{Name: "c", Image: "i"}}},
 		"csi inline": vol(corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "d"}}),
-		"nfs":        vol(corev1.VolumeSource{NFS: &corev1.NFSVolumeSource{Server: "s", Path: "/"}}),
 		"secret":     vol(corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "mine"}}),
 		"projected": vol(corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
 			{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "t"}}}}}),
 	} {
-		if refs := hostReferences(spec); len(refs) != 0 {
+		if refs := hostReferences(spec, isolation.PodPolicy{AllowedCSIDrivers: []string{"d"}}); len(refs) != 0 {
 			t.Errorf("%s: refused: %v", name, refs)
 		}
 	}

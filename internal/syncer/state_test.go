@@ -26,6 +26,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
+	"github.com/sublet-dev/sublet/internal/isolation"
 	"github.com/sublet-dev/sublet/internal/testenv"
 	"github.com/sublet-dev/sublet/internal/translate"
 )
@@ -334,14 +335,14 @@ func stateCases() []stateCase {
 				if msg := exists("host endpoints", err, true); msg != "" {
 					return msg
 				}
-				if ep.Subsets[0].Addresses[0].IP != "192.0.2.20" || !e.t.Owns(ep) {
+				if len(ep.Subsets) != 1 || len(ep.Subsets[0].Addresses) != 1 || ep.Subsets[0].Addresses[0].IP != "192.0.2.20" || !e.t.Owns(ep) {
 					return fmt.Sprintf("host endpoints %+v", ep)
 				}
 				es, err := e.host.DiscoveryV1().EndpointSlices(e.t.HostNamespace).Get(ctx, e.hostName("sliced-1"), metav1.GetOptions{})
 				if msg := exists("host endpointslice", err, true); msg != "" {
 					return msg
 				}
-				if es.Labels[discoveryv1.LabelServiceName] != e.hostName("sliced") || es.Endpoints[0].Addresses[0] != "192.0.2.21" {
+				if es.Labels[discoveryv1.LabelServiceName] != e.hostName("sliced") || len(es.Endpoints) != 1 || es.Endpoints[0].Addresses[0] != "192.0.2.21" {
 					return fmt.Sprintf("host slice %v %+v", es.Labels, es.Endpoints)
 				}
 				// The selected service's endpoints are the host controller's.
@@ -484,8 +485,11 @@ func TestSyncerStates(t *testing.T) {
 		t.Fatal(err)
 	}
 	port, _ := strconv.Atoi(u.Port())
+	// The default isolation policy, but for a documentation range endpoints
+	// may name (an external database's).
 	sctx := &Context{Translator: tr, Virtual: fast(vcp.Config), Host: fast(host.Config), Log: klog.Background(),
-		Pods: PodRuntime{APIHost: u.Hostname(), APIPort: int32(port)}}
+		Pods:   PodRuntime{APIHost: u.Hostname(), APIPort: int32(port)},
+		Policy: isolation.Policy{Endpoints: isolation.EndpointPolicy{AllowedCIDRs: []string{"192.0.2.0/24"}}}}
 	// The defaults, and the kinds that are off by default.
 	selected, err := Selection([]string{"poddisruptionbudgets"}, nil)
 	if err != nil {

@@ -29,7 +29,7 @@ import (
 // fresh start with the same arguments would have made.
 
 // AssignableFlags are the `vcluster run` flags an assignment may set.
-var AssignableFlags = []string{"name", "host-namespace", "host-kubeconfig", "sync", "disable-sync-resources", "pod-security-standard"}
+var AssignableFlags = []string{"name", "host-namespace", "host-kubeconfig", "sync", "disable-sync-resources", "pod-security-standard", "isolation-policy"}
 
 // awaitAssignment blocks until o.AwaitAssignment exists, then applies it.
 func (o *Options) awaitAssignment(ctx context.Context, log klog.Logger) error {

@@ -103,8 +103,9 @@ func TestVClusterSeedWorkflow(t *testing.T) {
 	ctx := context.Background()
 	hostNS := createNamespace(t, host.Client, "vc-seed")
 	creds := namespaceCredentials(t, hostNS)
+	// The admin lets endpoints name the range of the legacy database.
 	vc, err := testenv.Start(ctx, t.TempDir(), "vcluster", "run", "--name", "shop",
-		"--host-kubeconfig", creds, "--host-namespace", hostNS)
+		"--host-kubeconfig", creds, "--host-namespace", hostNS, `--isolation-policy={"endpoints":{"allowedCIDRs":["192.0.2.0/24"]}}`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +220,8 @@ metadata: {name: shop-staging}
 		return err == nil && string(out) == "203.0.113.7", nil
 	})
 
-	// The service without a selector: its endpoints are the tenant's.
+	// The service without a selector: its endpoints are the tenant's, in
+	// the range the admin allows.
 	poll(t, 30*time.Second, "host endpoints of the selectorless service", func(ctx context.Context) (bool, error) {
 		ep, err := host.Client.CoreV1().Endpoints(hostNS).Get(ctx, "legacy-db-x-default-x-shop", metav1.GetOptions{})
 		return err == nil && len(ep.Subsets) == 1 && ep.Subsets[0].Addresses[0].IP == "192.0.2.10", nil
