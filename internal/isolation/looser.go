@@ -2,6 +2,7 @@ package isolation
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"sort"
@@ -68,7 +69,7 @@ func (p Policy) LooserThan(base Policy, vars Vars) Loosenings {
 	if !slices.Contains(bTol, "*") {
 		ls.subset(prefix+"pods.allowedTolerations", tol, bTol, func(own, b string) bool { return own == b })
 	}
-	for _, k := range sortedKeys(base.Pods.NodeSelector) {
+	for _, k := range slices.Sorted(maps.Keys(base.Pods.NodeSelector)) {
 		if v, ok := p.Pods.NodeSelector[k]; !ok || v != base.Pods.NodeSelector[k] {
 			ls.Add(prefix+"pods.nodeSelector."+k, fmt.Sprintf("%q", v), fmt.Sprintf("%q", base.Pods.NodeSelector[k]))
 		}

@@ -10,8 +10,9 @@ package isolation
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
-	"sort"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -178,7 +179,7 @@ func (p Policy) Validate(base *field.Path) field.ErrorList {
 			errs = append(errs, field.Invalid(base.Child("pods", "allowedTolerations").Index(i), k, "not a taint key, or \"*\""))
 		}
 	}
-	for _, k := range sortedKeys(p.Pods.NodeSelector) {
+	for _, k := range slices.Sorted(maps.Keys(p.Pods.NodeSelector)) {
 		path := base.Child("pods", "nodeSelector").Key(k)
 		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
 			errs = append(errs, field.Invalid(path, k, "not a label key: "+strings.Join(msgs, "; ")))
@@ -201,13 +202,4 @@ func checkHostPattern(h string) string {
 		return "not a host name pattern: " + strings.Join(msgs, "; ")
 	}
 	return ""
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

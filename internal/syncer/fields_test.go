@@ -1,8 +1,6 @@
 package syncer
 
 import (
-	"os"
-	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -144,30 +142,7 @@ func TestSyncedFieldsHaveDecisions(t *testing.T) {
 	for _, k := range syncedKinds {
 		t.Run(k.name, func(t *testing.T) {
 			paths := fieldPaths(k.typ)
-			golden := filepath.Join("testdata", k.name+"-fields.txt")
-			got := strings.Join(paths, "\n") + "\n"
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (go test ./internal/syncer -run TestSyncedFieldsHaveDecisions -update writes it)", err)
-			}
-			if got != string(want) {
-				known := map[string]bool{}
-				for _, p := range strings.Split(string(want), "\n") {
-					known[p] = true
-				}
-				var added []string
-				for _, p := range paths {
-					if !known[p] {
-						added = append(added, p)
-					}
-				}
-				t.Errorf("%s changed since the decisions were made; new fields: %v. Decide for each (syncedKinds and the kind's translation), then rerun with -update", k.typ, added)
-			}
+			checkFieldsGolden(t, k.name, k.typ.String(), "syncedKinds and the kind's translation", paths)
 			var undecided []string
 			for _, p := range paths {
 				if _, ok := kindDecision(k.decisions, p); !ok && !hasDecidedChildren(k.decisions, p) {

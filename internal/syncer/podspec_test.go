@@ -169,33 +169,12 @@ func podSpecPaths(t reflect.Type, path string, out *[]string, seen map[reflect.T
 	}
 }
 
-// decisionFor finds the decision recorded for path or an ancestor of it.
-func decisionFor(path string) (string, bool) {
-	for p := path; p != ""; {
-		if d, ok := podSpecDecisions[strings.TrimSuffix(p, "[]")]; ok {
-			return d, true
-		}
-		for _, list := range []string{"Containers[].", "InitContainers[].", "EphemeralContainers[]."} {
-			if rest, ok := strings.CutPrefix(p, list); ok {
-				if d, ok := containerDecisions[strings.TrimSuffix(rest, "[]")]; ok {
-					return d, true
-				}
-			}
-		}
-		i := strings.LastIndex(p, ".")
-		if i < 0 {
-			break
-		}
-		p = p[:i]
-	}
-	return "", false
-}
-
-func TestPodSpecFieldsHaveDecisions(t *testing.T) {
-	var paths []string
-	podSpecPaths(reflect.TypeOf(corev1.PodSpec{}), "", &paths, map[reflect.Type]bool{})
-	sort.Strings(paths)
-	golden := filepath.Join("testdata", "podspec-fields.txt")
+// checkFieldsGolden compares the field paths of a type with
+// testdata/NAME-fields.txt (rewritten with -update): a field added since the
+// decisions were made fails until someone decides for it in where.
+func checkFieldsGolden(t *testing.T, name, typ, where string, paths []string) {
+	t.Helper()
+	golden := filepath.Join("testdata", name+"-fields.txt")
 	got := strings.Join(paths, "\n") + "\n"
 	if *update {
 		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
@@ -204,21 +183,42 @@ func TestPodSpecFieldsHaveDecisions(t *testing.T) {
 	}
 	want, err := os.ReadFile(golden)
 	if err != nil {
-		t.Fatalf("%v (go test ./internal/syncer -run TestPodSpecFieldsHaveDecisions -update writes it)", err)
+		t.Fatalf("%v (go test ./internal/syncer -run %s -update writes it)", err, t.Name())
 	}
-	if got != string(want) {
-		known := map[string]bool{}
-		for _, p := range strings.Split(string(want), "\n") {
-			known[p] = true
-		}
-		var added []string
-		for _, p := range paths {
-			if !known[p] {
-				added = append(added, p)
-			}
-		}
-		t.Errorf("corev1.PodSpec changed since the decisions were made; new fields: %v. Decide for each (podSpecDecisions, hostPod, hostReferences), then rerun with -update", added)
+	if got == string(want) {
+		return
 	}
+	known := map[string]bool{}
+	for _, p := range strings.Split(string(want), "\n") {
+		known[p] = true
+	}
+	var added []string
+	for _, p := range paths {
+		if !known[p] {
+			added = append(added, p)
+		}
+	}
+	t.Errorf("%s changed since the decisions were made; new fields: %v. Decide for each (%s), then rerun with -update", typ, added, where)
+}
+
+// decisionFor finds the decision recorded for path or an ancestor of it.
+func decisionFor(path string) (string, bool) {
+	if d, ok := kindDecision(podSpecDecisions, path); ok {
+		return d, true
+	}
+	for _, list := range []string{"Containers[].", "InitContainers[].", "EphemeralContainers[]."} {
+		if rest, ok := strings.CutPrefix(path, list); ok {
+			return kindDecision(containerDecisions, rest)
+		}
+	}
+	return "", false
+}
+
+func TestPodSpecFieldsHaveDecisions(t *testing.T) {
+	var paths []string
+	podSpecPaths(reflect.TypeOf(corev1.PodSpec{}), "", &paths, map[reflect.Type]bool{})
+	sort.Strings(paths)
+	checkFieldsGolden(t, "podspec", "corev1.PodSpec", "podSpecDecisions, hostPod, hostReferences", paths)
 	var undecided []string
 	for _, p := range paths {
 		// Containers, volumes and their lists are decided field by field.
