@@ -151,13 +151,20 @@ func TestIsolationTeam(t *testing.T) {
 
 	// Positive control: with `use` granted, the template runs privileged
 	// pods on the host.
-	kubectl(t, hk, "", "create", "clusterrole", "use-"+tmpl, "--verb=use", "--resource=virtualclustertemplates.storage.loft.sh", "--resource-name="+tmpl)
-	kubectl(t, hk, "", "create", "clusterrolebinding", "use-"+tmpl, "--clusterrole=use-"+tmpl, "--user="+tm.user)
+	// kubectl create role refuses a verb discovery does not list: a manifest.
+	kubectl(t, hk, fmt.Sprintf(`apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: use-%s}
+rules:
+- apiGroups: [storage.loft.sh]
+  resources: [virtualclustertemplates]
+  resourceNames: [%s]
+  verbs: [use]
+`, tmpl, tmpl), "apply", "-f", "-")
+	kubectl(t, hk, "", "create", "rolebinding", "use-"+tmpl, "-n", tm.ns, "--clusterrole=use-"+tmpl, "--user="+tm.user)
 	t.Cleanup(func() {
-		_ = exec.Command("kubectl", "--kubeconfig", hk, "delete", "clusterrolebinding", "use-"+tmpl).Run()
 		_ = exec.Command("kubectl", "--kubeconfig", hk, "delete", "clusterrole", "use-"+tmpl).Run()
 	})
-	sublet(t, "delete", "vcluster", "t2", "--cluster", p.cluster, "--space", tm.ns)
 	if out, ok := tm.create(t, "t2", "--template", tmpl); !ok {
 		t.Fatalf("create with the template after use was granted: %s", out)
 	}
@@ -194,8 +201,9 @@ func teamAttacksOnHostObjects(t *testing.T, tm *team, v kubernetes.Interface) {
 		t.Errorf("host service: %v %+v; want ClusterIP, no externalIPs", err, hs.Spec)
 	}
 
-	// A pod with host-affecting annotations and a toleration of every
-	// taint runs, without them.
+	// A pod with host-affecting annotations, a toleration of every taint
+	// and an ephemeral claim naming a host PV and another team's claim: its
+	// host pod has none of them.
 	pod := attackPod("annotated", func(s *corev1.PodSpec) {
 		s.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
 		s.Volumes = []corev1.Volume{{Name: "scratch", VolumeSource: corev1.VolumeSource{Ephemeral: &corev1.EphemeralVolumeSource{
@@ -237,9 +245,14 @@ func teamAttacksOnHostObjects(t *testing.T, tm *team, v kubernetes.Interface) {
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 6443}}}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// The annotated pod waits for its ephemeral claim, which nothing binds
+	// on this host; a plain pod gives the address.
+	if _, err := v.CoreV1().Pods("default").Create(ctx, attackPod("db", nil), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	var podIP string
 	poll(t, 90*time.Second, "the pod's IP", func(ctx context.Context) (bool, error) {
-		p, err := v.CoreV1().Pods("default").Get(ctx, "annotated", metav1.GetOptions{})
+		p, err := v.CoreV1().Pods("default").Get(ctx, "db", metav1.GetOptions{})
 		podIP = p.Status.PodIP
 		return err == nil && podIP != "", nil
 	})
