@@ -65,6 +65,9 @@ func (s *Server) apiRoutes() {
 // mayInManagement asks the management cluster whether u may verb resource
 // (a storage.loft.sh, cluster-scoped kind).
 func (s *Server) mayInManagement(ctx context.Context, u *User, verb, resource string) (bool, error) {
+	if err := s.limiter.review(u); err != nil {
+		return false, err
+	}
 	res, err := s.kube.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
 		Spec: authorizationv1.SubjectAccessReviewSpec{User: u.Name, Groups: u.Groups, ResourceAttributes: &authorizationv1.ResourceAttributes{
 			Verb: verb, Group: storagev1.GroupVersion.Group, Version: storagev1.GroupVersion.Version, Resource: resource,
@@ -79,6 +82,18 @@ func (s *Server) mayInManagement(ctx context.Context, u *User, verb, resource st
 func (s *Server) forbidden(w http.ResponseWriter, u *User, verb, resource string) {
 	writeStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden,
 		fmt.Sprintf("user %q may not %s %s.storage.loft.sh in the management cluster", u.Name, verb, resource))
+}
+
+// refused answers a request that err stops: 429 at a rate limit, else 503
+// (the cluster asked could not answer). It reports whether err stopped it.
+func (s *Server) refused(w http.ResponseWriter, err error) bool {
+	if err == nil {
+		return false
+	}
+	if !writeIfLimited(w, err) {
+		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, err.Error())
+	}
+	return true
 }
 
 func decode(w http.ResponseWriter, r *http.Request, v interface{}) bool {
@@ -112,8 +127,7 @@ func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request, u *User
 	}
 	if req.User != u.Name || !subset(req.Groups, u.Groups) {
 		ok, err := s.mayInManagement(r.Context(), u, "create", "accesskeys")
-		if err != nil {
-			writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, err.Error())
+		if s.refused(w, err) {
 			return
 		}
 		if !ok {
@@ -157,8 +171,7 @@ func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request, u *User
 
 func (s *Server) listAccessKeys(w http.ResponseWriter, r *http.Request, u *User) {
 	all, err := s.mayInManagement(r.Context(), u, "list", "accesskeys")
-	if err != nil {
-		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, err.Error())
+	if s.refused(w, err) {
 		return
 	}
 	list := &storagev1.AccessKeyList{}
@@ -188,6 +201,9 @@ func (s *Server) deleteAccessKey(w http.ResponseWriter, r *http.Request, u *User
 	}
 	if ak.Spec.User != u.Name {
 		ok, err := s.mayInManagement(r.Context(), u, "delete", "accesskeys")
+		if writeIfLimited(w, err) {
+			return
+		}
 		if err != nil || !ok {
 			// Someone else's key: as if it did not exist.
 			writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("access key %q does not exist", ak.Name))
@@ -213,8 +229,7 @@ func (s *Server) connectCluster(w http.ResponseWriter, r *http.Request, u *User)
 		return
 	}
 	ok, err := s.mayInManagement(r.Context(), u, "create", "clusters")
-	if err != nil {
-		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, err.Error())
+	if s.refused(w, err) {
 		return
 	}
 	if !ok {

@@ -93,7 +93,7 @@ func TestHandlers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s, audit := startServer(ctx, t, cp)
+	s, audit := startServer(ctx, t, cp, Limits{})
 	keys := map[string]string{}
 	for _, k := range []struct {
 		name, user string
@@ -187,10 +187,10 @@ func TestHandlers(t *testing.T) {
 	}
 }
 
-func startServer(ctx context.Context, t *testing.T, cp *testenv.Process) (*Server, *lockedBuffer) {
+func startServer(ctx context.Context, t *testing.T, cp *testenv.Process, limits Limits) (*Server, *lockedBuffer) {
 	t.Helper()
 	audit := &lockedBuffer{}
-	s, err := New(ctx, cp.Config, slog.New(slog.NewJSONHandler(audit, nil)))
+	s, err := New(ctx, cp.Config, slog.New(slog.NewJSONHandler(audit, nil)), limits)
 	if err != nil {
 		t.Fatal(err)
 	}
