@@ -96,6 +96,17 @@ func (s *Server) refused(w http.ResponseWriter, err error) bool {
 	return true
 }
 
+// statusReason is the Status reason of an error code.
+func statusReason(code int) metav1.StatusReason {
+	switch code {
+	case http.StatusUnprocessableEntity:
+		return metav1.StatusReasonInvalid
+	case http.StatusBadRequest:
+		return metav1.StatusReasonBadRequest
+	}
+	return metav1.StatusReasonUnknown
+}
+
 func decode(w http.ResponseWriter, r *http.Request, v interface{}) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
 	dec.DisallowUnknownFields()
@@ -125,6 +136,11 @@ func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request, u *User
 			req.Groups = u.Groups
 		}
 	}
+	ttl, bad := checkKeyRequest(&req)
+	if bad != nil {
+		writeStatus(w, bad.code, statusReason(bad.code), bad.msg)
+		return
+	}
 	if req.User != u.Name || !subset(req.Groups, u.Groups) {
 		ok, err := s.mayInManagement(r.Context(), u, "create", "accesskeys")
 		if s.refused(w, err) {
@@ -135,6 +151,21 @@ func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request, u *User
 			return
 		}
 	}
+	// Counted and created one at a time per user, so the cap holds.
+	defer s.keyCreations.lock(req.User)()
+	n, err := s.keysOf(r.Context(), req.User)
+	if err != nil {
+		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error())
+		return
+	}
+	if n >= s.limits.AccessKeysPerUser {
+		e := s.keyCapError(req.User, n)
+		writeStatus(w, e.code, metav1.StatusReasonInvalid, e.msg)
+		return
+	}
+	if s.refused(w, s.limiter.createKey(u)) {
+		return
+	}
 	key, err := NewKey()
 	if err != nil {
 		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error())
@@ -144,13 +175,8 @@ func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request, u *User
 		ObjectMeta: metav1.ObjectMeta{GenerateName: sanitizeName(req.User) + "-"},
 		Spec:       storagev1.AccessKeySpec{User: req.User, Groups: req.Groups, KeySHA256: HashKey(key), Description: req.Description},
 	}
-	if req.TTL != "" {
-		d, err := time.ParseDuration(req.TTL)
-		if err != nil || d <= 0 {
-			writeStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, fmt.Sprintf("ttl %q is not a positive duration (example: 720h)", req.TTL))
-			return
-		}
-		ak.Spec.Expiration = &metav1.Time{Time: time.Now().Add(d)}
+	if ttl > 0 {
+		ak.Spec.Expiration = &metav1.Time{Time: time.Now().Add(ttl)}
 	}
 	// A key made with a key never outlives it, and goes when it goes.
 	if u.keyExpires != nil && (ak.Spec.Expiration == nil || ak.Spec.Expiration.After(*u.keyExpires)) {
@@ -163,6 +189,7 @@ func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request, u *User
 		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, "create access key: "+err.Error())
 		return
 	}
+	s.awaitKeyInCache(r.Context(), ak.Name)
 	info := keyInfo(ak)
 	info.Key = key
 	w.WriteHeader(http.StatusCreated)

@@ -50,8 +50,9 @@ type Server struct {
 	caPEM []byte
 	ui    *ui
 	// limits bound what one user may spend; limiter holds their buckets.
-	limits  Limits
-	limiter *limiter
+	limits       Limits
+	limiter      *limiter
+	keyCreations keyedMutex
 }
 
 // New connects to the management cluster and prepares the handlers; Run
@@ -80,6 +81,11 @@ func New(ctx context.Context, mgmtCfg *rest.Config, audit *slog.Logger, limits L
 	}
 	if err := c.IndexField(ctx, &storagev1.AccessKey{}, keyHashIndex, func(o client.Object) []string {
 		return []string{o.(*storagev1.AccessKey).Spec.KeySHA256}
+	}); err != nil {
+		return nil, err
+	}
+	if err := c.IndexField(ctx, &storagev1.AccessKey{}, keyUserIndex, func(o client.Object) []string {
+		return []string{o.(*storagev1.AccessKey).Spec.User}
 	}); err != nil {
 		return nil, err
 	}
