@@ -237,15 +237,12 @@ func (u *ui) add(sess *session) {
 }
 
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
-	s.render(w, http.StatusOK, "login", pageData{Title: "Log in", Data: r.URL.Query().Get("next")})
+	s.render(w, http.StatusOK, "login", pageData{Title: "Log in", Data: safeNext(r.URL.Query().Get("next"))})
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	key := strings.TrimSpace(r.PostFormValue("key"))
-	next := r.PostFormValue("next")
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
-		next = "/"
-	}
+	next := safeNext(r.PostFormValue("next"))
 	u, err := s.authenticateKey(r.Context(), key)
 	if err != nil {
 		msg := "That access key is not valid: it is unknown, expired or revoked. Create one with 'sublet create accesskey'."
