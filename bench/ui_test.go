@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -49,7 +50,18 @@ func BenchmarkUIList(b *testing.B) {
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	base := serverURL(b)
-	resp, err := c.PostForm(base+"/login", url.Values{"key": {strings.TrimSpace(string(key))}})
+	// The login form's CSRF token comes with the form (and its cookie).
+	resp, err := c.Get(base + "/login")
+	if err != nil {
+		b.Fatal(err)
+	}
+	form, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	token := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(form)
+	if token == nil {
+		b.Fatalf("the login form has no CSRF token:\n%s", form)
+	}
+	resp, err = c.PostForm(base+"/login", url.Values{"key": {strings.TrimSpace(string(key))}, "csrf": {string(token[1])}})
 	if err != nil {
 		b.Fatal(err)
 	}

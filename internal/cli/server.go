@@ -34,11 +34,13 @@ type platformOptions struct {
 	sans        []string
 	auditLog    string
 	installCRDs bool
+	limits      server.Limits
 }
 
 func newServerCommand() *cobra.Command {
 	home, _ := os.UserHomeDir()
-	o := &platformOptions{listen: "127.0.0.1:9443", stateDir: filepath.Join(home, ".sublet", "server"), auditLog: "-", installCRDs: true}
+	o := &platformOptions{listen: "127.0.0.1:9443", stateDir: filepath.Join(home, ".sublet", "server"), auditLog: "-", installCRDs: true,
+		limits: server.DefaultLimits()}
 	cmd := &cobra.Command{
 		Use:   "server --kubeconfig FILE",
 		Short: "Run the platform server: access keys and the authenticated proxy to clusters and virtual clusters",
@@ -61,7 +63,13 @@ that CA is what clients trust. It then also serves every virtual cluster at the 
 its address to clients that send the server name NAME.NAMESPACE.CLUSTER.vcluster.sublet.invalid
 in the TLS handshake (kubeconfig tls-server-name; the name is never looked up), with a
 certificate for exactly that name: the form 'sublet use vcluster' writes, which clients
-that drop a server URL's path (kubectl proxy) need. Every request is audit-logged as JSON.`,
+that drop a server URL's path (kubectl proxy) need. Every request is audit-logged as JSON.
+
+What one user may spend is bounded: access keys and web UI sessions per user by count,
+access reviews and key creations per user and failed logins per client address and per
+key by rate (see the flags below). Each user has buckets of their own, so one user at a
+limit does not slow another; a refusal says which limit, and when to retry (HTTP 429 with
+Retry-After, or 422 at the access key cap).`,
 		Example: `  sublet server --kubeconfig mgmt.kubeconfig --listen 0.0.0.0:9443 --tls-san platform.example.com`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -77,12 +85,16 @@ that drop a server URL's path (kubectl proxy) need. Every request is audit-logge
 	f.StringSliceVar(&o.sans, "tls-san", o.sans, "Extra DNS name or IP for the server's own certificate (repeatable).")
 	pathflag.Var(f, &o.auditLog, "audit-log", o.auditLog, "File the JSON audit log is appended to; - for stderr.")
 	f.BoolVar(&o.installCRDs, "install-crds", o.installCRDs, "Create or upgrade the storage.loft.sh CRDs in the management cluster at start.")
+	o.limits.AddFlags(f)
 	return cmd
 }
 
 func runPlatformServer(cmd *cobra.Command, o *platformOptions) error {
 	if (o.certFile == "") != (o.keyFile == "") {
 		return errors.New("--tls-cert-file and --tls-key-file go together")
+	}
+	if err := o.limits.Validate(); err != nil {
+		return err
 	}
 	l, err := listenPlatform(o.listen)
 	if err != nil {
@@ -160,7 +172,7 @@ func startPlatformServer(ctx context.Context, cfg *rest.Config, o *platformOptio
 			return "", "", fmt.Errorf("audit log: %w", err)
 		}
 	}
-	srv, err := server.New(ctx, cfg, slog.New(slog.NewJSONHandler(auditOut, nil)).With("log", "audit"))
+	srv, err := server.New(ctx, cfg, slog.New(slog.NewJSONHandler(auditOut, nil)).With("log", "audit"), o.limits)
 	if err == nil {
 		err = srv.Start(ctx)
 	}

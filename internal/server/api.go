@@ -65,6 +65,9 @@ func (s *Server) apiRoutes() {
 // mayInManagement asks the management cluster whether u may verb resource
 // (a storage.loft.sh, cluster-scoped kind).
 func (s *Server) mayInManagement(ctx context.Context, u *User, verb, resource string) (bool, error) {
+	if err := s.limiter.review(u); err != nil {
+		return false, err
+	}
 	res, err := s.kube.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
 		Spec: authorizationv1.SubjectAccessReviewSpec{User: u.Name, Groups: u.Groups, ResourceAttributes: &authorizationv1.ResourceAttributes{
 			Verb: verb, Group: storagev1.GroupVersion.Group, Version: storagev1.GroupVersion.Version, Resource: resource,
@@ -79,6 +82,29 @@ func (s *Server) mayInManagement(ctx context.Context, u *User, verb, resource st
 func (s *Server) forbidden(w http.ResponseWriter, u *User, verb, resource string) {
 	writeStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden,
 		fmt.Sprintf("user %q may not %s %s.storage.loft.sh in the management cluster", u.Name, verb, resource))
+}
+
+// refused answers a request that err stops: 429 at a rate limit, else 503
+// (the cluster asked could not answer). It reports whether err stopped it.
+func (s *Server) refused(w http.ResponseWriter, err error) bool {
+	if err == nil {
+		return false
+	}
+	if !writeIfLimited(w, err) {
+		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, err.Error())
+	}
+	return true
+}
+
+// statusReason is the Status reason of an error code.
+func statusReason(code int) metav1.StatusReason {
+	switch code {
+	case http.StatusUnprocessableEntity:
+		return metav1.StatusReasonInvalid
+	case http.StatusBadRequest:
+		return metav1.StatusReasonBadRequest
+	}
+	return metav1.StatusReasonUnknown
 }
 
 func decode(w http.ResponseWriter, r *http.Request, v interface{}) bool {
@@ -110,16 +136,35 @@ func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request, u *User
 			req.Groups = u.Groups
 		}
 	}
+	ttl, bad := checkKeyRequest(&req)
+	if bad != nil {
+		writeStatus(w, bad.code, statusReason(bad.code), bad.msg)
+		return
+	}
 	if req.User != u.Name || !subset(req.Groups, u.Groups) {
 		ok, err := s.mayInManagement(r.Context(), u, "create", "accesskeys")
-		if err != nil {
-			writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, err.Error())
+		if s.refused(w, err) {
 			return
 		}
 		if !ok {
 			s.forbidden(w, u, "create", "accesskeys (for another user or other groups)")
 			return
 		}
+	}
+	// Counted and created one at a time per user, so the cap holds.
+	defer s.keyCreations.lock(req.User)()
+	n, err := s.keysOf(r.Context(), req.User)
+	if err != nil {
+		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error())
+		return
+	}
+	if n >= s.limits.AccessKeysPerUser {
+		e := s.keyCapError(req.User, n)
+		writeStatus(w, e.code, metav1.StatusReasonInvalid, e.msg)
+		return
+	}
+	if s.refused(w, s.limiter.createKey(u)) {
+		return
 	}
 	key, err := NewKey()
 	if err != nil {
@@ -130,13 +175,8 @@ func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request, u *User
 		ObjectMeta: metav1.ObjectMeta{GenerateName: sanitizeName(req.User) + "-"},
 		Spec:       storagev1.AccessKeySpec{User: req.User, Groups: req.Groups, KeySHA256: HashKey(key), Description: req.Description},
 	}
-	if req.TTL != "" {
-		d, err := time.ParseDuration(req.TTL)
-		if err != nil || d <= 0 {
-			writeStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, fmt.Sprintf("ttl %q is not a positive duration (example: 720h)", req.TTL))
-			return
-		}
-		ak.Spec.Expiration = &metav1.Time{Time: time.Now().Add(d)}
+	if ttl > 0 {
+		ak.Spec.Expiration = &metav1.Time{Time: time.Now().Add(ttl)}
 	}
 	// A key made with a key never outlives it, and goes when it goes.
 	if u.keyExpires != nil && (ak.Spec.Expiration == nil || ak.Spec.Expiration.After(*u.keyExpires)) {
@@ -149,6 +189,7 @@ func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request, u *User
 		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, "create access key: "+err.Error())
 		return
 	}
+	s.awaitKeyInCache(r.Context(), ak.Name)
 	info := keyInfo(ak)
 	info.Key = key
 	w.WriteHeader(http.StatusCreated)
@@ -157,8 +198,7 @@ func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request, u *User
 
 func (s *Server) listAccessKeys(w http.ResponseWriter, r *http.Request, u *User) {
 	all, err := s.mayInManagement(r.Context(), u, "list", "accesskeys")
-	if err != nil {
-		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, err.Error())
+	if s.refused(w, err) {
 		return
 	}
 	list := &storagev1.AccessKeyList{}
@@ -188,6 +228,9 @@ func (s *Server) deleteAccessKey(w http.ResponseWriter, r *http.Request, u *User
 	}
 	if ak.Spec.User != u.Name {
 		ok, err := s.mayInManagement(r.Context(), u, "delete", "accesskeys")
+		if writeIfLimited(w, err) {
+			return
+		}
 		if err != nil || !ok {
 			// Someone else's key: as if it did not exist.
 			writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("access key %q does not exist", ak.Name))
@@ -213,8 +256,7 @@ func (s *Server) connectCluster(w http.ResponseWriter, r *http.Request, u *User)
 		return
 	}
 	ok, err := s.mayInManagement(r.Context(), u, "create", "clusters")
-	if err != nil {
-		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, err.Error())
+	if s.refused(w, err) {
 		return
 	}
 	if !ok {

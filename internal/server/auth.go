@@ -54,11 +54,20 @@ var errUnauthorized = errors.New("unauthorized")
 
 // authenticate finds the AccessKey of the request's bearer token.
 func (s *Server) authenticate(ctx context.Context, r *http.Request) (*User, error) {
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || token == "" {
+	token := bearerToken(r)
+	if token == "" {
 		return nil, errUnauthorized
 	}
 	return s.authenticateKey(ctx, token)
+}
+
+// bearerToken is the request's bearer token, "" if it has none.
+func bearerToken(r *http.Request) string {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return ""
+	}
+	return token
 }
 
 // authenticateKey finds the valid AccessKey whose key is token.

@@ -18,6 +18,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/config/crd"
@@ -49,21 +50,33 @@ func (b *lockedBuffer) records() []map[string]interface{} {
 	return out
 }
 
-// TestHandlers drives the server's handlers against a real API server (the
-// management cluster, also connected as cluster "local"): 401 without a
-// valid key, the user of a valid one, 404 for an unknown cluster or
-// virtual cluster, 403 naming the permission, one audit record per request.
-func TestHandlers(t *testing.T) {
+// testKey is an AccessKey a test platform starts with.
+type testKey struct {
+	name, user string
+	groups     []string
+	expires    *metav1.Time
+}
+
+// testPlatform is a server on a real API server (the management cluster,
+// also connected as cluster "local"), where alice may get virtual
+// clusters in namespace team and nobody else may.
+type testPlatform struct {
+	s     *Server
+	audit *lockedBuffer
+	url   string
+	keys  map[string]string // by testKey name
+}
+
+func startTestPlatform(ctx context.Context, t *testing.T, limits Limits, keys ...testKey) *testPlatform {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("needs an API server; skipped with -short")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	cp, err := testenv.StartControlPlane(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cp.Kill()
+	t.Cleanup(cp.Kill)
 	if err := crd.Install(ctx, cp.Config); err != nil {
 		t.Fatal(err)
 	}
@@ -93,22 +106,16 @@ func TestHandlers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s, audit := startServer(ctx, t, cp)
-	keys := map[string]string{}
-	for _, k := range []struct {
-		name, user string
-		expires    *metav1.Time
-	}{
-		{"alice", "alice", nil}, {"bob", "bob", nil},
-		{"old", "alice", &metav1.Time{Time: time.Now().Add(-time.Hour)}},
-	} {
+	s, audit := startServer(ctx, t, cp, limits)
+	p := &testPlatform{s: s, audit: audit, keys: map[string]string{}}
+	for _, k := range keys {
 		key, err := NewKey()
 		if err != nil {
 			t.Fatal(err)
 		}
-		keys[k.name] = key
+		p.keys[k.name] = key
 		if err := s.mgmt.Create(ctx, &storagev1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "ak-" + k.name},
-			Spec: storagev1.AccessKeySpec{User: k.user, KeySHA256: HashKey(key), Expiration: k.expires}}); err != nil {
+			Spec: storagev1.AccessKeySpec{User: k.user, Groups: k.groups, KeySHA256: HashKey(key), Expiration: k.expires}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -117,29 +124,63 @@ func TestHandlers(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(s)
-	defer srv.Close()
-	get := func(key, path string) (int, string) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if key != "" {
-			req.Header.Set("Authorization", "Bearer "+key)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
+	t.Cleanup(srv.Close)
+	p.url = srv.URL
 	// The server's cache sees the new keys and the cluster shortly.
 	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-		code, body := get(keys["bob"], "/api/v1/clusters")
-		return code == http.StatusOK && strings.Contains(body, `"local"`), nil
+		list := &storagev1.AccessKeyList{}
+		if err := s.cache.List(ctx, list); err != nil || len(list.Items) < len(keys) {
+			return false, nil
+		}
+		return s.cache.Get(ctx, client.ObjectKey{Name: "local"}, &storagev1.Cluster{}) == nil, nil
 	}); err != nil {
-		t.Fatalf("the server never knew bob's key and cluster local: %v", err)
+		t.Fatalf("the server never knew the keys and cluster local: %v", err)
+	}
+	return p
+}
+
+// do sends a request with key as bearer token (none if "") and returns the
+// status code, the body and the headers.
+func (p *testPlatform) do(ctx context.Context, t *testing.T, method, key, path string, body interface{}) (int, string, http.Header) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, p.url+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out), resp.Header
+}
+
+// TestHandlers drives the server's handlers against a real API server (the
+// management cluster, also connected as cluster "local"): 401 without a
+// valid key, the user of a valid one, 404 for an unknown cluster or
+// virtual cluster, 403 naming the permission, one audit record per request.
+func TestHandlers(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p := startTestPlatform(ctx, t, Limits{},
+		testKey{name: "alice", user: "alice"}, testKey{name: "bob", user: "bob"},
+		testKey{name: "old", user: "alice", expires: &metav1.Time{Time: time.Now().Add(-time.Hour)}})
+	keys, audit := p.keys, p.audit
+	get := func(key, path string) (int, string) {
+		code, body, _ := p.do(ctx, t, http.MethodGet, key, path, nil)
+		return code, body
 	}
 
 	for _, tc := range []struct {
@@ -187,10 +228,10 @@ func TestHandlers(t *testing.T) {
 	}
 }
 
-func startServer(ctx context.Context, t *testing.T, cp *testenv.Process) (*Server, *lockedBuffer) {
+func startServer(ctx context.Context, t *testing.T, cp *testenv.Process, limits Limits) (*Server, *lockedBuffer) {
 	t.Helper()
 	audit := &lockedBuffer{}
-	s, err := New(ctx, cp.Config, slog.New(slog.NewJSONHandler(audit, nil)))
+	s, err := New(ctx, cp.Config, slog.New(slog.NewJSONHandler(audit, nil)), limits)
 	if err != nil {
 		t.Fatal(err)
 	}

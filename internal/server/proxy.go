@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,9 +23,10 @@ import (
 )
 
 // recheckEvery is how long the server trusts what it read about a
-// cluster, a ready virtual cluster or a granted access review before
-// reading again: a proxied request then costs no extra round trips. (The
-// API server's own webhook authorizer caches decisions for minutes.)
+// cluster, a ready virtual cluster or an access review's decision before
+// reading again: a proxied request then costs no extra round trips, and a
+// busy client no review per request. (The API server's own webhook
+// authorizer caches decisions for minutes.)
 const recheckEvery = 5 * time.Second
 
 // clusterConfig is a connected host cluster as the server reaches it.
@@ -39,6 +41,7 @@ type clusterConfig struct {
 	mu       sync.Mutex
 	virtuals map[string]*virtualBackend // by namespace/name
 	reviews  map[string]review          // by user, groups, namespace, name
+	limiter  *limiter
 }
 
 type review struct {
@@ -57,6 +60,7 @@ type virtualBackend struct {
 // cluster's kubeconfig secret changes.
 type clusterConfigs struct {
 	mgmt    client.Client
+	limiter *limiter
 	mu      sync.Mutex
 	configs map[string]*clusterConfig
 }
@@ -98,22 +102,27 @@ func (cs *clusterConfigs) get(ctx context.Context, c *storagev1.Cluster) (*clust
 		return nil, err
 	}
 	cc := &clusterConfig{name: c.Name, version: secret.ResourceVersion, checked: time.Now(), backend: b, client: cl, kube: kube,
-		virtuals: map[string]*virtualBackend{}, reviews: map[string]review{}}
+		virtuals: map[string]*virtualBackend{}, reviews: map[string]review{}, limiter: cs.limiter}
 	cs.configs[c.Name] = cc
 	return cc, nil
 }
 
 // mayGetVirtualCluster asks the cluster whether u may get virtualclusters
-// named name in namespace (a Role there or a ClusterRole both count).
+// named name in namespace (a Role there or a ClusterRole both count); ""
+// for name asks about every one in namespace, and "" for both about every
+// one in the cluster. A decision, grant or denial, is reused for
+// recheckEvery; a review asked for is one of u's access reviews, refused
+// with a *limitError past u's limit.
 func (cc *clusterConfig) mayGetVirtualCluster(ctx context.Context, u *User, namespace, name string) (bool, error) {
-	key := strings.Join([]string{u.Name, strings.Join(u.Groups, ","), namespace, name}, "\x00")
+	key := reviewKey(u, namespace, name)
 	cc.mu.Lock()
 	r, ok := cc.reviews[key]
 	cc.mu.Unlock()
-	// Grants are trusted for a while; a denial is asked again next time,
-	// so a new RoleBinding takes effect at once.
-	if ok && r.allowed && time.Since(r.at) < recheckEvery {
-		return true, nil
+	if ok && time.Since(r.at) < recheckEvery {
+		return r.allowed, nil
+	}
+	if err := cc.limiter.review(u); err != nil {
+		return false, err
 	}
 	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 		User: u.Name, Groups: u.Groups,
@@ -126,20 +135,40 @@ func (cc *clusterConfig) mayGetVirtualCluster(ctx context.Context, u *User, name
 	if err != nil {
 		return false, err
 	}
-	if res.Status.Allowed {
-		cc.mu.Lock()
-		cc.remember(key, review{allowed: true, at: time.Now()})
-		cc.mu.Unlock()
-	}
+	cc.mu.Lock()
+	cc.remember(key, review{allowed: res.Status.Allowed, at: time.Now()})
+	cc.mu.Unlock()
 	return res.Status.Allowed, nil
 }
 
-// maxReviews bounds the grants a cluster's review cache holds, so many
+// mayList reports whether u may get virtual cluster namespace/name, asking
+// first about every one in the cluster, then about every one in namespace:
+// listing them costs a review per namespace, not one per virtual cluster.
+func (cc *clusterConfig) mayList(ctx context.Context, u *User, namespace, name string) (bool, error) {
+	for _, q := range [][2]string{{"", ""}, {namespace, ""}, {namespace, name}} {
+		if ok, err := cc.mayGetVirtualCluster(ctx, u, q[0], q[1]); ok || err != nil {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
+// reviewKey identifies a review's question: no two questions share one,
+// whatever their names hold.
+func reviewKey(u *User, namespace, name string) string {
+	parts := append([]string{u.Name, namespace, name}, u.Groups...)
+	for i, p := range parts {
+		parts[i] = strconv.Quote(p)
+	}
+	return strings.Join(parts, " ")
+}
+
+// maxReviews bounds the decisions a cluster's review cache holds, so many
 // users or names cannot grow it without limit.
 const maxReviews = 4096
 
-// remember caches a grant; cc.mu is held. When full, it drops expired
-// grants, and everything if that is not enough.
+// remember caches a decision; cc.mu is held. When full, it drops expired
+// decisions, and everything if that is not enough.
 func (cc *clusterConfig) remember(key string, r review) {
 	if len(cc.reviews) >= maxReviews {
 		for k, old := range cc.reviews {
@@ -255,14 +284,16 @@ func (s *Server) proxyVirtual(w http.ResponseWriter, r *http.Request, u *User, c
 		return
 	}
 	ok, err := cc.mayGetVirtualCluster(r.Context(), u, ns, name)
-	if err != nil {
+	switch {
+	case writeIfLimited(w, err):
+		return
+	case err != nil:
 		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "access review on cluster "+clusterName+": "+err.Error())
 		return
-	}
-	if !ok {
+	case !ok:
 		writeStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf(
-			"user %q may not use virtual cluster %s/%s in cluster %s: it needs permission to get virtualclusters.storage.loft.sh in namespace %s (a Role there or a ClusterRole)",
-			u.Name, ns, name, clusterName, ns))
+			"user %q may not use virtual cluster %s/%s in cluster %s: it needs permission to get virtualclusters.storage.loft.sh in namespace %s (a Role there or a ClusterRole; a new one counts within %s)",
+			u.Name, ns, name, clusterName, ns, shortDuration(recheckEvery)))
 		return
 	}
 	vc, b, err := cc.virtual(r.Context(), ns, name)

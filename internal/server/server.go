@@ -49,11 +49,19 @@ type Server struct {
 	// (kubeconfigs the UI hands out carry it).
 	caPEM []byte
 	ui    *ui
+	// limits bound what one user may spend; limiter holds their buckets.
+	limits       Limits
+	limiter      *limiter
+	keyCreations keyedMutex
 }
 
 // New connects to the management cluster and prepares the handlers; Run
-// serves them.
-func New(ctx context.Context, mgmtCfg *rest.Config, audit *slog.Logger) (*Server, error) {
+// serves them. Limits left zero get their defaults.
+func New(ctx context.Context, mgmtCfg *rest.Config, audit *slog.Logger, limits Limits) (*Server, error) {
+	limits = limits.complete()
+	if err := limits.Validate(); err != nil {
+		return nil, err
+	}
 	// Requests read cluster secrets here; the default 5 per second would
 	// queue them.
 	mgmtCfg = rest.CopyConfig(mgmtCfg)
@@ -76,6 +84,11 @@ func New(ctx context.Context, mgmtCfg *rest.Config, audit *slog.Logger) (*Server
 	}); err != nil {
 		return nil, err
 	}
+	if err := c.IndexField(ctx, &storagev1.AccessKey{}, keyUserIndex, func(o client.Object) []string {
+		return []string{o.(*storagev1.AccessKey).Spec.User}
+	}); err != nil {
+		return nil, err
+	}
 	mgmt, err := client.New(mgmtCfg, client.Options{Scheme: scheme})
 	if err != nil {
 		return nil, err
@@ -84,8 +97,9 @@ func New(ctx context.Context, mgmtCfg *rest.Config, audit *slog.Logger) (*Server
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{mgmt: mgmt, kube: kube, cache: c, audit: audit, mux: http.NewServeMux(), activity: newActivity(audit)}
-	s.clusters = &clusterConfigs{mgmt: mgmt, configs: map[string]*clusterConfig{}}
+	s := &Server{mgmt: mgmt, kube: kube, cache: c, audit: audit, mux: http.NewServeMux(), activity: newActivity(audit),
+		limits: limits, limiter: newLimiter(limits)}
+	s.clusters = &clusterConfigs{mgmt: mgmt, configs: map[string]*clusterConfig{}, limiter: s.limiter}
 	s.routes()
 	return s, nil
 }
@@ -265,6 +279,12 @@ func noteImpersonated(r *http.Request, as user.Info) {
 func (s *Server) authenticated(h func(w http.ResponseWriter, r *http.Request, u *User)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		u, err := s.authenticate(r.Context(), r)
+		// A bad key counts against the client's address and the key.
+		if token := bearerToken(r); errors.Is(err, errUnauthorized) && token != "" {
+			if writeIfLimited(w, s.limiter.failedLogin(r.RemoteAddr, token)) {
+				return
+			}
+		}
 		if err != nil {
 			reason := "a valid access key is required (Authorization: Bearer KEY); create one with 'sublet create accesskey'"
 			if !errors.Is(err, errUnauthorized) {
@@ -369,7 +389,11 @@ func (s *Server) listVirtualClusters(w http.ResponseWriter, r *http.Request, u *
 			continue
 		}
 		for _, vc := range vcs.Items {
-			if ok, _ := cc.mayGetVirtualCluster(r.Context(), u, vc.Namespace, vc.Name); ok {
+			ok, err := cc.mayList(r.Context(), u, vc.Namespace, vc.Name)
+			if writeIfLimited(w, err) {
+				return
+			}
+			if ok {
 				info := VirtualClusterInfo{Cluster: c.Name, Namespace: vc.Namespace, Name: vc.Name,
 					Phase: string(vc.Status.Phase), Version: vc.Status.KubernetesVersion, Created: vc.CreationTimestamp.UTC().Format(time.RFC3339)}
 				if vc.Spec.TemplateRef != nil {

@@ -18,7 +18,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -45,24 +44,9 @@ import (
 //go:embed ui
 var uiFiles embed.FS
 
-const (
-	sessionCookie = "sublet_session"
-	// sessionLifetime bounds a session; the key's own expiry bounds it too.
-	sessionLifetime = 12 * time.Hour
-	// maxSessions bounds the sessions kept; the oldest go first.
-	maxSessions = 10000
-	// downloadLifetime is how long a kubeconfig made on the Connect page
-	// can be downloaded.
-	downloadLifetime = 10 * time.Minute
-)
-
-type session struct {
-	id, key, csrf string
-	user          *User
-	expires       time.Time
-	mu            sync.Mutex
-	downloads     map[string]download // kubeconfigs to download, by id
-}
+// downloadLifetime is how long a kubeconfig made on the Connect page can
+// be downloaded.
+const downloadLifetime = 10 * time.Minute
 
 type download struct {
 	name    string
@@ -73,12 +57,11 @@ type download struct {
 type ui struct {
 	pages    map[string]*template.Template
 	static   http.Handler
-	mu       sync.Mutex
-	sessions map[string]*session
+	sessions *sessionStore
 }
 
-func newUI() (*ui, error) {
-	u := &ui{pages: map[string]*template.Template{}, sessions: map[string]*session{}}
+func newUI(sessionsPerUser int) (*ui, error) {
+	u := &ui{pages: map[string]*template.Template{}, sessions: newSessionStore(sessionsPerUser)}
 	funcs := template.FuncMap{"age": Age, "join": strings.Join}
 	pages, err := fs.Glob(uiFiles, "ui/*.html")
 	if err != nil {
@@ -104,7 +87,7 @@ func newUI() (*ui, error) {
 }
 
 func (s *Server) uiRoutes() {
-	u, err := newUI()
+	u, err := newUI(s.limits.SessionsPerUser)
 	if err != nil {
 		panic(err) // the embedded files are part of the binary
 	}
@@ -164,7 +147,7 @@ func (s *Server) render(w http.ResponseWriter, code int, name string, d pageData
 // the session's CSRF token.
 func (s *Server) page(h func(w http.ResponseWriter, r *http.Request, sess *session)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		sess := s.ui.session(r)
+		sess := s.ui.sessions.get(r)
 		if sess != nil {
 			if u, err := s.authenticateKey(r.Context(), sess.key); err == nil {
 				sess.user = u
@@ -172,7 +155,7 @@ func (s *Server) page(h func(w http.ResponseWriter, r *http.Request, sess *sessi
 					box.user = u
 				}
 			} else {
-				s.ui.drop(sess.id)
+				s.ui.sessions.drop(sess.id)
 				sess = nil
 			}
 		}
@@ -198,81 +181,6 @@ func randomToken() string {
 		panic(err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func (u *ui) session(r *http.Request) *session {
-	c, err := r.Cookie(sessionCookie)
-	if err != nil {
-		return nil
-	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	sess := u.sessions[c.Value]
-	if sess == nil || time.Now().After(sess.expires) {
-		delete(u.sessions, c.Value)
-		return nil
-	}
-	return sess
-}
-
-func (u *ui) drop(id string) {
-	u.mu.Lock()
-	delete(u.sessions, id)
-	u.mu.Unlock()
-}
-
-func (u *ui) add(sess *session) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if len(u.sessions) >= maxSessions {
-		var oldest *session
-		for _, s := range u.sessions {
-			if oldest == nil || s.expires.Before(oldest.expires) {
-				oldest = s
-			}
-		}
-		delete(u.sessions, oldest.id)
-	}
-	u.sessions[sess.id] = sess
-}
-
-func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
-	s.render(w, http.StatusOK, "login", pageData{Title: "Log in", Data: r.URL.Query().Get("next")})
-}
-
-func (s *Server) login(w http.ResponseWriter, r *http.Request) {
-	key := strings.TrimSpace(r.PostFormValue("key"))
-	next := r.PostFormValue("next")
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
-		next = "/"
-	}
-	u, err := s.authenticateKey(r.Context(), key)
-	if err != nil {
-		msg := "That access key is not valid: it is unknown, expired or revoked. Create one with 'sublet create accesskey'."
-		if !errors.Is(err, errUnauthorized) {
-			msg = "Logging in failed: " + err.Error()
-		}
-		s.render(w, http.StatusUnauthorized, "login", pageData{Title: "Log in", Error: msg, Data: next})
-		return
-	}
-	if box, ok := r.Context().Value(userHolder{}).(*userBox); ok {
-		box.user = u
-	}
-	expires := time.Now().Add(sessionLifetime)
-	if u.keyExpires != nil && u.keyExpires.Before(expires) {
-		expires = *u.keyExpires
-	}
-	sess := &session{id: randomToken(), key: key, csrf: randomToken(), user: u, expires: expires, downloads: map[string]download{}}
-	s.ui.add(sess)
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: sess.id, Path: "/", Expires: expires,
-		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
-	http.Redirect(w, r, next, http.StatusSeeOther)
-}
-
-func (s *Server) logout(w http.ResponseWriter, r *http.Request, sess *session) {
-	s.ui.drop(sess.id)
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
-	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
 // callError is an error reply of a call, with the API's message.

@@ -32,14 +32,16 @@ type platform struct {
 	agent                *testenv.Process
 }
 
-func startPlatform(t *testing.T) *platform {
+// startPlatform starts the platform; serverArgs are extra flags of
+// `sublet server`.
+func startPlatform(t *testing.T, serverArgs ...string) *platform {
 	t.Helper()
 	p := &platform{stateDir: t.TempDir(), cluster: "e2e-local"}
 	p.auditLog = filepath.Join(p.stateDir, "audit.log")
 	t.Cleanup(func() { killChildren(p.stateDir) })
 	p.agent = startAgent(t, p.stateDir)
-	srv, url, err := testenv.StartUntil(context.Background(), "Sublet server is running at ",
-		"server", "--kubeconfig", host.Kubeconfig, "--listen", "127.0.0.1:0", "--state-dir", p.stateDir, "--audit-log", p.auditLog)
+	srv, url, err := testenv.StartUntil(context.Background(), "Sublet server is running at ", append([]string{
+		"server", "--kubeconfig", host.Kubeconfig, "--listen", "127.0.0.1:0", "--state-dir", p.stateDir, "--audit-log", p.auditLog}, serverArgs...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,11 +99,19 @@ spec:
 // kubeconfig the CLI wrote.
 func (p *platform) useAsCLI(t *testing.T, key, ns, name string) string {
 	t.Helper()
+	kc := p.loginAsCLI(t, key)
+	sublet(t, "use", "vcluster", name, "--cluster", p.cluster, "--space", ns)
+	return kc
+}
+
+// loginAsCLI logs the CLI in with key, with a config and kubeconfig of the
+// test's own; it returns that kubeconfig's path.
+func (p *platform) loginAsCLI(t *testing.T, key string) string {
+	t.Helper()
 	dir := t.TempDir()
 	t.Setenv("SUBLET_CONFIG", filepath.Join(dir, "cli.json"))
 	t.Setenv("KUBECONFIG", filepath.Join(dir, "kubeconfig"))
 	sublet(t, "login", p.url, "--access-key", key, "--ca-file", p.caFile)
-	sublet(t, "use", "vcluster", name, "--cluster", p.cluster, "--space", ns)
 	return filepath.Join(dir, "kubeconfig")
 }
 
@@ -152,14 +162,19 @@ func (p *platform) get(t *testing.T, path, key string) int {
 // header names and values, and returns the status code and body.
 func (p *platform) getBody(t *testing.T, path, key string, headers ...string) (int, string) {
 	t.Helper()
-	ca, err := os.ReadFile(p.caFile)
+	resp, body := p.request(t, p.httpClient(t), http.MethodGet, path, key, nil, headers...)
+	return resp.StatusCode, body
+}
+
+// request sends method path with c, with key as bearer token (none if "")
+// and the given header names and values; it returns the response and its
+// body, read.
+func (p *platform) request(t *testing.T, c *http.Client, method, path, key string, body io.Reader, headers ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, p.url+path, body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca)
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 30 * time.Second}
-	req, _ := http.NewRequest(http.MethodGet, p.url+path, nil)
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
@@ -171,8 +186,20 @@ func (p *platform) getBody(t *testing.T, path, key string, headers ...string) (i
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	data, _ := io.ReadAll(resp.Body)
+	return resp, string(data)
+}
+
+// httpClient is a client that trusts the server's CA.
+func (p *platform) httpClient(t *testing.T) *http.Client {
+	t.Helper()
+	ca, err := os.ReadFile(p.caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 30 * time.Second}
 }
 
 // TestServerRBACGateAndIsolation: the seed's kubeconfig with an access key
