@@ -40,6 +40,9 @@ type Context struct {
 	// PodSecurity is the level every pod is checked against before it
 	// reaches the host; Run sets baseline if nil.
 	PodSecurity *PodSecurity
+	// Addresses, if set, learns from Run's host informers which IPs are
+	// the cluster's own host pods and services (for the egress guard).
+	Addresses *OwnedAddresses
 }
 
 // event records an event on virtual object obj, if there is a recorder.
