@@ -10,67 +10,23 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	apiserverapi "k8s.io/apiserver/pkg/apis/apiserver"
 	"k8s.io/apiserver/pkg/server/egressselector"
 	"k8s.io/klog/v2"
+
+	"github.com/sublet-dev/sublet/internal/testenv"
 )
 
-// target is a loopback listener that records who connects and echoes one
-// line back.
-type target struct {
-	l     net.Listener
-	conns chan net.Conn
+// echoLine answers one line with "echo LINE".
+func echoLine(c net.Conn) {
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	_, _ = c.Write([]byte("echo " + line))
 }
 
-func listenTarget(t *testing.T, ip string) *target {
-	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tg := &target{l: l, conns: make(chan net.Conn, 16)}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			tg.conns <- c
-			go func() {
-				line, _ := bufio.NewReader(c).ReadString('\n')
-				_, _ = c.Write([]byte("echo " + line))
-			}()
-		}
-	}()
-	t.Cleanup(func() { l.Close() })
-	return tg
-}
-
-func (tg *target) port() uint16 { return uint16(tg.l.Addr().(*net.TCPAddr).Port) }
-
-// untouched fails the test if anything but the test's own marker
-// connection reached tg: connections are accepted in order, so the marker,
-// made now, comes first unless someone connected earlier.
-func (tg *target) untouched(t *testing.T) {
-	t.Helper()
-	marker, err := net.Dial("tcp", tg.l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer marker.Close()
-	select {
-	case c := <-tg.conns:
-		if c.RemoteAddr().String() != marker.LocalAddr().String() {
-			t.Errorf("%s was connected to from %s despite the refusal", tg.l.Addr(), c.RemoteAddr())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the marker connection was never accepted")
-	}
-}
+func port(l *testenv.Listener) uint16 { return uint16(l.Port()) }
 
 // startGuard serves g on its own unix socket and returns the API server's
 // own egress dialer for it.
@@ -123,9 +79,9 @@ func echo(t *testing.T, conn net.Conn) string {
 }
 
 func TestGuardThroughTheAPIServersDialer(t *testing.T) {
-	kubelet := listenTarget(t, "127.0.0.1")
-	allowed := listenTarget(t, "127.0.0.2")
-	refused := listenTarget(t, "127.0.0.1")
+	kubelet := testenv.Listen(t, "127.0.0.1", echoLine)
+	allowed := testenv.Listen(t, "127.0.0.2", echoLine)
+	refused := testenv.Listen(t, "127.0.0.1", echoLine)
 	reg := prometheus.NewRegistry()
 	g := NewGuard(klog.Background(), reg)
 	var lookups atomic.Int32
@@ -142,12 +98,12 @@ func TestGuardThroughTheAPIServersDialer(t *testing.T) {
 		return nil, fmt.Errorf("no such host %s", host)
 	}
 	g.LocalAddrs = func() ([]netip.Addr, error) { return nil, nil }
-	g.SetKubelet(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), kubelet.port()))
+	g.SetKubelet(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port(kubelet)))
 	g.SetAllowedCIDRs([]netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")})
 	dial := startGuard(t, g)
 	ctx := context.Background()
 
-	for _, addr := range []string{kubelet.l.Addr().String(), allowed.l.Addr().String()} {
+	for _, addr := range []string{kubelet.Addr().String(), allowed.Addr().String()} {
 		conn, err := dial(ctx, "tcp", addr)
 		if err != nil {
 			t.Fatalf("dial %s: %v", addr, err)
@@ -157,7 +113,7 @@ func TestGuardThroughTheAPIServersDialer(t *testing.T) {
 		}
 	}
 	lookups.Store(0)
-	conn, err := dial(ctx, "tcp", fmt.Sprintf("allowed.example:%d", allowed.port()))
+	conn, err := dial(ctx, "tcp", fmt.Sprintf("allowed.example:%d", port(allowed)))
 	if err != nil {
 		t.Fatalf("dial allowed.example: %v", err)
 	}
@@ -168,7 +124,7 @@ func TestGuardThroughTheAPIServersDialer(t *testing.T) {
 		t.Errorf("allowed.example looked up %d times, want once (the checked address is dialed)", n)
 	}
 
-	refusedPort := refused.port()
+	refusedPort := port(refused)
 	for _, tc := range []struct{ addr, want string }{
 		{fmt.Sprintf("127.0.0.1:%d", refusedPort), fmt.Sprintf("egress to 127.0.0.1:%d refused: 127.0.0.1 is a loopback address, not a pod or service of this virtual cluster; an admin may allow it with isolation.egress.allowedCIDRs", refusedPort)},
 		{fmt.Sprintf("evil.example:%d", refusedPort), fmt.Sprintf("egress to evil.example:%d refused: 127.0.0.1 is a loopback address", refusedPort)},
@@ -187,29 +143,29 @@ func TestGuardThroughTheAPIServersDialer(t *testing.T) {
 			t.Errorf("dial %s: %v\nwant it to contain %q", tc.addr, err, tc.want)
 		}
 	}
-	refused.untouched(t)
+	refused.Untouched(t)
 	if n := testutil.ToFloat64(g.refused.WithLabelValues(ReasonLoopback)); n != 3 {
 		t.Errorf("sublet_egress_refused_total{reason=loopback} = %v, want 3", n)
 	}
 }
 
 func TestGuardWaitsForTheSyncer(t *testing.T) {
-	kubelet := listenTarget(t, "127.0.0.1")
+	kubelet := testenv.Listen(t, "127.0.0.1", echoLine)
 	g := NewGuard(klog.Background(), nil)
 	g.LocalAddrs = func() ([]netip.Addr, error) { return nil, nil }
 	dial := startGuard(t, g)
 	ctx := context.Background()
 	// A warm control plane: nothing is known, not even the kubelet proxy.
-	if conn, err := dial(ctx, "tcp", kubelet.l.Addr().String()); err == nil {
+	if conn, err := dial(ctx, "tcp", kubelet.Addr().String()); err == nil {
 		conn.Close()
 		t.Fatal("a guard told nothing let a dial through")
 	}
-	kubelet.untouched(t)
+	kubelet.Untouched(t)
 
 	owned := &fakeOwned{}
 	g.SetOwned(owned)
-	g.SetKubelet(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), kubelet.port()))
-	conn, err := dial(ctx, "tcp", kubelet.l.Addr().String())
+	g.SetKubelet(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port(kubelet)))
+	conn, err := dial(ctx, "tcp", kubelet.Addr().String())
 	if err != nil {
 		t.Fatalf("the kubelet proxy before the syncer synced: %v", err)
 	}

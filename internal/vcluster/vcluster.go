@@ -24,6 +24,7 @@ import (
 
 	"github.com/sublet-dev/sublet/internal/clusterdns"
 	"github.com/sublet-dev/sublet/internal/controlplane"
+	"github.com/sublet-dev/sublet/internal/egress"
 	"github.com/sublet-dev/sublet/internal/exitcode"
 	"github.com/sublet-dev/sublet/internal/kubeproxy"
 	"github.com/sublet-dev/sublet/internal/pathflag"
@@ -66,6 +67,10 @@ type Options struct {
 	// PodSecurityStandard is the level every pod is checked against
 	// before the syncer creates its host pod.
 	PodSecurityStandard string
+	// EgressAllowedCIDRs are what the virtual API server may dial beyond
+	// its own host pods and services and its kubelet proxy (see
+	// internal/egress).
+	EgressAllowedCIDRs []string
 	// AwaitAssignment, if set, makes a warm control plane: it starts with
 	// no virtual cluster of its own and waits for this file to name one
 	// (see assign.go). Needs ServiceCIDR.
@@ -99,6 +104,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.KubeconfigSecret, "kubeconfig-secret", o.KubeconfigSecret, "Host secret (in --host-namespace) to write the admin kubeconfig to, key config; for runtimes where the data dir is not reachable.")
 	fs.StringVar(&o.KubeconfigServer, "kubeconfig-server", o.KubeconfigServer, "Server URL in the --kubeconfig-secret kubeconfig, e.g. https://NAME.NAMESPACE.svc:443; its host is added to the certificate.")
 	fs.StringVar(&o.PodSecurityStandard, "pod-security-standard", o.PodSecurityStandard, "Pod Security Standard every pod must meet before it runs on the host: privileged, baseline or restricted. Namespace labels in the virtual cluster cannot lower it.")
+	fs.StringSliceVar(&o.EgressAllowedCIDRs, "egress-allowed-cidrs", o.EgressAllowedCIDRs, "CIDRs the virtual API server may also dial for webhooks, aggregated APIs and node proxying (comma list, e.g. 10.20.0.0/16), beyond the cluster's own host pods and services; everything else is refused. Loopback, link-local and this machine's own addresses open only to a CIDR inside them (127.0.0.1/32), never to 0.0.0.0/0.")
 	pathflag.Var(fs, &o.AwaitAssignment, "await-assignment", o.AwaitAssignment, "Start the control plane with no virtual cluster and wait until this file names one (a warm pool member; the agent writes it).")
 	_ = fs.MarkHidden("await-assignment")
 	if f := fs.Lookup("service-cidr"); f != nil {
@@ -201,6 +207,9 @@ func (o *Options) validateLocal() error {
 			errs = append(errs, fmt.Errorf("--dns-listen %q is not HOST:PORT (example: 10.0.0.5:1053)", o.DNSListen))
 		}
 	}
+	if _, err := egress.ParseCIDRs(o.EgressAllowedCIDRs); err != nil {
+		errs = append(errs, fmt.Errorf("--egress-allowed-cidrs: %w", err))
+	}
 	if o.PodDNS != "" && net.ParseIP(o.PodDNS) == nil {
 		errs = append(errs, fmt.Errorf("--pod-dns %q is not an IP address", o.PodDNS))
 	}
@@ -263,9 +272,14 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 	cp.WrapAPIHandler(redirect.Wrap)
 	ctx, fail := context.WithCancelCause(ctx)
 	defer fail(nil)
-	err := cp.Run(ctx, func(info controlplane.Info) error {
+	guard, err := startEgressGuard(ctx, cp, o, log, reg, fail)
+	if err != nil {
+		return err
+	}
+	defer guard.socket.Close()
+	err = cp.Run(ctx, func(info controlplane.Info) error {
 		if o.AwaitAssignment == "" {
-			return o.startSyncing(ctx, cp, hostCfg, info, redirect, metrics, log, ready)
+			return o.startSyncing(ctx, cp, hostCfg, info, redirect, guard.Guard, metrics, log, ready)
 		}
 		// The control plane keeps running (and is watched) while it waits.
 		go func() {
@@ -277,7 +291,7 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 				}
 				var hostCfg *rest.Config
 				if hostCfg, err = o.checkHost(ctx); err == nil {
-					err = o.startSyncing(ctx, cp, hostCfg, info, redirect, metrics, log, ready)
+					err = o.startSyncing(ctx, cp, hostCfg, info, redirect, guard.Guard, metrics, log, ready)
 				}
 			}
 			if err != nil && ctx.Err() == nil {
@@ -317,9 +331,10 @@ func (o *Options) checkHost(ctx context.Context) (*rest.Config, error) {
 
 // startSyncing starts what connects the running control plane to its host
 // namespace (checked with checkHost, which gave hostCfg): DNS, the
-// kubeconfig Secret, the kubelet proxy, the syncer.
+// kubeconfig Secret, the kubelet proxy, the syncer; and tells the egress
+// guard what they make reachable.
 func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane, hostCfg *rest.Config, info controlplane.Info,
-	redirect *syncer.ProxyRedirect, metrics *syncer.Metrics, log klog.Logger, ready func(Info) error) error {
+	redirect *syncer.ProxyRedirect, guard *egress.Guard, metrics *syncer.Metrics, log klog.Logger, ready func(Info) error) error {
 	selected, err := syncer.Selection(o.Sync, o.DisableSync)
 	if err != nil {
 		return err
@@ -369,6 +384,9 @@ func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane
 		return err
 	}
 	sctx.Kubelet = kubelet
+	if err := allowEgress(guard, o, sctx, kubelet); err != nil {
+		return err
+	}
 	redirect.Start(sctx, hostAPI)
 	go func() {
 		if err := syncer.Run(ctx, sctx, selected, metrics); err != nil {
