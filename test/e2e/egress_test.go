@@ -245,3 +245,16 @@ func TestEgressAllowedCIDRsReachWebhook(t *testing.T) {
 		t.Errorf("the webhook saw %v, want the last request to be for configmap allowed", seen)
 	}
 }
+
+// TestEgressAllowedCIDRsBadInput: a CIDR the guard cannot read stops the
+// runtime before it starts, naming the flag and the fix.
+func TestEgressAllowedCIDRsBadInput(t *testing.T) {
+	needHost(t)
+	for bad, want := range map[string]string{
+		"10.0.0.1":    "write 10.0.0.1/32",
+		"10.0.0.0/33": "is not a CIDR (example: 10.20.0.0/16)",
+	} {
+		failFast(t, []string{"--egress-allowed-cidrs", want},
+			"vcluster", "run", "--name", "x", "--host-kubeconfig", host.Kubeconfig, "--host-namespace", "default", "--egress-allowed-cidrs", bad, "--data-dir", t.TempDir())
+	}
+}
