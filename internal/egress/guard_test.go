@@ -203,3 +203,43 @@ func TestListenFitsLongTempDirs(t *testing.T) {
 		t.Errorf("socket directory mode %v, want 0700", fi.Mode().Perm())
 	}
 }
+
+// TestListenRemovesDeadSockets: a guard killed before it could clean up
+// leaves a directory with a socket no one listens on; the next Listen
+// removes it and leaves a live guard's socket alone.
+func TestListenRemovesDeadSockets(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	live, err := Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	dead, err := os.MkdirTemp("", socketDirPattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: dead + "/proxy.sock", Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false) // as if the process had been killed
+	l.Close()
+	starting, err := os.MkdirTemp("", socketDirPattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	next, err := Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Errorf("the dead guard's directory %s is still there: %v", dead, err)
+	}
+	for _, dir := range []string{live.dir, starting} {
+		if _, err := os.Stat(dir); err != nil {
+			t.Errorf("%s was removed: %v", dir, err)
+		}
+	}
+}
