@@ -49,6 +49,8 @@ type ControlPlane struct {
 	lock *os.File
 	logs io.Writer
 	wrap func(http.Handler) http.Handler
+	// egressSocket is the egress guard's socket (see SetEgressProxy).
+	egressSocket string
 }
 
 // WrapAPIHandler makes wrap see every request the API server serves,
@@ -162,6 +164,9 @@ func (cp *ControlPlane) Run(ctx context.Context, ready func(Info) error) error {
 	// Components stop in reverse order of start, each with its own context.
 	apiCtx, stopAPI := context.WithCancel(context.Background())
 	defer stopAPI()
+	if err := cp.writeEgressSelectorConfig(); err != nil {
+		return err
+	}
 	apiDone := make(chan error, 1)
 	served = true
 	go func() {
@@ -302,6 +307,9 @@ func (cp *ControlPlane) apiserverArgs(storeURL string, port int) []string {
 	}
 	if cp.opts.Mode == ModeVirtual {
 		args = append(args, "--watch-cache-sizes="+strings.Join(uncachedResources, ","))
+	}
+	if cp.egressProxied() {
+		args = append(args, "--egress-selector-config-file="+cp.dir.egressSelectorConfig())
 	}
 	return append(args, cp.opts.ExtraAPIServerArgs...)
 }

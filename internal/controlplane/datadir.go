@@ -55,6 +55,9 @@ func (d dataDir) etcd() string            { return d.path("etcd") }
 func (d dataDir) sqlite() string          { return d.path("db", "state.db") }
 func (d dataDir) logs() string            { return d.path("logs") }
 func (d dataDir) AdminKubeconfig() string { return d.path("admin.kubeconfig") }
+func (d dataDir) egressSelectorConfig() string {
+	return d.path("components", "egress-selector.json")
+}
 func (d dataDir) componentKubeconfig(n string) string {
 	return d.path("components", n+".kubeconfig")
 }

@@ -45,6 +45,9 @@ type Context struct {
 	// (service types, endpoint addresses, ingress hosts, annotations,
 	// tolerations); its zero value is the safe default.
 	Policy isolation.Policy
+	// Addresses, if set, learns from Run's host informers which IPs are
+	// the cluster's own host pods and services (for the egress guard).
+	Addresses *OwnedAddresses
 }
 
 // event records an event on virtual object obj, if there is a recorder.

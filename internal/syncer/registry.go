@@ -92,6 +92,11 @@ func Run(ctx context.Context, sctx *Context, selected map[string]bool, m *Metric
 		}
 		sctx.PodSecurity = ps
 	}
+	if sctx.Addresses != nil {
+		if err := sctx.Addresses.watch(sctx.Translator, hf); err != nil {
+			return err
+		}
+	}
 	runs := []Runnable{newNamespaceLabeler(sctx, vf)}
 	impl := syncers()
 	for _, k := range kinds.All() {

@@ -466,7 +466,13 @@ func (e *Effective) RunArgs() []string {
 	if pss := e.Values.Isolation.PodSecurityStandard; pss != "" {
 		args = append(args, "--pod-security-standard="+pss)
 	}
-	if p := e.Values.Isolation.Policy; !p.IsZero() {
+	// The egress guard reads its own flag; the syncer the rest.
+	p := e.Values.Isolation.Policy
+	if cidrs := p.Egress.AllowedCIDRs; len(cidrs) > 0 {
+		args = append(args, "--egress-allowed-cidrs="+strings.Join(cidrs, ","))
+	}
+	p.Egress = isolation.EgressPolicy{}
+	if !p.IsZero() {
 		args = append(args, "--isolation-policy="+p.String())
 	}
 	var enable, disable []string

@@ -217,13 +217,15 @@ func TestLooserThan(t *testing.T) {
 }
 
 func TestRunArgsIsolationPolicy(t *testing.T) {
-	e, err := Merge(Layer{Source: "test", YAML: "isolation:\n  services:\n    allowNodePort: true\n  pods:\n    nodeSelector: {pool: tenants}\n"})
+	e, err := Merge(Layer{Source: "test", YAML: "isolation:\n  services:\n    allowNodePort: true\n  pods:\n    nodeSelector: {pool: tenants}\n  egress:\n    allowedCIDRs: [10.20.0.0/16, 127.0.0.1/32]\n"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `--isolation-policy={"services":{"allowNodePort":true},"pods":{"nodeSelector":{"pool":"tenants"}}}`
-	if args := strings.Join(e.RunArgs(), " "); !strings.Contains(args, want) {
-		t.Errorf("run args %s, want %s", args, want)
+	for _, want := range []string{`--isolation-policy={"services":{"allowNodePort":true},"pods":{"nodeSelector":{"pool":"tenants"}}}`,
+		"--egress-allowed-cidrs=10.20.0.0/16,127.0.0.1/32"} {
+		if args := strings.Join(e.RunArgs(), " "); !strings.Contains(args, want) {
+			t.Errorf("run args %s, want %s", args, want)
+		}
 	}
 	if _, err := Merge(Layer{Source: "test", YAML: "isolation:\n  ingresses:\n    allowedHosts: [\"a.*.com\"]\n"}); err == nil || !strings.Contains(err.Error(), "isolation.ingresses.allowedHosts[0]") {
 		t.Errorf("a bad host pattern: %v", err)

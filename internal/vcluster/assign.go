@@ -24,12 +24,13 @@ import (
 // syncer, DNS or kubelet proxy and holds no host credentials until the
 // agent writes FILE: the `vcluster run` arguments of the virtual cluster it
 // becomes, one per line. Only AssignableFlags may appear there: they place
-// the cluster in the host and configure the syncer, never the control
-// plane, so a warm control plane taken by a virtual cluster is the one a
-// fresh start with the same arguments would have made.
+// the cluster in the host and configure the syncer and the egress guard,
+// never the control plane, so a warm control plane taken by a virtual
+// cluster is the one a fresh start with the same arguments would have
+// made. Until then its egress guard refuses every dial.
 
 // AssignableFlags are the `vcluster run` flags an assignment may set.
-var AssignableFlags = []string{"name", "host-namespace", "host-kubeconfig", "sync", "disable-sync-resources", "pod-security-standard", "isolation-policy"}
+var AssignableFlags = []string{"name", "host-namespace", "host-kubeconfig", "sync", "disable-sync-resources", "pod-security-standard", "isolation-policy", "egress-allowed-cidrs"}
 
 // awaitAssignment blocks until o.AwaitAssignment exists, then applies it.
 func (o *Options) awaitAssignment(ctx context.Context, log klog.Logger) error {

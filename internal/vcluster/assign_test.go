@@ -17,10 +17,12 @@ func TestAssign(t *testing.T) {
 	if err := o.validateLocal(); err != nil {
 		t.Fatalf("a warm control plane needs no name yet: %v", err)
 	}
-	if err := o.assign([]string{"--name=demo", "--host-namespace=team-a", "--host-kubeconfig=/pool/x/host.kubeconfig", "--sync=poddisruptionbudgets", "--pod-security-standard=restricted"}); err != nil {
+	if err := o.assign([]string{"--name=demo", "--host-namespace=team-a", "--host-kubeconfig=/pool/x/host.kubeconfig", "--sync=poddisruptionbudgets", "--pod-security-standard=restricted",
+		"--egress-allowed-cidrs=10.20.0.0/16,127.0.0.1/32"}); err != nil {
 		t.Fatal(err)
 	}
-	if o.Name != "demo" || o.HostNamespace != "team-a" || o.HostKubeconfig != "/pool/x/host.kubeconfig" || o.PodSecurityStandard != "restricted" || len(o.Sync) != 1 {
+	if o.Name != "demo" || o.HostNamespace != "team-a" || o.HostKubeconfig != "/pool/x/host.kubeconfig" || o.PodSecurityStandard != "restricted" || len(o.Sync) != 1 ||
+		strings.Join(o.EgressAllowedCIDRs, ",") != "10.20.0.0/16,127.0.0.1/32" {
 		t.Errorf("assigned options: %+v", o)
 	}
 	for _, args := range [][]string{
@@ -30,6 +32,7 @@ func TestAssign(t *testing.T) {
 		{"--name=demo", "--host-namespace=team-a", "extra"},
 		{"--name=demo", "--host-namespace=team-a", "--no-such-flag"},
 		{"--name=Demo!", "--host-namespace=team-a"},
+		{"--name=demo", "--host-namespace=team-a", "--egress-allowed-cidrs=10.20.0.0"},
 		{"--host-namespace=team-a"}, // no name
 	} {
 		o := NewOptions()

@@ -24,6 +24,7 @@ import (
 
 	"github.com/sublet-dev/sublet/internal/clusterdns"
 	"github.com/sublet-dev/sublet/internal/controlplane"
+	"github.com/sublet-dev/sublet/internal/egress"
 	"github.com/sublet-dev/sublet/internal/exitcode"
 	"github.com/sublet-dev/sublet/internal/isolation"
 	"github.com/sublet-dev/sublet/internal/kubeproxy"
@@ -70,6 +71,10 @@ type Options struct {
 	// IsolationPolicy is what else the syncer enforces on what reaches the
 	// host (isolation.Policy as JSON; values' isolation section).
 	IsolationPolicy string
+	// EgressAllowedCIDRs are what the virtual API server may dial beyond
+	// its own host pods and services and its kubelet proxy (see
+	// internal/egress).
+	EgressAllowedCIDRs []string
 	// AwaitAssignment, if set, makes a warm control plane: it starts with
 	// no virtual cluster of its own and waits for this file to name one
 	// (see assign.go). Needs ServiceCIDR.
@@ -102,8 +107,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.DNSListen, "dns-listen", o.DNSListen, "HOST:PORT the virtual cluster's DNS answers on, UDP and TCP (SVC.NS.svc.cluster.local and the rest of the cluster's names; other names go to the host's resolvers); default: a free port on --bind-address.")
 	fs.StringVar(&o.KubeconfigSecret, "kubeconfig-secret", o.KubeconfigSecret, "Host secret (in --host-namespace) to write the admin kubeconfig to, key config; for runtimes where the data dir is not reachable.")
 	fs.StringVar(&o.KubeconfigServer, "kubeconfig-server", o.KubeconfigServer, "Server URL in the --kubeconfig-secret kubeconfig, e.g. https://NAME.NAMESPACE.svc:443; its host is added to the certificate.")
-	fs.StringVar(&o.IsolationPolicy, "isolation-policy", o.IsolationPolicy, "What tenants' objects may carry to the host beyond Pod Security, as JSON of the values' isolation keys services, endpoints, ingresses, pods and egress (the README's values reference); default: the safe policy (no load balancers, node ports or externalIPs, endpoints only to the cluster's own pods, no host-affecting annotations or tolerations).")
+	fs.StringVar(&o.IsolationPolicy, "isolation-policy", o.IsolationPolicy, "What tenants' objects may carry to the host beyond Pod Security, as JSON of the values' isolation keys services, endpoints, ingresses and pods (the README's values reference; egress is --egress-allowed-cidrs); default: the safe policy (no load balancers, node ports or externalIPs, endpoints only to the cluster's own pods, no host-affecting annotations or tolerations).")
 	fs.StringVar(&o.PodSecurityStandard, "pod-security-standard", o.PodSecurityStandard, "Pod Security Standard every pod must meet before it runs on the host: privileged, baseline or restricted. Namespace labels in the virtual cluster cannot lower it.")
+	fs.StringSliceVar(&o.EgressAllowedCIDRs, "egress-allowed-cidrs", o.EgressAllowedCIDRs, "CIDRs the virtual API server may also dial for webhooks, aggregated APIs and node proxying (comma list, e.g. 10.20.0.0/16), beyond the cluster's own host pods and services; everything else is refused. Loopback, link-local and this machine's own addresses open only to a CIDR inside them (127.0.0.1/32), never to 0.0.0.0/0.")
 	pathflag.Var(fs, &o.AwaitAssignment, "await-assignment", o.AwaitAssignment, "Start the control plane with no virtual cluster and wait until this file names one (a warm pool member; the agent writes it).")
 	_ = fs.MarkHidden("await-assignment")
 	if f := fs.Lookup("service-cidr"); f != nil {
@@ -201,13 +207,18 @@ func (o *Options) validateLocal() error {
 	if _, err := syncer.NewPodSecurity(o.PodSecurityStandard); err != nil {
 		errs = append(errs, fmt.Errorf("--pod-security-standard: %w", err))
 	}
-	if _, err := isolation.Parse(o.IsolationPolicy); err != nil {
+	if p, err := isolation.Parse(o.IsolationPolicy); err != nil {
 		errs = append(errs, fmt.Errorf("--isolation-policy: %w", err))
+	} else if len(p.Egress.AllowedCIDRs) > 0 {
+		errs = append(errs, errors.New("--isolation-policy: egress.allowedCIDRs goes in --egress-allowed-cidrs, which the egress guard reads"))
 	}
 	if o.DNSListen != "" {
 		if _, _, err := net.SplitHostPort(o.DNSListen); err != nil {
 			errs = append(errs, fmt.Errorf("--dns-listen %q is not HOST:PORT (example: 10.0.0.5:1053)", o.DNSListen))
 		}
+	}
+	if _, err := egress.ParseCIDRs(o.EgressAllowedCIDRs); err != nil {
+		errs = append(errs, fmt.Errorf("--egress-allowed-cidrs: %w", err))
 	}
 	if o.PodDNS != "" && net.ParseIP(o.PodDNS) == nil {
 		errs = append(errs, fmt.Errorf("--pod-dns %q is not an IP address", o.PodDNS))
@@ -271,9 +282,14 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 	cp.WrapAPIHandler(redirect.Wrap)
 	ctx, fail := context.WithCancelCause(ctx)
 	defer fail(nil)
-	err := cp.Run(ctx, func(info controlplane.Info) error {
+	guard, err := startEgressGuard(ctx, cp, o, log, reg, fail)
+	if err != nil {
+		return err
+	}
+	defer guard.socket.Close()
+	err = cp.Run(ctx, func(info controlplane.Info) error {
 		if o.AwaitAssignment == "" {
-			return o.startSyncing(ctx, cp, hostCfg, info, redirect, metrics, log, ready)
+			return o.startSyncing(ctx, cp, hostCfg, info, redirect, guard.Guard, metrics, log, ready)
 		}
 		// The control plane keeps running (and is watched) while it waits.
 		go func() {
@@ -285,7 +301,7 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 				}
 				var hostCfg *rest.Config
 				if hostCfg, err = o.checkHost(ctx); err == nil {
-					err = o.startSyncing(ctx, cp, hostCfg, info, redirect, metrics, log, ready)
+					err = o.startSyncing(ctx, cp, hostCfg, info, redirect, guard.Guard, metrics, log, ready)
 				}
 			}
 			if err != nil && ctx.Err() == nil {
@@ -325,9 +341,10 @@ func (o *Options) checkHost(ctx context.Context) (*rest.Config, error) {
 
 // startSyncing starts what connects the running control plane to its host
 // namespace (checked with checkHost, which gave hostCfg): DNS, the
-// kubeconfig Secret, the kubelet proxy, the syncer.
+// kubeconfig Secret, the kubelet proxy, the syncer; and tells the egress
+// guard what they make reachable.
 func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane, hostCfg *rest.Config, info controlplane.Info,
-	redirect *syncer.ProxyRedirect, metrics *syncer.Metrics, log klog.Logger, ready func(Info) error) error {
+	redirect *syncer.ProxyRedirect, guard *egress.Guard, metrics *syncer.Metrics, log klog.Logger, ready func(Info) error) error {
 	selected, err := syncer.Selection(o.Sync, o.DisableSync)
 	if err != nil {
 		return err
@@ -382,6 +399,9 @@ func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane
 		return err
 	}
 	sctx.Kubelet = kubelet
+	if err := allowEgress(guard, o, sctx, kubelet); err != nil {
+		return err
+	}
 	redirect.Start(sctx, hostAPI)
 	go func() {
 		if err := syncer.Run(ctx, sctx, selected, metrics); err != nil {

@@ -149,6 +149,17 @@ func TestIsolationTeam(t *testing.T) {
 	}
 	teamAttacksOnHostObjects(t, tm, main)
 
+	// A webhook the team points at the machine: the virtual API server
+	// dials it only through the egress guard, which refuses; the listener
+	// is never reached.
+	target := testenv.Listen(t, "127.0.0.1", nil)
+	addr := fmt.Sprintf("127.0.0.1:%d", target.Port())
+	kubectl(t, tm.kubeconfig, probeWebhook("team-probe", "{url: \"https://"+addr+"/validate\"}"), "apply", "-f", "-")
+	if err := createProbes(t, main, refusal(addr)); err == nil || !strings.Contains(err.Error(), "isolation.egress.allowedCIDRs") {
+		t.Errorf("a configmap create under the team's webhook: %v, want the egress guard's refusal", err)
+	}
+	target.Untouched(t)
+
 	// Positive control: with `use` granted, the template runs privileged
 	// pods on the host.
 	// kubectl create role refuses a verb discovery does not list: a manifest.
