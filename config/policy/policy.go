@@ -1,7 +1,8 @@
 // Package policy embeds the admission policies Sublet installs on a host
 // cluster beside its CRDs: today the ValidatingAdmissionPolicy that lets
 // only those allowed the `use` verb on a template that loosens isolation
-// create VirtualClusters with it. The YAML files also work with a plain
+// create VirtualClusters with it. Its parameter is ConfigMap
+// TemplateIsolation in the platform's namespace, which the agent keeps. The YAML files also work with a plain
 // `kubectl apply -f config/policy`; the platform chart ships the same
 // files (hack/verify-chart-crds.sh checks they match).
 package policy
@@ -15,10 +16,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"strings"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -79,8 +84,32 @@ func Objects() ([]*admissionregistrationv1.ValidatingAdmissionPolicy, []*admissi
 	return policies, bindings, nil
 }
 
-// Install creates or updates the embedded policies and their bindings.
-func Install(ctx context.Context, cfg *rest.Config) error {
+// The policy's parameter: ConfigMap TemplateIsolation in the platform's
+// namespace (DefaultNamespace unless the agent is told another), one key
+// per template, "true" if it loosens isolation, "false" if not.
+const (
+	TemplateIsolation = "sublet-template-isolation"
+	DefaultNamespace  = "sublet-system"
+)
+
+// EnsureParameter creates namespace ns and the policy's parameter in it if
+// they are missing; it never changes an existing one.
+func EnsureParameter(ctx context.Context, cs kubernetes.Interface, ns string) error {
+	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) && !apierrors.IsForbidden(err) {
+		return fmt.Errorf("create namespace %s for the admission policy's parameter: %w", ns, err)
+	}
+	_, err = cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: TemplateIsolation}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create ConfigMap %s/%s, the admission policy's parameter: %w", ns, TemplateIsolation, err)
+	}
+	return nil
+}
+
+// Install creates or updates the embedded policies and their bindings, the
+// bindings' parameter in namespace ns, and waits until the API server
+// enforces them.
+func Install(ctx context.Context, cfg *rest.Config, ns string) error {
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
@@ -88,6 +117,14 @@ func Install(ctx context.Context, cfg *rest.Config) error {
 	policies, bindings, err := Objects()
 	if err != nil {
 		return err
+	}
+	if err := EnsureParameter(ctx, cs, ns); err != nil {
+		return err
+	}
+	for _, b := range bindings {
+		if b.Spec.ParamRef != nil {
+			b.Spec.ParamRef.Namespace = ns
+		}
 	}
 	api := cs.AdmissionregistrationV1()
 	for _, p := range policies {
@@ -115,6 +152,24 @@ func Install(ctx context.Context, cfg *rest.Config) error {
 		if err != nil {
 			return fmt.Errorf("install ValidatingAdmissionPolicyBinding %s (or run with --install-crds=false after kubectl apply -f config/policy): %w", b.Name, err)
 		}
+	}
+	return waitInForce(ctx, cs)
+}
+
+// waitInForce waits until the API server enforces the policies: it takes
+// up new policies and bindings asynchronously, and a binding whose
+// parameter it has not seen yet refuses every VirtualCluster (the policies
+// fail closed). A server-side dry run of a VirtualCluster create tells.
+func waitInForce(ctx context.Context, cs kubernetes.Interface) error {
+	probe := []byte(`{"apiVersion":"storage.loft.sh/v1","kind":"VirtualCluster","metadata":{"generateName":"sublet-policy-probe-","namespace":"default"}}`)
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		last = cs.CoreV1().RESTClient().Post().AbsPath("/apis/storage.loft.sh/v1/namespaces/default/virtualclusters").
+			Param("dryRun", metav1.DryRunAll).SetHeader("Content-Type", "application/json").Body(probe).Do(ctx).Error()
+		return last == nil || !strings.Contains(last.Error(), "failed to configure") && !strings.Contains(last.Error(), "no params found"), nil
+	})
+	if err != nil {
+		return fmt.Errorf("the admission policies are not in force after a minute: %v", last)
 	}
 	return nil
 }

@@ -45,6 +45,9 @@ type Options struct {
 	LeaderElectionNamespace string
 	MetricsAddr             string
 	DefaultTemplate         string
+	// PolicyNamespace holds the admission policy's parameter, the list of
+	// templates that loosen isolation, which the agent keeps.
+	PolicyNamespace string
 	// Binary is the sublet binary children run; default this executable.
 	Binary string
 	// Image is the sublet image of the pod runtime; default the chart's.
@@ -64,6 +67,7 @@ func NewOptions() *Options {
 		LeaderElect:             true,
 		LeaderElectionNamespace: "kube-system",
 		MetricsAddr:             "127.0.0.1:9464",
+		PolicyNamespace:         policy.DefaultNamespace,
 	}
 }
 
@@ -72,10 +76,11 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	pathflag.Var(fs, &o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Kubeconfig of the host cluster; default: in-cluster credentials.")
 	pathflag.Var(fs, &o.StateDir, "state-dir", o.StateDir, "Directory for the process runtime's virtual clusters (data, logs, credentials).")
 	fs.StringVar(&o.Runtime, "runtime", o.Runtime, "How virtual clusters run: process (children of the agent, the local default) or pod.")
-	fs.BoolVar(&o.InstallCRDs, "install-crds", o.InstallCRDs, "Create or upgrade the storage.loft.sh CRDs at start; false where an admin applies config/crd.")
+	fs.BoolVar(&o.InstallCRDs, "install-crds", o.InstallCRDs, "Create or upgrade the storage.loft.sh CRDs and the admission policy at start; false where an admin applies config/crd and config/policy (or the chart does).")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "Run only while holding the leader lease, so agents can run replicated.")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", o.LeaderElectionNamespace, "Namespace of the leader lease.")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "Address of the Prometheus /metrics endpoint; 0 turns it off.")
+	fs.StringVar(&o.PolicyNamespace, "policy-namespace", o.PolicyNamespace, "Namespace of ConfigMap "+policy.TemplateIsolation+", which the agent keeps for the admission policy of config/policy: the templates that loosen isolation.")
 	fs.StringVar(&o.DefaultTemplate, "default-template", o.DefaultTemplate, "VirtualClusterTemplate whose values every virtual cluster starts from.")
 	fs.IntVar(&o.WarmPool, "warm-pool", o.WarmPool, "Keep this many control planes started and unassigned (process runtime): a new virtual cluster whose values leave the control plane as default (no Kubernetes version, datastore or API server arguments) takes one and is ready in about a second. Each costs an idle control plane's memory and CPU.")
 	fs.StringVar(&o.Image, "image", o.Image, "Image (REPO:TAG) the pod runtime runs; default the chart's, built from the repository's Dockerfile.")
@@ -124,7 +129,7 @@ func Run(ctx context.Context, o Options, log klog.Logger, started func()) error 
 		if err := crd.Install(ctx, cfg); err != nil {
 			return err
 		}
-		if err := policy.Install(ctx, cfg); err != nil {
+		if err := policy.Install(ctx, cfg, o.PolicyNamespace); err != nil {
 			return err
 		}
 		log.Info("CRDs and admission policies installed", "group", storagev1.GroupVersion.Group)
@@ -198,7 +203,10 @@ func Run(ctx context.Context, o Options, log klog.Logger, started func()) error 
 	if err != nil {
 		return err
 	}
-	labeler := &templateLabeler{client: mgr.GetClient()}
+	if err := policy.EnsureParameter(ctx, host, o.PolicyNamespace); err != nil {
+		return err
+	}
+	labeler := &templateLabeler{client: mgr.GetClient(), configMaps: host.CoreV1().ConfigMaps(o.PolicyNamespace)}
 	err = ctrl.NewControllerManagedBy(mgr).
 		For(&storagev1.VirtualClusterTemplate{}).
 		Named("virtualclustertemplate").

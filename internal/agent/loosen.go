@@ -6,9 +6,14 @@ import (
 	"sort"
 	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/config/policy"
 	"github.com/sublet-dev/sublet/internal/isolation"
 	"github.com/sublet-dev/sublet/internal/values"
 )
@@ -18,8 +23,8 @@ import (
 // values (written by whoever may create one in its namespace) may tighten
 // every isolation setting they give and loosen none. Using a template that
 // loosens isolation needs the `use` verb on it, checked at admission by the
-// ValidatingAdmissionPolicy of config/policy (it reads the template's
-// LabelLoosensIsolation, which templateLabeler keeps).
+// ValidatingAdmissionPolicy of config/policy (it reads whether the template
+// loosens isolation from a ConfigMap templateLabeler keeps).
 
 // ReasonLoosensIsolation is the condition and event reason of a
 // VirtualCluster refused because it loosens isolation.
@@ -136,17 +141,26 @@ func templateLoosens(t *storagev1.VirtualClusterTemplate) bool {
 	return len(own.Values.Isolation.LooserThan(defaults.Values.Isolation, isolation.Vars{})) > 0
 }
 
-// templateLabeler keeps LabelLoosensIsolation on every template.
+// templateLabeler keeps, for every template, LabelLoosensIsolation on it
+// and its entry in the admission policy's parameter (ConfigMap
+// policy.TemplateIsolation): "true" if it loosens isolation, else "false".
 type templateLabeler struct {
-	client client.Client
+	client     client.Client
+	configMaps typedcorev1.ConfigMapInterface
 }
 
 func (l *templateLabeler) label(ctx context.Context, name string) error {
 	t := &storagev1.VirtualClusterTemplate{}
 	if err := l.client.Get(ctx, client.ObjectKey{Name: name}, t); err != nil {
-		return client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) {
+			return l.record(ctx, name, "")
+		}
+		return err
 	}
 	want := fmt.Sprint(templateLoosens(t))
+	if err := l.record(ctx, name, want); err != nil {
+		return err
+	}
 	if t.Labels[storagev1.LabelLoosensIsolation] == want {
 		return nil
 	}
@@ -159,4 +173,30 @@ func (l *templateLabeler) label(ctx context.Context, name string) error {
 		return fmt.Errorf("label template %s %s=%s: %w", name, storagev1.LabelLoosensIsolation, want, err)
 	}
 	return nil
+}
+
+// record sets template name's entry in the policy's parameter ("" removes
+// it: a template not listed counts as loosening).
+func (l *templateLabeler) record(ctx context.Context, name, loosens string) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cm, err := l.configMaps.Get(ctx, policy.TemplateIsolation, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("read the admission policy's parameter: %w", err)
+		}
+		if have, ok := cm.Data[name]; ok == (loosens != "") && have == loosens {
+			return nil
+		}
+		if loosens == "" {
+			delete(cm.Data, name)
+		} else {
+			if cm.Data == nil {
+				cm.Data = map[string]string{}
+			}
+			cm.Data[name] = loosens
+		}
+		if _, err := l.configMaps.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("record template %s in the admission policy's parameter: %w", name, err)
+		}
+		return nil
+	})
 }

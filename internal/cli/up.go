@@ -131,7 +131,7 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	if err := crd.Install(ctx, cfg); err != nil {
 		return err
 	}
-	if err := policy.Install(ctx, cfg); err != nil {
+	if err := policy.Install(ctx, cfg, policy.DefaultNamespace); err != nil {
 		return err
 	}
 	scheme := runtime.NewScheme()

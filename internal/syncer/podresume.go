@@ -29,17 +29,23 @@ func (m *missingAtStart) init(c *Context) {
 	m.once.Do(func() { m.uids = m.scan(c) })
 }
 
-// take reports whether v's host pod was missing at start, and forgets it:
-// a host pod created again and then lost is treated as any other.
-func (m *missingAtStart) take(c *Context, v *corev1.Pod) bool {
+// has reports whether v's host pod was missing at start and has not been
+// created again since.
+func (m *missingAtStart) has(c *Context, v *corev1.Pod) bool {
 	m.init(c)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.uids[v.UID] {
-		return false
-	}
+	return m.uids[v.UID]
+}
+
+// created forgets v once its host pod exists again: a host pod created
+// again and then lost is treated as any other. Until then every retry
+// (waiting for a configmap's copy, a host refusal) still starts it again
+// rather than deleting the virtual pod.
+func (m *missingAtStart) created(v *corev1.Pod) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	delete(m.uids, v.UID)
-	return true
 }
 
 // scan lists, once both caches synced (the first reconcile comes after),

@@ -149,7 +149,7 @@ func (s podSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Pod) error 
 	if v.DeletionTimestamp == nil && ranOnHost(v) && terminal(v) {
 		return nil // finished: its record stays, nothing runs again
 	}
-	if v.DeletionTimestamp != nil || ranOnHost(v) && !s.missing.take(c, v) {
+	if v.DeletionTimestamp != nil || ranOnHost(v) && !s.missing.has(c, v) {
 		// Deleting, or it ran on the host before and its host pod was
 		// deleted out of band: delete it here too, so its controller
 		// replaces it. No kubelet in the virtual cluster confirms deletion.
@@ -178,6 +178,9 @@ func (s podSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Pod) error 
 		}
 	}
 	created, err := c.Host.CoreV1().Pods(h.Namespace).Create(ctx, h, metav1.CreateOptions{})
+	if err == nil {
+		s.missing.created(v)
+	}
 	if err != nil {
 		if apierrors.IsForbidden(err) {
 			// The host refused it (a ResourceQuota, a LimitRange, its own

@@ -412,7 +412,7 @@ func stateCases() []stateCase {
 			},
 		},
 	}
-	return append(c, isolationStateCases()...)
+	return append(append(c, isolationStateCases()...), resumedPodCase())
 }
 
 func testIngress() *networkingv1.Ingress {

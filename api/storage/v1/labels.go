@@ -21,7 +21,6 @@ const AnnotationAllowExecPlugin = "sublet.dev/allow-exec-plugin"
 
 // LabelLoosensIsolation on a VirtualClusterTemplate is "true" if its values
 // loosen an isolation setting of the defaults and "false" if not; the agent
-// keeps it. The ValidatingAdmissionPolicy config/policy ships requires the
-// `use` verb on a template not labelled "false" from whoever creates or
-// points a VirtualCluster at it.
+// keeps it (and the same in the admission policy's parameter, a ConfigMap:
+// see config/policy), for admins to see which templates need `use`.
 const LabelLoosensIsolation = "sublet.dev/loosens-isolation"
