@@ -35,21 +35,13 @@ func vars(vc *storagev1.VirtualCluster) isolation.Vars {
 	return isolation.Vars{Name: vc.Name, Namespace: vc.Namespace}
 }
 
-// baseValues merges the templates' values alone: what the admin set.
-func baseValues(tmpls []template) (*values.Effective, error) {
-	var layers []values.Layer
-	for _, t := range tmpls {
-		layers = append(layers, values.Layer{Source: fmt.Sprintf("%s %q", t.role, t.Name), YAML: t.Spec.Template.HelmRelease.Values})
-	}
-	return values.Merge(layers...)
-}
-
 // loosens reports why vc may not run with eff (its effective values over
 // tmpls), or "" if it may: its own values loosen a setting of its
 // templates, or its template loosens isolation and appeared after vc (so
 // admission never checked `use` on it for vc's creator).
 func (r *reconciler) loosens(ctx context.Context, vc *storagev1.VirtualCluster, tmpls []template, eff *values.Effective) (string, error) {
-	base, err := baseValues(tmpls)
+	// The templates' values alone: what the admin set.
+	base, err := values.Merge(templateLayers(tmpls)...)
 	if err != nil {
 		return "", err
 	}

@@ -229,14 +229,20 @@ func (r *reconciler) templates(ctx context.Context, vc *storagev1.VirtualCluster
 // effectiveValues merges the templates' values (default template first)
 // and the object's own.
 func effectiveValues(vc *storagev1.VirtualCluster, tmpls []template) (*values.Effective, error) {
-	var layers []values.Layer
-	for _, t := range tmpls {
-		layers = append(layers, values.Layer{Source: fmt.Sprintf("%s %q", t.role, t.Name), YAML: t.Spec.Template.HelmRelease.Values})
-	}
+	layers := templateLayers(tmpls)
 	if vc.Spec.HelmRelease != nil {
 		layers = append(layers, values.Layer{Source: "spec.helmRelease.values", YAML: vc.Spec.HelmRelease.Values})
 	}
 	return values.Merge(layers...)
+}
+
+// templateLayers are the values layers of tmpls, in order.
+func templateLayers(tmpls []template) []values.Layer {
+	var layers []values.Layer
+	for _, t := range tmpls {
+		layers = append(layers, values.Layer{Source: fmt.Sprintf("%s %q", t.role, t.Name), YAML: t.Spec.Template.HelmRelease.Values})
+	}
+	return layers
 }
 
 // defaultTemplateName is --default-template, else the one template

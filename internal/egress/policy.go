@@ -9,7 +9,6 @@ package egress
 import (
 	"fmt"
 	"net/netip"
-	"strings"
 )
 
 // AllowKey is the values key an admin sets to allow more; refusals name it.
@@ -140,31 +139,4 @@ func within(p netip.Prefix, ranges []netip.Prefix) bool {
 		}
 	}
 	return false
-}
-
-// ParseCIDRs parses an admin's list of CIDRs (10.0.0.0/8, fd00::/64); a
-// bare address needs its /32 or /128.
-func ParseCIDRs(list []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, s := range list {
-		s = strings.TrimSpace(s)
-		if s == "" {
-			continue
-		}
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			if a, aerr := netip.ParseAddr(s); aerr == nil {
-				return nil, fmt.Errorf("%q is an address, not a CIDR: write %s/%d", s, a, a.BitLen())
-			}
-			return nil, fmt.Errorf("%q is not a CIDR (example: 10.20.0.0/16)", s)
-		}
-		if p.Addr().Is4In6() {
-			if p.Bits() < 96 {
-				return nil, fmt.Errorf("%q mixes IPv4 and IPv6; write the IPv4 CIDR", s)
-			}
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
-		out = append(out, p.Masked())
-	}
-	return out, nil
 }

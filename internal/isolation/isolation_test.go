@@ -1,7 +1,7 @@
 package isolation
 
 import (
-	"net"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -82,9 +82,39 @@ func TestTolerationAllowed(t *testing.T) {
 }
 
 func TestCIDRs(t *testing.T) {
-	c := ParseCIDRs([]string{"10.20.0.0/16", "bad", "fd00::/8"})
-	if len(c) != 2 || !c.Contain(net.ParseIP("10.20.3.4")) || c.Contain(net.ParseIP("10.21.0.1")) || !c.Contain(net.ParseIP("fd00::1")) {
+	c, err := ParseCIDRs([]string{"10.20.0.0/16", "fd00::/8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := func(s string) bool { return c.Contain(netip.MustParseAddr(s)) }
+	if len(c) != 2 || !in("10.20.3.4") || in("10.21.0.1") || !in("fd00::1") || !in("::ffff:10.20.0.1") {
 		t.Errorf("CIDRs %v", c)
+	}
+}
+
+func TestParseCIDRs(t *testing.T) {
+	got, err := ParseCIDRs([]string{"10.0.0.0/8", " 203.0.113.7/24", "fd00::/64", "::ffff:127.0.0.1/128", ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"10.0.0.0/8", "203.0.113.0/24", "fd00::/64", "127.0.0.1/32"}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i].String() != want[i] {
+			t.Errorf("CIDR %d = %s, want %s", i, got[i], want[i])
+		}
+	}
+	for in, msg := range map[string]string{
+		"127.0.0.1":      "write 127.0.0.1/32",
+		"10.0.0.0/33":    "is not a CIDR",
+		"example.com/24": "is not a CIDR",
+		"::ffff:0:0/80":  "mixes IPv4 and IPv6",
+	} {
+		if _, err := ParseCIDRs([]string{in}); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("ParseCIDRs(%q) = %v, want an error containing %q", in, err, msg)
+		}
 	}
 }
 

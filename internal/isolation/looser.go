@@ -3,7 +3,6 @@ package isolation
 import (
 	"fmt"
 	"maps"
-	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -94,10 +93,10 @@ func (ls *Loosenings) subset(path string, own, base []string, within func(own, b
 }
 
 func (ls *Loosenings) cidrs(path string, own, base []string) {
-	allowed := ParseCIDRs(base)
+	allowed, _ := ParseCIDRs(base)
 	for _, o := range own {
-		_, n, err := net.ParseCIDR(o)
-		if err != nil || !allowed.within(n) {
+		n, err := ParseCIDRs([]string{o})
+		if err != nil || len(n) != 1 || !allowed.within(n[0]) {
 			ls.Add(path, fmt.Sprintf("%q", o), describeList(base))
 		}
 	}

@@ -1,7 +1,8 @@
 package isolation
 
 import (
-	"net"
+	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 )
@@ -156,37 +157,52 @@ func TolerationAllowed(key string, allowed []string) bool {
 	return false
 }
 
-// CIDRs are parsed allowed ranges.
-type CIDRs []*net.IPNet
-
-// ParseCIDRs parses list; invalid entries are skipped (Validate reports
-// them).
-func ParseCIDRs(list []string) CIDRs {
+// ParseCIDRs parses an admin's list of CIDRs (10.0.0.0/8, fd00::/64); a
+// bare address needs its /32 or /128. IPv4 CIDRs written in IPv6 form are
+// read as IPv4.
+func ParseCIDRs(list []string) (CIDRs, error) {
 	var out CIDRs
-	for _, c := range list {
-		if _, n, err := net.ParseCIDR(c); err == nil {
-			out = append(out, n)
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
 		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			if a, aerr := netip.ParseAddr(s); aerr == nil {
+				return nil, fmt.Errorf("%q is an address, not a CIDR: write %s/%d", s, a, a.BitLen())
+			}
+			return nil, fmt.Errorf("%q is not a CIDR (example: 10.20.0.0/16)", s)
+		}
+		if p.Addr().Is4In6() {
+			if p.Bits() < 96 {
+				return nil, fmt.Errorf("%q mixes IPv4 and IPv6; write the IPv4 CIDR", s)
+			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		out = append(out, p.Masked())
 	}
-	return out
+	return out, nil
 }
 
+// CIDRs are parsed allowed ranges.
+type CIDRs []netip.Prefix
+
 // Contain reports whether ip is in one of the ranges.
-func (c CIDRs) Contain(ip net.IP) bool {
-	for _, n := range c {
-		if n.Contains(ip) {
+func (c CIDRs) Contain(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, p := range c {
+		if p.Contains(ip) {
 			return true
 		}
 	}
 	return false
 }
 
-// within reports whether range n lies inside one of the ranges.
-func (c CIDRs) within(n *net.IPNet) bool {
-	ones, bits := n.Mask.Size()
+// within reports whether range p lies inside one of the ranges.
+func (c CIDRs) within(p netip.Prefix) bool {
 	for _, b := range c {
-		bOnes, bBits := b.Mask.Size()
-		if bits == bBits && bOnes <= ones && b.Contains(n.IP) {
+		if b.Bits() <= p.Bits() && b.Contains(p.Addr()) {
 			return true
 		}
 	}

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"net"
 	"slices"
 	"strings"
 
@@ -139,8 +138,8 @@ func (p Policy) Validate(base *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	cidrs := func(path *field.Path, list []string) {
 		for i, c := range list {
-			if _, _, err := net.ParseCIDR(c); err != nil {
-				errs = append(errs, field.Invalid(path.Index(i), c, "not a CIDR (example: 10.20.0.0/16)"))
+			if _, err := ParseCIDRs([]string{c}); err != nil {
+				errs = append(errs, field.Invalid(path.Index(i), c, err.Error()))
 			}
 		}
 	}

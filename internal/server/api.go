@@ -152,7 +152,8 @@ func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request, u *User
 		}
 	}
 	// Counted and created one at a time per user, so the cap holds.
-	defer s.keyCreations.lock(req.User)()
+	s.keyCreations.LockKey(req.User)
+	defer func() { _ = s.keyCreations.UnlockKey(req.User) }()
 	n, err := s.keysOf(r.Context(), req.User)
 	if err != nil {
 		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error())

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -115,40 +114,4 @@ func (s *Server) awaitKeyInCache(ctx context.Context, name string) {
 	_ = wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
 		return s.cache.Get(ctx, types.NamespacedName{Name: name}, &storagev1.AccessKey{}) == nil, nil
 	})
-}
-
-// keyedMutex is a mutex per key (a user's key creations are one at a time,
-// so two at once cannot both pass the cap), held only while in use.
-type keyedMutex struct {
-	mu    sync.Mutex
-	locks map[string]*userLock
-}
-
-type userLock struct {
-	sync.Mutex
-	users int
-}
-
-// lock locks key and returns its unlock.
-func (k *keyedMutex) lock(key string) (unlock func()) {
-	k.mu.Lock()
-	if k.locks == nil {
-		k.locks = map[string]*userLock{}
-	}
-	l := k.locks[key]
-	if l == nil {
-		l = &userLock{}
-		k.locks[key] = l
-	}
-	l.users++
-	k.mu.Unlock()
-	l.Lock()
-	return func() {
-		l.Unlock()
-		k.mu.Lock()
-		if l.users--; l.users == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
 }

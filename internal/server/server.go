@@ -26,6 +26,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/keymutex"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -50,9 +51,11 @@ type Server struct {
 	caPEM []byte
 	ui    *ui
 	// limits bound what one user may spend; limiter holds their buckets.
-	limits       Limits
-	limiter      *limiter
-	keyCreations keyedMutex
+	limits  Limits
+	limiter *limiter
+	// keyCreations are one at a time per user, so two at once cannot
+	// both pass the cap.
+	keyCreations keymutex.KeyMutex
 }
 
 // New connects to the management cluster and prepares the handlers; Run
@@ -98,7 +101,7 @@ func New(ctx context.Context, mgmtCfg *rest.Config, audit *slog.Logger, limits L
 		return nil, err
 	}
 	s := &Server{mgmt: mgmt, kube: kube, cache: c, audit: audit, mux: http.NewServeMux(), activity: newActivity(audit),
-		limits: limits, limiter: newLimiter(limits)}
+		limits: limits, limiter: newLimiter(limits), keyCreations: keymutex.NewHashed(0)}
 	s.clusters = &clusterConfigs{mgmt: mgmt, configs: map[string]*clusterConfig{}, limiter: s.limiter}
 	s.routes()
 	return s, nil

@@ -60,14 +60,13 @@ func endpointsInformer(f informers.SharedInformerFactory) cache.SharedIndexInfor
 // newEndpointsSyncer copies the Endpoints of services without selector.
 func newEndpointsSyncer(f factories) (Syncer[*corev1.Endpoints], []trigger) {
 	s := selectorless{serviceInformer(f.virtual).GetIndexer()}
-	own := newOwnAddresses(f)
 	return mirror[*corev1.Endpoints]{
 		kind:      "endpoints",
 		client:    func(cs kubernetes.Interface, ns string) writer[*corev1.Endpoints] { return cs.CoreV1().Endpoints(ns) },
 		translate: hostEndpoints,
 		specInto:  func(dst, src *corev1.Endpoints) { dst.Subsets = src.Subsets },
 		wanted:    func(v *corev1.Endpoints) bool { return s.has(v.Namespace, v.Name) },
-		restrict:  own.restrictEndpoints,
+		restrict:  restrictEndpoints,
 	}, []trigger{serviceTrigger(f), endpointsByIP(f, endpointsInformer(f.virtual))}
 }
 
@@ -115,7 +114,6 @@ func newEndpointSliceSyncer(f factories) (Syncer[*discoveryv1.EndpointSlice], []
 		return keys
 	}}
 	s := selectorless{services}
-	own := newOwnAddresses(f)
 	return mirror[*discoveryv1.EndpointSlice]{
 		kind: "endpointslice",
 		client: func(cs kubernetes.Interface, ns string) writer[*discoveryv1.EndpointSlice] {
@@ -124,7 +122,7 @@ func newEndpointSliceSyncer(f factories) (Syncer[*discoveryv1.EndpointSlice], []
 		translate: hostEndpointSlice,
 		specInto:  func(dst, src *discoveryv1.EndpointSlice) { dst.Endpoints, dst.Ports = src.Endpoints, src.Ports },
 		wanted:    s.tenantSlice,
-		restrict:  own.restrictSlice,
+		restrict:  restrictSlice,
 	}, []trigger{t, endpointsByIP(f, slices)}
 }
 

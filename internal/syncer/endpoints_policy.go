@@ -1,7 +1,7 @@
 package syncer
 
 import (
-	"net"
+	"net/netip"
 	"sort"
 	"strings"
 
@@ -18,59 +18,39 @@ import (
 // CVE-2021-25740 class). Only the IPs of this virtual cluster's own host
 // pods pass, and ranges the admin allows (isolation.endpoints.allowedCIDRs).
 
-// Index names: host pods by IP, virtual endpoints and slices by the IPs
-// they name (a host pod that gets or loses an IP re-syncs them).
-const (
-	indexHostPodIP    = "sublet-host-pod-ip"
-	indexEndpointsIPs = "sublet-endpoints-ips"
-)
+// indexEndpointsIPs indexes virtual endpoints and slices by the IPs they
+// name: a host pod that gets or loses an IP re-syncs them.
+const indexEndpointsIPs = "sublet-endpoints-ips"
 
-// ownAddresses decides which endpoint addresses may reach the host.
-type ownAddresses struct {
-	hostPods cache.Indexer
-}
-
-func podIPs(obj interface{}) ([]string, error) {
+// podIPs are the IPs in a pod's status.
+func podIPs(obj interface{}) []string {
 	p, ok := obj.(*corev1.Pod)
 	if !ok {
-		return nil, nil
+		return nil
 	}
-	var ips []string
+	ips := []string{p.Status.PodIP}
 	for _, ip := range p.Status.PodIPs {
 		ips = append(ips, ip.IP)
 	}
-	if len(ips) == 0 && p.Status.PodIP != "" {
-		ips = append(ips, p.Status.PodIP)
-	}
-	return ips, nil
+	return ips
 }
 
-// newOwnAddresses indexes the host pod informer (this cluster's pods only)
-// by IP, before it starts.
-func newOwnAddresses(f factories) ownAddresses {
-	inf := podInformer(f.host)
-	if _, ok := inf.GetIndexer().GetIndexers()[indexHostPodIP]; !ok {
-		_ = inf.AddIndexers(cache.Indexers{indexHostPodIP: podIPs})
-	}
-	return ownAddresses{hostPods: inf.GetIndexer()}
+// endpointAddresses decides which addresses of tenant endpoints may reach
+// the host: this cluster's own host pods and services (OwnedAddresses, the
+// egress guard's view too), and the admin's ranges.
+type endpointAddresses struct {
+	c       *Context
+	allowed isolation.CIDRs
 }
 
-// allowed reports whether ip may be named on the host.
-func (o ownAddresses) allowed(c *Context, ip string) bool {
-	parsed := net.ParseIP(ip)
-	if parsed == nil {
-		return false
-	}
-	if isolation.ParseCIDRs(c.Policy.Endpoints.AllowedCIDRs).Contain(parsed) {
-		return true
-	}
-	pods, _ := o.hostPods.ByIndex(indexHostPodIP, parsed.String())
-	for _, obj := range pods {
-		if p, ok := obj.(*corev1.Pod); ok && c.Translator.Owns(p) && p.DeletionTimestamp == nil {
-			return true
-		}
-	}
-	return false
+func newEndpointAddresses(c *Context) endpointAddresses {
+	allowed, _ := isolation.ParseCIDRs(c.Policy.Endpoints.AllowedCIDRs) // validated with the values
+	return endpointAddresses{c: c, allowed: allowed}
+}
+
+func (e endpointAddresses) ok(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	return err == nil && (e.allowed.Contain(a) || e.c.Addresses.Owns(a))
 }
 
 // refusedAddresses records refused addresses.
@@ -84,12 +64,13 @@ func refusedAddresses(r *restrictions, refused []string) {
 }
 
 // restrictEndpoints keeps the allowed addresses of h.
-func (o ownAddresses) restrictEndpoints(c *Context, _, h *corev1.Endpoints) (restrictions, bool, error) {
+func restrictEndpoints(c *Context, _, h *corev1.Endpoints) (restrictions, bool, error) {
+	addrs := newEndpointAddresses(c)
 	var refused []string
 	keep := func(list []corev1.EndpointAddress) []corev1.EndpointAddress {
 		var out []corev1.EndpointAddress
 		for _, a := range list {
-			if o.allowed(c, a.IP) {
+			if addrs.ok(a.IP) {
 				out = append(out, a)
 			} else {
 				refused = append(refused, a.IP)
@@ -112,18 +93,19 @@ func (o ownAddresses) restrictEndpoints(c *Context, _, h *corev1.Endpoints) (res
 
 // restrictSlice keeps the allowed addresses of h; a slice of FQDNs is not
 // copied (names cannot be checked against this cluster's pods).
-func (o ownAddresses) restrictSlice(c *Context, _, h *discoveryv1.EndpointSlice) (restrictions, bool, error) {
+func restrictSlice(c *Context, _, h *discoveryv1.EndpointSlice) (restrictions, bool, error) {
 	var r restrictions
 	if h.AddressType == discoveryv1.AddressTypeFQDN {
 		r.add("addressType FQDN (names cannot be checked against this virtual cluster's pods; use IP addresses)")
 		return r, false, nil
 	}
+	allowed := newEndpointAddresses(c)
 	var refused []string
 	var endpoints []discoveryv1.Endpoint
 	for _, e := range h.Endpoints {
 		var addrs []string
 		for _, a := range e.Addresses {
-			if o.allowed(c, a) {
+			if allowed.ok(a) {
 				addrs = append(addrs, a)
 			} else {
 				refused = append(refused, a)
@@ -164,9 +146,8 @@ func endpointsByIP(f factories, inf cache.SharedIndexInformer) trigger {
 		}})
 	}
 	return trigger{informer: podInformer(f.host), keys: func(obj interface{}) []string {
-		ips, _ := podIPs(obj)
 		var keys []string
-		for _, ip := range ips {
+		for _, ip := range podIPs(obj) {
 			k, _ := inf.GetIndexer().IndexKeys(indexEndpointsIPs, ip)
 			keys = append(keys, k...)
 		}

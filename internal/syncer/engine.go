@@ -45,8 +45,9 @@ type Context struct {
 	// (service types, endpoint addresses, ingress hosts, annotations,
 	// tolerations); its zero value is the safe default.
 	Policy isolation.Policy
-	// Addresses, if set, learns from Run's host informers which IPs are
-	// the cluster's own host pods and services (for the egress guard).
+	// Addresses learns from Run's host informers which IPs are the
+	// cluster's own host pods and services (for the egress guard and the
+	// endpoints tenants write); Run sets one if nil.
 	Addresses *OwnedAddresses
 }
 

@@ -8,7 +8,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/randfill"
 
@@ -166,22 +168,27 @@ func TestInHostCluster(t *testing.T) {
 }
 
 func TestRestrictEndpoints(t *testing.T) {
-	pods := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{indexHostPodIP: podIPs})
 	c := policyContext(isolation.Policy{Endpoints: isolation.EndpointPolicy{AllowedCIDRs: []string{"192.168.10.0/24"}}})
 	own := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-x-default-x-t1", Namespace: "team-t", Labels: c.Translator.OwnerLabels("default"),
 		Annotations: map[string]string{translate.AnnotationObjectName: "web"}}, Status: corev1.PodStatus{PodIP: "10.244.1.5", PodIPs: []corev1.PodIP{{IP: "10.244.1.5"}}}}
 	foreign := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "other", Namespace: "team-t"}, Status: corev1.PodStatus{PodIPs: []corev1.PodIP{{IP: "10.244.1.6"}}}}
+	// The syncer's host pod informer, never started: the pods are put in
+	// its store as a list would.
+	f := informers.NewSharedInformerFactory(kubernetes.NewForConfigOrDie(&rest.Config{Host: "https://127.0.0.1:1"}), 0)
+	c.Addresses = &OwnedAddresses{}
+	if err := c.Addresses.watch(c.Translator, f); err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range []*corev1.Pod{own, foreign} {
-		if err := pods.Add(p); err != nil {
+		if err := podInformer(f).GetIndexer().Add(p); err != nil {
 			t.Fatal(err)
 		}
 	}
-	o := ownAddresses{hostPods: pods}
 	h := &corev1.Endpoints{Subsets: []corev1.EndpointSubset{
 		{Addresses: []corev1.EndpointAddress{{IP: "10.244.1.5"}, {IP: "10.0.0.1"}, {IP: "10.244.1.6"}}, NotReadyAddresses: []corev1.EndpointAddress{{IP: "192.168.10.7"}}},
 		{Addresses: []corev1.EndpointAddress{{IP: "169.254.169.254"}}},
 	}}
-	r, ok, err := o.restrictEndpoints(c, nil, h)
+	r, ok, err := restrictEndpoints(c, nil, h)
 	if err != nil || !ok {
 		t.Fatal(ok, err)
 	}
@@ -192,10 +199,10 @@ func TestRestrictEndpoints(t *testing.T) {
 		t.Errorf("told %q", told)
 	}
 	slice := &discoveryv1.EndpointSlice{AddressType: discoveryv1.AddressTypeIPv4, Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.1"}}, {Addresses: []string{"10.244.1.5"}}}}
-	if _, ok, _ := o.restrictSlice(c, nil, slice); !ok || len(slice.Endpoints) != 1 || slice.Endpoints[0].Addresses[0] != "10.244.1.5" {
+	if _, ok, _ := restrictSlice(c, nil, slice); !ok || len(slice.Endpoints) != 1 || slice.Endpoints[0].Addresses[0] != "10.244.1.5" {
 		t.Errorf("slice %+v", slice.Endpoints)
 	}
-	if _, ok, _ := o.restrictSlice(c, nil, &discoveryv1.EndpointSlice{AddressType: discoveryv1.AddressTypeFQDN}); ok {
+	if _, ok, _ := restrictSlice(c, nil, &discoveryv1.EndpointSlice{AddressType: discoveryv1.AddressTypeFQDN}); ok {
 		t.Error("an FQDN slice is copied")
 	}
 }

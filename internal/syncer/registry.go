@@ -92,10 +92,11 @@ func Run(ctx context.Context, sctx *Context, selected map[string]bool, m *Metric
 		}
 		sctx.PodSecurity = ps
 	}
-	if sctx.Addresses != nil {
-		if err := sctx.Addresses.watch(sctx.Translator, hf); err != nil {
-			return err
-		}
+	if sctx.Addresses == nil {
+		sctx.Addresses = &OwnedAddresses{} // tenant endpoints are checked against it too
+	}
+	if err := sctx.Addresses.watch(sctx.Translator, hf); err != nil {
+		return err
 	}
 	runs := []Runnable{newNamespaceLabeler(sctx, vf)}
 	impl := syncers()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sublet-dev/sublet/internal/controlplane"
 	"github.com/sublet-dev/sublet/internal/egress"
+	"github.com/sublet-dev/sublet/internal/isolation"
 	"github.com/sublet-dev/sublet/internal/syncer"
 )
 
@@ -25,7 +26,7 @@ type egressGuard struct {
 // CIDRs (a warm control plane's come with its assignment): until
 // startSyncing tells it more, it refuses everything else.
 func startEgressGuard(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog.Logger, reg prometheus.Registerer, fail context.CancelCauseFunc) (*egressGuard, error) {
-	allowed, err := egress.ParseCIDRs(o.EgressAllowedCIDRs)
+	allowed, err := isolation.ParseCIDRs(o.EgressAllowedCIDRs)
 	if err != nil {
 		return nil, fmt.Errorf("--egress-allowed-cidrs: %w", err)
 	}
@@ -48,7 +49,7 @@ func startEgressGuard(ctx context.Context, cp *controlplane.ControlPlane, o Opti
 // kubelet proxy at once, the cluster's own host pods and services once the
 // syncer's host informers have listed them.
 func allowEgress(g *egress.Guard, o Options, sctx *syncer.Context, kubelet *syncer.KubeletEndpoint) error {
-	allowed, err := egress.ParseCIDRs(o.EgressAllowedCIDRs)
+	allowed, err := isolation.ParseCIDRs(o.EgressAllowedCIDRs)
 	if err != nil {
 		return fmt.Errorf("--egress-allowed-cidrs: %w", err)
 	}

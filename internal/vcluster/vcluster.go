@@ -217,7 +217,7 @@ func (o *Options) validateLocal() error {
 			errs = append(errs, fmt.Errorf("--dns-listen %q is not HOST:PORT (example: 10.0.0.5:1053)", o.DNSListen))
 		}
 	}
-	if _, err := egress.ParseCIDRs(o.EgressAllowedCIDRs); err != nil {
+	if _, err := isolation.ParseCIDRs(o.EgressAllowedCIDRs); err != nil {
 		errs = append(errs, fmt.Errorf("--egress-allowed-cidrs: %w", err))
 	}
 	if o.PodDNS != "" && net.ParseIP(o.PodDNS) == nil {
