@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,11 +18,12 @@ import (
 
 // BenchmarkProxyOverhead: `sublet up` (host, agent, server, demo virtual
 // cluster), then SUBLET_BENCH_GETS (500) GETs of the default namespace,
-// rotating between the platform server reached by the virtual cluster's TLS
-// server name (the kube-context `sublet up` writes), the same server by the
-// seed's path form /kubernetes/virtualcluster/…, and the virtual API server
-// directly; p50/p99 of each, and the wall time of `sublet up` from nothing
-// to the demo virtual cluster ready.
+// rotating between the platform server at its bare address, routed by the
+// kube-context's key scoped to the demo cluster (the kube-context `sublet
+// up` writes), the same server reached by the virtual cluster's TLS server
+// name, the same by the seed's path form /kubernetes/virtualcluster/…, and
+// the virtual API server directly; p50/p99 of each, and the wall time of
+// `sublet up` from nothing to the demo virtual cluster ready.
 func BenchmarkProxyOverhead(b *testing.B) {
 	n := envInt("SUBLET_BENCH_GETS", 500)
 	dir := b.TempDir()
@@ -36,17 +38,19 @@ func BenchmarkProxyOverhead(b *testing.B) {
 	defer func() { _ = up.Stop() }()
 
 	// Through the proxy: the kube-context `sublet up` switched to (the
-	// server-name form), and the same with the seed's path instead.
-	viaName, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(clientcmd.NewDefaultClientConfigLoadingRules(), nil).ClientConfig()
+	// key-routed form), and the same key with the TLS server name or the
+	// seed's path instead.
+	viaKey, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(clientcmd.NewDefaultClientConfigLoadingRules(), nil).ClientConfig()
 	if err != nil {
 		b.Fatal(err)
 	}
-	if viaName.TLSClientConfig.ServerName == "" {
-		b.Fatalf("the kube-context of sublet up has no TLS server name (server %s)", viaName.Host)
+	if viaKey.TLSClientConfig.ServerName != "" || strings.Contains(viaKey.Host, "/kubernetes/") {
+		b.Fatalf("the kube-context of sublet up is not the platform's bare address (server %s, TLS server name %q)", viaKey.Host, viaKey.TLSClientConfig.ServerName)
 	}
-	viaPath := rest.CopyConfig(viaName)
+	viaName := rest.CopyConfig(viaKey)
+	viaName.TLSClientConfig.ServerName = "demo.vcluster-demo.local.vcluster.sublet.invalid"
+	viaPath := rest.CopyConfig(viaKey)
 	viaPath.Host += "/kubernetes/virtualcluster/local/vcluster-demo/demo"
-	viaPath.TLSClientConfig.ServerName = ""
 	// Directly: the admin kubeconfig the agent published.
 	hostCfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(dir, "state", "host", "admin.kubeconfig"))
 	if err != nil {
@@ -62,8 +66,8 @@ func BenchmarkProxyOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	clients := map[string]kubernetes.Interface{}
-	kinds := []string{"servername", "path", "direct"}
-	for name, cfg := range map[string]*rest.Config{"servername": viaName, "path": viaPath, "direct": direct} {
+	kinds := []string{"key", "servername", "path", "direct"}
+	for name, cfg := range map[string]*rest.Config{"key": viaKey, "servername": viaName, "path": viaPath, "direct": direct} {
 		cfg.QPS, cfg.Burst = 1000, 1000
 		clients[name] = kubernetes.NewForConfigOrDie(cfg)
 	}

@@ -8,21 +8,31 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/internal/pathflag"
 	"github.com/sublet-dev/sublet/internal/server"
 )
 
 func newCreateAccessKeyCommand() *cobra.Command {
 	req := server.AccessKeyRequest{}
-	var output string
+	var output, vcluster string
+	var t vclusterTarget
 	cmd := &cobra.Command{
 		Use:   "accesskey",
 		Short: "Create an access key; the key is printed once, alone on stdout",
 		Long: `Creates an access key for you (or, with the right to create accesskeys in the
 management cluster, for another user). A key made while logged in with an expiring
-key expires no later than it, and is revoked when that key is revoked.`,
+key expires no later than it, and is revoked when that key is revoked.
+
+With --vcluster the key is scoped to that virtual cluster: it is good for its
+Kubernetes API alone, and nothing else of the platform. Any client reaches the
+cluster with the platform's address, its CA and the key (no path, no TLS server
+name): the server routes the key to its cluster. The key's user must be allowed to
+use that virtual cluster (get it on its host cluster), on every request too; it is
+revoked when the virtual cluster is deleted.`,
 		Example: `  KEY=$(sublet create accesskey --ttl 720h)
-  sublet create accesskey --user alice --group team-a     # needs the right to create accesskeys`,
+  sublet create accesskey --user alice --group team-a     # needs the right to create accesskeys
+  KEY=$(sublet create accesskey --vcluster demo --ttl 24h)  # for CI: server https://HOST:9443, token KEY`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "" && output != "json" && output != "yaml" {
@@ -31,6 +41,19 @@ key expires no later than it, and is revoked when that key is revoked.`,
 			c, err := loadLogin()
 			if err != nil {
 				return err
+			}
+			if vcluster == "" && (t.cluster != "" || t.space != "") {
+				return fmt.Errorf("--cluster and --space name a virtual cluster's place: use them with --vcluster NAME")
+			}
+			if vcluster != "" {
+				if err := validateTarget(vcluster, t.space); err != nil {
+					return err
+				}
+				cluster, ns, err := t.resolve(cmd.Context(), c, vcluster)
+				if err != nil {
+					return err
+				}
+				req.VirtualCluster = &storagev1.VirtualClusterScope{Cluster: cluster, Namespace: ns, Name: vcluster}
 			}
 			info := server.AccessKeyInfo{}
 			if err := c.callJSON(cmd.Context(), "POST", "/api/v1/accesskeys", req, &info); err != nil {
@@ -44,7 +67,11 @@ key expires no later than it, and is revoked when that key is revoked.`,
 			if info.Expiration != "" {
 				exp = info.Expiration
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "Access key %s for user %s (expires: %s). It is shown only now.\n", info.Name, info.User, exp)
+			scope := ""
+			if sc := info.VirtualCluster; sc != nil {
+				scope = fmt.Sprintf(", good for virtual cluster %s/%s of cluster %s alone: server %s with this key as token", sc.Namespace, sc.Name, sc.Cluster, c.Server)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "Access key %s for user %s (expires: %s%s). It is shown only now.\n", info.Name, info.User, exp, scope)
 			return nil
 		},
 	}
@@ -53,6 +80,8 @@ key expires no later than it, and is revoked when that key is revoked.`,
 	cmd.Flags().StringVar(&req.TTL, "ttl", "", "Lifetime, e.g. 720h; default: no expiry.")
 	cmd.Flags().StringVar(&req.Description, "description", "", "What the key is for.")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "json or yaml: print the key with its name and expiry instead of the key alone.")
+	cmd.Flags().StringVar(&vcluster, "vcluster", "", "Scope the key to this virtual cluster: good for its API alone (see --cluster and --space).")
+	t.addFlags(cmd)
 	return cmd
 }
 
@@ -74,9 +103,13 @@ func newListAccessKeysCommand(output *string) *cobra.Command {
 				if exp == "" {
 					exp = "never"
 				}
-				rows = append(rows, []string{k.Name, k.User, strings.Join(k.Groups, ","), exp})
+				scope := "*"
+				if sc := k.VirtualCluster; sc != nil {
+					scope = "vcluster " + sc.Cluster + "/" + sc.Namespace + "/" + sc.Name
+				}
+				rows = append(rows, []string{k.Name, k.User, strings.Join(k.Groups, ","), exp, scope})
 			}
-			return printList(cmd.OutOrStdout(), *output, list, []string{"NAME", "USER", "GROUPS", "EXPIRES"}, rows)
+			return printList(cmd.OutOrStdout(), *output, list, []string{"NAME", "USER", "GROUPS", "EXPIRES", "SCOPE"}, rows)
 		},
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/internal/server"
 )
 
@@ -43,6 +44,8 @@ func platformAPI(t *testing.T, now time.Time) (*httptest.Server, *strings.Replac
 		"/api/v1/accesskeys": []server.AccessKeyInfo{
 			{Name: "ak-admin", User: "admin", Groups: []string{"system:masters", "ops"}},
 			{Name: "ak-ci", User: "ci", Expiration: "2027-01-01T00:00:00Z"},
+			{Name: "admin-x7k2p", User: "admin", Groups: []string{"system:masters", "ops"}, KeySHA256: strings.Repeat("ab", 32),
+				VirtualCluster: &storagev1.VirtualClusterScope{Cluster: "loft-cluster", Namespace: "vcluster-demo", Name: "demo", UID: "0b8e2c1a-5f7d-4e39-9a61-3c2d4b5e6f70"}},
 		},
 	}
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

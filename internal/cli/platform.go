@@ -18,8 +18,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -191,82 +189,6 @@ func (t *vclusterTarget) resolve(ctx context.Context, c *loginConfig, name strin
 		ns = "vcluster-" + name
 	}
 	return cluster, ns, nil
-}
-
-// addPathFormFlag adds --path-form, which makes the kube-context use the
-// seed's path form instead of the virtual cluster's server name.
-func addPathFormFlag(cmd *cobra.Command, pathForm *bool) {
-	cmd.Flags().BoolVar(pathForm, "path-form", false,
-		"Write the kube-context with server URL …/kubernetes/virtualcluster/CLUSTER/NAMESPACE/NAME instead of the platform's address with the virtual cluster's TLS server name (clients that drop a URL's path, such as kubectl proxy, need the latter).")
-}
-
-func contextName(cluster, ns, name string) string {
-	return fmt.Sprintf("sublet_%s_%s_%s", cluster, ns, name)
-}
-
-// useContext adds (or updates) and switches to the kube-context of a
-// virtual cluster, with the access key as token. Its server is the
-// platform's address with the virtual cluster's TLS server name when the
-// platform serves those (a server URL without a path, which every client
-// keeps, kubectl proxy included), else, or with pathForm, the seed's form
-// …/kubernetes/virtualcluster/C/NS/NAME. Other contexts stay as they are.
-func useContext(ctx context.Context, c *loginConfig, cluster, ns, name string, pathForm bool) (string, error) {
-	serverName := ""
-	if !pathForm {
-		var info server.Info
-		// A server without /api/v1/info serves the path form only.
-		if err := c.getJSON(ctx, "/api/v1/info", &info); err != nil && !isNotFound(err) {
-			return "", err
-		}
-		if info.VirtualClusterServerNameSuffix == server.ServerNameSuffix {
-			serverName, _ = server.VirtualClusterServerName(cluster, ns, name)
-		}
-	}
-	po := clientcmd.NewDefaultPathOptions()
-	cfg, err := po.GetStartingConfig()
-	if err != nil {
-		return "", err
-	}
-	ctxName := contextName(cluster, ns, name)
-	// The CA goes in inline: a path would be resolved against the
-	// kubeconfig's folder by kubectl and not at all by other clients.
-	var caData []byte
-	if c.CAFile != "" {
-		if caData, err = os.ReadFile(c.CAFile); err != nil {
-			return "", fmt.Errorf("read the platform server's CA (log in again with --ca-file): %w", err)
-		}
-	}
-	cfg.Clusters[ctxName] = &clientcmdapi.Cluster{
-		Server:                   fmt.Sprintf("%s/kubernetes/virtualcluster/%s/%s/%s", c.Server, cluster, ns, name),
-		CertificateAuthorityData: caData, InsecureSkipTLSVerify: c.Insecure,
-	}
-	if serverName != "" {
-		cfg.Clusters[ctxName].Server, cfg.Clusters[ctxName].TLSServerName = c.Server, serverName
-	}
-	cfg.AuthInfos[ctxName] = &clientcmdapi.AuthInfo{Token: c.AccessKey}
-	cfg.Contexts[ctxName] = &clientcmdapi.Context{Cluster: ctxName, AuthInfo: ctxName}
-	cfg.CurrentContext = ctxName
-	return ctxName, clientcmd.ModifyConfig(po, *cfg, true)
-}
-
-// removeContext deletes a virtual cluster's kube-context, if present.
-func removeContext(cluster, ns, name string) error {
-	po := clientcmd.NewDefaultPathOptions()
-	cfg, err := po.GetStartingConfig()
-	if err != nil {
-		return err
-	}
-	ctxName := contextName(cluster, ns, name)
-	if _, ok := cfg.Contexts[ctxName]; !ok {
-		return nil
-	}
-	delete(cfg.Contexts, ctxName)
-	delete(cfg.Clusters, ctxName)
-	delete(cfg.AuthInfos, ctxName)
-	if cfg.CurrentContext == ctxName {
-		cfg.CurrentContext = ""
-	}
-	return clientcmd.ModifyConfig(po, *cfg, true)
 }
 
 func newCreateCommand() *cobra.Command {

@@ -53,6 +53,8 @@ AccessKey objects in the management cluster hold its SHA-256). Paths:
                                                       get virtualclusters.storage.loft.sh in
                                                       NAMESPACE of CLUSTER; then as cluster-admin
   /api/v1/whoami, /api/v1/info, /api/v1/clusters, /api/v1/virtualclusters
+  any other path, with a key scoped to a virtual cluster
+                                                      that virtual cluster's API, as by its path
 
 A client's impersonation headers (kubectl --as, --as-group) are honoured as the API server
 would: if the target cluster (the host, or the virtual cluster) lets the user impersonate
@@ -62,8 +64,11 @@ Without --tls-cert-file it serves a certificate of its own CA, kept in --state-d
 that CA is what clients trust. It then also serves every virtual cluster at the root of
 its address to clients that send the server name NAME.NAMESPACE.CLUSTER.vcluster.sublet.invalid
 in the TLS handshake (kubeconfig tls-server-name; the name is never looked up), with a
-certificate for exactly that name: the form 'sublet use vcluster' writes, which clients
-that drop a server URL's path (kubectl proxy) need. Every request is audit-logged as JSON.
+certificate for exactly that name. A key scoped to a virtual cluster ('sublet create
+accesskey --vcluster', and the kube-contexts 'sublet use vcluster' writes) is good for that
+cluster's API alone, and needs neither path nor server name: clients that know only the
+address, the CA and the key (kubectl proxy, kubectl --server, CI systems) reach it. Every
+request is audit-logged as JSON, naming the virtual cluster and how the request named it.
 
 What one user may spend is bounded: access keys and web UI sessions per user by count,
 access reviews and key creations per user and failed logins per client address and per

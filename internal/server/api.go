@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -34,6 +35,9 @@ type AccessKeyRequest struct {
 	Groups      []string `json:"groups,omitempty"`
 	TTL         string   `json:"ttl,omitempty"`
 	Description string   `json:"description,omitempty"`
+	// VirtualCluster scopes the key to that virtual cluster (its UID is
+	// filled in by the server): the key is then good for its API alone.
+	VirtualCluster *storagev1.VirtualClusterScope `json:"virtualCluster,omitempty"`
 }
 
 // AccessKeyInfo describes a key (Key only in the reply to its creation).
@@ -43,6 +47,11 @@ type AccessKeyInfo struct {
 	Groups     []string `json:"groups,omitempty"`
 	Expiration string   `json:"expiration,omitempty"`
 	Key        string   `json:"key,omitempty"`
+	// VirtualCluster is the one the key is scoped to, if any.
+	VirtualCluster *storagev1.VirtualClusterScope `json:"virtualCluster,omitempty"`
+	// KeySHA256 is the hex SHA-256 of the key, so a client can tell which
+	// listed key is the one it holds.
+	KeySHA256 string `json:"keySHA256,omitempty"`
 }
 
 // ConnectRequest is the body of POST /api/v1/clusters.
@@ -103,6 +112,12 @@ func statusReason(code int) metav1.StatusReason {
 		return metav1.StatusReasonInvalid
 	case http.StatusBadRequest:
 		return metav1.StatusReasonBadRequest
+	case http.StatusNotFound:
+		return metav1.StatusReasonNotFound
+	case http.StatusForbidden:
+		return metav1.StatusReasonForbidden
+	case http.StatusServiceUnavailable:
+		return metav1.StatusReasonServiceUnavailable
 	}
 	return metav1.StatusReasonUnknown
 }
@@ -118,7 +133,7 @@ func decode(w http.ResponseWriter, r *http.Request, v interface{}) bool {
 }
 
 func keyInfo(k *storagev1.AccessKey) AccessKeyInfo {
-	i := AccessKeyInfo{Name: k.Name, User: k.Spec.User, Groups: k.Spec.Groups}
+	i := AccessKeyInfo{Name: k.Name, User: k.Spec.User, Groups: k.Spec.Groups, VirtualCluster: keyScope(k), KeySHA256: k.Spec.KeySHA256}
 	if k.Spec.Expiration != nil {
 		i.Expiration = k.Spec.Expiration.UTC().Format(time.RFC3339)
 	}
@@ -151,6 +166,21 @@ func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request, u *User
 			return
 		}
 	}
+	var scope *storagev1.AccessKeyScope
+	if req.VirtualCluster != nil {
+		sc := *req.VirtualCluster
+		sc.UID = ""
+		if err := s.scopeKey(r.Context(), &User{Name: req.User, Groups: req.Groups}, &sc); err != nil {
+			var bad *requestError
+			if errors.As(err, &bad) {
+				writeStatus(w, bad.code, statusReason(bad.code), bad.msg)
+			} else {
+				s.refused(w, err)
+			}
+			return
+		}
+		scope = &storagev1.AccessKeyScope{VirtualCluster: &sc}
+	}
 	// Counted and created one at a time per user, so the cap holds.
 	s.keyCreations.LockKey(req.User)
 	defer func() { _ = s.keyCreations.UnlockKey(req.User) }()
@@ -174,7 +204,7 @@ func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request, u *User
 	}
 	ak := &storagev1.AccessKey{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: sanitizeName(req.User) + "-"},
-		Spec:       storagev1.AccessKeySpec{User: req.User, Groups: req.Groups, KeySHA256: HashKey(key), Description: req.Description},
+		Spec:       storagev1.AccessKeySpec{User: req.User, Groups: req.Groups, KeySHA256: HashKey(key), Description: req.Description, Scope: scope},
 	}
 	if ttl > 0 {
 		ak.Spec.Expiration = &metav1.Time{Time: time.Now().Add(ttl)}

@@ -30,6 +30,9 @@ type User struct {
 	Groups []string `json:"groups"`
 	// Key is the AccessKey object's name.
 	Key string `json:"accessKey"`
+	// Scope, when the key is scoped to one virtual cluster, is that
+	// cluster: the key is good for its API and nothing else.
+	Scope *storagev1.VirtualClusterScope `json:"scope,omitempty"`
 	// keyUID and keyExpires are the AccessKey's, for keys it creates.
 	keyUID     types.UID
 	keyExpires *time.Time
@@ -78,10 +81,11 @@ func (s *Server) authenticateKey(ctx context.Context, token string) (*User, erro
 	}
 	for i := range list.Items {
 		k := &list.Items[i]
-		if !s.keyValid(ctx, k) {
+		scope, ok := s.keyValid(ctx, k)
+		if !ok {
 			continue
 		}
-		u := &User{Name: k.Spec.User, Groups: k.Spec.Groups, Key: k.Name, keyUID: k.UID}
+		u := &User{Name: k.Spec.User, Groups: k.Spec.Groups, Key: k.Name, keyUID: k.UID, Scope: scope}
 		if k.Spec.Expiration != nil {
 			u.keyExpires = &k.Spec.Expiration.Time
 		}
@@ -96,23 +100,50 @@ const maxKeyChain = 16
 // keyValid reports whether k is unexpired and so is every key it was made
 // with (its AccessKey owners, up the chain): revoking or the expiry of a
 // key ends the keys made with it at once, before the garbage collector
-// deletes them.
-func (s *Server) keyValid(ctx context.Context, k *storagev1.AccessKey) bool {
+// deletes them. It returns the key's scope too: its own, or the one of a
+// key up the chain; a chain whose keys are scoped to different virtual
+// clusters is not valid, so a key never reaches beyond the key it was
+// made with.
+func (s *Server) keyValid(ctx context.Context, k *storagev1.AccessKey) (*storagev1.VirtualClusterScope, bool) {
+	var scope *storagev1.VirtualClusterScope
 	for depth := 0; depth < maxKeyChain; depth++ {
 		if k.Spec.Expiration != nil && !time.Now().Before(k.Spec.Expiration.Time) {
-			return false
+			return nil, false
+		}
+		if ks := keyScope(k); ks != nil {
+			if scope != nil && !sameVirtualCluster(scope, ks) {
+				return nil, false
+			}
+			if scope == nil {
+				scope = ks
+			}
 		}
 		ref := parentKey(k)
 		if ref == nil {
-			return true
+			return scope, true
 		}
 		parent := &storagev1.AccessKey{}
 		if err := s.cache.Get(ctx, types.NamespacedName{Name: ref.Name}, parent); err != nil || parent.UID != ref.UID {
-			return false
+			return nil, false
 		}
 		k = parent
 	}
-	return false
+	return nil, false
+}
+
+// keyScope is the virtual cluster k is scoped to, nil if none.
+func keyScope(k *storagev1.AccessKey) *storagev1.VirtualClusterScope {
+	if k.Spec.Scope == nil {
+		return nil
+	}
+	return k.Spec.Scope.VirtualCluster
+}
+
+// sameVirtualCluster reports whether a and b name one virtual cluster (a
+// UID left out matches any).
+func sameVirtualCluster(a, b *storagev1.VirtualClusterScope) bool {
+	return a.Cluster == b.Cluster && a.Namespace == b.Namespace && a.Name == b.Name &&
+		(a.UID == "" || b.UID == "" || a.UID == b.UID)
 }
 
 // parentKey returns the owner reference to the key k was made with.

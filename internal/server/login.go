@@ -3,6 +3,7 @@ package server
 import (
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -66,6 +67,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if box, ok := r.Context().Value(userHolder{}).(*userBox); ok {
 		box.user = u
+	}
+	if u.Scope != nil {
+		s.renderLogin(w, r, http.StatusForbidden, next, fmt.Sprintf(
+			"That access key is scoped to virtual cluster %s: it is good for that cluster's Kubernetes API alone (as a kube-context's token), not for the web UI. Log in with a key of your own.", scopeString(u.Scope)))
+		return
 	}
 	expires := time.Now().Add(sessionLifetime)
 	if u.keyExpires != nil && u.keyExpires.Before(expires) {

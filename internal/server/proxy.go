@@ -271,14 +271,25 @@ func (s *Server) proxyCluster(w http.ResponseWriter, r *http.Request, u *User) {
 // proxyVirtualCluster: /kubernetes/virtualcluster/CLUSTER/NS/NAME/… → the
 // virtual cluster's API (the seed's path form).
 func (s *Server) proxyVirtualCluster(w http.ResponseWriter, r *http.Request, u *User) {
-	s.proxyVirtual(w, r, u, r.PathValue("cluster"), r.PathValue("namespace"), r.PathValue("name"), r.PathValue("rest"))
+	s.proxyVirtual(w, r, u, formPath, r.PathValue("cluster"), r.PathValue("namespace"), r.PathValue("name"), r.PathValue("rest"))
 }
 
 // proxyVirtual proxies r to path on virtual cluster ns/name of cluster
 // clusterName, as u with cluster-admin rights there, if the host cluster
-// lets u get that VirtualCluster. Both forms of a virtual cluster's
-// endpoint, path and server name, come here.
-func (s *Server) proxyVirtual(w http.ResponseWriter, r *http.Request, u *User, clusterName, ns, name, path string) {
+// lets u get that VirtualCluster and u's key is not scoped to another one.
+// Every form of a virtual cluster's endpoint (form: path, server name,
+// scoped key) comes here, so each is gated, audited and counted for sleep
+// mode alike.
+func (s *Server) proxyVirtual(w http.ResponseWriter, r *http.Request, u *User, form, clusterName, ns, name, path string) {
+	if box, ok := r.Context().Value(userHolder{}).(*userBox); ok {
+		box.virtual, box.form = clusterName+"/"+ns+"/"+name, form
+	}
+	if u.Scope != nil && !sameVirtualCluster(u.Scope, &storagev1.VirtualClusterScope{Cluster: clusterName, Namespace: ns, Name: name}) {
+		writeStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf(
+			"access key %s is scoped to virtual cluster %s and is not good for virtual cluster %s/%s of cluster %s; use a key of your own or one scoped to that cluster ('sublet create accesskey --vcluster %s --space %s --cluster %s')",
+			u.Key, scopeString(u.Scope), ns, name, clusterName, name, ns, clusterName))
+		return
+	}
 	cc := s.cluster(w, r, clusterName)
 	if cc == nil {
 		return
@@ -300,6 +311,9 @@ func (s *Server) proxyVirtual(w http.ResponseWriter, r *http.Request, u *User, c
 	switch {
 	case err != nil:
 		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, err.Error())
+		return
+	case u.Scope != nil && u.Scope.UID != "" && (vc == nil || vc.UID != u.Scope.UID):
+		s.revokeOrphan(w, r, u)
 		return
 	case vc == nil:
 		writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("virtual cluster %s/%s does not exist in cluster %s", ns, name, clusterName))

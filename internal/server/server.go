@@ -128,6 +128,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	go wait.UntilWithContext(ctx, s.updateClusterStatus, clusterStatusEvery)
+	go wait.UntilWithContext(ctx, s.revokeOrphanedKeys, keySweepEvery)
 	go s.activity.keepOpenAlive(ctx)
 	return nil
 }
@@ -185,7 +186,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, tlsCfg *tls.Config) 
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	s.mux.HandleFunc("/kubernetes/cluster/{cluster}/{rest...}", s.authenticated(s.proxyCluster))
-	s.mux.HandleFunc("/kubernetes/virtualcluster/{cluster}/{namespace}/{name}/{rest...}", s.authenticated(s.proxyVirtualCluster))
+	s.mux.HandleFunc("/kubernetes/virtualcluster/{cluster}/{namespace}/{name}/{rest...}", s.authenticatedVirtual(s.proxyVirtualCluster))
 	s.mux.HandleFunc("GET /api/v1/whoami", s.authenticated(s.whoami))
 	s.mux.HandleFunc("GET /api/v1/info", s.authenticated(s.info))
 	s.mux.HandleFunc("GET /api/v1/clusters", s.authenticated(s.listClusters))
@@ -242,17 +243,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if r.TLS != nil && r.TLS.ServerName != "" {
 			attrs = append(attrs, "serverName", r.TLS.ServerName)
 		}
+		if box.user != nil && box.user.Key != "" {
+			attrs = append(attrs, "accessKey", box.user.Key)
+		}
+		if box.virtual != "" {
+			attrs = append(attrs, "virtualCluster", box.virtual, "form", box.form)
+		}
 		if box.as != nil {
 			attrs = append(attrs, "impersonatedUser", box.as.GetName(), "impersonatedGroups", box.as.GetGroups())
 		}
 		s.audit.Info("request", attrs...)
 	}
 	rec := &statusRecorder{ResponseWriter: w, record: record}
-	var h http.Handler = s.mux
-	if byName := s.virtualByServerName(r); byName != nil {
-		h = byName
-	}
-	h.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), userHolder{}, box)))
+	r = r.WithContext(context.WithValue(r.Context(), userHolder{}, box))
+	s.handlerFor(r).ServeHTTP(rec, r)
 	if rec.status == 0 {
 		// Nothing written (an upgraded connection, or an empty reply).
 		status := http.StatusOK
@@ -269,6 +273,9 @@ type userHolder struct{}
 type userBox struct {
 	user *User
 	as   user.Info // whom the request was served as, when impersonating
+	// virtual is the virtual cluster served (CLUSTER/NAMESPACE/NAME), and
+	// form how the request named it (path, serverName or key).
+	virtual, form string
 }
 
 // noteImpersonated records, for the audit record, whom r is served as.
@@ -278,8 +285,23 @@ func noteImpersonated(r *http.Request, as user.Info) {
 	}
 }
 
-// authenticated wraps h: 401 without a valid key, else h with the user.
+// authenticated wraps h: 401 without a valid key, 403 with a key scoped
+// to a virtual cluster (good for that cluster's API alone), else h with
+// the user.
 func (s *Server) authenticated(h func(w http.ResponseWriter, r *http.Request, u *User)) http.HandlerFunc {
+	return s.authenticatedFor(false, "", h)
+}
+
+// authenticatedVirtual wraps a handler of a virtual cluster's API: keys
+// scoped to a virtual cluster pass too, and proxyVirtual checks the scope.
+func (s *Server) authenticatedVirtual(h func(w http.ResponseWriter, r *http.Request, u *User)) http.HandlerFunc {
+	return s.authenticatedFor(true, "", h)
+}
+
+// authenticatedFor wraps h: 401 without a valid key (with hint appended
+// to the reason), 403 with a scoped key unless scoped, else h with the
+// user.
+func (s *Server) authenticatedFor(scoped bool, hint string, h func(w http.ResponseWriter, r *http.Request, u *User)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		u, err := s.authenticate(r.Context(), r)
 		// A bad key counts against the client's address and the key.
@@ -293,11 +315,15 @@ func (s *Server) authenticated(h func(w http.ResponseWriter, r *http.Request, u 
 			if !errors.Is(err, errUnauthorized) {
 				reason = "authentication failed: " + err.Error()
 			}
-			writeStatus(w, http.StatusUnauthorized, metav1.StatusReasonUnauthorized, reason)
+			writeStatus(w, http.StatusUnauthorized, metav1.StatusReasonUnauthorized, reason+hint)
 			return
 		}
 		if box, ok := r.Context().Value(userHolder{}).(*userBox); ok {
 			box.user = u
+		}
+		if u.Scope != nil && !scoped {
+			refuseScoped(w, u)
+			return
 		}
 		h(w, r, u)
 	}

@@ -112,8 +112,8 @@ func (s *Server) virtualByServerName(r *http.Request) http.Handler {
 	if !ok {
 		return nil
 	}
-	return s.authenticated(func(w http.ResponseWriter, r *http.Request, u *User) {
-		s.proxyVirtual(w, r, u, cluster, ns, name, r.URL.Path)
+	return s.authenticatedVirtual(func(w http.ResponseWriter, r *http.Request, u *User) {
+		s.proxyVirtual(w, r, u, formServerName, cluster, ns, name, r.URL.Path)
 	})
 }
 

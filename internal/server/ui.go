@@ -149,7 +149,7 @@ func (s *Server) page(h func(w http.ResponseWriter, r *http.Request, sess *sessi
 	return func(w http.ResponseWriter, r *http.Request) {
 		sess := s.ui.sessions.get(r)
 		if sess != nil {
-			if u, err := s.authenticateKey(r.Context(), sess.key); err == nil {
+			if u, err := s.authenticateKey(r.Context(), sess.key); err == nil && u.Scope == nil {
 				sess.user = u
 				if box, ok := r.Context().Value(userHolder{}).(*userBox); ok {
 					box.user = u
@@ -539,8 +539,9 @@ func (s *Server) vcAction(w http.ResponseWriter, r *http.Request, sess *session)
 	http.Redirect(w, r, back+"?flash="+url.QueryEscape(flash), http.StatusSeeOther)
 }
 
-// connect makes an access key for this virtual cluster (expiring with the
-// session's key, if that expires) and shows a kubeconfig with it.
+// connect makes an access key scoped to this virtual cluster (expiring
+// with the session's key, if that expires) and shows a kubeconfig with it:
+// the platform's address alone, which the key routes to the cluster.
 func (s *Server) connect(w http.ResponseWriter, r *http.Request, sess *session, cluster, ns, name string) {
 	d, err := s.detail(r, sess)
 	if err != nil {
@@ -549,14 +550,14 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, sess *session, 
 	}
 	var key AccessKeyInfo
 	if err := s.call(r, sess, http.MethodPost, "/api/v1/accesskeys", "", AccessKeyRequest{
-		Description: fmt.Sprintf("kubeconfig for virtual cluster %s/%s/%s (web UI)", cluster, ns, name)}, &key); err != nil {
+		Description:    fmt.Sprintf("kubeconfig for virtual cluster %s/%s/%s (web UI)", cluster, ns, name),
+		VirtualCluster: &storagev1.VirtualClusterScope{Cluster: cluster, Namespace: ns, Name: name}}, &key); err != nil {
 		s.failPage(w, sess, "Virtual cluster "+name, err)
 		return
 	}
-	server := "https://" + r.Host
 	ctxName := fmt.Sprintf("sublet_%s_%s_%s", cluster, ns, name)
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters[ctxName] = &clientcmdapi.Cluster{Server: fmt.Sprintf("%s/kubernetes/virtualcluster/%s/%s/%s", server, cluster, ns, name), CertificateAuthorityData: s.caPEM}
+	cfg.Clusters[ctxName] = &clientcmdapi.Cluster{Server: "https://" + r.Host, CertificateAuthorityData: s.caPEM}
 	cfg.AuthInfos[ctxName] = &clientcmdapi.AuthInfo{Token: key.Key}
 	cfg.Contexts[ctxName] = &clientcmdapi.Context{Cluster: ctxName, AuthInfo: ctxName}
 	cfg.CurrentContext = ctxName
@@ -576,7 +577,7 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, sess *session, 
 	sess.mu.Unlock()
 	d.Kubeconfig, d.DownloadID = string(data), id
 	s.render(w, http.StatusOK, "detail", pageData{Title: "Virtual cluster " + name, Nav: "list", User: sess.user, CSRF: sess.csrf,
-		Flash: "Access key " + key.Name + " was made for this kubeconfig; it is shown only now.", Data: d})
+		Flash: "Access key " + key.Name + ", good for this virtual cluster alone, was made for this kubeconfig; it is shown only now.", Data: d})
 }
 
 func (s *Server) downloadKubeconfig(w http.ResponseWriter, r *http.Request, sess *session) {

@@ -14,6 +14,11 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	platformserver "github.com/sublet-dev/sublet/internal/server"
 	"github.com/sublet-dev/sublet/internal/testenv"
 )
 
@@ -65,19 +70,26 @@ func TestPlatformFidelity(t *testing.T) {
 	dana := accessKey(t, "e2e-dana", "dana", nil)
 	kubectl(t, hk, "", "wait", "--for=jsonpath={.status.phase}=Ready", "virtualcluster/fid", "-n", ns, "--timeout=120s")
 
-	// The CLI writes the kube-context: the platform's address, the virtual
-	// cluster's TLS server name.
+	// The CLI writes the kube-context: the platform's address alone, and a
+	// key of dana's scoped to the virtual cluster, which the server routes
+	// there. The server-name and path forms serve it too.
 	kc := p.useAsCLI(t, dana, ns, "fid")
 	server := kubectl(t, kc, "", "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}")
 	serverName := kubectl(t, kc, "", "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.tls-server-name}")
-	wantName := fmt.Sprintf("fid.%s.%s.vcluster.sublet.invalid", ns, p.cluster)
-	if server != p.url || serverName != wantName {
-		t.Fatalf("kube-context server %q tls-server-name %q, want %q and %q", server, serverName, p.url, wantName)
+	if server != p.url || serverName != "" {
+		t.Fatalf("kube-context server %q tls-server-name %q, want %q and none", server, serverName, p.url)
 	}
+	scoped := kubectl(t, kc, "", "config", "view", "--minify", "--raw", "-o", "jsonpath={.users[0].user.token}")
+	if scoped == dana || !strings.HasPrefix(scoped, platformserver.KeyPrefix) {
+		t.Fatalf("the kube-context's token is not a key of its own (dana's key: %v)", scoped == dana)
+	}
+	wantName := fmt.Sprintf("fid.%s.%s.vcluster.sublet.invalid", ns, p.cluster)
+	byName := p.serverNameKubeconfig(t, wantName, scoped)
 	seed := p.seedKubeconfig(t, ns, "fid", dana)
+	forms := map[string]string{"scoped key": kc, "server name": byName, "path": seed}
 
 	// Without --as: dana, cluster-admin, no group listed twice.
-	for form, k := range map[string]string{"server name": kc, "path": seed} {
+	for form, k := range forms {
 		w := authWhoami(t, k)
 		g := w.Status.UserInfo.Groups
 		if w.Status.UserInfo.Username != "dana" || strings.Join(g, ",") != "system:masters,system:authenticated" {
@@ -86,9 +98,9 @@ func TestPlatformFidelity(t *testing.T) {
 	}
 
 	// With --as: the virtual cluster sees the service account, with the
-	// groups the API server gives it, through either form.
+	// groups the API server gives it, through every form.
 	sa := "system:serviceaccount:default:tester"
-	for form, k := range map[string]string{"server name": kc, "path": seed} {
+	for form, k := range forms {
 		w := authWhoami(t, k, "--as", sa)
 		if w.Status.UserInfo.Username != sa || strings.Join(w.Status.UserInfo.Groups, ",") != "system:serviceaccounts,system:serviceaccounts:default,system:authenticated" {
 			t.Errorf("%s form: whoami --as %s: %q %v", form, sa, w.Status.UserInfo.Username, w.Status.UserInfo.Groups)
@@ -189,7 +201,45 @@ func TestPlatformFidelity(t *testing.T) {
 		}
 	}
 
-	// The audit record tells both identities and the server name.
+	// Clients that replace the server, or know only a host, a CA and a
+	// token, reach the virtual cluster with the kube-context's key.
+	if out := kubectl(t, kc, "", "--server", p.url, "get", "configmaps", "-n", "default", "-o", "name"); !strings.Contains(out, "kube-root-ca.crt") {
+		t.Errorf("kubectl --server %s get configmaps:\n%s", p.url, out)
+	}
+	ca, err := os.ReadFile(p.caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare := kubernetes.NewForConfigOrDie(&rest.Config{Host: p.url, BearerToken: scoped, TLSClientConfig: rest.TLSClientConfig{CAData: ca}})
+	if _, err := bare.CoreV1().Services("default").Get(context.Background(), "kubernetes", metav1.GetOptions{}); err != nil {
+		t.Errorf("a client with only host, CA and the scoped key: get service default/kubernetes: %v", err)
+	}
+	// The scoped key is good for nothing else; dana's own key at the root
+	// is told how to name a virtual cluster.
+	for path, want := range map[string]string{
+		"/kubernetes/cluster/" + p.cluster + "/api":                                "is scoped to virtual cluster " + p.cluster + "/" + ns + "/fid",
+		"/api/v1/accesskeys":                                                       "is scoped to virtual cluster " + p.cluster + "/" + ns + "/fid",
+		"/kubernetes/virtualcluster/" + p.cluster + "/" + ns + "/other/api":        "is not good for virtual cluster " + ns + "/other",
+		"/kubernetes/virtualcluster/" + p.cluster + "/" + ns + "-other/fid/api/v1": "is not good for virtual cluster " + ns + "-other/fid",
+	} {
+		if code, body := p.getBody(t, path, scoped); code != http.StatusForbidden || !strings.Contains(body, want) {
+			t.Errorf("GET %s with the scoped key: HTTP %d %s, want 403 with %q", path, code, body, want)
+		}
+	}
+	if code, body := p.getBody(t, "/api/v1/namespaces", dana); code != http.StatusNotFound || !strings.Contains(body, "Sublet platform server") ||
+		!strings.Contains(body, "/kubernetes/virtualcluster/CLUSTER/NAMESPACE/NAME") || !strings.Contains(body, "sublet create accesskey --vcluster NAME") {
+		t.Errorf("a root request with dana's own key: HTTP %d %s, want the explanatory 404", code, body)
+	}
+
+	// The audit record tells both identities, and for each form the same
+	// user, verb and virtual cluster, and the server name.
+	if code, body := p.getBody(t, "/api", scoped); code != http.StatusOK {
+		t.Errorf("GET /api with the scoped key: HTTP %d %s", code, body)
+	}
+	if code, body := p.getBody(t, "/kubernetes/virtualcluster/"+p.cluster+"/"+ns+"/fid/api", dana); code != http.StatusOK {
+		t.Errorf("GET /api by path: HTTP %d %s", code, body)
+	}
+	kubectl(t, byName, "", "get", "--raw", "/api")
 	audit, err := os.ReadFile(p.auditLog)
 	if err != nil {
 		t.Fatal(err)
@@ -197,4 +247,60 @@ func TestPlatformFidelity(t *testing.T) {
 	if !strings.Contains(string(audit), `"serverName":"`+wantName+`"`) || !strings.Contains(string(audit), `"impersonatedUser":"`+sa+`"`) {
 		t.Errorf("audit log lacks the server name or the impersonated user:\n%s", testenv.Tail(string(audit), 2000))
 	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(string(audit), "\n") {
+		var rec map[string]interface{}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["user"] == "dana" && rec["verb"] == "get" && rec["virtualCluster"] == p.cluster+"/"+ns+"/fid" {
+			seen[fmt.Sprint(rec["form"])] = true
+		}
+	}
+	if !seen["key"] || !seen["serverName"] || !seen["path"] {
+		t.Errorf("audit records of dana's gets of %s/fid by form: %v, want key, serverName and path", ns, seen)
+	}
+
+	// Revoking the key a scoped key was made with revokes it at once.
+	var child struct {
+		Name string `json:"name"`
+		Key  string `json:"key"`
+	}
+	if err := json.Unmarshal([]byte(sublet(t, "create", "accesskey", "-o", "json")), &child); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := p.request(t, p.httpClient(t), http.MethodPost, "/api/v1/accesskeys", child.Key,
+		strings.NewReader(fmt.Sprintf(`{"virtualCluster":{"cluster":%q,"namespace":%q,"name":"fid"}}`, p.cluster, ns)))
+	var grandchild struct {
+		Key string `json:"key"`
+	}
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal([]byte(body), &grandchild) != nil {
+		t.Fatalf("a scoped key made with a child key: HTTP %d %s", resp.StatusCode, body)
+	}
+	if code, body := p.getBody(t, "/version", grandchild.Key); code != http.StatusOK {
+		t.Fatalf("the scoped key made with a child key: HTTP %d %s", code, body)
+	}
+	sublet(t, "delete", "accesskey", child.Name)
+	poll(t, 10*time.Second, "the scoped key made with a revoked key is refused", func(context.Context) (bool, error) {
+		code, _ := p.getBody(t, "/version", grandchild.Key)
+		return code == http.StatusUnauthorized, nil
+	})
+
+	// Deleting the virtual cluster revokes the keys scoped to it.
+	var keys []platformserver.AccessKeyInfo
+	if err := json.Unmarshal([]byte(sublet(t, "list", "accesskeys", "-o", "json")), &keys); err != nil {
+		t.Fatal(err)
+	}
+	scopedName := ""
+	for _, k := range keys {
+		if k.KeySHA256 == platformserver.HashKey(scoped) && k.VirtualCluster != nil && k.VirtualCluster.Name == "fid" {
+			scopedName = k.Name
+		}
+	}
+	if scopedName == "" || !strings.Contains(sublet(t, "list", "accesskeys"), "vcluster "+p.cluster+"/"+ns+"/fid") {
+		t.Fatalf("sublet list accesskeys does not show the kube-context's key with its scope: %+v", keys)
+	}
+	kubectl(t, hk, "", "delete", "virtualcluster", "fid", "-n", ns, "--wait")
+	poll(t, 90*time.Second, "the kube-context's key revoked with its virtual cluster", func(context.Context) (bool, error) {
+		code, _ := p.getBody(t, "/version", scoped)
+		out, err := exec.Command("kubectl", "--kubeconfig", hk, "get", "accesskey", scopedName, "-o", "name").CombinedOutput()
+		return code == http.StatusUnauthorized && err != nil && strings.Contains(string(out), "NotFound"), nil
+	})
 }

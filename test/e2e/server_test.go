@@ -151,6 +151,22 @@ users:
 	return file
 }
 
+// serverNameKubeconfig writes a kubeconfig for the platform's address
+// with TLS server name serverName and the access key as token.
+func (p *platform) serverNameKubeconfig(t *testing.T, serverName, key string) string {
+	t.Helper()
+	file := p.kubeconfig(t, "", key)
+	cfg, err := clientcmd.LoadFromFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Clusters["loft"].TLSServerName = serverName
+	if err := clientcmd.WriteToFile(*cfg, file); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
 // get does GET url with key, returning the status code.
 func (p *platform) get(t *testing.T, path, key string) int {
 	t.Helper()

@@ -108,12 +108,21 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 		return err == nil && string(out) == "baseline", nil
 	})
 	currentKubectl(t, "create", "namespace", "only-in-team-a")
-	// The kube-context reaches it at the root of the platform's address by
-	// its TLS server name.
+	// The kube-context reaches it at the root of the platform's address,
+	// with a key scoped to it that the server routes there.
 	server := currentKubectl(t, "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}")
 	serverName := currentKubectl(t, "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.tls-server-name}")
-	if strings.Contains(server, "/kubernetes/") || serverName != "team-a.vcluster-team-a.local.vcluster.sublet.invalid" {
-		t.Errorf("kube-context server %q, tls-server-name %q: want the platform's address and the virtual cluster's server name", server, serverName)
+	if strings.Contains(server, "/kubernetes/") || serverName != "" {
+		t.Errorf("kube-context server %q, tls-server-name %q: want the platform's address alone", server, serverName)
+	}
+	if keys := sublet(t, "list", "accesskeys"); !strings.Contains(keys, "vcluster local/vcluster-team-a/team-a") {
+		t.Errorf("sublet list accesskeys lacks the key scoped to team-a:\n%s", keys)
+	}
+	// Using it again keeps the kube-context's key: no key per use.
+	ctxKey := currentKubectl(t, "config", "view", "--minify", "--raw", "-o", "jsonpath={.users[0].user.token}")
+	sublet(t, "use", "vcluster", "team-a")
+	if again := currentKubectl(t, "config", "view", "--minify", "--raw", "-o", "jsonpath={.users[0].user.token}"); again != ctxKey {
+		t.Errorf("use vcluster team-a again made a new key for its kube-context")
 	}
 
 	// Use: without a name it lists; with one it switches; --path-form

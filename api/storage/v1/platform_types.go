@@ -2,6 +2,7 @@ package v1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // Cluster is a host cluster connected to the platform: virtual clusters
@@ -76,6 +77,9 @@ type ClusterList struct {
 // +kubebuilder:resource:scope=Cluster,categories=sublet
 // +kubebuilder:printcolumn:name="User",type=string,JSONPath=`.spec.user`
 // +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.spec.expiration`
+// +kubebuilder:printcolumn:name="Cluster",type=string,JSONPath=`.spec.scope.virtualCluster.cluster`,priority=1
+// +kubebuilder:printcolumn:name="Namespace",type=string,JSONPath=`.spec.scope.virtualCluster.namespace`,priority=1
+// +kubebuilder:printcolumn:name="VirtualCluster",type=string,JSONPath=`.spec.scope.virtualCluster.name`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type AccessKey struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -85,6 +89,8 @@ type AccessKey struct {
 }
 
 // AccessKeySpec is who a key authenticates as, and until when.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.scope) == has(oldSelf.scope)",message="scope is immutable; make a new key"
 type AccessKeySpec struct {
 	// User the key authenticates as.
 	// +kubebuilder:validation:MinLength=1
@@ -100,6 +106,35 @@ type AccessKeySpec struct {
 	KeySHA256 string `json:"keySHA256"`
 	// +optional
 	Description string `json:"description,omitempty"`
+	// Scope, when set, limits where the key authenticates. It cannot be
+	// changed: a key is scoped when it is made.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="scope is immutable; make a new key"
+	Scope *AccessKeyScope `json:"scope,omitempty"`
+}
+
+// AccessKeyScope limits an access key to part of the platform.
+type AccessKeyScope struct {
+	// VirtualCluster makes the key good for that virtual cluster's API
+	// alone (through the platform's proxy, in any of its forms) and for
+	// nothing else of the platform.
+	VirtualCluster *VirtualClusterScope `json:"virtualCluster,omitempty"`
+}
+
+// VirtualClusterScope names the one virtual cluster a key is good for.
+type VirtualClusterScope struct {
+	// Cluster is the connected host cluster's name.
+	// +kubebuilder:validation:MinLength=1
+	Cluster string `json:"cluster"`
+	// +kubebuilder:validation:MinLength=1
+	Namespace string `json:"namespace"`
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// UID is the VirtualCluster's when the key was made: one deleted and
+	// made again under the same name is another cluster, which the key
+	// does not open.
+	// +optional
+	UID types.UID `json:"uid,omitempty"`
 }
 
 // AccessKeyList is a list of AccessKeys.
