@@ -124,6 +124,31 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 	if again := currentKubectl(t, "config", "view", "--minify", "--raw", "-o", "jsonpath={.users[0].user.token}"); again != ctxKey {
 		t.Errorf("use vcluster team-a again made a new key for its kube-context")
 	}
+	// A key scoped to it by hand: kubectl with the address, the CA and the
+	// key alone reaches team-a, and nothing else of the platform.
+	var scoped struct {
+		Key            string `json:"key"`
+		VirtualCluster *struct {
+			Cluster, Namespace, Name string
+		} `json:"virtualCluster"`
+	}
+	if err := json.Unmarshal([]byte(sublet(t, "create", "accesskey", "--vcluster", "team-a", "--ttl", "1h", "-o", "json")), &scoped); err != nil {
+		t.Fatal(err)
+	}
+	if sc := scoped.VirtualCluster; sc == nil || sc.Cluster != "local" || sc.Namespace != "vcluster-team-a" || sc.Name != "team-a" {
+		t.Fatalf("create accesskey --vcluster team-a: scope %+v", sc)
+	}
+	empty := filepath.Join(dir, "empty.kubeconfig")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bare := []string{"--server", server, "--token", scoped.Key, "--certificate-authority", filepath.Join(stateDir, "server", "pki", "ca.crt")}
+	if out := kubectl(t, empty, "", append(bare, "get", "namespaces")...); !strings.Contains(out, "only-in-team-a") {
+		t.Errorf("kubectl with the address, the CA and team-a's scoped key:\n%s", out)
+	}
+	if out := kubectlFails(t, empty, append(bare, "get", "--raw", "/kubernetes/cluster/local/api")...); !strings.Contains(out, "is scoped to virtual cluster local/vcluster-team-a/team-a") {
+		t.Errorf("the scoped key on the host proxy:\n%s", out)
+	}
 
 	// Use: without a name it lists; with one it switches; --path-form
 	// writes the seed's form, which works the same.
