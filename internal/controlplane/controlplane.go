@@ -140,7 +140,7 @@ func (cp *ControlPlane) Run(ctx context.Context, ready func(Info) error) error {
 
 	var store datastore
 	if cp.opts.Datastore == DatastoreSQLite {
-		store = &kineStore{file: cp.dir.sqlite(), pki: p}
+		store = &kineStore{file: cp.dir.sqlite(), pki: p, log: cp.log}
 	} else {
 		store = &etcdStore{dir: cp.dir.etcd(), pki: p, logFile: cp.dir.path("logs", "etcd.log")}
 	}

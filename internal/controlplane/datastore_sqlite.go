@@ -18,16 +18,21 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"k8s.io/klog/v2"
 )
 
 var sqliteMagic = []byte("SQLite format 3\x00")
 
 // kineStore serves the etcd API from a SQLite file through kine.
 type kineStore struct {
-	file   string
-	pki    pki.Dir
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	file string
+	pki  pki.Dir
+	log  klog.Logger
+	// reclaimEvery is how often free space is looked for (0: every
+	// minute; negative: never, for a benchmark that reclaims itself).
+	reclaimEvery time.Duration
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
 }
 
 // checkSQLiteFile fails if file exists but is not a SQLite database.
@@ -66,6 +71,10 @@ func (s *kineStore) start(ctx context.Context) (string, error) {
 	// down after ctx ended (lease and endpoint removal), and without its
 	// datastore it waits out its whole shutdown timeout.
 	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if err := useIncrementalVacuum(ctx, s.file); err != nil {
+		s.cancel()
+		return "", err
+	}
 	listen := fmt.Sprintf("127.0.0.1:%d", port)
 	cfg := endpoint.Config{
 		WaitGroup: &s.wg,
@@ -76,15 +85,23 @@ func (s *kineStore) start(ctx context.Context) (string, error) {
 			KeyFile:       s.pki.ClientKey(pki.EtcdServer),
 			TrustedCAFile: s.pki.CACert(),
 		},
-		// kine rejects zero values; these are its command's own defaults.
+		// kine rejects some zero values; these are its command's own
+		// defaults, except for compaction.
 		NotifyInterval:      5 * time.Second,
 		EmulatedETCDVersion: "3.6.11",
-		CompactInterval:     5 * time.Minute,
-		CompactTimeout:      5 * time.Second,
-		CompactMinRetain:    1000,
-		CompactBatchSize:    1000,
-		PollBatchSize:       500,
-		PollInterval:        time.Second,
+		// No compaction of kine's own (its default: every 5 minutes, all
+		// but the last 1000 revisions), which makes it ignore compaction
+		// requests: the API server compacts, as it does etcd (every
+		// --etcd-compaction-interval, to the revision of the interval
+		// before), exactly to the revision it asks for. Reads and watches
+		// at a compacted revision then get 410 Gone as on etcd, instead of
+		// being served from history etcd no longer has.
+		CompactInterval:  0,
+		CompactTimeout:   5 * time.Second,
+		CompactMinRetain: 0,
+		CompactBatchSize: 1000,
+		PollBatchSize:    500,
+		PollInterval:     time.Second,
 	}
 	cfg.ConnectionPoolConfig.MaxIdle = 2
 	cfg.ConnectionPoolConfig.MaxIdleTime = 2 * time.Minute
@@ -95,6 +112,17 @@ func (s *kineStore) start(ctx context.Context) (string, error) {
 	if _, err := endpoint.Listen(ctx, cfg); err != nil {
 		s.cancel()
 		return "", fmt.Errorf("start kine on %s: %w", s.file, err)
+	}
+	if s.reclaimEvery >= 0 {
+		r := newReclaimer(s.file, s.log)
+		if s.reclaimEvery > 0 {
+			r.every = s.reclaimEvery
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			r.run(ctx)
+		}()
 	}
 	return "https://" + listen, nil
 }
