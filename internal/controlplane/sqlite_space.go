@@ -116,6 +116,8 @@ type reclaimResult struct {
 	BytesAfter  int64
 	// LongestStep is the longest a step held the write lock.
 	LongestStep time.Duration
+	// WALBytesAfter is the size of the write-ahead log after it.
+	WALBytesAfter int64
 }
 
 // newReclaimer returns the reclaimer a virtual cluster's datastore runs:
@@ -141,7 +143,7 @@ func (r *reclaimer) run(ctx context.Context) {
 			r.log.Error(err, "returning the datastore's free space failed", "file", r.file)
 		case res.Steps > 0:
 			r.log.Info("returned the datastore's free space", "file", r.file, "bytesBefore", res.BytesBefore, "bytesAfter", res.BytesAfter,
-				"steps", res.Steps, "longestStep", res.LongestStep)
+				"walBytesAfter", res.WALBytesAfter, "steps", res.Steps, "longestStep", res.LongestStep)
 		}
 	}
 }
@@ -194,14 +196,23 @@ func (r *reclaimer) reclaim(ctx context.Context) (reclaimResult, error) {
 		case <-time.After(r.rest):
 		}
 	}
-	// Move what it can of the WAL into the file, waiting for no one (kine
-	// checkpoints fully after its next compaction).
-	if _, err := conn.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+	// Move the WAL, which now holds the returned pages, into the file and
+	// cut it to nothing. A truncating checkpoint holds writers back while
+	// it waits for readers: it waits 100 ms at most, and if readers are
+	// still there the WAL is left for kine's next checkpoint.
+	if _, err := conn.ExecContext(ctx, "PRAGMA busy_timeout = 100"); err != nil {
+		return res, err
+	}
+	var busy, logPages, checkpointed int
+	if err := conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logPages, &checkpointed); err != nil {
 		return res, err
 	}
 	if err := conn.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
 		return res, err
 	}
 	res.BytesAfter = pages * pageSize
+	if fi, err := os.Stat(r.file + "-wal"); err == nil {
+		res.WALBytesAfter = fi.Size()
+	}
 	return res, nil
 }

@@ -82,7 +82,7 @@ func TestReclaimer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.Steps < int(free)/256 || res.BytesAfter > 1<<20 || fi.Size() > 1<<20 {
+			if res.Steps < int(free)/256 || res.BytesAfter > 1<<20 || fi.Size() > 1<<20 || res.WALBytesAfter != 0 {
 				t.Errorf("reclaim: %+v, file %d bytes; want ~%d steps and under 1 MiB left", res, fi.Size(), free/256)
 			}
 			t.Logf("returned %d of %d bytes in %d steps, longest %s", res.BytesBefore-res.BytesAfter, res.BytesBefore, res.Steps, res.LongestStep)
