@@ -272,6 +272,7 @@ func (s *Server) deleteAccessKey(w http.ResponseWriter, r *http.Request, u *User
 		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error())
 		return
 	}
+	s.awaitKeyCached(r.Context(), ak.Name, false)
 	writeJSON(w, keyInfo(ak))
 }
 

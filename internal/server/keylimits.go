@@ -111,7 +111,15 @@ func (s *Server) keyCapError(user string, n int) *requestError {
 // count sees it and the key authenticates as soon as it is handed out. A
 // cache that is slow to catch up only delays the reply.
 func (s *Server) awaitKeyInCache(ctx context.Context, name string) {
+	s.awaitKeyCached(ctx, name, true)
+}
+
+// awaitKeyCached waits until the server's cache has key name (present) or
+// no longer has it: a deleted key frees its place under the cap, and stops
+// authenticating, by the time the deletion is answered.
+func (s *Server) awaitKeyCached(ctx context.Context, name string, present bool) {
 	_ = wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
-		return s.cache.Get(ctx, types.NamespacedName{Name: name}, &storagev1.AccessKey{}) == nil, nil
+		err := s.cache.Get(ctx, types.NamespacedName{Name: name}, &storagev1.AccessKey{})
+		return (err == nil) == present, nil
 	})
 }
