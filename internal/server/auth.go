@@ -61,6 +61,10 @@ func (s *Server) authenticate(ctx context.Context, r *http.Request) (*User, erro
 	if token == "" {
 		return nil, errUnauthorized
 	}
+	// handlerFor may have looked the key up already, to route the request.
+	if box, ok := ctx.Value(userHolder{}).(*userBox); ok && box.keyed != nil && box.keyedToken == token {
+		return box.keyed, nil
+	}
 	return s.authenticateKey(ctx, token)
 }
 

@@ -45,10 +45,16 @@ func (s *Server) handlerFor(r *http.Request) http.Handler {
 	}
 	if token := bearerToken(r); token != "" {
 		// An invalid key falls through: the handler below refuses it and
-		// counts it against the client.
-		if u, err := s.authenticateKey(r.Context(), token); err == nil && u.Scope != nil {
+		// counts it against the client. A valid one is kept for the
+		// handler, so it is looked up once.
+		u, err := s.authenticateKey(r.Context(), token)
+		box, _ := r.Context().Value(userHolder{}).(*userBox)
+		if err == nil && box != nil {
+			box.keyed, box.keyedToken = u, token
+		}
+		if err == nil && u.Scope != nil {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if box, ok := r.Context().Value(userHolder{}).(*userBox); ok {
+				if box != nil {
 					box.user = u
 				}
 				if platformPath(r.URL.Path) {

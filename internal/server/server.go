@@ -276,6 +276,9 @@ type userBox struct {
 	// virtual is the virtual cluster served (CLUSTER/NAMESPACE/NAME), and
 	// form how the request named it (path, serverName or key).
 	virtual, form string
+	// keyed is the user of bearer token keyedToken, once looked up.
+	keyed      *User
+	keyedToken string
 }
 
 // noteImpersonated records, for the audit record, whom r is served as.
