@@ -31,6 +31,8 @@ type platformOptions struct {
 	stateDir    string
 	certFile    string
 	keyFile     string
+	caCertFile  string
+	caKeyFile   string
 	sans        []string
 	auditLog    string
 	installCRDs bool
@@ -60,8 +62,9 @@ A client's impersonation headers (kubectl --as, --as-group) are honoured as the 
 would: if the target cluster (the host, or the virtual cluster) lets the user impersonate
 that identity, the request is served as it; else it is refused with the API server's 403.
 
-Without --tls-cert-file it serves a certificate of its own CA, kept in --state-dir;
-that CA is what clients trust. It then also serves every virtual cluster at the root of
+Without --tls-cert-file it serves a certificate of its own CA, kept in --state-dir
+(or the CA of --ca-cert-file, e.g. a Secret mounted read-only); that CA is what
+clients trust. It then also serves every virtual cluster at the root of
 its address to clients that send the server name NAME.NAMESPACE.CLUSTER.vcluster.sublet.invalid
 in the TLS handshake (kubeconfig tls-server-name; the name is never looked up), with a
 certificate for exactly that name. A key scoped to a virtual cluster ('sublet create
@@ -87,6 +90,8 @@ Retry-After, or 422 at the access key cap).`,
 	pathflag.Var(f, &o.stateDir, "state-dir", o.stateDir, "Directory for the server's CA and certificate.")
 	pathflag.Var(f, &o.certFile, "tls-cert-file", o.certFile, "Serving certificate (PEM); default: one issued by the server's own CA.")
 	pathflag.Var(f, &o.keyFile, "tls-key-file", o.keyFile, "Key of --tls-cert-file.")
+	pathflag.Var(f, &o.caCertFile, "ca-cert-file", o.caCertFile, "CA certificate (PEM) the server issues its own certificates from, copied into --state-dir; default: a CA the server makes there.")
+	pathflag.Var(f, &o.caKeyFile, "ca-key-file", o.caKeyFile, "Key of --ca-cert-file.")
 	f.StringSliceVar(&o.sans, "tls-san", o.sans, "Extra DNS name or IP for the server's own certificate (repeatable).")
 	pathflag.Var(f, &o.auditLog, "audit-log", o.auditLog, "File the JSON audit log is appended to; - for stderr.")
 	f.BoolVar(&o.installCRDs, "install-crds", o.installCRDs, "Create or upgrade the storage.loft.sh CRDs in the management cluster at start.")
@@ -97,6 +102,12 @@ Retry-After, or 422 at the access key cap).`,
 func runPlatformServer(cmd *cobra.Command, o *platformOptions) error {
 	if (o.certFile == "") != (o.keyFile == "") {
 		return errors.New("--tls-cert-file and --tls-key-file go together")
+	}
+	if (o.caCertFile == "") != (o.caKeyFile == "") {
+		return errors.New("--ca-cert-file and --ca-key-file go together")
+	}
+	if o.caCertFile != "" && o.certFile != "" {
+		return errors.New("--ca-cert-file issues the server's own certificate, and --tls-cert-file replaces it: pass one of them")
 	}
 	if err := o.limits.Validate(); err != nil {
 		return err
@@ -154,6 +165,11 @@ func startPlatformServer(ctx context.Context, cfg *rest.Config, o *platformOptio
 	var issuer *pki.Issuer
 	if certFile == "" {
 		p := pki.Dir{Path: filepath.Join(o.stateDir, "pki")}
+		if o.caCertFile != "" {
+			if err := adoptCA(p, o.caCertFile, o.caKeyFile); err != nil {
+				return "", "", err
+			}
+		}
 		hosts := append([]string{"localhost", "127.0.0.1"}, o.sans...)
 		if host, _, _ := net.SplitHostPort(o.listen); host != "" && !net.ParseIP(host).IsUnspecified() {
 			hosts = append(hosts, host)
@@ -190,6 +206,35 @@ func startPlatformServer(ctx context.Context, cfg *rest.Config, o *platformOptio
 		errc <- srv.Serve(ctx, l, srv.TLSConfig(cert, issuer))
 	}()
 	return "https://" + l.Addr().String(), caFile, nil
+}
+
+// adoptCA copies the CA of certFile and keyFile into p, where the server
+// keeps its own, after checking that they are a CA certificate and its
+// key. The server issues its serving certificate from it next to it, so p
+// must be writable even where the CA comes from a read-only mount.
+func adoptCA(p pki.Dir, certFile, keyFile string) error {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return fmt.Errorf("--ca-cert-file: %w", err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return fmt.Errorf("--ca-key-file: %w", err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return fmt.Errorf("--ca-cert-file %s and --ca-key-file %s: %w", certFile, keyFile, err)
+	}
+	if !pair.Leaf.IsCA {
+		return fmt.Errorf("--ca-cert-file %s is not a CA certificate (basic constraints CA:TRUE); pass the CA the server issues its certificates from", certFile)
+	}
+	if err := os.MkdirAll(p.Path, 0o700); err != nil {
+		return fmt.Errorf("create pki dir: %w", err)
+	}
+	if err := pki.WriteFileAtomic(p.CACert(), certPEM, 0o644); err != nil {
+		return err
+	}
+	return pki.WriteFileAtomic(p.CAKey(), keyPEM, 0o600)
 }
 
 type nopCloser struct{ io.Writer }
