@@ -46,6 +46,7 @@ require (
 	github.com/google/uuid v1.6.0
 	github.com/k3s-io/kine v0.17.5
 	github.com/miekg/dns v1.1.73
+	github.com/moby/profiles/seccomp v0.3.0
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822
 	github.com/opencontainers/runtime-spec v1.3.0
 	github.com/prometheus/client_golang v1.25.0

@@ -287,10 +287,31 @@ func startChartAgent(t *testing.T, kubeconfig, runtime string) *testenv.Process 
 	return p
 }
 
-// noForbidden fails if a component logged an RBAC refusal.
-func noForbidden(t *testing.T, what string, p *testenv.Process) {
+// connectChartCluster connects the host as cluster, as NOTES.txt connects
+// "local": with the chart's cluster-access token Secret, through the CLI
+// logged in to the server.
+func connectChartCluster(t *testing.T, cluster string) {
 	t.Helper()
-	for _, l := range strings.Split(p.Output(), "\n") {
+	var token []byte
+	poll(t, 60*time.Second, "the cluster-access token Secret filled in", func(ctx context.Context) (bool, error) {
+		s, err := host.Client.CoreV1().Secrets(chartNamespace).Get(ctx, "sublet-cluster-token", metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		token = s.Data["token"]
+		return len(token) > 0, nil
+	})
+	sublet(t, "connect", "cluster", cluster, "--kubeconfig", tokenKubeconfig(t, "sublet-cluster", string(token)))
+	t.Cleanup(func() {
+		_ = exec.Command("kubectl", "--kubeconfig", host.Kubeconfig, "delete", "cluster.storage.loft.sh", cluster).Run()
+		_ = host.Client.CoreV1().Secrets(chartNamespace).Delete(context.Background(), "cluster-"+cluster, metav1.DeleteOptions{})
+	})
+}
+
+// noForbidden fails if a component logged an RBAC refusal.
+func noForbidden(t *testing.T, what, output string) {
+	t.Helper()
+	for _, l := range strings.Split(output, "\n") {
 		if strings.Contains(l, "forbidden") || strings.Contains(l, "Forbidden") {
 			t.Errorf("%s was refused by RBAC: %s", what, l)
 		}
@@ -327,7 +348,7 @@ func TestChartRBAC(t *testing.T) {
 	if _, err := host.Client.AppsV1().StatefulSets(ns).Get(ctx, "podvc", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("after delete, the release's StatefulSet: %v, want NotFound", err)
 	}
-	noForbidden(t, "the pod runtime agent", agent)
+	noForbidden(t, "the pod runtime agent", agent.Output())
 	agent.Kill()
 
 	// Process runtime: the agent also mints its syncers' tokens.
@@ -359,22 +380,8 @@ func TestChartRBAC(t *testing.T) {
 	})
 	t.Setenv("SUBLET_CONFIG", filepath.Join(t.TempDir(), "cli.json"))
 	sublet(t, "login", url, "--access-key", adminKeyOf(t), "--ca-file", filepath.Join(stateDir, "pki", "ca.crt"))
-	// "local", as NOTES.txt connects it: the cluster-access token Secret.
-	var token []byte
-	poll(t, 60*time.Second, "the cluster-access token Secret filled in", func(ctx context.Context) (bool, error) {
-		s, err := host.Client.CoreV1().Secrets(chartNamespace).Get(ctx, "sublet-cluster-token", metav1.GetOptions{})
-		if err != nil {
-			return false, nil
-		}
-		token = s.Data["token"]
-		return len(token) > 0, nil
-	})
 	const cluster = "chart-local"
-	sublet(t, "connect", "cluster", cluster, "--kubeconfig", tokenKubeconfig(t, "sublet-cluster", string(token)))
-	t.Cleanup(func() {
-		_ = exec.Command("kubectl", "--kubeconfig", host.Kubeconfig, "delete", "cluster.storage.loft.sh", cluster).Run()
-		_ = host.Client.CoreV1().Secrets(chartNamespace).Delete(context.Background(), "cluster-"+cluster, metav1.DeleteOptions{})
-	})
+	connectChartCluster(t, cluster)
 	if out := sublet(t, "list", "vclusters"); !strings.Contains(out, "procvc") {
 		t.Errorf("sublet list vclusters through the chart's identities lacks procvc:\n%s", out)
 	}
@@ -399,6 +406,6 @@ func TestChartRBAC(t *testing.T) {
 		return c.Status.Phase == "Ready", nil
 	})
 	kubectl(t, host.Kubeconfig, "", "delete", "virtualcluster", "procvc", "-n", ns, "--timeout=90s")
-	noForbidden(t, "the process runtime agent", agent)
-	noForbidden(t, "the server", srv)
+	noForbidden(t, "the process runtime agent", agent.Output())
+	noForbidden(t, "the server", srv.Output())
 }

@@ -6,6 +6,7 @@ package e2e
 
 import (
 	"archive/tar"
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -26,8 +27,10 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/sublet-dev/sublet/charts"
@@ -94,7 +97,7 @@ func (c *container) output() string {
 // start runs the bundle's container; cleanup deletes it, running or not.
 func (r runcCLI) start(t *testing.T, id, bundle string) *container {
 	t.Helper()
-	c := &container{runc: r, id: id, log: filepath.Join(filepath.Dir(bundle), "container.log"), exited: make(chan struct{})}
+	c := &container{runc: r, id: id, log: filepath.Join(bundle, "container.log"), exited: make(chan struct{})}
 	logFile, err := os.Create(c.log)
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +119,7 @@ func (r runcCLI) start(t *testing.T, id, bundle string) *container {
 		}
 		<-c.exited
 		if t.Failed() {
-			t.Logf("container output:\n%s", testenv.Tail(c.output(), 40))
+			t.Logf("container %s output:\n%s", id, testenv.Tail(c.output(), 40))
 		}
 	})
 	return c
@@ -246,13 +249,15 @@ func writeJSON(t *testing.T, path string, v interface{}) {
 	}
 }
 
-func (p chartPod) container() corev1.Container { return p.sts.Spec.Template.Spec.Containers[0] }
+func (p chartPod) container() corev1.Container { return p.template.Spec.Containers[0] }
 
 // ociSpec is what the kubelet and a CRI runtime would make of the pod with
-// image config cfg: its process, its mounts, a read-only root if the chart
-// asks for one, the memory limit, new pid, ipc, uts and mount namespaces
-// and the host's network namespace.
-func (p chartPod) ociSpec(t *testing.T, cfg v1.Config, dir, data string) *specs.Spec {
+// image config cfg and root file system rootfs: its process, its mounts, a
+// read-only root if the chart asks for one, the memory limit, the runtime's
+// default seccomp profile if the chart asks for it, new pid, ipc, uts and
+// mount namespaces and the host's network namespace. dir holds the files
+// the kubelet would write; data is the claim templates' volume.
+func (p chartPod) ociSpec(t *testing.T, cfg v1.Config, rootfs, dir, data string) *specs.Spec {
 	t.Helper()
 	ctr := p.container()
 	proc := p.process(t, cfg)
@@ -261,11 +266,11 @@ func (p chartPod) ociSpec(t *testing.T, cfg v1.Config, dir, data string) *specs.
 		resources.Memory = &specs.LinuxMemory{Limit: ptr.To(mem.Value())}
 	}
 	sc := ctr.SecurityContext
-	return &specs.Spec{
+	spec := &specs.Spec{
 		Version:  "1.0.2",
 		Process:  proc,
-		Root:     &specs.Root{Path: "rootfs", Readonly: sc != nil && ptr.Deref(sc.ReadOnlyRootFilesystem, false)},
-		Hostname: p.name(),
+		Root:     &specs.Root{Path: rootfs, Readonly: sc != nil && ptr.Deref(sc.ReadOnlyRootFilesystem, false)},
+		Hostname: p.name,
 		Mounts:   p.mounts(t, dir, data, proc.User),
 		Linux: &specs.Linux{
 			Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace}, {Type: specs.MountNamespace}},
@@ -276,6 +281,38 @@ func (p chartPod) ociSpec(t *testing.T, cfg v1.Config, dir, data string) *specs.
 			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 		},
 	}
+	if p.seccompProfile(t) == corev1.SeccompProfileTypeRuntimeDefault {
+		// The default profile of Docker, from which containerd's and
+		// CRI-O's RuntimeDefault derive; it depends on the process's
+		// capabilities, so it is made last.
+		profile, err := seccomp.GetDefaultProfile(spec)
+		if err != nil {
+			t.Fatalf("the runtime's default seccomp profile: %v", err)
+		}
+		spec.Linux.Seccomp = profile
+	}
+	return spec
+}
+
+// seccompProfile is the container's seccomp profile type, as the
+// container's or else the pod's security context sets it; the test mirrors
+// RuntimeDefault only.
+func (p chartPod) seccompProfile(t *testing.T) corev1.SeccompProfileType {
+	t.Helper()
+	var profile *corev1.SeccompProfile
+	if psc := p.spec().SecurityContext; psc != nil {
+		profile = psc.SeccompProfile
+	}
+	if sc := p.container().SecurityContext; sc != nil && sc.SeccompProfile != nil {
+		profile = sc.SeccompProfile
+	}
+	if profile == nil {
+		return ""
+	}
+	if profile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Fatalf("%s: seccomp profile %s is not mirrored by this test (RuntimeDefault is)", p.from, profile.Type)
+	}
+	return profile.Type
 }
 
 // process is the container's process: the image's entrypoint and the
@@ -297,7 +334,7 @@ func (p chartPod) process(t *testing.T, cfg v1.Config) *specs.Process {
 			env = append(env, kv)
 		}
 	}
-	for _, e := range append(ctrEnv, [2]string{"HOSTNAME", p.name()},
+	for _, e := range append(ctrEnv, [2]string{"HOSTNAME", p.name},
 		[2]string{"KUBERNETES_SERVICE_HOST", u.Hostname()}, [2]string{"KUBERNETES_SERVICE_PORT", u.Port()}) {
 		env = append(env, e[0]+"="+e[1])
 	}
@@ -326,7 +363,7 @@ func (p chartPod) process(t *testing.T, cfg v1.Config) *specs.Process {
 	user.GID = uint32(ptr.Deref(sc.RunAsGroup, int64(user.GID)))
 	// Mirrored only as the chart must set it: no capabilities at all.
 	if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") || len(sc.Capabilities.Add) > 0 {
-		t.Fatal("charts/vcluster: the container does not drop ALL capabilities (and add none)")
+		t.Fatal(p.from + ": the container does not drop ALL capabilities (and add none)")
 	}
 	cwd := cmp.Or(ctr.WorkingDir, cfg.WorkingDir, "/")
 	return &specs.Process{
@@ -352,7 +389,7 @@ func (p chartPod) mounts(t *testing.T, dir, data string, user specs.User) []spec
 		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
 	}
-	mounts = append(mounts, p.volumeMounts(t, data, user.UID, user.GID)...)
+	mounts = append(mounts, p.volumeMounts(t, dir, data, user.UID, user.GID)...)
 	if ptr.Deref(pod.AutomountServiceAccountToken, true) {
 		mounts = append(mounts, bindDir(t, filepath.Join(dir, "serviceaccount"), "/var/run/secrets/kubernetes.io/serviceaccount", true, map[string]string{
 			"token":     mintToken(t, p.ns, pod.ServiceAccountName),
@@ -364,10 +401,13 @@ func (p chartPod) mounts(t *testing.T, dir, data string, user specs.User) []spec
 	if err != nil {
 		t.Fatal(err)
 	}
+	self := p.name
+	if p.subdomain != "" {
+		self = fmt.Sprintf("%s.%s.%s.svc.cluster.local\t%s", p.name, p.subdomain, p.ns, p.name)
+	}
 	etc := bindDir(t, filepath.Join(dir, "etc"), "", false, map[string]string{
-		"hosts": fmt.Sprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s.%s.%s.svc.cluster.local\t%s\n",
-			p.ip, p.name(), p.sts.Spec.ServiceName, p.ns, p.name()),
-		"hostname":    p.name() + "\n",
+		"hosts":       fmt.Sprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n", p.ip, self),
+		"hostname":    p.name + "\n",
 		"resolv.conf": string(resolv),
 	})
 	for _, file := range []string{"hosts", "hostname", "resolv.conf"} {
@@ -391,7 +431,7 @@ func (p chartPod) env(t *testing.T) [][2]string {
 			case "status.podIP":
 				v = p.ip
 			case "metadata.name":
-				v = p.name()
+				v = p.name
 			case "metadata.namespace":
 				v = p.ns
 			default:
@@ -425,10 +465,12 @@ func imageUser(t *testing.T, s string) specs.User {
 	return specs.User{UID: uint32(u), GID: uint32(g)}
 }
 
-// volumeMounts are the container's volume mounts: the StatefulSet's claim
-// template as directory data owned by the pod's user (as fsGroup makes a
-// fresh volume writable), an emptyDir as tmpfs; other kinds fail the test.
-func (p chartPod) volumeMounts(t *testing.T, data string, uid, gid uint32) []specs.Mount {
+// volumeMounts are the container's volume mounts, in order: the
+// StatefulSet's claim template as directory data owned by the pod's user
+// (as fsGroup makes a fresh volume writable), an emptyDir as a directory
+// under dir (tmpfs for medium Memory), a Secret as the kubelet writes it
+// (under dir) with its subPath; other kinds fail the test.
+func (p chartPod) volumeMounts(t *testing.T, dir, data string, uid, gid uint32) []specs.Mount {
 	t.Helper()
 	var out []specs.Mount
 	for _, vm := range p.container().VolumeMounts {
@@ -436,10 +478,16 @@ func (p chartPod) volumeMounts(t *testing.T, data string, uid, gid uint32) []spe
 		if vm.ReadOnly {
 			opts = append(opts, "ro")
 		}
-		claim := slices.ContainsFunc(p.sts.Spec.VolumeClaimTemplates, func(c corev1.PersistentVolumeClaim) bool { return c.Name == vm.Name })
+		claim := slices.ContainsFunc(p.claims, func(c corev1.PersistentVolumeClaim) bool { return c.Name == vm.Name })
 		vols := p.spec().Volumes
 		i := slices.IndexFunc(vols, func(v corev1.Volume) bool { return v.Name == vm.Name })
+		if vm.SubPath != "" && (i < 0 || vols[i].Secret == nil) {
+			t.Fatalf("volume %s at %s: a subPath is mirrored by this test for Secrets only", vm.Name, vm.MountPath)
+		}
 		switch {
+		case i >= 0 && vols[i].Secret != nil:
+			src := filepath.Join(p.secretVolume(t, dir, vols[i]), filepath.Clean("/"+vm.SubPath))
+			out = append(out, specs.Mount{Destination: vm.MountPath, Type: "bind", Source: src, Options: append(opts, "rbind", "ro")})
 		case claim:
 			if err := os.Mkdir(data, 0o755); err != nil {
 				t.Fatal(err)
@@ -448,13 +496,89 @@ func (p chartPod) volumeMounts(t *testing.T, data string, uid, gid uint32) []spe
 				t.Fatal(err)
 			}
 			out = append(out, specs.Mount{Destination: vm.MountPath, Type: "bind", Source: data, Options: append(opts, "rbind")})
+		case i >= 0 && vols[i].EmptyDir != nil && vols[i].EmptyDir.Medium == corev1.StorageMediumMemory:
+			out = append(out, specs.Mount{Destination: vm.MountPath, Type: "tmpfs", Source: "tmpfs", Options: append(opts, "mode=0777")})
 		case i >= 0 && vols[i].EmptyDir != nil:
-			out = append(out, specs.Mount{Destination: vm.MountPath, Type: "tmpfs", Source: "tmpfs", Options: append(opts, "mode=1777")})
+			out = append(out, specs.Mount{Destination: vm.MountPath, Type: "bind", Source: p.emptyDir(t, dir, vm.Name), Options: append(opts, "rbind")})
 		default:
-			t.Fatalf("volume %s at %s: only claim templates and emptyDirs are mirrored by this test", vm.Name, vm.MountPath)
+			t.Fatalf("volume %s at %s: only claim templates, emptyDirs and Secrets are mirrored by this test", vm.Name, vm.MountPath)
 		}
 	}
 	return out
+}
+
+// emptyDir makes emptyDir volume name (once) under dir as the kubelet does
+// on the node's disk: a directory anyone may write, and with the pod's
+// fsGroup, of that group and set-group-ID.
+func (p chartPod) emptyDir(t *testing.T, dir, name string) string {
+	t.Helper()
+	vdir := filepath.Join(dir, "volumes", name)
+	if _, err := os.Stat(vdir); err == nil {
+		return vdir
+	}
+	if err := os.MkdirAll(vdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mode := os.ModePerm
+	if psc := p.spec().SecurityContext; psc != nil && psc.FSGroup != nil {
+		mode |= os.ModeSetgid
+		if err := os.Chown(vdir, 0, int(*psc.FSGroup)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(vdir, mode); err != nil {
+		t.Fatal(err)
+	}
+	return vdir
+}
+
+// secretVolume writes Secret volume v of the pod (once) under dir as the
+// kubelet does, and returns its directory: each key (or each item) a file of
+// the volume's mode, and with the pod's fsGroup, owned by root and that
+// group and readable by it.
+func (p chartPod) secretVolume(t *testing.T, dir string, v corev1.Volume) string {
+	t.Helper()
+	vdir := filepath.Join(dir, "volumes", v.Name)
+	if _, err := os.Stat(vdir); err == nil {
+		return vdir
+	}
+	src := v.Secret
+	secret, err := host.Client.CoreV1().Secrets(p.ns).Get(context.Background(), src.SecretName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("volume %s: %v", v.Name, err)
+	}
+	items := src.Items
+	if len(items) == 0 {
+		for k := range secret.Data {
+			items = append(items, corev1.KeyToPath{Key: k, Path: k})
+		}
+	}
+	var fsGroup *int64
+	if psc := p.spec().SecurityContext; psc != nil {
+		fsGroup = psc.FSGroup
+	}
+	for _, it := range items {
+		data, ok := secret.Data[it.Key]
+		if !ok {
+			t.Fatalf("volume %s: Secret %s has no key %s", v.Name, src.SecretName, it.Key)
+		}
+		mode := os.FileMode(ptr.Deref(it.Mode, ptr.Deref(src.DefaultMode, corev1.SecretVolumeSourceDefaultMode)))
+		path := filepath.Join(vdir, filepath.Clean("/"+it.Path))
+		if err := writeFile(path, bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+		if fsGroup != nil {
+			// The kubelet's volume ownership for a read-only volume.
+			mode |= 0o440
+			if err := os.Chown(path, 0, int(*fsGroup)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Chmod(path, mode&os.ModePerm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return vdir
 }
 
 // bindDir writes files into dir and returns a bind mount of it at dest.

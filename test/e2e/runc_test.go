@@ -58,12 +58,10 @@ func TestImageUnderRunc(t *testing.T) {
 
 	ns := createNamespace(t, host.Client, "runc")
 	sts, rbac := renderVClusterChart(t, runcRelease, ns)
-	pod := chartPod{sts: sts, ns: ns, ip: nodeIP(t)}
+	pod := statefulSetPod(sts, ns, nodeIP(t))
 	pod.checkHardening(t)
 	probe := pod.probeURL(t)
-	for _, p := range pod.container().Ports {
-		refusePortInUse(t, p)
-	}
+	pod.refusePortsInUse(t)
 	applyChartRBAC(t, rbac)
 
 	dir := t.TempDir()
@@ -76,7 +74,7 @@ func TestImageUnderRunc(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := filepath.Join(dir, "data")
-	writeJSON(t, filepath.Join(bundle, "config.json"), pod.ociSpec(t, cf.Config, dir, data))
+	writeJSON(t, filepath.Join(bundle, "config.json"), pod.ociSpec(t, cf.Config, "rootfs", dir, data))
 
 	c := runc.start(t, "sublet-e2e-"+strconv.Itoa(os.Getpid()), bundle)
 	waitReady(t, probe, c.exited, c.output)
@@ -88,7 +86,7 @@ func TestImageUnderRunc(t *testing.T) {
 		return err == nil, nil
 	})
 	vc := virtualClient(t, filepath.Join(data, "admin.kubeconfig"), "https://"+net.JoinHostPort(pod.ip, pod.port(t, "https")))
-	checkPodOnHost(t, vc, ns)
+	checkPodOnHost(t, vc, ns, runcRelease)
 	svc, err := vc.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -162,20 +160,24 @@ func renderVClusterChart(t *testing.T, release, ns string) (*appsv1.StatefulSet,
 }
 
 // checkHardening fails the test where the chart does not run the
-// container as non-root, with a read-only root and without privilege
-// escalation (capabilities: see process): the container runs with exactly
+// container as non-root, with a read-only root, without privilege
+// escalation and with the runtime's default seccomp profile, as the
+// restricted Pod Security Standard asks (capabilities: see process): the container runs with exactly
 // what the chart sets, so without this check a looser chart would pass.
 func (p chartPod) checkHardening(t *testing.T) {
 	t.Helper()
 	psc, sc := p.spec().SecurityContext, p.container().SecurityContext
 	if psc == nil || !ptr.Deref(psc.RunAsNonRoot, false) || ptr.Deref(psc.RunAsUser, 0) == 0 {
-		t.Error("charts/vcluster: the pod does not set runAsNonRoot and a non-root runAsUser")
+		t.Error(p.from + ": the pod does not set runAsNonRoot and a non-root runAsUser")
 	}
 	if sc == nil || !ptr.Deref(sc.ReadOnlyRootFilesystem, false) {
-		t.Error("charts/vcluster: the container does not set readOnlyRootFilesystem: true")
+		t.Error(p.from + ": the container does not set readOnlyRootFilesystem: true")
 	}
 	if sc == nil || ptr.Deref(sc.AllowPrivilegeEscalation, true) {
-		t.Error("charts/vcluster: the container does not set allowPrivilegeEscalation: false")
+		t.Error(p.from + ": the container does not set allowPrivilegeEscalation: false")
+	}
+	if p.seccompProfile(t) != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Error(p.from + ": neither the pod nor the container sets seccompProfile type RuntimeDefault")
 	}
 }
 
@@ -223,16 +225,27 @@ func nodeIP(t *testing.T) string {
 	return ""
 }
 
-// chartPod is pod 0 of the chart's StatefulSet, as this test runs it.
+// chartPod is a pod of a chart's workload, as this test runs it.
 type chartPod struct {
-	sts *appsv1.StatefulSet
-	ns  string
+	// from names the chart and workload, for messages.
+	from string
+	// name is the pod's name; subdomain the StatefulSet's service, if any.
+	name, subdomain string
+	template        corev1.PodTemplateSpec
+	// claims are the StatefulSet's volume claim templates.
+	claims []corev1.PersistentVolumeClaim
+	ns     string
 	// ip is the pod IP: this machine's, whose network the container shares.
 	ip string
 }
 
-func (p chartPod) name() string         { return p.sts.Name + "-0" }
-func (p chartPod) spec() corev1.PodSpec { return p.sts.Spec.Template.Spec }
+// statefulSetPod is pod 0 of charts/vcluster's StatefulSet sts.
+func statefulSetPod(sts *appsv1.StatefulSet, ns, ip string) chartPod {
+	return chartPod{from: "charts/vcluster StatefulSet " + sts.Name, name: sts.Name + "-0", subdomain: sts.Spec.ServiceName,
+		template: sts.Spec.Template, claims: sts.Spec.VolumeClaimTemplates, ns: ns, ip: ip}
+}
+
+func (p chartPod) spec() corev1.PodSpec { return p.template.Spec }
 
 // hostCA is the local host's API server CA.
 func hostCA(t *testing.T) []byte {
@@ -247,9 +260,16 @@ func hostCA(t *testing.T) []byte {
 	return ca
 }
 
-// refusePortInUse fails the test when the chart's fixed port p is taken on
-// this machine: the container shares its network namespace.
-func refusePortInUse(t *testing.T, p corev1.ContainerPort) {
+// refusePortsInUse fails the test when one of the container's fixed ports
+// is taken on this machine: the container shares its network namespace.
+func (p chartPod) refusePortsInUse(t *testing.T) {
+	t.Helper()
+	for _, cp := range p.container().Ports {
+		refusePortInUse(t, p.from, cp)
+	}
+}
+
+func refusePortInUse(t *testing.T, from string, p corev1.ContainerPort) {
 	t.Helper()
 	addr := ":" + strconv.Itoa(int(p.ContainerPort))
 	var err error
@@ -265,8 +285,8 @@ func refusePortInUse(t *testing.T, p corev1.ContainerPort) {
 		}
 	}
 	if err != nil {
-		t.Fatalf("%s/%s is in use on this machine (%v): charts/vcluster fixes port %s, and the container shares the host's network; stop what listens there (ss -lntup | grep %d)",
-			addr, p.Protocol, err, p.Name, p.ContainerPort)
+		t.Fatalf("%s/%s is in use on this machine (%v): %s fixes port %s, and the container shares the host's network; stop what listens there (ss -lntup | grep %d)",
+			addr, p.Protocol, err, from, p.Name, p.ContainerPort)
 	}
 }
 
@@ -275,7 +295,7 @@ func (p chartPod) probeURL(t *testing.T) string {
 	t.Helper()
 	probe := p.container().ReadinessProbe
 	if probe == nil || probe.HTTPGet == nil {
-		t.Fatal("charts/vcluster: the container has no HTTP readiness probe")
+		t.Fatal(p.from + ": the container has no HTTP readiness probe")
 	}
 	port := probe.HTTPGet.Port.String()
 	if probe.HTTPGet.Port.IntValue() == 0 {
@@ -292,7 +312,7 @@ func (p chartPod) port(t *testing.T, name string) string {
 			return strconv.Itoa(int(cp.ContainerPort))
 		}
 	}
-	t.Fatalf("charts/vcluster: the container has no port %q", name)
+	t.Fatalf("%s: the container has no port %q", p.from, name)
 	return ""
 }
 
@@ -343,10 +363,10 @@ func virtualClient(t *testing.T, kubeconfig, server string) kubernetes.Interface
 	return kubernetes.NewForConfigOrDie(rc)
 }
 
-// checkPodOnHost creates a Deployment of one replica in the virtual
-// cluster and waits until its pod runs in host namespace ns under its
+// checkPodOnHost creates a Deployment of one replica in virtual cluster
+// vcName and waits until its pod runs in host namespace ns under its
 // translated name and the virtual pod sees it Running.
-func checkPodOnHost(t *testing.T, vc kubernetes.Interface, ns string) {
+func checkPodOnHost(t *testing.T, vc kubernetes.Interface, ns, vcName string) {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := vc.AppsV1().Deployments("default").Create(ctx, deployment("web", "nginx", 1), metav1.CreateOptions{}); err != nil {
@@ -359,7 +379,7 @@ func checkPodOnHost(t *testing.T, vc kubernetes.Interface, ns string) {
 			return false, nil
 		}
 		vp := pods.Items[0]
-		hostName := fmt.Sprintf("%s-x-default-x-%s", vp.Name, runcRelease)
+		hostName := fmt.Sprintf("%s-x-default-x-%s", vp.Name, vcName)
 		if _, err := host.Client.CoreV1().Pods(ns).Get(ctx, hostName, metav1.GetOptions{}); err != nil {
 			return false, nil
 		}
