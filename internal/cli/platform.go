@@ -373,45 +373,36 @@ func waitReady(ctx context.Context, w io.Writer, cl client.Client, ns, name stri
 	}, storagev1.PhaseReady, timeout)
 }
 
-// errInterrupted is what a wait returns when the user interrupted it
-// (Ctrl-C), as opposed to running out of time.
-var errInterrupted = errors.New("interrupted")
-
 // waitPhase waits until the virtual cluster get returns has phase want (for
 // Sleeping: and its control plane has stopped), printing each change.
-func waitPhase(parent context.Context, w io.Writer, get func(context.Context) (*storagev1.VirtualCluster, error), want storagev1.VirtualClusterPhase, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(parent, timeout)
-	defer cancel()
+func waitPhase(ctx context.Context, w io.Writer, get func(context.Context) (*storagev1.VirtualCluster, error), want storagev1.VirtualClusterPhase, timeout time.Duration) error {
 	start, last := time.Now(), ""
-	for {
+	// A pooled create is ready in well under a second.
+	err := poll(ctx, 100*time.Millisecond, timeout, func(ctx context.Context) (bool, error) {
 		vc, err := get(ctx)
-		if err == nil {
-			line := string(vc.Status.Phase)
-			if vc.Status.Message != "" {
-				line += ": " + vc.Status.Message
-			}
-			if line != last && line != "" {
-				fmt.Fprintf(w, "  %5.1fs  %s\n", time.Since(start).Seconds(), line)
-				last = line
-			}
-			switch vc.Status.Phase {
-			case want:
-				if vc.Status.Reason != "Stopping" {
-					return nil
-				}
-			case storagev1.PhaseFailed:
-				return fmt.Errorf("virtual cluster %s failed: %s", vc.Name, vc.Status.Message)
-			}
+		if err != nil {
+			return false, nil
 		}
-		select {
-		case <-ctx.Done():
-			if parent.Err() != nil {
-				return errInterrupted
-			}
-			return fmt.Errorf("virtual cluster not %s after %s (last: %s)", want, timeout, last)
-		case <-time.After(100 * time.Millisecond): // a pooled create is ready in well under a second
+		line := string(vc.Status.Phase)
+		if vc.Status.Message != "" {
+			line += ": " + vc.Status.Message
 		}
+		if line != last && line != "" {
+			fmt.Fprintf(w, "  %5.1fs  %s\n", time.Since(start).Seconds(), line)
+			last = line
+		}
+		switch vc.Status.Phase {
+		case want:
+			return vc.Status.Reason != "Stopping", nil
+		case storagev1.PhaseFailed:
+			return false, fmt.Errorf("virtual cluster %s failed: %s", vc.Name, vc.Status.Message)
+		}
+		return false, nil
+	})
+	if errors.Is(err, errTimedOut) {
+		return fmt.Errorf("virtual cluster not %s after %s (last: %s)", want, timeout, last)
 	}
+	return err
 }
 
 func newUseCommand() *cobra.Command {
@@ -498,16 +489,15 @@ func newDeleteCommand() *cobra.Command {
 				return fmt.Errorf("delete virtual cluster %s: %w", name, err)
 			}
 			if !noWait {
-				deadline := time.Now().Add(2 * time.Minute)
-				for {
+				err := poll(ctx, 300*time.Millisecond, 2*time.Minute, func(ctx context.Context) (bool, error) {
 					err := cl.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &storagev1.VirtualCluster{})
-					if apierrors.IsNotFound(err) {
-						break
-					}
-					if time.Now().After(deadline) {
-						return fmt.Errorf("virtual cluster %s still being deleted after 2m", name)
-					}
-					time.Sleep(300 * time.Millisecond)
+					return apierrors.IsNotFound(err), nil
+				})
+				if errors.Is(err, errTimedOut) {
+					return fmt.Errorf("virtual cluster %s still being deleted after 2m (see 'sublet list vclusters' and its status message)", name)
+				}
+				if err != nil {
+					return err
 				}
 			}
 			if err := removeContext(cluster, ns, name); err != nil {

@@ -274,19 +274,14 @@ func waitServing(ctx context.Context, login *loginConfig, cluster, ns, name stri
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(timeout)
-	for {
+	var last error
+	err = poll(ctx, 250*time.Millisecond, timeout, func(ctx context.Context) (bool, error) {
 		body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		if err == nil && string(body) == "ok" {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("virtual cluster %s does not answer through the platform server after %s: %v", name, timeout, err)
-		}
-		select {
-		case <-ctx.Done():
-			return errInterrupted
-		case <-time.After(250 * time.Millisecond):
-		}
+		last = err
+		return err == nil && string(body) == "ok", nil
+	})
+	if errors.Is(err, errTimedOut) {
+		return fmt.Errorf("virtual cluster %s does not answer through the platform server after %s: %v", name, timeout, last)
 	}
+	return err
 }
