@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,12 +18,14 @@ import (
 	"helm.sh/helm/v3/pkg/storage"
 	"helm.sh/helm/v3/pkg/storage/driver"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	rbacvalidation "k8s.io/component-helpers/auth/rbac/validation"
 	psapi "k8s.io/pod-security-admission/api"
 	"k8s.io/pod-security-admission/policy"
 	"sigs.k8s.io/yaml"
 
+	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/config/crd"
 )
 
@@ -392,5 +395,56 @@ func TestAgentRBACCoversVClusterChart(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestVClusterChartPodSecurity: the virtual cluster's pod passes the
+// restricted Pod Security Standard (the upstream evaluator), so the pod
+// runtime works in a tenant namespace that enforces it.
+func TestVClusterChartPodSecurity(t *testing.T) {
+	eval, err := policy.NewEvaluator(policy.DefaultChecks(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restricted := psapi.LevelVersion{Level: psapi.LevelRestricted, Version: psapi.LatestVersion()}
+	sets := objectsOf[appsv1.StatefulSet](t, render(t, nil), "StatefulSet")
+	if len(sets) != 1 {
+		t.Fatalf("%d StatefulSets, want 1", len(sets))
+	}
+	tmpl := sets[0].Spec.Template
+	if res := policy.AggregateCheckResults(eval.EvaluatePod(restricted, &tmpl.ObjectMeta, &tmpl.Spec)); !res.Allowed {
+		t.Errorf("StatefulSet %s violates restricted: %s", sets[0].Name, res.ForbiddenDetail())
+	}
+}
+
+// TestVClusterChartNames: the chart names the kubeconfig Secret and the
+// syncer's ServiceAccount as the agent, the server and the CLI do
+// (api/storage/v1's derived names), so each finds what the other made.
+func TestVClusterChartNames(t *testing.T) {
+	manifest := render(t, nil) // release demo
+	sets := objectsOf[appsv1.StatefulSet](t, manifest, "StatefulSet")
+	if len(sets) != 1 {
+		t.Fatalf("%d StatefulSets, want 1", len(sets))
+	}
+	pod := sets[0].Spec.Template.Spec
+	if want := "--kubeconfig-secret=" + storagev1.KubeconfigSecretName("demo"); !slices.Contains(pod.Containers[0].Args, want) {
+		t.Errorf("the container's args %q lack %s", pod.Containers[0].Args, want)
+	}
+	if want := storagev1.SyncerName("demo"); pod.ServiceAccountName != want {
+		t.Errorf("the pod runs as ServiceAccount %s, want %s", pod.ServiceAccountName, want)
+	}
+	var names []string
+	for _, o := range objectsOf[corev1.ServiceAccount](t, manifest, "ServiceAccount") {
+		names = append(names, "ServiceAccount "+o.Name)
+	}
+	for _, o := range objectsOf[rbacv1.Role](t, manifest, "Role") {
+		names = append(names, "Role "+o.Name)
+	}
+	for _, o := range objectsOf[rbacv1.RoleBinding](t, manifest, "RoleBinding") {
+		names = append(names, "RoleBinding "+o.Name)
+	}
+	want := []string{"ServiceAccount " + storagev1.SyncerName("demo"), "Role " + storagev1.SyncerName("demo"), "RoleBinding " + storagev1.SyncerName("demo")}
+	if !slices.Equal(names, want) {
+		t.Errorf("the chart's syncer identity: %q, want %q", names, want)
 	}
 }

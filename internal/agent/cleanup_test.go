@@ -29,7 +29,7 @@ func hostObjects(ctx context.Context, t *testing.T, cs kubernetes.Interface, nam
 		return metav1.ObjectMeta{Name: tr.HostName("default", "x"), Labels: tr.OwnerLabels("default"),
 			Annotations: translate.OwnerAnnotations(&metav1.ObjectMeta{Name: "x", Namespace: "default"})}
 	}
-	opts := metav1.ListOptions{LabelSelector: translate.LabelManagedBy + "=" + vc}
+	opts := metav1.ListOptions{LabelSelector: translate.LabelCopyOf + "=" + vc}
 	count := func(n int, err error) (int, error) { return n, err }
 	objs := map[string]struct {
 		create func() error

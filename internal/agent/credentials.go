@@ -20,7 +20,7 @@ import (
 const nodeReaderRole = "sublet:syncer-node-reader"
 
 // syncerName names the ServiceAccount, Role and RoleBinding of vc's syncer.
-func syncerName(vc *storagev1.VirtualCluster) string { return "vc-" + vc.Name + "-syncer" }
+func syncerName(vc *storagev1.VirtualCluster) string { return storagev1.SyncerName(vc.Name) }
 
 // nodeBindingName names vc's ClusterRoleBinding to nodeReaderRole.
 func nodeBindingName(vc *storagev1.VirtualCluster) string {

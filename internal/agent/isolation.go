@@ -112,7 +112,7 @@ var privateRanges = []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "1
 // reached by each other and by the host's ingress controller; nothing else
 // (no other namespace, no other virtual cluster in the same namespace).
 func networkPolicySpec(name string, np values.IsolationNetworkPolicy, apiEndpoint string) networkingv1.NetworkPolicySpec {
-	own := metav1.LabelSelector{MatchLabels: map[string]string{translate.LabelManagedBy: name}}
+	own := metav1.LabelSelector{MatchLabels: map[string]string{translate.LabelCopyOf: name}}
 	nsNamed := func(names ...string) *metav1.LabelSelector {
 		sort.Strings(names)
 		return &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{

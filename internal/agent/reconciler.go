@@ -278,7 +278,7 @@ func templateName(vc *storagev1.VirtualCluster) string {
 	return vc.Spec.TemplateRef.Name
 }
 
-func kubeconfigSecret(vc *storagev1.VirtualCluster) string { return "vc-" + vc.Name }
+func kubeconfigSecret(vc *storagev1.VirtualCluster) string { return storagev1.KubeconfigSecretName(vc.Name) }
 
 // publishKubeconfig writes the admin kubeconfig into secret vc-NAME, key
 // config, owned by vc.
@@ -328,7 +328,7 @@ func (r *reconciler) delete(ctx context.Context, vc *storagev1.VirtualCluster) e
 // made in namespace: its objects of each kind the kinds table deletes with
 // the cluster.
 func deleteHostObjects(ctx context.Context, host kubernetes.Interface, namespace, name string) error {
-	selector := translate.LabelManagedBy + "=" + name
+	selector := translate.LabelCopyOf + "=" + name
 	for _, k := range kinds.All() {
 		if !k.DeleteWithCluster {
 			continue

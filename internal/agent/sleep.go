@@ -156,7 +156,7 @@ func (r *reconciler) sleep(ctx context.Context, vc *storagev1.VirtualCluster, si
 		return sleepOutcome{asleep: true, after: stopPollEvery}, nil
 	}
 	err = r.host.CoreV1().Pods(vc.Namespace).DeleteCollection(ctx, metav1.DeleteOptions{},
-		metav1.ListOptions{LabelSelector: translate.LabelManagedBy + "=" + vc.Name})
+		metav1.ListOptions{LabelSelector: translate.LabelCopyOf + "=" + vc.Name})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return sleepOutcome{asleep: true}, fmt.Errorf("delete the sleeping cluster's host pods: %w", err)
 	}

@@ -186,7 +186,7 @@ func (t *vclusterTarget) resolve(ctx context.Context, c *loginConfig, name strin
 	}
 	ns = t.space
 	if ns == "" {
-		ns = "vcluster-" + name
+		ns = storagev1.DefaultNamespace(name)
 	}
 	return cluster, ns, nil
 }

@@ -176,7 +176,7 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	step("host connected as cluster \"local\"; CLI logged in as admin (%s)", configPath())
 
 	if o.vcluster != "" {
-		ns := "vcluster-" + o.vcluster
+		ns := storagev1.DefaultNamespace(o.vcluster)
 		if err := mgmt.Create(ctx, ownedNamespace(ns, o.vcluster)); err != nil && !apierrors.IsAlreadyExists(err) {
 			return err
 		}

@@ -206,7 +206,7 @@ func (cc *clusterConfig) virtual(ctx context.Context, namespace, name string) (*
 	if vc != nil {
 		secretName := vc.Status.KubeconfigSecret
 		if secretName == "" {
-			secretName = "vc-" + vc.Name
+			secretName = storagev1.KubeconfigSecretName(vc.Name)
 		}
 		secret, err := cc.kube.CoreV1().Secrets(namespace).Get(ctx, secretName, metav1.GetOptions{})
 		switch {

@@ -358,7 +358,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, sess *session) {
 		d.NameError, bad = fmt.Sprintf("name %q %s", d.Name, strings.Join(msgs, "; ")), true
 	}
 	if d.Namespace == "" {
-		d.Namespace = "vcluster-" + d.Name
+		d.Namespace = storagev1.DefaultNamespace(d.Name)
 	}
 	doc, err := valuesWithVersion(d.Values, d.Version)
 	if err == nil {

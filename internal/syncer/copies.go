@@ -48,7 +48,7 @@ func (s usedCopySyncer[T]) used(v metav1.Object) bool {
 	return false
 }
 
-func (s usedCopySyncer[T]) ToHost(ctx context.Context, c *Context, v T) error {
+func (s usedCopySyncer[T]) VirtualOnly(ctx context.Context, c *Context, v T) error {
 	if !s.used(v) || v.GetDeletionTimestamp() != nil {
 		return nil
 	}
@@ -59,7 +59,7 @@ func (s usedCopySyncer[T]) ToHost(ctx context.Context, c *Context, v T) error {
 
 func (s usedCopySyncer[T]) Both(ctx context.Context, c *Context, v, h T) error {
 	if !s.used(v) {
-		return s.ToVirtual(ctx, c, h)
+		return s.HostOnly(ctx, c, h)
 	}
 	want := s.ops.hostCopy(c.Translator, v)
 	if s.ops.sameData(h, want) && apiequality.Semantic.DeepEqual(h.GetLabels(), want.GetLabels()) &&
@@ -72,7 +72,7 @@ func (s usedCopySyncer[T]) Both(ctx context.Context, c *Context, v, h T) error {
 	return err
 }
 
-func (s usedCopySyncer[T]) ToVirtual(ctx context.Context, c *Context, h T) error {
+func (s usedCopySyncer[T]) HostOnly(ctx context.Context, c *Context, h T) error {
 	return deleteHostCopy(ctx, s.ops.client(c.Host, h.GetNamespace()), h)
 }
 

@@ -78,12 +78,12 @@ func (c *Context) created(err error, v metav1.Object, kind, hostName string) err
 // Syncer handles one resource kind. The engine calls exactly one method per
 // reconcile of a virtual key, by which side exists.
 type Syncer[T metav1.Object] interface {
-	// ToHost: the virtual object exists, its host copy does not.
-	ToHost(ctx context.Context, c *Context, vObj T) error
+	// VirtualOnly: the virtual object exists, its host copy does not.
+	VirtualOnly(ctx context.Context, c *Context, vObj T) error
 	// Both: both exist; bring the host copy in line and copy status back.
 	Both(ctx context.Context, c *Context, vObj, hObj T) error
-	// ToVirtual: an owned host copy exists, the virtual object does not.
-	ToVirtual(ctx context.Context, c *Context, hObj T) error
+	// HostOnly: an owned host copy exists, the virtual object does not.
+	HostOnly(ctx context.Context, c *Context, hObj T) error
 }
 
 // Informers picks a kind's shared informer from a factory.
@@ -253,9 +253,9 @@ func (c *controller[T]) reconcile(ctx context.Context, key string) error {
 	case vOK && hOK:
 		return c.syncer.Both(ctx, c.sctx, vObj, hObj)
 	case vOK:
-		return c.syncer.ToHost(ctx, c.sctx, vObj)
+		return c.syncer.VirtualOnly(ctx, c.sctx, vObj)
 	case hOK:
-		return c.syncer.ToVirtual(ctx, c.sctx, hObj)
+		return c.syncer.HostOnly(ctx, c.sctx, hObj)
 	}
 	return nil
 }

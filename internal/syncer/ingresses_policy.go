@@ -93,7 +93,7 @@ func (hc hostClaims) claimant(c *Context, host, hostNS, hostName string) *networ
 		if !ok || other.Namespace == hostNS || other.DeletionTimestamp != nil {
 			continue // the host namespace is the team's: its ingresses share host names
 		}
-		if ours != nil && other.Labels[translate.LabelManagedBy] != "" && older(ours, other) {
+		if ours != nil && other.Labels[translate.LabelCopyOf] != "" && older(ours, other) {
 			continue
 		}
 		if winner == nil || older(other, winner) {

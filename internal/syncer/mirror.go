@@ -99,7 +99,7 @@ type mirrorStatus[T any] struct {
 
 func (m mirror[T]) want(v T) bool { return m.wanted == nil || m.wanted(v) }
 
-func (m mirror[T]) ToHost(ctx context.Context, c *Context, v T) error {
+func (m mirror[T]) VirtualOnly(ctx context.Context, c *Context, v T) error {
 	if v.GetDeletionTimestamp() != nil || !m.want(v) {
 		return nil
 	}
@@ -120,11 +120,11 @@ func (m mirror[T]) ToHost(ctx context.Context, c *Context, v T) error {
 
 func (m mirror[T]) Both(ctx context.Context, c *Context, v, h T) error {
 	if !m.want(v) {
-		return m.ToVirtual(ctx, c, h)
+		return m.HostOnly(ctx, c, h)
 	}
 	if v.GetDeletionTimestamp() != nil {
 		if m.deleteWhenTerminating {
-			return m.ToVirtual(ctx, c, h)
+			return m.HostOnly(ctx, c, h)
 		}
 		return nil
 	}
@@ -134,7 +134,7 @@ func (m mirror[T]) Both(ctx context.Context, c *Context, v, h T) error {
 	}
 	if !ok {
 		tell(c, v, r, false)
-		return m.ToVirtual(ctx, c, h)
+		return m.HostOnly(ctx, c, h)
 	}
 	nh := h.DeepCopy()
 	nh.SetLabels(want.GetLabels())
@@ -159,9 +159,9 @@ func (m mirror[T]) Both(ctx context.Context, c *Context, v, h T) error {
 	return nil
 }
 
-// ToVirtual deletes the host copy of a virtual object that is gone; one
+// HostOnly deletes the host copy of a virtual object that is gone; one
 // being deleted already is left to finish.
-func (m mirror[T]) ToVirtual(ctx context.Context, c *Context, h T) error {
+func (m mirror[T]) HostOnly(ctx context.Context, c *Context, h T) error {
 	if h.GetDeletionTimestamp() != nil {
 		return nil
 	}

@@ -59,7 +59,7 @@ func TestOwnedAddresses(t *testing.T) {
 
 	// The informers Run gives the syncers.
 	f := informers.NewSharedInformerFactoryWithOptions(cs, 10*time.Hour, informers.WithNamespace(ns.Name),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = translate.LabelManagedBy + "=addrs" }))
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = translate.LabelCopyOf + "=addrs" }))
 	var o OwnedAddresses
 	if o.Known() {
 		t.Error("known before it watches")

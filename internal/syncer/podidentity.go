@@ -199,7 +199,7 @@ func ensureIdentitySecret(ctx context.Context, c *Context, v, h *corev1.Pod) err
 // ownsIdentitySecret says why host secret s is not host pod h's identity
 // secret of this virtual cluster, or nil if it is.
 func ownsIdentitySecret(c *Context, s *corev1.Secret, h *corev1.Pod) error {
-	if s.Annotations[identitySecretKey] != h.Name || s.Labels[translate.LabelManagedBy] != c.Translator.VCluster {
+	if s.Annotations[identitySecretKey] != h.Name || s.Labels[translate.LabelCopyOf] != c.Translator.VCluster {
 		return fmt.Errorf("host secret %s/%s exists and is not owned by virtual cluster %s", s.Namespace, s.Name, c.Translator.VCluster)
 	}
 	return nil

@@ -144,7 +144,7 @@ func podInformer(f informers.SharedInformerFactory) cache.SharedIndexInformer {
 	return f.Core().V1().Pods().Informer()
 }
 
-func (s podSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Pod) error {
+func (s podSyncer) VirtualOnly(ctx context.Context, c *Context, v *corev1.Pod) error {
 	s.missing.init(c)
 	if v.DeletionTimestamp == nil && ranOnHost(v) && terminal(v) {
 		return nil // finished: its record stays, nothing runs again
@@ -264,7 +264,7 @@ func (s podSyncer) Both(ctx context.Context, c *Context, v, h *corev1.Pod) error
 	return nil
 }
 
-func (podSyncer) ToVirtual(ctx context.Context, c *Context, h *corev1.Pod) error {
+func (podSyncer) HostOnly(ctx context.Context, c *Context, h *corev1.Pod) error {
 	if h.DeletionTimestamp != nil {
 		return nil
 	}

@@ -96,7 +96,7 @@ func TestHostPod(t *testing.T) {
 		{"host-affecting annotation dropped", h.Annotations["cert-manager.io/issuer"], ""},
 		{"plain annotation kept", h.Annotations["checksum/config"], "abc"},
 		{"owner uid", h.Annotations[translate.AnnotationObjectUID], "uid-1"},
-		{"owner label", h.Labels[translate.LabelManagedBy], "demo"},
+		{"owner label", h.Labels[translate.LabelCopyOf], "demo"},
 		{"translated label", h.Labels[translate.LabelKey("app")], "web"},
 		{"untranslated label", h.Labels["app"], ""},
 	}

@@ -45,7 +45,7 @@ func TestHostMetaClearsHostOwnedFields(t *testing.T) {
 				t.Errorf("host copy's %s = %v, want it left to the host", name, got.Field(j).Interface())
 			}
 		}
-		if h.Namespace != "team-t" || h.Labels[translate.LabelManagedBy] != "t1" || h.Annotations[translate.AnnotationObjectName] != v.Name {
+		if h.Namespace != "team-t" || h.Labels[translate.LabelCopyOf] != "t1" || h.Annotations[translate.AnnotationObjectName] != v.Name {
 			t.Errorf("host meta %+v", h)
 		}
 		if _, ok := h.Annotations["k8s.v1.cni.cncf.io/networks"]; ok {
@@ -55,7 +55,7 @@ func TestHostMetaClearsHostOwnedFields(t *testing.T) {
 			t.Error("a plain annotation was dropped")
 		}
 		for k := range v.Labels {
-			if _, ok := h.Labels[k]; ok && k != translate.LabelManagedBy && k != translate.LabelVirtualNS {
+			if _, ok := h.Labels[k]; ok && k != translate.LabelCopyOf && k != translate.LabelVirtualNS {
 				t.Errorf("tenant label %s reached the host untranslated", k)
 			}
 		}
@@ -243,7 +243,7 @@ func TestHostPodPolicy(t *testing.T) {
 			s.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
 			s.Volumes = []corev1.Volume{{Name: "scratch", VolumeSource: corev1.VolumeSource{Ephemeral: &corev1.EphemeralVolumeSource{
 				VolumeClaimTemplate: &corev1.PersistentVolumeClaimTemplate{
-					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{translate.LabelManagedBy: "other-cluster"}, Annotations: map[string]string{"volume.kubernetes.io/selected-node": "cp-1"}},
+					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{translate.LabelCopyOf: "other-cluster"}, Annotations: map[string]string{"volume.kubernetes.io/selected-node": "cp-1"}},
 					Spec: corev1.PersistentVolumeClaimSpec{VolumeName: "host-pv", Selector: &metav1.LabelSelector{}, StorageClassName: ptr.To("fast"),
 						DataSource: &corev1.TypedLocalObjectReference{Kind: "PersistentVolumeClaim", Name: "data"}},
 				}}}}}
@@ -268,7 +268,7 @@ func TestHostPodPolicy(t *testing.T) {
 	if ds := tmpl.Spec.DataSource; ds == nil || ds.Name != c.Translator.HostName("default", "data") {
 		t.Errorf("claim template data source %+v, want the tenant's own claim's host copy", ds)
 	}
-	if tmpl.Labels[translate.LabelManagedBy] != "t1" || tmpl.Annotations["volume.kubernetes.io/selected-node"] != "" || tmpl.Annotations[translate.AnnotationObjectName] != "" {
+	if tmpl.Labels[translate.LabelCopyOf] != "t1" || tmpl.Annotations["volume.kubernetes.io/selected-node"] != "" || tmpl.Annotations[translate.AnnotationObjectName] != "" {
 		t.Errorf("claim template metadata %+v", tmpl.ObjectMeta)
 	}
 }

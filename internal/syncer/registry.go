@@ -76,7 +76,7 @@ func Run(ctx context.Context, sctx *Context, selected map[string]bool, m *Metric
 	hf := informers.NewSharedInformerFactoryWithOptions(sctx.Host, 10*time.Hour,
 		informers.WithNamespace(sctx.Translator.HostNamespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.LabelSelector = translate.LabelManagedBy + "=" + sctx.Translator.VCluster
+			o.LabelSelector = translate.LabelCopyOf + "=" + sctx.Translator.VCluster
 		}))
 	hallf := informers.NewSharedInformerFactory(sctx.Host, 10*time.Hour)
 	if sctx.Recorder == nil {

@@ -28,7 +28,7 @@ func isAPIServerService(s *corev1.Service) bool {
 	return s.Namespace == metav1.NamespaceDefault && s.Name == "kubernetes"
 }
 
-func (serviceSyncer) ToHost(ctx context.Context, c *Context, v *corev1.Service) error {
+func (serviceSyncer) VirtualOnly(ctx context.Context, c *Context, v *corev1.Service) error {
 	if isAPIServerService(v) || v.DeletionTimestamp != nil {
 		return nil
 	}
@@ -112,7 +112,7 @@ func (serviceSyncer) Both(ctx context.Context, c *Context, v, h *corev1.Service)
 	return nil
 }
 
-func (serviceSyncer) ToVirtual(ctx context.Context, c *Context, h *corev1.Service) error {
+func (serviceSyncer) HostOnly(ctx context.Context, c *Context, h *corev1.Service) error {
 	return deleteHostCopy(ctx, c.Host.CoreV1().Services(h.Namespace), h)
 }
 

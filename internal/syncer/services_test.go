@@ -36,7 +36,7 @@ func TestHostService(t *testing.T) {
 		t.Error("host service asks for the virtual node port; the host must allocate its own")
 	}
 	want := tr.HostSelector("team", map[string]string{"app": "web"})
-	if len(h.Spec.Selector) != len(want) || h.Spec.Selector[translate.LabelKey("app")] != "web" || h.Spec.Selector[translate.LabelManagedBy] != "demo" {
+	if len(h.Spec.Selector) != len(want) || h.Spec.Selector[translate.LabelKey("app")] != "web" || h.Spec.Selector[translate.LabelCopyOf] != "demo" {
 		t.Errorf("selector %v, want %v", h.Spec.Selector, want)
 	}
 	if h.Annotations["a"] != "b" || h.Annotations[translate.AnnotationObjectUID] != "u1" {

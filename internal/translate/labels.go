@@ -11,7 +11,11 @@ import (
 // Ownership labels and annotations on every host object a virtual cluster
 // owns. The labels select; the annotations record the virtual object exactly.
 const (
-	LabelManagedBy       = "sublet.dev/managed-by"
+	// LabelCopyOf names the virtual cluster whose copy a host object is.
+	// Its key predates the name; it is not app.kubernetes.io/managed-by
+	// (storagev1.LabelManagedBy), which names the component that made an
+	// object.
+	LabelCopyOf          = "sublet.dev/managed-by"
 	LabelVirtualNS       = "sublet.dev/virtual-namespace"
 	AnnotationObjectName = "sublet.dev/object-name"
 	AnnotationObjectNS   = "sublet.dev/object-namespace"
@@ -40,7 +44,7 @@ func LabelKey(vKey string) string {
 // OwnerLabels are the labels that mark a host object as this virtual
 // cluster's copy of an object in vNamespace ("" for cluster-scoped ones).
 func (t Translator) OwnerLabels(vNamespace string) map[string]string {
-	l := map[string]string{LabelManagedBy: t.VCluster}
+	l := map[string]string{LabelCopyOf: t.VCluster}
 	if vNamespace != "" {
 		l[LabelVirtualNS] = vNamespace
 	}
@@ -97,7 +101,7 @@ func OwnerAnnotations(vObj metav1.Object) map[string]string {
 // EndpointSlices they make, which are not copies.
 func (t Translator) Owns(h metav1.Object) bool {
 	_, named := h.GetAnnotations()[AnnotationObjectName]
-	return named && h.GetLabels()[LabelManagedBy] == t.VCluster && h.GetNamespace() == t.HostNamespace
+	return named && h.GetLabels()[LabelCopyOf] == t.VCluster && h.GetNamespace() == t.HostNamespace
 }
 
 // VirtualKey returns the virtual namespace and name a host object copies, as

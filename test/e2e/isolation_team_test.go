@@ -219,7 +219,7 @@ func teamAttacksOnHostObjects(t *testing.T, tm *team, v kubernetes.Interface) {
 		s.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
 		s.Volumes = []corev1.Volume{{Name: "scratch", VolumeSource: corev1.VolumeSource{Ephemeral: &corev1.EphemeralVolumeSource{
 			VolumeClaimTemplate: &corev1.PersistentVolumeClaimTemplate{
-				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{translate.LabelManagedBy: "another-cluster"}},
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{translate.LabelCopyOf: "another-cluster"}},
 				Spec: corev1.PersistentVolumeClaimSpec{VolumeName: "host-pv", AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 					DataSource: &corev1.TypedLocalObjectReference{Kind: "PersistentVolumeClaim", Name: "other-teams-claim"},
 					Resources:  corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}},
@@ -246,7 +246,7 @@ func teamAttacksOnHostObjects(t *testing.T, tm *team, v kubernetes.Interface) {
 		}
 	}
 	claim := hp.Spec.Volumes[0].Ephemeral.VolumeClaimTemplate
-	if claim.Spec.VolumeName != "" || claim.Spec.DataSource.Name != hostName("other-teams-claim") || claim.Labels[translate.LabelManagedBy] != "main" {
+	if claim.Spec.VolumeName != "" || claim.Spec.DataSource.Name != hostName("other-teams-claim") || claim.Labels[translate.LabelCopyOf] != "main" {
 		t.Errorf("host pod's claim template %+v: want no volumeName, the tenant's own claim as data source, and its own owner label", claim)
 	}
 

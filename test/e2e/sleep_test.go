@@ -39,7 +39,7 @@ func vcStatus(t *testing.T, ns, name string) *storagev1.VirtualCluster {
 // hostPodsOf lists the host pods the syncer of virtual cluster name made.
 func hostPodsOf(t *testing.T, ns, name string) []corev1.Pod {
 	t.Helper()
-	list, err := host.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: translate.LabelManagedBy + "=" + name})
+	list, err := host.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: translate.LabelCopyOf + "=" + name})
 	if err != nil {
 		t.Fatal(err)
 	}
