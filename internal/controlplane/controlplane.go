@@ -106,7 +106,7 @@ func (cp *ControlPlane) Run(ctx context.Context, ready func(Info) error) error {
 	cp.applyMemorySettings(ctx)
 	if w := cp.opts.WorkqueueMetrics; w.Provided() && !w.Value() {
 		if err := workqueuemetrics.Disable(); err != nil {
-			cp.log.Info("work-queue metrics stay on", "err", err)
+			cp.log.Error(err, "work-queue metrics stay on")
 		}
 	}
 

@@ -190,7 +190,7 @@ func (s *Server) revokeOrphan(w http.ResponseWriter, r *http.Request, u *User) {
 func (s *Server) revokeAccessKey(ctx context.Context, name, why string) {
 	err := s.mgmt.Delete(ctx, &storagev1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: name}})
 	if client.IgnoreNotFound(err) != nil {
-		s.audit.Warn("revoke access key", "accessKey", name, "reason", why, "error", err.Error())
+		s.log.Error(err, "revoke access key", "accessKey", name, "reason", why)
 		return
 	}
 	if err == nil {

@@ -26,6 +26,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/keymutex"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -40,8 +41,10 @@ type Server struct {
 	kube     kubernetes.Interface // the management cluster, for access reviews
 	cache    cache.Cache          // AccessKeys and Clusters
 	clusters *clusterConfigs
-	audit    *slog.Logger
-	mux      *http.ServeMux
+	// audit holds audit records only; log is the operational log.
+	audit *slog.Logger
+	log   klog.Logger
+	mux   *http.ServeMux
 	// serverNames: TLSConfig issues certificates for virtual clusters'
 	// server names.
 	serverNames bool
@@ -100,7 +103,8 @@ func New(ctx context.Context, mgmtCfg *rest.Config, audit *slog.Logger, limits L
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{mgmt: mgmt, kube: kube, cache: c, audit: audit, mux: http.NewServeMux(), activity: newActivity(audit),
+	log := klog.FromContext(ctx).WithName("server")
+	s := &Server{mgmt: mgmt, kube: kube, cache: c, audit: audit, log: log, mux: http.NewServeMux(), activity: newActivity(log),
 		limits: limits, limiter: newLimiter(limits), keyCreations: keymutex.NewHashed(0)}
 	s.clusters = &clusterConfigs{mgmt: mgmt, configs: map[string]*clusterConfig{}, limiter: s.limiter}
 	s.routes()

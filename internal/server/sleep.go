@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
@@ -56,7 +56,7 @@ func (t activityTarget) key() string { return t.cc.name + "/" + t.ns + "/" + t.n
 
 // activity records requests to virtual clusters.
 type activity struct {
-	log     *slog.Logger
+	log     klog.Logger
 	mu      sync.Mutex
 	written map[string]time.Time // when last-activity was last written, by target key
 	open    map[string]int       // requests in flight, by target key
@@ -64,7 +64,7 @@ type activity struct {
 	wakes   singleflight.Group
 }
 
-func newActivity(log *slog.Logger) *activity {
+func newActivity(log klog.Logger) *activity {
 	return &activity{log: log, written: map[string]time.Time{}, open: map[string]int{}, targets: map[string]activityTarget{}}
 }
 
@@ -108,7 +108,7 @@ func (a *activity) touch(ctx context.Context, t activityTarget, vc *storagev1.Vi
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		if err := annotateVirtualCluster(ctx, t, map[string]*string{storagev1.AnnotationLastActivity: sleepmode.Stamp(now)}); err != nil {
-			a.log.Warn("record activity", "virtualcluster", k, "err", err)
+			a.log.Error(err, "record activity", "virtualcluster", k)
 			a.mu.Lock()
 			delete(a.written, k) // try again with the next request
 			a.mu.Unlock()

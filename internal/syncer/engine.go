@@ -214,7 +214,13 @@ func runQueue(ctx context.Context, name string, queue workqueue.TypedRateLimitin
 		m.syncDuration.WithLabelValues(name).Observe(time.Since(start).Seconds())
 		if err != nil {
 			m.syncErrors.WithLabelValues(name).Inc()
-			sctx.Log.V(1).Info("sync failed, retrying", "syncer", name, "key", key, "err", err)
+			// A conflict is another writer's newer version: the retry
+			// reads it, so it is routine. Anything else is shown.
+			if apierrors.IsConflict(err) {
+				sctx.Log.V(1).Info("sync conflicted, retrying", "syncer", name, "key", key, "err", err)
+			} else {
+				sctx.Log.Error(err, "sync failed, retrying with backoff", "syncer", name, "key", key, "retries", queue.NumRequeues(key))
+			}
 			queue.AddRateLimited(key)
 			return true
 		}

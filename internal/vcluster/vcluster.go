@@ -274,7 +274,7 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 			return err
 		}
 	} else if err := setNice(backgroundNice); err != nil {
-		log.Info("warm control plane: could not lower its CPU priority", "error", err.Error())
+		log.Error(err, "warm control plane: could not lower its CPU priority")
 	}
 	metrics := syncer.NewMetrics(reg)
 	// Service and pod proxying reach the host copies (once the syncer runs).
@@ -297,7 +297,7 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 			if err == nil {
 				log.Info("warm control plane assigned", "virtualcluster", o.Name, "hostNamespace", o.HostNamespace)
 				if err := setNice(0); err != nil {
-					log.Info("runs at background CPU priority until its next restart", "virtualcluster", o.Name, "error", err.Error())
+					log.Error(err, "runs at background CPU priority until its next restart", "virtualcluster", o.Name)
 				}
 				var hostCfg *rest.Config
 				if hostCfg, err = o.checkHost(ctx); err == nil {
