@@ -157,9 +157,10 @@ func Run(ctx context.Context, o Options, log klog.Logger, started func()) error 
 	if err != nil {
 		return err
 	}
-	proc := newProcessRuntime(o.StateDir, o.Binary, host, cfg, log.WithName("process"))
+	sup := newSupervisor()
+	proc := newProcessRuntime(o.StateDir, o.Binary, host, cfg, sup, log.WithName("process"))
 	if o.WarmPool > 0 {
-		proc.pool = newWarmPool(o.WarmPool, o.StateDir, o.Binary, host, log.WithName("warmpool"))
+		proc.pool = newWarmPool(o.WarmPool, o.StateDir, o.Binary, host, sup, log.WithName("warmpool"))
 		if err := mgr.Add(proc.pool); err != nil {
 			return err
 		}

@@ -22,6 +22,7 @@ import (
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/internal/kubeversion"
 	"github.com/sublet-dev/sublet/internal/pki"
+	"github.com/sublet-dev/sublet/internal/supervisor"
 	"github.com/sublet-dev/sublet/internal/vcluster"
 )
 
@@ -42,14 +43,15 @@ type warmPool struct {
 	binary string
 	host   kubernetes.Interface
 	log    klog.Logger
+	// sup supervises the members; members that exit unassigned count as
+	// failures of the pool's directory, which back its starts off.
+	sup *supervisor.Supervisor
 	// serviceCIDR is the host's, detected once; members run with it.
 	serviceCIDR string
 
-	mu       sync.Mutex
-	children map[string]*child // members this agent started, by ID
-	failures int               // members that exited unassigned in a row
-	lastFail time.Time
-	kick     chan struct{}
+	// mu serializes filling and taking.
+	mu   sync.Mutex
+	kick chan struct{}
 }
 
 var (
@@ -65,9 +67,9 @@ var (
 
 func init() { ctrlmetrics.Registry.MustRegister(poolMembers, poolTakes) }
 
-func newWarmPool(size int, stateDir, binary string, host kubernetes.Interface, log klog.Logger) *warmPool {
-	return &warmPool{size: size, dir: filepath.Join(stateDir, "pool"), binary: binary, host: host, log: log,
-		children: map[string]*child{}, kick: make(chan struct{}, 1)}
+func newWarmPool(size int, stateDir, binary string, host kubernetes.Interface, sup *supervisor.Supervisor, log klog.Logger) *warmPool {
+	return &warmPool{size: size, dir: filepath.Join(stateDir, "pool"), binary: binary, host: host, sup: sup, log: log,
+		kick: make(chan struct{}, 1)}
 }
 
 // Start keeps the pool filled until ctx ends (a manager runnable: it runs
@@ -124,12 +126,15 @@ func (p *warmPool) freeLocked() []member {
 	dirs, _ := filepath.Glob(filepath.Join(p.dir, "*"))
 	var out []member
 	for _, dir := range dirs {
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			continue // the pool's own files
+		}
 		if _, err := os.Stat(filepath.Join(dir, "owner")); err == nil {
 			continue
 		}
 		// Members this agent starts have their pid file before p.mu is
 		// released, so one not running here is dead.
-		if _, running := (&processRuntime{}).running(dir); !running {
+		if !p.sup.Check(dir).Running {
 			_ = os.RemoveAll(dir)
 			continue
 		}
@@ -150,7 +155,7 @@ func (p *warmPool) freeLocked() []member {
 func (p *warmPool) fill() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.failures > 0 && time.Since(p.lastFail) < min(time.Second<<min(p.failures-1, 9), 5*time.Minute) {
+	if wait, _ := p.sup.Backoff(p.dir); wait > 0 {
 		return
 	}
 	free := p.freeLocked()
@@ -179,21 +184,16 @@ func (p *warmPool) startLocked() error {
 	}
 	args := []string{"vcluster", "run", "--data-dir", filepath.Join(dir, "data"), "--service-cidr", p.serviceCIDR,
 		"--await-assignment", filepath.Join(dir, "assignment")}
-	c, err := spawnChild(p.binary, dir, args, strings.Join(args, "\n"), func(c *child) {
+	err := p.sup.Start(dir, p.binary, args, strings.Join(args, "\n"), func(e supervisor.Exit) {
 		if _, err := os.Stat(filepath.Join(dir, "owner")); err == nil {
 			return // a virtual cluster's now: the runtime sees it exit
 		}
-		p.log.Info("warm pool member exited unassigned", "dir", dir, "code", c.code)
-		p.mu.Lock()
-		p.failures++
-		p.lastFail = time.Now()
-		delete(p.children, filepath.Base(dir))
-		p.mu.Unlock()
+		p.log.Info("warm pool member exited unassigned", "dir", dir, "code", e.Code)
+		p.sup.Failed(p.dir)
 		_ = os.RemoveAll(dir)
 		p.refill()
 	})
-	if c != nil {
-		p.children[filepath.Base(dir)] = c
+	if err == nil {
 		p.log.Info("warm pool: started a member", "dir", dir)
 	}
 	return err
@@ -246,18 +246,8 @@ func (p *warmPool) take(vc *storagev1.VirtualCluster) string {
 		p.log.Error(err, "warm pool: take a member")
 		return ""
 	}
-	p.failures = 0
+	p.sup.ResetBackoff(p.dir)
 	return pick.dir
-}
-
-// handOver moves the child record of the member at dir (if this agent
-// started it) to the caller.
-func (p *warmPool) handOver(dir string) *child {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	c := p.children[filepath.Base(dir)]
-	delete(p.children, filepath.Base(dir))
-	return c
 }
 
 // sweep removes members that were taken but never linked (the agent
@@ -273,9 +263,7 @@ func (p *warmPool) sweep() {
 				continue
 			}
 		}
-		if pid, ok := (&processRuntime{}).running(dir); ok {
-			stopProcess(pid, 30*time.Second)
-		}
+		p.sup.Stop(dir, 30*time.Second)
 		p.log.Info("warm pool: removed a member taken by no virtual cluster", "dir", dir)
 		_ = os.RemoveAll(dir)
 	}

@@ -6,11 +6,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/klog/v2"
 )
 
 // TestHoldDataDirLock is not a test: run as a child of
@@ -63,10 +67,8 @@ func holdLock(t *testing.T, data string, args ...string) int {
 // left to a new start.
 func TestAdoptDataDirHolder(t *testing.T) {
 	dir := t.TempDir()
-	r := &processRuntime{}
-	if _, held, err := adoptHolder(dir); held || err != nil {
-		t.Fatalf("no data dir yet: held %v, %v", held, err)
-	}
+	r := &processRuntime{sup: newSupervisor(), binary: "/nonexistent", log: klog.Background()}
+	vc := &storagev1.VirtualCluster{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "vc"}}
 	// A child that runs in dir, and a pid file that names a process gone.
 	holder := holdLock(t, filepath.Join(dir, "data"), "--", "--data-dir", filepath.Join(dir, "data"))
 	gone := exec.Command("true")
@@ -76,30 +78,36 @@ func TestAdoptDataDirHolder(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "pid"), []byte(strconv.Itoa(gone.Process.Pid)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := r.running(dir); ok {
+	if r.sup.Check(dir).Running {
 		t.Fatal("running by a pid file that names a process gone")
 	}
-	pid, held, err := adoptHolder(dir)
-	if err != nil || !held || pid != holder {
-		t.Fatalf("adoptHolder = %d, %v, %v; want %d, true", pid, held, err, holder)
+	record := "the record"
+	if err := os.WriteFile(filepath.Join(dir, "args"), []byte(record), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	if pid, ok := r.running(dir); !ok || pid != holder {
-		t.Errorf("after adoption, running = %d, %v; want %d", pid, ok, holder)
+	st, err := r.supervise(vc, dir, nil, record)
+	if err != nil || st.Message != "" {
+		t.Fatalf("supervise = %+v, %v; want the holder adopted as running", st, err)
+	}
+	if st := r.sup.Check(dir); !st.Running || st.PID != holder {
+		t.Errorf("after adoption, %+v; want running as %d", st, holder)
 	}
 	// The pid file is checked by the process's start time, not its
 	// arguments: another process under that pid is not the child.
 	if err := os.WriteFile(filepath.Join(dir, "pid-start"), []byte("1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := r.running(dir); ok {
+	if r.sup.Check(dir).Running {
 		t.Error("running by a pid file whose start time is another process's")
 	}
 
-	// A holder that runs elsewhere is not adopted.
+	// A holder that runs elsewhere is not adopted, and no second child
+	// is started: its exit is waited for.
 	other := t.TempDir()
 	holdLock(t, filepath.Join(other, "data"), "--", "--data-dir", "/elsewhere")
-	if pid, held, err := adoptHolder(other); err != nil || !held || pid != 0 {
-		t.Errorf("a holder of another data dir: adoptHolder = %d, %v, %v; want 0, true", pid, held, err)
+	st, err = r.supervise(vc, other, nil, record)
+	if err != nil || !strings.Contains(st.Message, "waiting for the process holding") {
+		t.Errorf("a holder of another data dir: supervise = %+v, %v; want a wait for it", st, err)
 	}
 	if _, err := os.Stat(filepath.Join(other, "pid")); err == nil {
 		t.Error("a pid file was written for a holder that is not the directory's child")

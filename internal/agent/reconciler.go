@@ -278,7 +278,9 @@ func templateName(vc *storagev1.VirtualCluster) string {
 	return vc.Spec.TemplateRef.Name
 }
 
-func kubeconfigSecret(vc *storagev1.VirtualCluster) string { return storagev1.KubeconfigSecretName(vc.Name) }
+func kubeconfigSecret(vc *storagev1.VirtualCluster) string {
+	return storagev1.KubeconfigSecretName(vc.Name)
+}
 
 // publishKubeconfig writes the admin kubeconfig into secret vc-NAME, key
 // config, owned by vc.
