@@ -7,9 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,78 +16,6 @@ import (
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/internal/testenv"
 )
-
-// startAgent runs `sublet agent` against the shared host with state in
-// stateDir. Virtual clusters it started outlive it (they run in their own
-// sessions), so the test's cleanup kills those too.
-func startAgent(t *testing.T, stateDir string, extra ...string) *testenv.Process {
-	t.Helper()
-	p, _, err := testenv.StartUntil(context.Background(), "Sublet agent is running",
-		append([]string{"agent", "--kubeconfig", host.Kubeconfig, "--state-dir", stateDir, "--metrics-bind-address", "0", "--leader-elect=false"}, extra...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Kill)
-	return p
-}
-
-// agentWithNamespace starts an agent with a state dir of its own and makes
-// a host namespace (prefix-…) for the test's VirtualClusters; both go, the
-// VirtualClusters and their processes first, when the test ends.
-func agentWithNamespace(t *testing.T, prefix string) (agent *testenv.Process, stateDir, ns string) {
-	t.Helper()
-	stateDir = t.TempDir()
-	t.Cleanup(func() { killChildren(stateDir) })
-	agent = startAgent(t, stateDir)
-	ns = createNamespace(t, host.Client, prefix)
-	t.Cleanup(func() {
-		_ = exec.Command("kubectl", "--kubeconfig", host.Kubeconfig, "delete", "virtualclusters", "--all", "-n", ns, "--timeout=60s").Run()
-	})
-	return agent, stateDir, ns
-}
-
-// killChildren ends every virtual cluster process under stateDir, warm
-// pool members included.
-func killChildren(stateDir string) {
-	pids, _ := filepath.Glob(filepath.Join(stateDir, "vclusters", "*", "*", "pid"))
-	members, _ := filepath.Glob(filepath.Join(stateDir, "pool", "*", "pid"))
-	for _, f := range append(pids, members...) {
-		b, _ := os.ReadFile(f)
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-}
-
-// processesWith counts running processes whose command line contains s.
-func processesWith(s string) int {
-	n := 0
-	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, f := range dirs {
-		b, err := os.ReadFile(f)
-		if err == nil && strings.Contains(string(b), s) && !strings.Contains(string(b), "go\x00test") {
-			n++
-		}
-	}
-	return n
-}
-
-// seedManifest is the seed's vcluster.yaml with its placeholders filled.
-func seedManifest(name, namespace, serviceCIDR string) string {
-	return fmt.Sprintf(`apiVersion: storage.loft.sh/v1
-kind: VirtualCluster
-metadata:
-  name: %s # REPLACE THIS
-  namespace: %s # REPLACE THIS
-spec:
-  helmRelease:
-    values: >-
-      virtualCluster:
-        image: rancher/k3s:v1.21.2-k3s1
-        extraArgs:
-          - --service-cidr=%s # REPLACE THIS
-`, name, namespace, serviceCIDR)
-}
 
 // TestAgentSeedManifest: the seed's `kubectl apply -f vcluster.yaml` comes
 // up Ready under the agent, is reachable with the published kubeconfig,
@@ -309,14 +235,6 @@ spec:
 	}
 }
 
-func indent(s, prefix string) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	for i := range lines {
-		lines[i] = prefix + lines[i]
-	}
-	return strings.Join(lines, "\n") + "\n"
-}
-
 // TestAgentPodRuntime: with --runtime pod the agent installs the vcluster
 // chart as a Helm release per VirtualCluster. Pods are simulated here, so
 // the test checks the release and its objects, not a running control
@@ -376,11 +294,4 @@ func TestAgentPodRuntime(t *testing.T) {
 	if strings.Contains(out, "podvc") {
 		t.Errorf("objects of the uninstalled release left:\n%s", out)
 	}
-}
-
-// publishedKubeconfig writes the admin kubeconfig the agent published for
-// virtual cluster ns/name (secret vc-NAME, key config) to a file.
-func publishedKubeconfig(t *testing.T, ns, name string) string {
-	t.Helper()
-	return publishedKubeconfigFrom(t, host, ns, name)
 }

@@ -9,36 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sublet-dev/sublet/internal/testenv"
 )
-
-// failFast runs sublet with args, expecting a quick non-zero exit with one
-// line of output that contains every string in want.
-func failFast(t *testing.T, want []string, args ...string) {
-	t.Helper()
-	start := time.Now()
-	out, code, err := testenv.Run(30*time.Second, args...)
-	if err != nil {
-		t.Fatalf("sublet %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	if code == 0 {
-		t.Fatalf("sublet %s exited 0, want an error\n%s", strings.Join(args, " "), out)
-	}
-	if d := time.Since(start); d > 20*time.Second {
-		t.Errorf("took %s to fail; want a fast failure", d)
-	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 1 {
-		t.Errorf("want a one-line error, got %d lines:\n%s", len(lines), out)
-	}
-	for _, w := range want {
-		if !strings.Contains(out, w) {
-			t.Errorf("error %q does not mention %q", strings.TrimSpace(out), w)
-		}
-	}
-}
 
 // writeFiles creates files under dir and returns a func asserting they are
 // unchanged.

@@ -3,15 +3,12 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
 )
 
 // TestVClusterConfigMapsAndSecretsFollowPods: configmaps and secrets are
@@ -121,32 +118,5 @@ func TestVClusterConfigMapsAndSecretsFollowPods(t *testing.T) {
 		_, err1 := host.Client.CoreV1().ConfigMaps(hostNS).Get(ctx, hname("settings"), metav1.GetOptions{})
 		_, err2 := host.Client.CoreV1().Secrets(hostNS).Get(ctx, hname("db"), metav1.GetOptions{})
 		return apierrors.IsNotFound(err1) && apierrors.IsNotFound(err2), nil
-	})
-}
-
-func poll(t *testing.T, timeout time.Duration, what string, cond wait.ConditionWithContextFunc) {
-	t.Helper()
-	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true, cond); err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-}
-
-// waitEvent waits until the cluster has an event with reason about the
-// object kind ns/name whose message contains text: the sign that a
-// component has processed a change, for checks that something did not
-// happen.
-func waitEvent(t *testing.T, cs kubernetes.Interface, ns, kind, name, reason, text string) {
-	t.Helper()
-	poll(t, 60*time.Second, fmt.Sprintf("event %s on %s %s/%s", reason, kind, ns, name), func(ctx context.Context) (bool, error) {
-		list, err := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + name + ",reason=" + reason})
-		if err != nil {
-			return false, nil
-		}
-		for _, e := range list.Items {
-			if e.InvolvedObject.Kind == kind && strings.Contains(e.Message, text) {
-				return true, nil
-			}
-		}
-		return false, nil
 	})
 }

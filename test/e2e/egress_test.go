@@ -17,7 +17,6 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	aggregator "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
 
@@ -27,47 +26,6 @@ import (
 
 // The egress tests aim the virtual API server at loopback listeners only:
 // refused, nothing may connect; allowed by an admin, the listener answers.
-
-// probeWebhook is a ValidatingWebhookConfiguration for CREATE of configmaps
-// labelled egress-probe=true, calling client (a clientConfig in YAML).
-func probeWebhook(name, client string) string {
-	return fmt.Sprintf(`apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingWebhookConfiguration
-metadata: {name: %s}
-webhooks:
-- name: probe.egress.example.com
-  clientConfig: %s
-  rules: [{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [configmaps]}]
-  objectSelector: {matchLabels: {egress-probe: "true"}}
-  failurePolicy: Fail
-  sideEffects: None
-  admissionReviewVersions: [v1]
-  timeoutSeconds: 5
-`, name, client)
-}
-
-// createProbes creates labelled configmaps in the virtual cluster until
-// one's error (or success, for want "") says what want says: the webhook
-// configuration has reached the API server's informer. It returns the
-// last error.
-func createProbes(t *testing.T, v kubernetes.Interface, want string) error {
-	t.Helper()
-	var last error
-	n := 0
-	poll(t, 60*time.Second, "a configmap create answered with "+want, func(ctx context.Context) (bool, error) {
-		n++
-		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("probe-%d", n), Labels: map[string]string{"egress-probe": "true"}}}
-		_, last = v.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{})
-		if want == "" {
-			return last == nil, nil
-		}
-		return last != nil && strings.Contains(last.Error(), want), nil
-	})
-	return last
-}
-
-// refusal is the start of the guard's message for a dial to target.
-func refusal(target string) string { return "egress to " + target + " refused: " }
 
 // TestEgressGuardRefusesTenantTargets: what a tenant points its virtual API
 // server at (a Node, a webhook URL, a service behind a webhook or an

@@ -42,16 +42,6 @@ func authWhoami(t *testing.T, kubeconfig string, args ...string) whoami {
 	return w
 }
 
-// kubectlFails runs kubectl expecting it to fail and returns its output.
-func kubectlFails(t *testing.T, kubeconfig string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
-	if err == nil {
-		t.Errorf("kubectl %s succeeded, want a refusal:\n%s", strings.Join(args, " "), out)
-	}
-	return string(out)
-}
-
 // TestPlatformFidelity: through the platform, a virtual cluster behaves like
 // a cluster reached directly. Impersonation (kubectl --as) is served as the
 // impersonated identity when the target cluster allows it and refused with
@@ -83,24 +73,52 @@ func TestPlatformFidelity(t *testing.T) {
 	if scoped == dana || !strings.HasPrefix(scoped, platformserver.KeyPrefix) {
 		t.Fatalf("the kube-context's token is not a key of its own (dana's key: %v)", scoped == dana)
 	}
-	wantName := fmt.Sprintf("fid.%s.%s.vcluster.sublet.invalid", ns, p.cluster)
-	byName := p.serverNameKubeconfig(t, wantName, scoped)
+	f := &fidelity{p: p, ns: ns, dana: dana, kc: kc, scoped: scoped, sa: "system:serviceaccount:default:tester"}
+	f.wantName = fmt.Sprintf("fid.%s.%s.vcluster.sublet.invalid", ns, p.cluster)
+	f.byName = p.serverNameKubeconfig(t, f.wantName, scoped)
 	seed := p.seedKubeconfig(t, ns, "fid", dana)
-	forms := map[string]string{"scoped key": kc, "server name": byName, "path": seed}
+	f.forms = map[string]string{"scoped key": kc, "server name": f.byName, "path": seed}
 
-	// Without --as: dana, cluster-admin, no group listed twice.
-	for form, k := range forms {
+	step(t, "identity", func(t *testing.T) { fidelityIdentity(t, f) })
+	step(t, "impersonation in the virtual cluster", func(t *testing.T) { fidelityVirtualImpersonation(t, f) })
+	step(t, "impersonation on the host", func(t *testing.T) { fidelityHostImpersonation(t, f) })
+	step(t, "kubectl proxy", func(t *testing.T) { fidelityKubectlProxy(t, f) })
+	step(t, "scoped key", func(t *testing.T) { fidelityScopedKey(t, f) })
+	step(t, "audit", func(t *testing.T) { fidelityAudit(t, f) })
+	step(t, "keys made with a revoked key", func(t *testing.T) { fidelityRevokedParent(t, f) })
+	step(t, "deleting the virtual cluster revokes its keys", func(t *testing.T) { fidelityDeleteRevokes(t, f) })
+}
+
+// fidelity is what the steps of TestPlatformFidelity share: the platform,
+// virtual cluster fid in namespace ns, dana's key, the kube-context the CLI
+// wrote (kc, with its scoped key), the same cluster by server name
+// (byName, TLS server name wantName), the three forms by name, and the
+// service account sa impersonated in the virtual cluster.
+type fidelity struct {
+	p                        *platform
+	ns, dana, kc, scoped, sa string
+	wantName, byName         string
+	forms                    map[string]string
+}
+
+// fidelityIdentity: without --as, every form is dana, cluster-admin, no
+// group listed twice.
+func fidelityIdentity(t *testing.T, f *fidelity) {
+	for form, k := range f.forms {
 		w := authWhoami(t, k)
 		g := w.Status.UserInfo.Groups
 		if w.Status.UserInfo.Username != "dana" || strings.Join(g, ",") != "system:masters,system:authenticated" {
 			t.Errorf("%s form: whoami %q %v, want dana [system:masters system:authenticated]", form, w.Status.UserInfo.Username, g)
 		}
 	}
+}
 
-	// With --as: the virtual cluster sees the service account, with the
-	// groups the API server gives it, through every form.
-	sa := "system:serviceaccount:default:tester"
-	for form, k := range forms {
+// fidelityVirtualImpersonation: with --as, the virtual cluster sees the
+// service account, with the groups the API server gives it, through every
+// form, and its RBAC is the service account's.
+func fidelityVirtualImpersonation(t *testing.T, f *fidelity) {
+	kc, sa := f.kc, f.sa
+	for form, k := range f.forms {
 		w := authWhoami(t, k, "--as", sa)
 		if w.Status.UserInfo.Username != sa || strings.Join(w.Status.UserInfo.Groups, ",") != "system:serviceaccounts,system:serviceaccounts:default,system:authenticated" {
 			t.Errorf("%s form: whoami --as %s: %q %v", form, sa, w.Status.UserInfo.Username, w.Status.UserInfo.Groups)
@@ -125,9 +143,13 @@ func TestPlatformFidelity(t *testing.T) {
 	if !strings.Contains(out, `User "system:serviceaccount:default:tester" cannot list resource "secrets"`) {
 		t.Errorf("get secrets --as %s: want the API server's Forbidden naming the service account:\n%s", sa, out)
 	}
+}
 
-	// The host, through /kubernetes/cluster: its RBAC decides whether dana
-	// may impersonate. Refused first, with the API server's message.
+// fidelityHostImpersonation: the host, through /kubernetes/cluster: its
+// RBAC decides whether dana may impersonate. Refused first, with the API
+// server's message.
+func fidelityHostImpersonation(t *testing.T, f *fidelity) {
+	p, ns, dana, hk := f.p, f.ns, f.dana, host.Kubeconfig
 	hostKC := p.kubeconfig(t, "/kubernetes/cluster/"+p.cluster, dana)
 	hostSA := "system:serviceaccount:" + ns + ":default"
 	// (kubectl hides a refused discovery request behind "unknown": ask
@@ -144,7 +166,7 @@ func TestPlatformFidelity(t *testing.T) {
 		return err == nil && string(out) == hostSA, nil
 	})
 	// As that service account, the host's RBAC is the service account's.
-	out = kubectlFails(t, hostKC, "get", "pods", "-n", ns, "--as", hostSA)
+	out := kubectlFails(t, hostKC, "get", "pods", "-n", ns, "--as", hostSA)
 	if !strings.Contains(out, fmt.Sprintf(`User %q cannot list resource "pods"`, hostSA)) {
 		t.Errorf("get pods --as %s on the host: want Forbidden for the service account:\n%s", hostSA, out)
 	}
@@ -153,11 +175,14 @@ func TestPlatformFidelity(t *testing.T) {
 	if code != http.StatusForbidden || !strings.Contains(body, `cannot impersonate resource \"serviceaccounts\"`) {
 		t.Errorf("dana impersonating another service account: want 403, got HTTP %d\n%s", code, body)
 	}
+}
 
-	// kubectl proxy with the CLI's kube-context and no path flags.
+// fidelityKubectlProxy: kubectl proxy with the CLI's kube-context and no
+// path flags.
+func fidelityKubectlProxy(t *testing.T, f *fidelity) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	proxy := exec.CommandContext(ctx, "kubectl", "--kubeconfig", kc, "proxy", "--port=0")
+	proxy := exec.CommandContext(ctx, "kubectl", "--kubeconfig", f.kc, "proxy", "--port=0")
 	stdout, _ := proxy.StdoutPipe()
 	proxy.Stderr = os.Stderr
 	if err := proxy.Start(); err != nil {
@@ -200,10 +225,15 @@ func TestPlatformFidelity(t *testing.T) {
 			t.Errorf("kubectl proxy %s: HTTP %d\n%s", path, resp.StatusCode, testenv.Tail(string(body), 400))
 		}
 	}
+}
 
-	// Clients that replace the server, or know only a host, a CA and a
-	// token, reach the virtual cluster with the kube-context's key.
-	if out := kubectl(t, kc, "", "--server", p.url, "get", "configmaps", "-n", "default", "-o", "name"); !strings.Contains(out, "kube-root-ca.crt") {
+// fidelityScopedKey: clients that replace the server, or know only a
+// host, a CA and a token, reach the virtual cluster with the
+// kube-context's key, which is good for nothing else; dana's own key at
+// the root is told how to name a virtual cluster.
+func fidelityScopedKey(t *testing.T, f *fidelity) {
+	p, ns, scoped := f.p, f.ns, f.scoped
+	if out := kubectl(t, f.kc, "", "--server", p.url, "get", "configmaps", "-n", "default", "-o", "name"); !strings.Contains(out, "kube-root-ca.crt") {
 		t.Errorf("kubectl --server %s get configmaps:\n%s", p.url, out)
 	}
 	ca, err := os.ReadFile(p.caFile)
@@ -214,8 +244,6 @@ func TestPlatformFidelity(t *testing.T) {
 	if _, err := bare.CoreV1().Services("default").Get(context.Background(), "kubernetes", metav1.GetOptions{}); err != nil {
 		t.Errorf("a client with only host, CA and the scoped key: get service default/kubernetes: %v", err)
 	}
-	// The scoped key is good for nothing else; dana's own key at the root
-	// is told how to name a virtual cluster.
 	for path, want := range map[string]string{
 		"/kubernetes/cluster/" + p.cluster + "/api":                                "is scoped to virtual cluster " + p.cluster + "/" + ns + "/fid",
 		"/api/v1/accesskeys":                                                       "is scoped to virtual cluster " + p.cluster + "/" + ns + "/fid",
@@ -226,25 +254,28 @@ func TestPlatformFidelity(t *testing.T) {
 			t.Errorf("GET %s with the scoped key: HTTP %d %s, want 403 with %q", path, code, body, want)
 		}
 	}
-	if code, body := p.getBody(t, "/api/v1/namespaces", dana); code != http.StatusNotFound || !strings.Contains(body, "Sublet platform server") ||
+	if code, body := p.getBody(t, "/api/v1/namespaces", f.dana); code != http.StatusNotFound || !strings.Contains(body, "Sublet platform server") ||
 		!strings.Contains(body, "/kubernetes/virtualcluster/CLUSTER/NAMESPACE/NAME") || !strings.Contains(body, "sublet create accesskey --vcluster NAME") {
 		t.Errorf("a root request with dana's own key: HTTP %d %s, want the explanatory 404", code, body)
 	}
+}
 
-	// The audit record tells both identities, and for each form the same
-	// user, verb and virtual cluster, and the server name.
-	if code, body := p.getBody(t, "/api", scoped); code != http.StatusOK {
+// fidelityAudit: the audit record tells both identities, and for each form
+// the same user, verb and virtual cluster, and the server name.
+func fidelityAudit(t *testing.T, f *fidelity) {
+	p, ns := f.p, f.ns
+	if code, body := p.getBody(t, "/api", f.scoped); code != http.StatusOK {
 		t.Errorf("GET /api with the scoped key: HTTP %d %s", code, body)
 	}
-	if code, body := p.getBody(t, "/kubernetes/virtualcluster/"+p.cluster+"/"+ns+"/fid/api", dana); code != http.StatusOK {
+	if code, body := p.getBody(t, "/kubernetes/virtualcluster/"+p.cluster+"/"+ns+"/fid/api", f.dana); code != http.StatusOK {
 		t.Errorf("GET /api by path: HTTP %d %s", code, body)
 	}
-	kubectl(t, byName, "", "get", "--raw", "/api")
+	kubectl(t, f.byName, "", "get", "--raw", "/api")
 	audit, err := os.ReadFile(p.auditLog)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(audit), `"serverName":"`+wantName+`"`) || !strings.Contains(string(audit), `"impersonatedUser":"`+sa+`"`) {
+	if !strings.Contains(string(audit), `"serverName":"`+f.wantName+`"`) || !strings.Contains(string(audit), `"impersonatedUser":"`+f.sa+`"`) {
 		t.Errorf("audit log lacks the server name or the impersonated user:\n%s", testenv.Tail(string(audit), 2000))
 	}
 	seen := map[string]bool{}
@@ -257,8 +288,12 @@ func TestPlatformFidelity(t *testing.T) {
 	if !seen["key"] || !seen["serverName"] || !seen["path"] {
 		t.Errorf("audit records of dana's gets of %s/fid by form: %v, want key, serverName and path", ns, seen)
 	}
+}
 
-	// Revoking the key a scoped key was made with revokes it at once.
+// fidelityRevokedParent: revoking the key a scoped key was made with
+// revokes it at once.
+func fidelityRevokedParent(t *testing.T, f *fidelity) {
+	p, ns := f.p, f.ns
 	var child struct {
 		Name string `json:"name"`
 		Key  string `json:"key"`
@@ -282,8 +317,12 @@ func TestPlatformFidelity(t *testing.T) {
 		code, _ := p.getBody(t, "/version", grandchild.Key)
 		return code == http.StatusUnauthorized, nil
 	})
+}
 
-	// Deleting the virtual cluster revokes the keys scoped to it.
+// fidelityDeleteRevokes: deleting the virtual cluster revokes the keys
+// scoped to it.
+func fidelityDeleteRevokes(t *testing.T, f *fidelity) {
+	p, ns, scoped, hk := f.p, f.ns, f.scoped, host.Kubeconfig
 	var keys []platformserver.AccessKeyInfo
 	if err := json.Unmarshal([]byte(sublet(t, "list", "accesskeys", "-o", "json")), &keys); err != nil {
 		t.Fatal(err)

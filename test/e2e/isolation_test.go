@@ -21,38 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 )
-
-// podAttacks are pod specs a tenant could use to reach the host machine,
-// each with the Pod Security control that must refuse it.
-var podAttacks = []struct {
-	name    string
-	spec    func(*corev1.PodSpec)
-	control string
-}{
-	{"privileged", func(s *corev1.PodSpec) {
-		s.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: ptr.To(true)}
-	}, "privileged"},
-	{"hostpath", func(s *corev1.PodSpec) {
-		s.Volumes = []corev1.Volume{{Name: "root", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}}}}
-		s.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "root", MountPath: "/host"}}
-	}, "hostPath volumes"},
-	{"hostnetwork", func(s *corev1.PodSpec) { s.HostNetwork = true }, "host namespaces (hostNetwork=true)"},
-	{"hostpid", func(s *corev1.PodSpec) { s.HostPID = true }, "host namespaces (hostPID=true)"},
-	{"capabilities", func(s *corev1.PodSpec) {
-		s.Containers[0].SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"SYS_ADMIN"}}}
-	}, "non-default capabilities"},
-}
-
-func attackPod(name string, mutate func(*corev1.PodSpec)) *corev1.Pod {
-	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}
-	if mutate != nil {
-		mutate(&p.Spec)
-	}
-	return p
-}
 
 // TestIsolationPodSecurity: a virtual cluster runs at the baseline Pod
 // Security level by default. Its namespaces carry the level, so the

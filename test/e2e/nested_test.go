@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -107,19 +105,4 @@ func TestNestedUnderAgent(t *testing.T) {
 		_, err2 := host.Client.CoreV1().Pods(hostNS).Get(ctx, bottom, metav1.GetOptions{})
 		return apierrors.IsNotFound(err1) && apierrors.IsNotFound(err2), nil
 	})
-}
-
-// publishedKubeconfigFrom writes the admin kubeconfig the agent published
-// in cluster c for virtual cluster ns/name.
-func publishedKubeconfigFrom(t *testing.T, c *testenv.Process, ns, name string) string {
-	t.Helper()
-	s, err := c.Client.CoreV1().Secrets(ns).Get(context.Background(), "vc-"+name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), name+".kubeconfig")
-	if err := os.WriteFile(path, s.Data["config"], 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }

@@ -15,6 +15,8 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/sublet-dev/sublet/internal/testenv"
 )
 
 func median(d []time.Duration) time.Duration {
@@ -99,30 +101,7 @@ subsets:
 		}
 	}
 
-	// What the way through both API servers adds (measured, not asserted):
-	// p50 of GETs through the virtual cluster's service proxy against GETs
-	// straight to the backend.
-	cfg := rest.CopyConfig(vc.Config)
-	cfg.QPS, cfg.Burst = 1000, 1000 // the test's own client must not be what is measured
-	viaProxy := kubernetes.NewForConfigOrDie(cfg).CoreV1().Services("default").ProxyGet("http", "backend", "80", "/hello", nil)
-	direct := &http.Client{Timeout: 10 * time.Second}
-	var proxied, straight []time.Duration
-	for i := 0; i < 50; i++ {
-		start := time.Now()
-		if _, err := viaProxy.DoRaw(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		proxied = append(proxied, time.Since(start))
-		start = time.Now()
-		resp, err := direct.Get(fmt.Sprintf("http://%s:8080/hello", ip))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		straight = append(straight, time.Since(start))
-	}
-	t.Logf("service proxy GET p50 %v, direct GET p50 %v (50 each)", median(proxied), median(straight))
+	logServiceProxyLatency(t, vc, ip)
 
 	// kubectl proxy with the virtual cluster's kubeconfig, no flags.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -178,4 +157,32 @@ spec:
 	if err == nil || !strings.Contains(string(out), "Forbidden") {
 		t.Errorf("a tenant without services/proxy: %v %q, want Forbidden", err, out)
 	}
+}
+
+// logServiceProxyLatency logs what the way through both API servers adds
+// (measured, not asserted): p50 of GETs through the virtual cluster's
+// service proxy against GETs straight to the backend at ip.
+func logServiceProxyLatency(t *testing.T, vc *testenv.Process, ip string) {
+	t.Helper()
+	cfg := rest.CopyConfig(vc.Config)
+	cfg.QPS, cfg.Burst = 1000, 1000 // the test's own client must not be what is measured
+	viaProxy := kubernetes.NewForConfigOrDie(cfg).CoreV1().Services("default").ProxyGet("http", "backend", "80", "/hello", nil)
+	direct := &http.Client{Timeout: 10 * time.Second}
+	var proxied, straight []time.Duration
+	for i := 0; i < 50; i++ {
+		start := time.Now()
+		if _, err := viaProxy.DoRaw(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		proxied = append(proxied, time.Since(start))
+		start = time.Now()
+		resp, err := direct.Get(fmt.Sprintf("http://%s:8080/hello", ip))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		straight = append(straight, time.Since(start))
+	}
+	t.Logf("service proxy GET p50 %v, direct GET p50 %v (50 each)", median(proxied), median(straight))
 }

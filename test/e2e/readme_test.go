@@ -220,12 +220,81 @@ func TestReadmeAsWritten(t *testing.T) {
 		}
 		return last
 	}
+	checks := readmeChecks(t, mustRun, eventually)
+	for _, cmd := range tour {
+		check, ok := checks[cmd]
+		if !ok {
+			t.Fatalf("README.md's command %q has no check in TestReadmeAsWritten: add what it is said to do", cmd)
+		}
+		check(cmd)
+	}
+
+	// Every kubeconfig written holds inline certificates or absolute paths,
+	// so any client-go program (not only kubectl) can load it.
+	kubeconfigs, _ := filepath.Glob(filepath.Join(mirror, ".sublet", "agent", "vclusters", "*", "*", "host.kubeconfig"))
+	if len(kubeconfigs) == 0 {
+		t.Error("no virtual cluster's host.kubeconfig under .sublet/agent")
+	}
+	kubeconfigs = append(kubeconfigs, filepath.Join(mirror, ".sublet", "host", "admin.kubeconfig"), filepath.Join(home, ".kube", "config"))
+	for _, kc := range kubeconfigs {
+		if err := checkKubeconfigPaths(kc); err != nil {
+			t.Error(err)
+		}
+	}
+
+	// Ctrl-C, as in the terminal: everything stops, virtual clusters too.
+	stopped = true
+	_ = syscall.Kill(-up.Process.Pid, syscall.SIGINT)
+	select {
+	case err := <-exited:
+		<-lines
+		// make, like the shell, ends by the same SIGINT once its child has
+		// stopped; sublet itself must stop cleanly.
+		var exitErr *exec.ExitError
+		interrupted := errors.As(err, &exitErr) && exitErr.Sys().(syscall.WaitStatus).Signal() == syscall.SIGINT
+		if err != nil && !interrupted {
+			t.Errorf("%q after Ctrl-C: %v\n%s", first, err, out.String())
+		}
+		if !strings.Contains(out.String(), "] stopping") || strings.Contains(out.String(), "error:") {
+			t.Errorf("%q did not stop cleanly on Ctrl-C:\n%s", first, out.String())
+		}
+	case <-time.After(2 * time.Minute):
+		_ = syscall.Kill(-up.Process.Pid, syscall.SIGKILL)
+		<-exited
+		t.Fatalf("%q did not stop within 2m of Ctrl-C:\n%s", first, out.String())
+	}
+	if n := processesWith(filepath.Join(mirror, ".sublet")); n != 0 {
+		t.Errorf("%d processes still run after Ctrl-C", n)
+	}
+}
+
+// checkKubeconfigPaths fails if a kubeconfig names a file by a relative
+// path, which only kubectl resolves (against the kubeconfig's folder).
+func checkKubeconfigPaths(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	for _, key := range []string{"certificate-authority", "client-certificate", "client-key", "tokenFile"} {
+		re := regexp.MustCompile(`(?m)^\s*` + key + `:\s*(\S+)`)
+		for _, m := range re.FindAllStringSubmatch(string(data), -1) {
+			if !filepath.IsAbs(m[1]) {
+				return fmt.Errorf("%s: %s %q is relative", path, key, m[1])
+			}
+		}
+	}
+	return nil
+}
+
+// readmeChecks is what each command of the README's "In another terminal"
+// block is said to do, checked with mustRun and eventually (which run a
+// command as TestReadmeAsWritten's user would). A command the README gains
+// needs a check here, or the test fails.
+func readmeChecks(t *testing.T, mustRun func(cmd string) string, eventually func(cmd, what string, ok func(string) bool) string) map[string]func(cmd string) {
 	currentContext := func() string { return strings.TrimSpace(mustRun("kubectl config current-context")) }
 	podLine := regexp.MustCompile(`(?m)^web-\S+\s+1/1\s+Running\s+\d+\s+\S+\s+(\d+\.\d+\.\d+\.\d+)\s+(\S+)`)
 
-	// What each README command is said to do. A command the README gains
-	// needs a check here, or this test fails.
-	checks := map[string]func(cmd string){
+	return map[string]func(cmd string){
 		"kubectl get namespaces": func(cmd string) {
 			eventually(cmd, "lists the demo cluster's namespaces", func(o string) bool {
 				return strings.Contains(o, "kube-system") && strings.Contains(o, "default")
@@ -294,67 +363,4 @@ func TestReadmeAsWritten(t *testing.T) {
 			}
 		},
 	}
-	for _, cmd := range tour {
-		check, ok := checks[cmd]
-		if !ok {
-			t.Fatalf("README.md's command %q has no check in TestReadmeAsWritten: add what it is said to do", cmd)
-		}
-		check(cmd)
-	}
-
-	// Every kubeconfig written holds inline certificates or absolute paths,
-	// so any client-go program (not only kubectl) can load it.
-	kubeconfigs, _ := filepath.Glob(filepath.Join(mirror, ".sublet", "agent", "vclusters", "*", "*", "host.kubeconfig"))
-	if len(kubeconfigs) == 0 {
-		t.Error("no virtual cluster's host.kubeconfig under .sublet/agent")
-	}
-	kubeconfigs = append(kubeconfigs, filepath.Join(mirror, ".sublet", "host", "admin.kubeconfig"), filepath.Join(home, ".kube", "config"))
-	for _, kc := range kubeconfigs {
-		if err := checkKubeconfigPaths(kc); err != nil {
-			t.Error(err)
-		}
-	}
-
-	// Ctrl-C, as in the terminal: everything stops, virtual clusters too.
-	stopped = true
-	_ = syscall.Kill(-up.Process.Pid, syscall.SIGINT)
-	select {
-	case err := <-exited:
-		<-lines
-		// make, like the shell, ends by the same SIGINT once its child has
-		// stopped; sublet itself must stop cleanly.
-		var exitErr *exec.ExitError
-		interrupted := errors.As(err, &exitErr) && exitErr.Sys().(syscall.WaitStatus).Signal() == syscall.SIGINT
-		if err != nil && !interrupted {
-			t.Errorf("%q after Ctrl-C: %v\n%s", first, err, out.String())
-		}
-		if !strings.Contains(out.String(), "] stopping") || strings.Contains(out.String(), "error:") {
-			t.Errorf("%q did not stop cleanly on Ctrl-C:\n%s", first, out.String())
-		}
-	case <-time.After(2 * time.Minute):
-		_ = syscall.Kill(-up.Process.Pid, syscall.SIGKILL)
-		<-exited
-		t.Fatalf("%q did not stop within 2m of Ctrl-C:\n%s", first, out.String())
-	}
-	if n := processesWith(filepath.Join(mirror, ".sublet")); n != 0 {
-		t.Errorf("%d processes still run after Ctrl-C", n)
-	}
-}
-
-// checkKubeconfigPaths fails if a kubeconfig names a file by a relative
-// path, which only kubectl resolves (against the kubeconfig's folder).
-func checkKubeconfigPaths(path string) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	for _, key := range []string{"certificate-authority", "client-certificate", "client-key", "tokenFile"} {
-		re := regexp.MustCompile(`(?m)^\s*` + key + `:\s*(\S+)`)
-		for _, m := range re.FindAllStringSubmatch(string(data), -1) {
-			if !filepath.IsAbs(m[1]) {
-				return fmt.Errorf("%s: %s %q is relative", path, key, m[1])
-			}
-		}
-	}
-	return nil
 }

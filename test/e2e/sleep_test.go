@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os/exec"
@@ -22,20 +21,6 @@ import (
 	"github.com/sublet-dev/sublet/internal/translate"
 )
 
-// vcStatus reads a VirtualCluster from the host with kubectl.
-func vcStatus(t *testing.T, ns, name string) *storagev1.VirtualCluster {
-	t.Helper()
-	out, err := exec.Command("kubectl", "--kubeconfig", host.Kubeconfig, "get", "virtualcluster", name, "-n", ns, "-o", "json").Output()
-	if err != nil {
-		t.Fatalf("get virtualcluster %s/%s: %v", ns, name, err)
-	}
-	vc := &storagev1.VirtualCluster{}
-	if err := json.Unmarshal(out, vc); err != nil {
-		t.Fatal(err)
-	}
-	return vc
-}
-
 // hostPodsOf lists the host pods the syncer of virtual cluster name made.
 func hostPodsOf(t *testing.T, ns, name string) []corev1.Pod {
 	t.Helper()
@@ -44,16 +29,6 @@ func hostPodsOf(t *testing.T, ns, name string) []corev1.Pod {
 		t.Fatal(err)
 	}
 	return list.Items
-}
-
-func waitVCPhase(t *testing.T, ns, name string, phase storagev1.VirtualClusterPhase, timeout time.Duration) *storagev1.VirtualCluster {
-	t.Helper()
-	var vc *storagev1.VirtualCluster
-	poll(t, timeout, fmt.Sprintf("virtual cluster %s/%s %s", ns, name, phase), func(context.Context) (bool, error) {
-		vc = vcStatus(t, ns, name)
-		return vc.Status.Phase == phase && vc.Status.Reason != "Stopping", nil
-	})
-	return vc
 }
 
 // TestSleepMode: a virtual cluster with a sleep-after of a few seconds
@@ -187,6 +162,45 @@ func TestSleepMode(t *testing.T) {
 	if out := sublet(t, "sleep", "vcluster", "nap", "--cluster", p.cluster, "--space", ns); !strings.Contains(out, "asleep since") {
 		t.Errorf("sublet sleep output:\n%s", out)
 	}
+	manyRequestsOneWake(t, ns, kc)
+
+	// With --prevent-wakeup a request does not wake it; sublet wakeup does.
+	sublet(t, "sleep", "vcluster", "nap", "--cluster", p.cluster, "--space", ns, "--prevent-wakeup")
+	if code, body := p.getBody(t, path, admin); code != http.StatusServiceUnavailable || !strings.Contains(body, "sublet wakeup vcluster nap") {
+		t.Errorf("request to a cluster asleep with --prevent-wakeup: HTTP %d %s", code, body)
+	}
+	sublet(t, "wakeup", "vcluster", "nap", "--cluster", p.cluster, "--space", ns)
+	if out := kubectl(t, kc, "", "get", "namespaces"); !strings.Contains(out, "kube-system") {
+		t.Errorf("after wakeup:\n%s", out)
+	}
+
+	watchKeepsAwake(t, ns, kc)
+
+	deleteAfterDeletes(t, ns)
+}
+
+// countEvents counts the occurrences of reason on virtual cluster name.
+func countEvents(t *testing.T, ns, name, reason string) int {
+	t.Helper()
+	list, err := host.Client.EventsV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "regarding.name=" + name + ",reason=" + reason})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range list.Items {
+		if e.Series != nil && e.Series.Count > 1 {
+			n += int(e.Series.Count)
+		} else {
+			n++
+		}
+	}
+	return n
+}
+
+// manyRequestsOneWake: 20 requests at once to sleeping virtual cluster
+// ns/nap (through kubeconfig kc) are all answered, with one wake.
+func manyRequestsOneWake(t *testing.T, ns, kc string) {
+	t.Helper()
 	wakesBefore := countEvents(t, ns, "nap", "WakingUp")
 	cfg, err := clientcmd.BuildConfigFromFlags("", kc)
 	if err != nil {
@@ -213,21 +227,15 @@ func TestSleepMode(t *testing.T) {
 	if n := countEvents(t, ns, "nap", "WakingUp") - wakesBefore; n != 1 {
 		t.Errorf("%d wakes for 20 concurrent requests, want 1", n)
 	}
+}
 
-	// With --prevent-wakeup a request does not wake it; sublet wakeup does.
-	sublet(t, "sleep", "vcluster", "nap", "--cluster", p.cluster, "--space", ns, "--prevent-wakeup")
-	if code, body := p.getBody(t, path, admin); code != http.StatusServiceUnavailable || !strings.Contains(body, "sublet wakeup vcluster nap") {
-		t.Errorf("request to a cluster asleep with --prevent-wakeup: HTTP %d %s", code, body)
-	}
-	sublet(t, "wakeup", "vcluster", "nap", "--cluster", p.cluster, "--space", ns)
-	if out := kubectl(t, kc, "", "get", "namespaces"); !strings.Contains(out, "kube-system") {
-		t.Errorf("after wakeup:\n%s", out)
-	}
-
-	// An open watch keeps it awake past its sleep-after: the agent records
-	// activity well beyond it and the cluster stays Ready; closing the
-	// watch lets it sleep. (The sleep-after is set, and seen to work,
-	// before the watch starts; the watch wakes the cluster.)
+// watchKeepsAwake: an open watch keeps ns/nap awake past its sleep-after:
+// the agent records activity well beyond it and the cluster stays Ready;
+// closing the watch lets it sleep. (The sleep-after is set, and seen to
+// work, before the watch starts; the watch wakes the cluster.)
+func watchKeepsAwake(t *testing.T, ns, kc string) {
+	t.Helper()
+	hk := host.Kubeconfig
 	kubectl(t, hk, "", "annotate", "virtualcluster/nap", "-n", ns, storagev1.AnnotationSleepAfter+"=6")
 	waitVCPhase(t, ns, "nap", storagev1.PhaseSleeping, 60*time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -247,9 +255,13 @@ func TestSleepMode(t *testing.T) {
 	cancel()
 	_ = watch.Wait()
 	waitVCPhase(t, ns, "nap", storagev1.PhaseSleeping, 60*time.Second)
+}
 
-	// delete-after, set by the template the cluster uses, deletes a
-	// cluster and its host objects.
+// deleteAfterDeletes: delete-after, set by the template the cluster uses,
+// deletes a cluster in ns and its host objects.
+func deleteAfterDeletes(t *testing.T, ns string) {
+	t.Helper()
+	hk := host.Kubeconfig
 	t.Cleanup(func() {
 		_ = exec.Command("kubectl", "--kubeconfig", hk, "delete", "virtualclustertemplate", "e2e-short-lived", "--ignore-not-found").Run()
 	})
@@ -264,22 +276,4 @@ func TestSleepMode(t *testing.T) {
 		t.Errorf("delete-after left %d host pods", len(pods))
 	}
 	waitEvent(t, host.Client, ns, "VirtualCluster", "brief", "DeletedAfterInactivity", "deleting")
-}
-
-// countEvents counts the occurrences of reason on virtual cluster name.
-func countEvents(t *testing.T, ns, name, reason string) int {
-	t.Helper()
-	list, err := host.Client.EventsV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "regarding.name=" + name + ",reason=" + reason})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, e := range list.Items {
-		if e.Series != nil && e.Series.Count > 1 {
-			n += int(e.Series.Count)
-		} else {
-			n++
-		}
-	}
-	return n
 }

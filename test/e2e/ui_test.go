@@ -130,28 +130,7 @@ func TestWebUI(t *testing.T) {
 	p := startPlatform(t)
 	hk := host.Kubeconfig
 	ns := createNamespace(t, host.Client, "webui")
-	// uma may manage virtual clusters in ns and read templates.
-	kubectl(t, hk, "", "create", "role", "vc-admin", "-n", ns, "--verb=get,list,watch,create,patch,delete", "--resource=virtualclusters.storage.loft.sh,events")
-	kubectl(t, hk, "", "create", "rolebinding", "uma", "-n", ns, "--role=vc-admin", "--user=uma")
-	kubectl(t, hk, "", "create", "clusterrole", "e2e-template-reader", "--verb=get,list", "--resource=virtualclustertemplates.storage.loft.sh")
-	kubectl(t, hk, "", "create", "clusterrolebinding", "e2e-uma-templates", "--clusterrole=e2e-template-reader", "--user=uma")
-	t.Cleanup(func() {
-		for _, o := range []string{"clusterrolebinding/e2e-uma-templates", "clusterrole/e2e-template-reader", "virtualclustertemplate/e2e-ui-small"} {
-			_ = exec.Command("kubectl", "--kubeconfig", hk, "delete", o, "--ignore-not-found").Run()
-		}
-	})
-	kubectl(t, hk, `apiVersion: storage.loft.sh/v1
-kind: VirtualClusterTemplate
-metadata: {name: e2e-ui-small}
-spec:
-  displayName: Small
-  template:
-    helmRelease:
-      values: |
-        sync:
-          ingresses:
-            enabled: false
-`, "apply", "-f", "-")
+	grantUma(t, ns)
 	uma := accessKey(t, "e2e-uma", "uma", nil)
 	nobody := accessKey(t, "e2e-nobody", "nobody", nil)
 
@@ -249,7 +228,61 @@ spec:
 	b.waitText("#status .phase", "Ready", 120*time.Second)
 	b.shot("detail-woken")
 
-	// Access keys: made (shown once), listed, revoked; clusters; templates.
+	browseKeysClustersTemplates(t, b, p)
+
+	// A user without RBAC sees nothing and gets the 403 on a direct URL.
+	logout()
+	login(nobody)
+	b.waitText("#rows", "no virtual clusters yet", 10*time.Second)
+	b.run("direct URL", chromedp.Navigate(detailURL), chromedp.WaitVisible(chromedp.CSS(".error")))
+	if msg := b.text(".error"); !strings.Contains(msg, "forbidden") || !strings.Contains(msg, "nobody") {
+		t.Errorf("direct URL without RBAC: %q", msg)
+	}
+	b.shot("forbidden")
+	logout()
+
+	// Delete: the name must be typed.
+	login(uma)
+	b.run("delete without the name", chromedp.Navigate(detailURL), chromedp.WaitVisible(chromedp.CSS("#confirm")),
+		chromedp.SendKeys(chromedp.CSS("#confirm"), "wrong"), chromedp.Submit(chromedp.CSS("#confirm")), chromedp.WaitVisible(chromedp.CSS(".error")))
+	b.shot("delete-unconfirmed")
+	b.run("delete", chromedp.SendKeys(chromedp.CSS("#confirm"), "webui"), chromedp.Submit(chromedp.CSS("#confirm")), chromedp.WaitVisible(chromedp.CSS(".flash")))
+	b.shot("list-deleting")
+	kubectl(t, hk, "", "wait", "--for=delete", "virtualcluster/webui", "-n", ns, "--timeout=60s")
+}
+
+// grantUma lets uma manage virtual clusters in ns and read templates,
+// among them template e2e-ui-small.
+func grantUma(t *testing.T, ns string) {
+	t.Helper()
+	hk := host.Kubeconfig
+	kubectl(t, hk, "", "create", "role", "vc-admin", "-n", ns, "--verb=get,list,watch,create,patch,delete", "--resource=virtualclusters.storage.loft.sh,events")
+	kubectl(t, hk, "", "create", "rolebinding", "uma", "-n", ns, "--role=vc-admin", "--user=uma")
+	kubectl(t, hk, "", "create", "clusterrole", "e2e-template-reader", "--verb=get,list", "--resource=virtualclustertemplates.storage.loft.sh")
+	kubectl(t, hk, "", "create", "clusterrolebinding", "e2e-uma-templates", "--clusterrole=e2e-template-reader", "--user=uma")
+	t.Cleanup(func() {
+		for _, o := range []string{"clusterrolebinding/e2e-uma-templates", "clusterrole/e2e-template-reader", "virtualclustertemplate/e2e-ui-small"} {
+			_ = exec.Command("kubectl", "--kubeconfig", hk, "delete", o, "--ignore-not-found").Run()
+		}
+	})
+	kubectl(t, hk, `apiVersion: storage.loft.sh/v1
+kind: VirtualClusterTemplate
+metadata: {name: e2e-ui-small}
+spec:
+  displayName: Small
+  template:
+    helmRelease:
+      values: |
+        sync:
+          ingresses:
+            enabled: false
+`, "apply", "-f", "-")
+}
+
+// browseKeysClustersTemplates: access keys are made (shown once), listed,
+// revoked; the clusters and templates pages list what there is.
+func browseKeysClustersTemplates(t *testing.T, b *browser, p *platform) {
+	t.Helper()
 	b.run("access keys", chromedp.Navigate(p.url+"/accesskeys"), chromedp.WaitVisible(chromedp.CSS("#description")),
 		chromedp.SendKeys(chromedp.CSS("#description"), "from the UI test"), chromedp.Submit(chromedp.CSS("#description")),
 		chromedp.WaitVisible(chromedp.CSS("#newkey")))
@@ -273,24 +306,4 @@ spec:
 	b.shot("templates")
 	b.run("a template", chromedp.Navigate(p.url+"/templates/"+p.cluster+"/e2e-ui-small"), chromedp.WaitVisible(chromedp.CSS("pre")))
 	b.shot("template")
-
-	// A user without RBAC sees nothing and gets the 403 on a direct URL.
-	logout()
-	login(nobody)
-	b.waitText("#rows", "no virtual clusters yet", 10*time.Second)
-	b.run("direct URL", chromedp.Navigate(detailURL), chromedp.WaitVisible(chromedp.CSS(".error")))
-	if msg := b.text(".error"); !strings.Contains(msg, "forbidden") || !strings.Contains(msg, "nobody") {
-		t.Errorf("direct URL without RBAC: %q", msg)
-	}
-	b.shot("forbidden")
-	logout()
-
-	// Delete: the name must be typed.
-	login(uma)
-	b.run("delete without the name", chromedp.Navigate(detailURL), chromedp.WaitVisible(chromedp.CSS("#confirm")),
-		chromedp.SendKeys(chromedp.CSS("#confirm"), "wrong"), chromedp.Submit(chromedp.CSS("#confirm")), chromedp.WaitVisible(chromedp.CSS(".error")))
-	b.shot("delete-unconfirmed")
-	b.run("delete", chromedp.SendKeys(chromedp.CSS("#confirm"), "webui"), chromedp.Submit(chromedp.CSS("#confirm")), chromedp.WaitVisible(chromedp.CSS(".flash")))
-	b.shot("list-deleting")
-	kubectl(t, hk, "", "wait", "--for=delete", "virtualcluster/webui", "-n", ns, "--timeout=60s")
 }

@@ -25,16 +25,6 @@ type keyInfo struct {
 	Expiration string `json:"expiration"`
 }
 
-// sublet runs the CLI and returns its combined output, failing on error.
-func sublet(t *testing.T, args ...string) string {
-	t.Helper()
-	out, code, err := testenv.Run(5*time.Minute, args...)
-	if err != nil || code != 0 {
-		t.Fatalf("sublet %s: exit %d, %v\n%s", strings.Join(args, " "), code, err, out)
-	}
-	return out
-}
-
 // currentKubectl runs kubectl with the user's kubeconfig ($KUBECONFIG).
 func currentKubectl(t *testing.T, args ...string) string {
 	t.Helper()
@@ -54,33 +44,71 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("SUBLET_CONFIG", filepath.Join(dir, "cli.json"))
 	t.Setenv("KUBECONFIG", filepath.Join(dir, "kubeconfig"))
-	stateDir := filepath.Join(dir, "state")
-	up := func() *testenv.Process {
-		start := time.Now()
-		p, _, err := testenv.StartUntil(context.Background(), "Sublet is up.", "up", "--state-dir", stateDir, "--listen", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("sublet up → demo ready and kubectl switched: %.1f s", time.Since(start).Seconds())
-		return p
-	}
-	p := up()
+	e := &upMachine{dir: dir, stateDir: filepath.Join(dir, "state")}
+	e.p = e.up(t)
 	// Ctrl-C, as a user stops it, then whatever virtual cluster is left
 	// (they run in sessions of their own and outlive a killed `up`).
 	t.Cleanup(func() {
-		_ = p.Stop()
-		killChildren(filepath.Join(stateDir, "agent"))
+		_ = e.p.Stop()
+		killChildren(filepath.Join(e.stateDir, "agent"))
 	})
+	bin, err := testenv.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.bin = bin
 
+	step(t, "demo", upDemo)
+	step(t, "exec refused", upExecRefused)
+	step(t, "create", func(t *testing.T) { upCreate(t, e) })
+	step(t, "use", upUse)
+	step(t, "bad input", func(t *testing.T) { upBadInput(t, e) })
+	step(t, "interrupted create", func(t *testing.T) { upInterruptedCreate(t, e) })
+	step(t, "delete", func(t *testing.T) { upDelete(t, e) })
+	step(t, "access keys", func(t *testing.T) { upAccessKeys(t, e) })
+	step(t, "keys made with keys", func(t *testing.T) { upKeysMadeWithKeys(t, e) })
+	step(t, "login", func(t *testing.T) { upLogin(t, e) })
+	step(t, "connect clusters", func(t *testing.T) { upConnectClusters(t, e) })
+	step(t, "stop and resume", func(t *testing.T) { upStopAndResume(t, e) })
+}
+
+// upMachine is the machine of TestUpAndCLIWorkflows: the CLI's config and
+// kubeconfig in dir, `sublet up` with state in stateDir.
+type upMachine struct {
+	dir, stateDir string
+	bin           string
+	p             *testenv.Process
+	// server is the platform's address the CLI logged in to; platform
+	// reaches it with its CA (set by upAccessKeys).
+	server   string
+	platform *platform
+}
+
+// up runs `sublet up` until it says it is up.
+func (e *upMachine) up(t *testing.T) *testenv.Process {
+	start := time.Now()
+	p, _, err := testenv.StartUntil(context.Background(), "Sublet is up.", "up", "--state-dir", e.stateDir, "--listen", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("sublet up → demo ready and kubectl switched: %.1f s", time.Since(start).Seconds())
+	return p
+}
+
+// upDemo: kubectl is switched to the demo virtual cluster.
+func upDemo(t *testing.T) {
 	if out := currentKubectl(t, "get", "namespaces"); !strings.Contains(out, "kube-system") {
 		t.Fatalf("kubectl get namespaces in demo:\n%s", out)
 	}
 	if ctx := strings.TrimSpace(currentKubectl(t, "config", "current-context")); ctx != "sublet_local_vcluster-demo_demo" {
 		t.Errorf("current context %q", ctx)
 	}
+}
 
-	// A tenant's exec runs nothing on this machine: the local host answers
-	// with an error unless an admin started it with --simulate-exec.
+// upExecRefused: a tenant's exec runs nothing on this machine: the local
+// host answers with an error unless an admin started it with
+// --simulate-exec.
+func upExecRefused(t *testing.T) {
 	currentKubectl(t, "run", "probe", "--image=busybox")
 	currentKubectl(t, "wait", "--for=condition=Ready", "pod/probe", "--timeout=60s")
 	marker := filepath.Join(os.TempDir(), fmt.Sprintf("sublet-exec-marker-%d", time.Now().UnixNano()))
@@ -91,8 +119,13 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 		os.Remove(marker)
 		t.Errorf("kubectl exec ran a tenant's command on this machine (%s exists)", marker)
 	}
+}
 
-	// Create: waits until ready, adds and switches the kube-context.
+// upCreate: create waits until ready, adds and switches the kube-context,
+// which reaches the new cluster with a key scoped to it; a key scoped to it
+// by hand reaches it and nothing else.
+func upCreate(t *testing.T, e *upMachine) {
+	stateDir := e.stateDir
 	out := sublet(t, "create", "vcluster", "team-a")
 	if !strings.Contains(out, "is ready") {
 		t.Errorf("create output:\n%s", out)
@@ -138,7 +171,7 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 	if sc := scoped.VirtualCluster; sc == nil || sc.Cluster != "local" || sc.Namespace != "vcluster-team-a" || sc.Name != "team-a" {
 		t.Fatalf("create accesskey --vcluster team-a: scope %+v", sc)
 	}
-	empty := filepath.Join(dir, "empty.kubeconfig")
+	empty := filepath.Join(e.dir, "empty.kubeconfig")
 	if err := os.WriteFile(empty, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -149,23 +182,28 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 	if out := kubectlFails(t, empty, append(bare, "get", "--raw", "/kubernetes/cluster/local/api")...); !strings.Contains(out, "is scoped to virtual cluster local/vcluster-team-a/team-a") {
 		t.Errorf("the scoped key on the host proxy:\n%s", out)
 	}
+}
 
-	// Use: without a name it lists; with one it switches; --path-form
-	// writes the seed's form, which works the same.
+// upUse: without a name it lists; with one it switches; --path-form
+// writes the seed's form, which works the same.
+func upUse(t *testing.T) {
 	list := sublet(t, "use", "vcluster")
 	if !strings.Contains(list, "demo") || !strings.Contains(list, "team-a") {
 		t.Errorf("use vcluster list:\n%s", list)
 	}
 	sublet(t, "use", "vcluster", "demo", "--path-form")
-	server = currentKubectl(t, "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}")
+	server := currentKubectl(t, "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}")
 	if !strings.HasSuffix(server, "/kubernetes/virtualcluster/local/vcluster-demo/demo") {
 		t.Errorf("use --path-form: kube-context server %q is not the seed's form", server)
 	}
 	if out := currentKubectl(t, "get", "namespaces"); strings.Contains(out, "only-in-team-a") || !strings.Contains(out, "kube-system") {
 		t.Errorf("after use demo, kubectl does not talk to demo:\n%s", out)
 	}
+}
 
-	// Bad input: a clear error, nothing created.
+// upBadInput: a clear error, nothing created.
+func upBadInput(t *testing.T, e *upMachine) {
+	dir, stateDir := e.dir, e.stateDir
 	dupValues := filepath.Join(dir, "dup-values.yaml")
 	if err := os.WriteFile(dupValues, []byte("virtualCluster:\n  image: rancher/k3s:v1.35.0-k3s1\n  image: rancher/k3s:v1.36.0-k3s1\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -198,14 +236,12 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 	if out := kubectl(t, filepath.Join(stateDir, "host", "admin.kubeconfig"), "", "get", "virtualclusters", "-A", "-o", "name"); strings.Contains(out, "/x") || strings.Contains(out, "aaaa") {
 		t.Errorf("a refused create left a virtual cluster:\n%s", out)
 	}
+}
 
-	// Ctrl-C while create waits: it says so, and that the cluster keeps
-	// starting; the object stays and comes up.
-	bin, err := testenv.Binary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	create := exec.Command(bin, "create", "vcluster", "interrupted")
+// upInterruptedCreate: Ctrl-C while create waits: it says so, and that the
+// cluster keeps starting; the object stays and comes up.
+func upInterruptedCreate(t *testing.T, e *upMachine) {
+	create := exec.Command(e.bin, "create", "vcluster", "interrupted")
 	stdout, err := create.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -224,22 +260,26 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 	if err := create.Wait(); err == nil || !strings.Contains(stderr.String(), "interrupted while waiting: virtual cluster interrupted keeps starting in the background") {
 		t.Errorf("create interrupted by Ctrl-C: %v\n%s", err, stderr.String())
 	}
-	kubectl(t, filepath.Join(stateDir, "host", "admin.kubeconfig"), "", "wait", "--for=jsonpath={.status.phase}=Ready", "virtualcluster/interrupted", "-n", "vcluster-interrupted", "--timeout=120s")
+	kubectl(t, filepath.Join(e.stateDir, "host", "admin.kubeconfig"), "", "wait", "--for=jsonpath={.status.phase}=Ready", "virtualcluster/interrupted", "-n", "vcluster-interrupted", "--timeout=120s")
 	sublet(t, "delete", "vcluster", "interrupted")
+}
 
-	// Delete: the virtual cluster, its host objects and its kube-context go.
+// upDelete: the virtual cluster, its host objects and its kube-context go.
+func upDelete(t *testing.T, e *upMachine) {
 	sublet(t, "delete", "vcluster", "team-a")
 	if out := currentKubectl(t, "config", "get-contexts", "-o", "name"); strings.Contains(out, "team-a") {
 		t.Errorf("kube-context of the deleted virtual cluster left:\n%s", out)
 	}
-	hostKC := filepath.Join(stateDir, "host", "admin.kubeconfig")
+	hostKC := filepath.Join(e.stateDir, "host", "admin.kubeconfig")
 	if out := kubectl(t, hostKC, "", "get", "virtualclusters,pods,secrets", "-n", "vcluster-team-a", "-o", "name"); strings.Contains(out, "team-a") {
 		t.Errorf("host objects of the deleted virtual cluster left:\n%s", out)
 	}
+}
 
-	// Access keys: one for another user, printed alone on stdout, works,
-	// is listed, and is revoked at once.
-	keyOut, err := exec.Command(bin, "create", "accesskey", "--user", "dave", "--ttl", "1h").Output()
+// upAccessKeys: one for another user, printed alone on stdout, works, is
+// listed, and is revoked at once.
+func upAccessKeys(t *testing.T, e *upMachine) {
+	keyOut, err := exec.Command(e.bin, "create", "accesskey", "--user", "dave", "--ttl", "1h").Output()
 	if err != nil {
 		t.Fatalf("create accesskey: %v", err)
 	}
@@ -250,9 +290,10 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 	var cfg struct {
 		Server string `json:"server"`
 	}
-	data, _ := os.ReadFile(filepath.Join(dir, "cli.json"))
+	data, _ := os.ReadFile(filepath.Join(e.dir, "cli.json"))
 	_ = json.Unmarshal(data, &cfg)
-	p2 := &platform{url: cfg.Server, caFile: filepath.Join(stateDir, "server", "pki", "ca.crt")}
+	p2 := &platform{url: cfg.Server, caFile: filepath.Join(e.stateDir, "server", "pki", "ca.crt")}
+	e.server, e.platform = cfg.Server, p2
 	if got := p2.get(t, "/api/v1/whoami", key); got != 200 {
 		t.Errorf("new key: whoami %d", got)
 	}
@@ -273,9 +314,12 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 	if got := p2.get(t, "/api/v1/whoami", key); got != 401 {
 		t.Errorf("revoked key: whoami %d, want 401", got)
 	}
+}
 
-	// A key made with an expiring key never outlives it, and is revoked
-	// with it at once.
+// upKeysMadeWithKeys: a key made with an expiring key never outlives it,
+// and is revoked with it at once.
+func upKeysMadeWithKeys(t *testing.T, e *upMachine) {
+	dir, bin, p2 := e.dir, e.bin, e.platform
 	expiring := func() (name, key string) {
 		t.Helper()
 		out, err := exec.Command(bin, "create", "accesskey", "--ttl", "1h", "-o", "json").Output()
@@ -290,7 +334,7 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 	}
 	parentName, parentKey := expiring()
 	parentCfg := filepath.Join(dir, "parent.json")
-	data, _ = json.Marshal(map[string]string{"server": cfg.Server, "accessKey": parentKey, "certificateAuthority": p2.caFile})
+	data, _ := json.Marshal(map[string]string{"server": e.server, "accessKey": parentKey, "certificateAuthority": p2.caFile})
 	if err := os.WriteFile(parentCfg, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -324,10 +368,12 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 	if got := p2.get(t, "/api/v1/whoami", child.Key); got != 401 {
 		t.Errorf("key made with a revoked key: whoami %d, want 401", got)
 	}
+}
 
-	// Logging out and in again with the admin key; a bad key or an
-	// untrusted certificate is a clear error.
-	adminKey, err := os.ReadFile(filepath.Join(stateDir, "admin.key"))
+// upLogin: logging out and in again with the admin key; a bad key or an
+// untrusted certificate is a clear error.
+func upLogin(t *testing.T, e *upMachine) {
+	adminKey, err := os.ReadFile(filepath.Join(e.stateDir, "admin.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,19 +385,23 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"login", cfg.Server, "--access-key", "slk_wrong", "--ca-file", p2.caFile}, "valid access key is required"},
-		{[]string{"login", cfg.Server, "--access-key", strings.TrimSpace(string(adminKey))}, "--ca-file"},
-		{[]string{"login", strings.TrimPrefix(cfg.Server, "https://"), "--access-key", "x"}, "must start with https://"},
+		{[]string{"login", e.server, "--access-key", "slk_wrong", "--ca-file", e.platform.caFile}, "valid access key is required"},
+		{[]string{"login", e.server, "--access-key", strings.TrimSpace(string(adminKey))}, "--ca-file"},
+		{[]string{"login", strings.TrimPrefix(e.server, "https://"), "--access-key", "x"}, "must start with https://"},
 	} {
 		if out, code, _ := testenv.Run(time.Minute, bad.args...); code == 0 || !strings.Contains(out, bad.want) {
 			t.Errorf("sublet %s: exit %d, want an error naming %q:\n%s", strings.Join(bad.args, " "), code, bad.want, out)
 		}
 	}
-	if out := sublet(t, "login", cfg.Server, "--access-key", strings.TrimSpace(string(adminKey)), "--ca-file", p2.caFile); !strings.Contains(out, "as admin") {
+	if out := sublet(t, "login", e.server, "--access-key", strings.TrimSpace(string(adminKey)), "--ca-file", e.platform.caFile); !strings.Contains(out, "as admin") {
 		t.Errorf("login: %s", out)
 	}
+}
 
-	// Connecting a second cluster: --cluster is then needed.
+// upConnectClusters: connecting a second cluster makes --cluster needed; a
+// kubeconfig with an exec plugin runs that plugin on the platform server,
+// so it is refused unless the admin says --allow-exec-plugin.
+func upConnectClusters(t *testing.T, e *upMachine) {
 	sublet(t, "connect", "cluster", "second", "--kubeconfig", host.Kubeconfig)
 	if out := sublet(t, "list", "clusters"); !strings.Contains(out, "second") || !strings.Contains(out, "local") || !strings.Contains(out, "Ready") {
 		t.Errorf("list clusters:\n%s", out)
@@ -361,10 +411,8 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 		t.Errorf("create without --cluster and two clusters: exit %d\n%s", code, out)
 	}
 
-	// A kubeconfig with an exec plugin runs that plugin on the platform
-	// server: refused unless the admin says --allow-exec-plugin.
 	token := strings.TrimSpace(kubectl(t, host.Kubeconfig, "", "create", "token", "default", "-n", "default"))
-	plugin := filepath.Join(dir, "token-plugin.sh")
+	plugin := filepath.Join(e.dir, "token-plugin.sh")
 	if err := os.WriteFile(plugin, []byte(fmt.Sprintf("#!/bin/sh\necho '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{\"token\":\"%s\"}}'\n", token)), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +423,7 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 	for _, a := range hostCfg.AuthInfos {
 		*a = clientcmdapi.AuthInfo{Exec: &clientcmdapi.ExecConfig{APIVersion: "client.authentication.k8s.io/v1", Command: plugin, InteractiveMode: clientcmdapi.NeverExecInteractiveMode}}
 	}
-	execKubeconfig := filepath.Join(dir, "exec.kubeconfig")
+	execKubeconfig := filepath.Join(e.dir, "exec.kubeconfig")
 	if err := clientcmd.WriteToFile(*hostCfg, execKubeconfig); err != nil {
 		t.Fatal(err)
 	}
@@ -392,19 +440,21 @@ func TestUpAndCLIWorkflows(t *testing.T) {
 		}
 		return false, nil
 	})
+}
 
-	// Ctrl-C stops everything; up again resumes.
-	if err := p.Stop(); err != nil {
-		t.Fatalf("sublet up did not stop cleanly: %v\n%s", err, p.Output())
+// upStopAndResume: Ctrl-C stops everything; up again resumes.
+func upStopAndResume(t *testing.T, e *upMachine) {
+	if err := e.p.Stop(); err != nil {
+		t.Fatalf("sublet up did not stop cleanly: %v\n%s", err, e.p.Output())
 	}
-	if n := processesWith(stateDir); n != 0 {
+	if n := processesWith(e.stateDir); n != 0 {
 		t.Errorf("%d processes of the stopped platform still run", n)
 	}
-	p = up()
+	e.p = e.up(t)
 	if out := currentKubectl(t, "get", "namespaces"); !strings.Contains(out, "kube-system") {
 		t.Errorf("after resuming, kubectl get namespaces in demo:\n%s", out)
 	}
-	if _, err := os.Stat(filepath.Join(stateDir, "admin.key")); err != nil {
+	if _, err := os.Stat(filepath.Join(e.stateDir, "admin.key")); err != nil {
 		t.Errorf("admin key not kept: %v", err)
 	}
 }

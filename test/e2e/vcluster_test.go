@@ -21,19 +21,6 @@ import (
 	"github.com/sublet-dev/sublet/internal/testenv"
 )
 
-// startVCluster runs `sublet vcluster run` against the shared host in a new
-// host namespace and returns the process and that namespace.
-func startVCluster(t *testing.T, name, hostNS string, extra ...string) *testenv.Process {
-	t.Helper()
-	vc, err := testenv.Start(context.Background(), t.TempDir(), append([]string{"vcluster", "run", "--name", name,
-		"--host-kubeconfig", host.Kubeconfig, "--host-namespace", hostNS}, extra...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(vc.Kill)
-	return vc
-}
-
 func TestVClusterRunsPodsOnHost(t *testing.T) {
 	needHost(t)
 	ctx := context.Background()
@@ -117,34 +104,7 @@ func TestVClusterRunsPodsOnHost(t *testing.T) {
 		return true, nil
 	})
 
-	// A host event that repeats is retold as one virtual event whose count
-	// and message follow the host's.
-	hp := fmt.Sprintf("%s-x-%s-x-alpha", vpods[0].Name, vns)
-	he, err := host.Client.CoreV1().Events(hostNS).Create(ctx, &corev1.Event{
-		ObjectMeta:     metav1.ObjectMeta{Name: hp + ".repeated"},
-		InvolvedObject: corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: hostNS, Name: hp},
-		Reason:         "BackOff", Message: "first try", Type: corev1.EventTypeWarning, Count: 1,
-		FirstTimestamp: metav1.Now(), LastTimestamp: metav1.Now(), Source: corev1.EventSource{Component: "kubelet"},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitEvent(t, vc.Client, vns, "Pod", vpods[0].Name, "BackOff", "first try")
-	he.Count, he.Message, he.LastTimestamp = 3, "third try", metav1.NewTime(time.Now().Add(time.Second))
-	if _, err := host.Client.CoreV1().Events(hostNS).Update(ctx, he, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	poll(t, 30*time.Second, "the repeated host event retold once, with its count", func(ctx context.Context) (bool, error) {
-		list, err := vc.Client.CoreV1().Events(vns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + vpods[0].Name + ",reason=BackOff"})
-		if err != nil || len(list.Items) == 0 {
-			return false, nil
-		}
-		if len(list.Items) > 1 {
-			return false, fmt.Errorf("%d virtual events for one host event", len(list.Items))
-		}
-		e := list.Items[0]
-		return e.Count == 3 && e.Message == "third try", nil
-	})
+	hostEventRetold(t, vc, hostNS, vns, vpods[0].Name)
 
 	// Namespaces and deployments stay virtual.
 	if _, err := host.Client.CoreV1().Namespaces().Get(ctx, vns, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
@@ -179,42 +139,7 @@ func TestVClusterRunsPodsOnHost(t *testing.T) {
 		return err == nil && len(nodes.Items) == 0, nil
 	})
 
-	// Of the built-in resources only pods have a watch cache; the rest,
-	// whose watches and lists served everything above, come from the
-	// datastore. A resource a new Kubernetes version adds shows up here.
-	metrics, err := vc.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caches, err := testenv.Metric(metrics, "apiserver_watch_cache_initializations_total")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cached []string
-	for _, c := range caches {
-		r := c.Labels["resource"]
-		if g := c.Labels["group"]; g != "" {
-			r += "." + g
-		}
-		cached = append(cached, r)
-	}
-	sort.Strings(cached)
-	if strings.Join(cached, ",") != "pods" {
-		t.Fatalf("resources with a watch cache in the virtual API server: %v, want only pods (add the others to uncachedResources)", cached)
-	}
-
-	// Work-queue metrics (a ticker per queue) are off in a virtual cluster
-	// and on in the host.
-	if queues, err := testenv.Metric(metrics, "workqueue_adds_total"); err != nil || len(queues) != 0 {
-		t.Fatalf("virtual API server exports work-queue metrics for %d queues (err %v), want none", len(queues), err)
-	}
-	hostMetrics, err := host.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if queues, err := testenv.Metric(hostMetrics, "workqueue_adds_total"); err != nil || len(queues) < 10 {
-		t.Fatalf("host API server exports work-queue metrics for %d queues (err %v), want its controllers' queues", len(queues), err)
-	}
+	checkAPIServerMetrics(t, vc)
 
 	// The endpoint reconciler of the virtual API server runs at a longer
 	// period than upstream's; its lease must still keep the API server's
@@ -290,4 +215,80 @@ func certNames(t *testing.T, pemData []byte) string {
 		t.Fatal(err)
 	}
 	return strings.Join(c.DNSNames, ",")
+}
+
+// hostEventRetold: a host event about the host pod of virtual pod
+// vns/name that repeats is retold as one virtual event whose count and
+// message follow the host's.
+func hostEventRetold(t *testing.T, vc *testenv.Process, hostNS, vns, name string) {
+	t.Helper()
+	ctx := context.Background()
+	hp := fmt.Sprintf("%s-x-%s-x-alpha", name, vns)
+	he, err := host.Client.CoreV1().Events(hostNS).Create(ctx, &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Name: hp + ".repeated"},
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: hostNS, Name: hp},
+		Reason:         "BackOff", Message: "first try", Type: corev1.EventTypeWarning, Count: 1,
+		FirstTimestamp: metav1.Now(), LastTimestamp: metav1.Now(), Source: corev1.EventSource{Component: "kubelet"},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, vc.Client, vns, "Pod", name, "BackOff", "first try")
+	he.Count, he.Message, he.LastTimestamp = 3, "third try", metav1.NewTime(time.Now().Add(time.Second))
+	if _, err := host.Client.CoreV1().Events(hostNS).Update(ctx, he, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 30*time.Second, "the repeated host event retold once, with its count", func(ctx context.Context) (bool, error) {
+		list, err := vc.Client.CoreV1().Events(vns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + name + ",reason=BackOff"})
+		if err != nil || len(list.Items) == 0 {
+			return false, nil
+		}
+		if len(list.Items) > 1 {
+			return false, fmt.Errorf("%d virtual events for one host event", len(list.Items))
+		}
+		e := list.Items[0]
+		return e.Count == 3 && e.Message == "third try", nil
+	})
+}
+
+// checkAPIServerMetrics: of the built-in resources only pods have a watch
+// cache in the virtual API server; the rest, whose watches and lists served
+// the test, come from the datastore. A resource a new Kubernetes version
+// adds shows up here.
+func checkAPIServerMetrics(t *testing.T, vc *testenv.Process) {
+	t.Helper()
+	ctx := context.Background()
+	metrics, err := vc.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caches, err := testenv.Metric(metrics, "apiserver_watch_cache_initializations_total")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cached []string
+	for _, c := range caches {
+		r := c.Labels["resource"]
+		if g := c.Labels["group"]; g != "" {
+			r += "." + g
+		}
+		cached = append(cached, r)
+	}
+	sort.Strings(cached)
+	if strings.Join(cached, ",") != "pods" {
+		t.Fatalf("resources with a watch cache in the virtual API server: %v, want only pods (add the others to uncachedResources)", cached)
+	}
+
+	// Work-queue metrics (a ticker per queue) are off in a virtual cluster
+	// and on in the host.
+	if queues, err := testenv.Metric(metrics, "workqueue_adds_total"); err != nil || len(queues) != 0 {
+		t.Fatalf("virtual API server exports work-queue metrics for %d queues (err %v), want none", len(queues), err)
+	}
+	hostMetrics, err := host.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if queues, err := testenv.Metric(hostMetrics, "workqueue_adds_total"); err != nil || len(queues) < 10 {
+		t.Fatalf("host API server exports work-queue metrics for %d queues (err %v), want its controllers' queues", len(queues), err)
+	}
 }

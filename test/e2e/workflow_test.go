@@ -24,19 +24,6 @@ import (
 	"github.com/sublet-dev/sublet/internal/testenv"
 )
 
-// kubectl runs kubectl against kubeconfig and returns its output, failing
-// the test on error.
-func kubectl(t *testing.T, kubeconfig, stdin string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 // namespaceCredentials returns a kubeconfig for a service account that may
 // only manage the kinds the syncer writes in hostNS, plus read what it
 // reads cluster-wide (nodes, the host names other namespaces' ingresses
@@ -115,61 +102,7 @@ func TestVClusterSeedWorkflow(t *testing.T) {
 
 	kubectl(t, kc, "", "create", "deployment", "web", "--image=nginx", "--replicas=3")
 	kubectl(t, kc, "", "expose", "deployment", "web", "--port=80")
-	kubectl(t, kc, `apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: web
-  annotations:
-    cert-manager.io/cluster-issuer: letsencrypt
-spec:
-  ingressClassName: nginx
-  tls:
-  - hosts: [web.example.com]
-    secretName: web-tls
-  rules:
-  - host: web.example.com
-    http:
-      paths:
-      - path: /
-        pathType: Prefix
-        backend:
-          service: {name: web, port: {number: 80}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: legacy-db}
-spec:
-  ports: [{port: 5432}]
----
-apiVersion: v1
-kind: Endpoints
-metadata: {name: legacy-db}
-subsets:
-- addresses: [{ip: 192.0.2.10}]
-  ports: [{port: 5432}]
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: shelves.shop.example.com}
-spec:
-  group: shop.example.com
-  scope: Namespaced
-  names: {plural: shelves, singular: shelf, kind: Shelf}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema: {openAPIV3Schema: {type: object}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: shop-reader}
-rules: [{apiGroups: [""], resources: [pods], verbs: [get]}]
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop-staging}
-`, "apply", "-f", "-")
+	kubectl(t, kc, seedWorkflowObjects, "apply", "-f", "-")
 
 	// On the host: 3 pods, the service and the ingress under translated names.
 	var hostPods []corev1.Pod
@@ -196,29 +129,7 @@ metadata: {name: shop-staging}
 		vsvc, err := vc.Client.CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
 		return err == nil && vsvc.Spec.ClusterIP == hostSvc.Spec.ClusterIP, nil
 	})
-	var hostIng *networkingv1.Ingress
-	poll(t, 30*time.Second, "host ingress", func(ctx context.Context) (bool, error) {
-		hostIng, err = host.Client.NetworkingV1().Ingresses(hostNS).Get(ctx, "web-x-default-x-shop", metav1.GetOptions{})
-		return err == nil, nil
-	})
-	if hostIng.Annotations["cert-manager.io/cluster-issuer"] != "letsencrypt" {
-		t.Errorf("cert-manager annotation not kept: %v", hostIng.Annotations)
-	}
-	if b := hostIng.Spec.Rules[0].HTTP.Paths[0].Backend.Service.Name; b != "web-x-default-x-shop" {
-		t.Errorf("ingress backend %s, want the host service", b)
-	}
-	if s := hostIng.Spec.TLS[0].SecretName; s != "web-tls-x-default-x-shop" {
-		t.Errorf("TLS secret %s, want the translated name cert-manager fills on the host", s)
-	}
-	// The host's ingress controller publishes an address; the tenant sees it.
-	hostIng.Status.LoadBalancer.Ingress = []networkingv1.IngressLoadBalancerIngress{{IP: "203.0.113.7"}}
-	if _, err := host.Client.NetworkingV1().Ingresses(hostNS).UpdateStatus(ctx, hostIng, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	poll(t, 30*time.Second, "ingress address in the virtual cluster", func(ctx context.Context) (bool, error) {
-		out, err := exec.Command("kubectl", "--kubeconfig", kc, "get", "ingress", "web", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}").Output()
-		return err == nil && string(out) == "203.0.113.7", nil
-	})
+	checkHostIngress(t, hostNS, kc)
 
 	// The service without a selector: its endpoints are the tenant's, in
 	// the range the admin allows.
@@ -307,6 +218,100 @@ spec:
 	if _, err := host.Client.CoreV1().Pods(hostNS).Get(ctx, "needs-config-x-default-x-shop", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("pod started on the host without its configmap (err=%v)", err)
 	}
+}
+
+// seedWorkflowObjects is what the tenant of TestVClusterSeedWorkflow
+// applies: an ingress with a cert-manager annotation, a service without
+// selector and its endpoints, and cluster-scoped objects that must stay
+// virtual.
+const seedWorkflowObjects = `apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  annotations:
+    cert-manager.io/cluster-issuer: letsencrypt
+spec:
+  ingressClassName: nginx
+  tls:
+  - hosts: [web.example.com]
+    secretName: web-tls
+  rules:
+  - host: web.example.com
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service: {name: web, port: {number: 80}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: legacy-db}
+spec:
+  ports: [{port: 5432}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: legacy-db}
+subsets:
+- addresses: [{ip: 192.0.2.10}]
+  ports: [{port: 5432}]
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: shelves.shop.example.com}
+spec:
+  group: shop.example.com
+  scope: Namespaced
+  names: {plural: shelves, singular: shelf, kind: Shelf}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: shop-reader}
+rules: [{apiGroups: [""], resources: [pods], verbs: [get]}]
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop-staging}
+`
+
+// checkHostIngress: the ingress "web" of TestVClusterSeedWorkflow is on the
+// host in hostNS under its translated name, with its cert-manager
+// annotation, the host service as backend and the TLS secret cert-manager
+// fills on the host; the address the host's ingress controller publishes
+// reaches the tenant.
+func checkHostIngress(t *testing.T, hostNS, kc string) {
+	t.Helper()
+	ctx := context.Background()
+	var err error
+	var hostIng *networkingv1.Ingress
+	poll(t, 30*time.Second, "host ingress", func(ctx context.Context) (bool, error) {
+		hostIng, err = host.Client.NetworkingV1().Ingresses(hostNS).Get(ctx, "web-x-default-x-shop", metav1.GetOptions{})
+		return err == nil, nil
+	})
+	if hostIng.Annotations["cert-manager.io/cluster-issuer"] != "letsencrypt" {
+		t.Errorf("cert-manager annotation not kept: %v", hostIng.Annotations)
+	}
+	if b := hostIng.Spec.Rules[0].HTTP.Paths[0].Backend.Service.Name; b != "web-x-default-x-shop" {
+		t.Errorf("ingress backend %s, want the host service", b)
+	}
+	if s := hostIng.Spec.TLS[0].SecretName; s != "web-tls-x-default-x-shop" {
+		t.Errorf("TLS secret %s, want the translated name cert-manager fills on the host", s)
+	}
+	// The host's ingress controller publishes an address; the tenant sees it.
+	hostIng.Status.LoadBalancer.Ingress = []networkingv1.IngressLoadBalancerIngress{{IP: "203.0.113.7"}}
+	if _, err := host.Client.NetworkingV1().Ingresses(hostNS).UpdateStatus(ctx, hostIng, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 30*time.Second, "ingress address in the virtual cluster", func(ctx context.Context) (bool, error) {
+		out, err := exec.Command("kubectl", "--kubeconfig", kc, "get", "ingress", "web", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}").Output()
+		return err == nil && string(out) == "203.0.113.7", nil
+	})
 }
 
 // checkPodIdentity: host pod hp mounts its virtual service account's token
