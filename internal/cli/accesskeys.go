@@ -10,11 +10,11 @@ import (
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/internal/pathflag"
-	"github.com/sublet-dev/sublet/internal/server"
+	"github.com/sublet-dev/sublet/internal/platformapi"
 )
 
 func newCreateAccessKeyCommand() *cobra.Command {
-	req := server.AccessKeyRequest{}
+	req := platformapi.AccessKeyRequest{}
 	var output, vcluster string
 	var t vclusterTarget
 	cmd := &cobra.Command{
@@ -55,7 +55,7 @@ revoked when the virtual cluster is deleted.`,
 				}
 				req.VirtualCluster = &storagev1.VirtualClusterScope{Cluster: cluster, Namespace: ns, Name: vcluster}
 			}
-			info := server.AccessKeyInfo{}
+			info := platformapi.AccessKeyInfo{}
 			if err := c.callJSON(cmd.Context(), "POST", "/api/v1/accesskeys", req, &info); err != nil {
 				return fmt.Errorf("create access key: %w", err)
 			}
@@ -93,7 +93,7 @@ func newListAccessKeysCommand(output *string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var list []server.AccessKeyInfo
+			var list []platformapi.AccessKeyInfo
 			if err := c.getJSON(cmd.Context(), "/api/v1/accesskeys", &list); err != nil {
 				return err
 			}
@@ -122,7 +122,7 @@ func newDeleteAccessKeyCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			info := server.AccessKeyInfo{}
+			info := platformapi.AccessKeyInfo{}
 			if err := c.callJSON(cmd.Context(), "DELETE", "/api/v1/accesskeys/"+args[0], nil, &info); err != nil {
 				return err
 			}
@@ -170,8 +170,8 @@ func newConnectCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			info := server.ClusterInfo{}
-			req := server.ConnectRequest{Name: args[0], DisplayName: display, Kubeconfig: string(data), AllowExecPlugin: allowExec}
+			info := platformapi.ClusterInfo{}
+			req := platformapi.ConnectRequest{Name: args[0], DisplayName: display, Kubeconfig: string(data), AllowExecPlugin: allowExec}
 			if err := c.callJSON(cmd.Context(), "POST", "/api/v1/clusters", req, &info); err != nil {
 				return fmt.Errorf("connect cluster %s: %w", args[0], err)
 			}

@@ -11,7 +11,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
-	"github.com/sublet-dev/sublet/internal/server"
+	"github.com/sublet-dev/sublet/internal/platformapi"
 )
 
 // addPathFormFlag adds --path-form, which makes the kube-context use the
@@ -74,11 +74,11 @@ func useContext(ctx context.Context, c *loginConfig, cluster, ns, name string, p
 // old key scoped to an earlier cluster of that name is revoked.
 func scopedKey(ctx context.Context, c *loginConfig, ctxName, old string, sc storagev1.VirtualClusterScope) (string, error) {
 	if old != "" {
-		var keys []server.AccessKeyInfo
+		var keys []platformapi.AccessKeyInfo
 		if err := c.getJSON(ctx, "/api/v1/accesskeys", &keys); err != nil {
 			return "", err
 		}
-		hash := server.HashKey(old)
+		hash := platformapi.HashKey(old)
 		for _, k := range keys {
 			ks := k.VirtualCluster
 			if k.KeySHA256 != hash || ks == nil || ks.Cluster != sc.Cluster || ks.Namespace != sc.Namespace || ks.Name != sc.Name {
@@ -95,11 +95,11 @@ func scopedKey(ctx context.Context, c *loginConfig, ctxName, old string, sc stor
 			if ks.UID == "" || ks.UID == vc.UID {
 				return old, nil
 			}
-			_ = c.callJSON(ctx, "DELETE", "/api/v1/accesskeys/"+k.Name, nil, &server.AccessKeyInfo{})
+			_ = c.callJSON(ctx, "DELETE", "/api/v1/accesskeys/"+k.Name, nil, &platformapi.AccessKeyInfo{})
 		}
 	}
-	info := server.AccessKeyInfo{}
-	req := server.AccessKeyRequest{Description: "kube-context " + ctxName + " (sublet CLI)", VirtualCluster: &sc}
+	info := platformapi.AccessKeyInfo{}
+	req := platformapi.AccessKeyRequest{Description: "kube-context " + ctxName + " (sublet CLI)", VirtualCluster: &sc}
 	if err := c.callJSON(ctx, "POST", "/api/v1/accesskeys", req, &info); err != nil {
 		return "", fmt.Errorf("make an access key scoped to virtual cluster %s/%s of cluster %s for its kube-context: %w", sc.Namespace, sc.Name, sc.Cluster, err)
 	}

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
-	"github.com/sublet-dev/sublet/internal/server"
+	"github.com/sublet-dev/sublet/internal/platformapi"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -31,17 +31,17 @@ func platformAPI(t *testing.T, now time.Time) (*httptest.Server, *strings.Replac
 		return ts
 	}
 	answers := map[string]interface{}{
-		"/api/v1/clusters": []server.ClusterInfo{
+		"/api/v1/clusters": []platformapi.ClusterInfo{
 			{Name: "loft-cluster", DisplayName: "Loft cluster", Phase: "Ready", Version: "v1.37.2"},
 			{Name: "edge"},
 		},
-		"/api/v1/virtualclusters": []server.VirtualClusterInfo{
+		"/api/v1/virtualclusters": []platformapi.VirtualClusterInfo{
 			{Cluster: "loft-cluster", Namespace: "vcluster-demo", Name: "demo", Phase: "Ready", Version: "v1.37", Created: ago(5 * time.Minute), Template: "small"},
 			{Cluster: "loft-cluster", Namespace: "team-a", Name: "nightly", Phase: "Sleeping", Version: "v1.35", Created: ago(50 * time.Hour),
 				SleepingSince: ago(3 * time.Hour), LastActivity: ago(4 * time.Hour)},
 			{Cluster: "edge", Namespace: "vcluster-new", Name: "new", Phase: "Pending"},
 		},
-		"/api/v1/accesskeys": []server.AccessKeyInfo{
+		"/api/v1/accesskeys": []platformapi.AccessKeyInfo{
 			{Name: "ak-admin", User: "admin", Groups: []string{"system:masters", "ops"}},
 			{Name: "ak-ci", User: "ci", Expiration: "2027-01-01T00:00:00Z"},
 			{Name: "admin-x7k2p", User: "admin", Groups: []string{"system:masters", "ops"}, KeySHA256: strings.Repeat("ab", 32),

@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
-	"github.com/sublet-dev/sublet/internal/server"
+	"github.com/sublet-dev/sublet/internal/platformapi"
 )
 
 // loginConfig is what `sublet login` saves: which server, and the key.
@@ -157,8 +157,8 @@ func isNotFound(err error) bool {
 	return errors.As(err, &re) && re.code == http.StatusNotFound
 }
 
-func (c *loginConfig) whoami(ctx context.Context) (*server.User, error) {
-	u := &server.User{}
+func (c *loginConfig) whoami(ctx context.Context) (*platformapi.User, error) {
+	u := &platformapi.User{}
 	return u, c.getJSON(ctx, "/api/v1/whoami", u)
 }
 
@@ -178,7 +178,7 @@ func (c *loginConfig) pickCluster(ctx context.Context, name string) (string, err
 	if name != "" {
 		return name, nil
 	}
-	var clusters []server.ClusterInfo
+	var clusters []platformapi.ClusterInfo
 	if err := c.getJSON(ctx, "/api/v1/clusters", &clusters); err != nil {
 		return "", err
 	}

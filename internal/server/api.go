@@ -20,49 +20,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/platformapi"
 	"github.com/sublet-dev/sublet/internal/restconfig"
 )
 
 // Namespace is where the server keeps connected clusters' kubeconfigs in
 // the management cluster.
 const Namespace = "sublet-system"
-
-// AccessKeyRequest is the body of POST /api/v1/accesskeys.
-type AccessKeyRequest struct {
-	// User and Groups default to the caller's; another user needs the
-	// right to create accesskeys in the management cluster.
-	User        string   `json:"user,omitempty"`
-	Groups      []string `json:"groups,omitempty"`
-	TTL         string   `json:"ttl,omitempty"`
-	Description string   `json:"description,omitempty"`
-	// VirtualCluster scopes the key to that virtual cluster (its UID is
-	// filled in by the server): the key is then good for its API alone.
-	VirtualCluster *storagev1.VirtualClusterScope `json:"virtualCluster,omitempty"`
-}
-
-// AccessKeyInfo describes a key (Key only in the reply to its creation).
-type AccessKeyInfo struct {
-	Name       string   `json:"name"`
-	User       string   `json:"user"`
-	Groups     []string `json:"groups,omitempty"`
-	Expiration string   `json:"expiration,omitempty"`
-	Key        string   `json:"key,omitempty"`
-	// VirtualCluster is the one the key is scoped to, if any.
-	VirtualCluster *storagev1.VirtualClusterScope `json:"virtualCluster,omitempty"`
-	// KeySHA256 is the hex SHA-256 of the key, so a client can tell which
-	// listed key is the one it holds.
-	KeySHA256 string `json:"keySHA256,omitempty"`
-}
-
-// ConnectRequest is the body of POST /api/v1/clusters.
-type ConnectRequest struct {
-	Name        string `json:"name"`
-	DisplayName string `json:"displayName,omitempty"`
-	Kubeconfig  string `json:"kubeconfig"`
-	// AllowExecPlugin lets the kubeconfig use an exec plugin, which then
-	// runs on the platform server's machine.
-	AllowExecPlugin bool `json:"allowExecPlugin,omitempty"`
-}
 
 func (s *Server) apiRoutes() {
 	s.mux.HandleFunc("POST /api/v1/accesskeys", s.authenticated(s.createAccessKey))
@@ -132,8 +96,8 @@ func decode(w http.ResponseWriter, r *http.Request, v interface{}) bool {
 	return true
 }
 
-func keyInfo(k *storagev1.AccessKey) AccessKeyInfo {
-	i := AccessKeyInfo{Name: k.Name, User: k.Spec.User, Groups: k.Spec.Groups, VirtualCluster: keyScope(k), KeySHA256: k.Spec.KeySHA256}
+func keyInfo(k *storagev1.AccessKey) platformapi.AccessKeyInfo {
+	i := platformapi.AccessKeyInfo{Name: k.Name, User: k.Spec.User, Groups: k.Spec.Groups, VirtualCluster: keyScope(k), KeySHA256: k.Spec.KeySHA256}
 	if k.Spec.Expiration != nil {
 		i.Expiration = k.Spec.Expiration.UTC().Format(time.RFC3339)
 	}
@@ -141,7 +105,7 @@ func keyInfo(k *storagev1.AccessKey) AccessKeyInfo {
 }
 
 func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request, u *User) {
-	req := AccessKeyRequest{}
+	req := platformapi.AccessKeyRequest{}
 	if !decode(w, r, &req) {
 		return
 	}
@@ -170,7 +134,7 @@ func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request, u *User
 	if req.VirtualCluster != nil {
 		sc := *req.VirtualCluster
 		sc.UID = ""
-		if err := s.scopeKey(r.Context(), &User{Name: req.User, Groups: req.Groups}, &sc); err != nil {
+		if err := s.scopeKey(r.Context(), &User{User: platformapi.User{Name: req.User, Groups: req.Groups}}, &sc); err != nil {
 			var bad *requestError
 			if errors.As(err, &bad) {
 				writeStatus(w, bad.code, statusReason(bad.code), bad.msg)
@@ -197,14 +161,29 @@ func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request, u *User
 	if s.refused(w, s.limiter.createKey(u)) {
 		return
 	}
-	key, err := NewKey()
+	key, err := platformapi.NewKey()
 	if err != nil {
 		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error())
 		return
 	}
+	ak := newAccessKey(&req, u, key, ttl, scope)
+	if err := s.mgmt.Create(r.Context(), ak); err != nil {
+		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, "create access key: "+err.Error())
+		return
+	}
+	s.awaitKeyInCache(r.Context(), ak.Name)
+	info := keyInfo(ak)
+	info.Key = key
+	w.WriteHeader(http.StatusCreated)
+	writeJSON(w, info)
+}
+
+// newAccessKey is the AccessKey of key, made by u as req asks: good for
+// ttl (0: no expiry of its own) and for scope (nil: unscoped).
+func newAccessKey(req *platformapi.AccessKeyRequest, u *User, key string, ttl time.Duration, scope *storagev1.AccessKeyScope) *storagev1.AccessKey {
 	ak := &storagev1.AccessKey{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: sanitizeName(req.User) + "-"},
-		Spec:       storagev1.AccessKeySpec{User: req.User, Groups: req.Groups, KeySHA256: HashKey(key), Description: req.Description, Scope: scope},
+		Spec:       storagev1.AccessKeySpec{User: req.User, Groups: req.Groups, KeySHA256: platformapi.HashKey(key), Description: req.Description, Scope: scope},
 	}
 	if ttl > 0 {
 		ak.Spec.Expiration = &metav1.Time{Time: time.Now().Add(ttl)}
@@ -216,15 +195,7 @@ func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request, u *User
 	if u.Key != "" && u.keyUID != "" {
 		ak.OwnerReferences = []metav1.OwnerReference{{APIVersion: storagev1.GroupVersion.String(), Kind: "AccessKey", Name: u.Key, UID: u.keyUID}}
 	}
-	if err := s.mgmt.Create(r.Context(), ak); err != nil {
-		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, "create access key: "+err.Error())
-		return
-	}
-	s.awaitKeyInCache(r.Context(), ak.Name)
-	info := keyInfo(ak)
-	info.Key = key
-	w.WriteHeader(http.StatusCreated)
-	writeJSON(w, info)
+	return ak
 }
 
 func (s *Server) listAccessKeys(w http.ResponseWriter, r *http.Request, u *User) {
@@ -237,7 +208,7 @@ func (s *Server) listAccessKeys(w http.ResponseWriter, r *http.Request, u *User)
 		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error())
 		return
 	}
-	out := []AccessKeyInfo{}
+	out := []platformapi.AccessKeyInfo{}
 	for i := range list.Items {
 		if all || list.Items[i].Spec.User == u.Name {
 			out = append(out, keyInfo(&list.Items[i]))
@@ -279,7 +250,7 @@ func (s *Server) deleteAccessKey(w http.ResponseWriter, r *http.Request, u *User
 // connectCluster stores a cluster's kubeconfig and registers it, after
 // checking the server reaches it with that kubeconfig.
 func (s *Server) connectCluster(w http.ResponseWriter, r *http.Request, u *User) {
-	req := ConnectRequest{}
+	req := platformapi.ConnectRequest{}
 	if !decode(w, r, &req) {
 		return
 	}
@@ -323,7 +294,7 @@ func (s *Server) connectCluster(w http.ResponseWriter, r *http.Request, u *User)
 		return
 	}
 	w.WriteHeader(http.StatusCreated)
-	writeJSON(w, ClusterInfo{Name: cl.Name, DisplayName: cl.Spec.DisplayName})
+	writeJSON(w, platformapi.ClusterInfo{Name: cl.Name, DisplayName: cl.Spec.DisplayName})
 }
 
 // Connect registers cluster cl in the management cluster with kubeconfig,

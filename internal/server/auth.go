@@ -1,11 +1,9 @@
 package server
 
 import (
+	"github.com/sublet-dev/sublet/internal/platformapi"
+
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"net/http"
 	"strings"
@@ -21,36 +19,13 @@ import (
 // keyHashIndex indexes AccessKeys by spec.keySHA256.
 const keyHashIndex = "spec.keySHA256"
 
-// KeyPrefix starts every access key, so a leaked one is recognisable.
-const KeyPrefix = "slk_"
-
-// User is who a request is from.
+// User is who a request is from: what /api/v1/whoami shows, and what the
+// server keeps of the key for the keys it creates with it.
 type User struct {
-	Name   string   `json:"user"`
-	Groups []string `json:"groups"`
-	// Key is the AccessKey object's name.
-	Key string `json:"accessKey"`
-	// Scope, when the key is scoped to one virtual cluster, is that
-	// cluster: the key is good for its API and nothing else.
-	Scope *storagev1.VirtualClusterScope `json:"scope,omitempty"`
+	platformapi.User
 	// keyUID and keyExpires are the AccessKey's, for keys it creates.
 	keyUID     types.UID
 	keyExpires *time.Time
-}
-
-// HashKey returns the hex SHA-256 of an access key, as AccessKeys store it.
-func HashKey(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(sum[:])
-}
-
-// NewKey returns a fresh random access key.
-func NewKey() (string, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return KeyPrefix + base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 var errUnauthorized = errors.New("unauthorized")
@@ -80,7 +55,7 @@ func bearerToken(r *http.Request) string {
 // authenticateKey finds the valid AccessKey whose key is token.
 func (s *Server) authenticateKey(ctx context.Context, token string) (*User, error) {
 	list := &storagev1.AccessKeyList{}
-	if err := s.cache.List(ctx, list, client.MatchingFields{keyHashIndex: HashKey(token)}); err != nil {
+	if err := s.cache.List(ctx, list, client.MatchingFields{keyHashIndex: platformapi.HashKey(token)}); err != nil {
 		return nil, err
 	}
 	for i := range list.Items {
@@ -89,9 +64,10 @@ func (s *Server) authenticateKey(ctx context.Context, token string) (*User, erro
 		if !ok {
 			continue
 		}
-		u := &User{Name: k.Spec.User, Groups: k.Spec.Groups, Key: k.Name, keyUID: k.UID, Scope: scope}
+		u := &User{User: platformapi.User{Name: k.Spec.User, Groups: k.Spec.Groups, Key: k.Name, Scope: scope}, keyUID: k.UID}
 		if k.Spec.Expiration != nil {
 			u.keyExpires = &k.Spec.Expiration.Time
+			u.Expiration = k.Spec.Expiration.UTC().Format(time.RFC3339)
 		}
 		return u, nil
 	}

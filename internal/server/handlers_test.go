@@ -22,6 +22,7 @@ import (
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/config/crd"
+	"github.com/sublet-dev/sublet/internal/platformapi"
 	"github.com/sublet-dev/sublet/internal/testenv"
 )
 
@@ -55,6 +56,7 @@ type testKey struct {
 	name, user string
 	groups     []string
 	expires    *metav1.Time
+	scope      *storagev1.VirtualClusterScope
 }
 
 // testPlatform is a server on a real API server (the management cluster,
@@ -109,13 +111,17 @@ func startTestPlatform(ctx context.Context, t *testing.T, limits Limits, keys ..
 	s, audit := startServer(ctx, t, cp, limits)
 	p := &testPlatform{s: s, audit: audit, keys: map[string]string{}}
 	for _, k := range keys {
-		key, err := NewKey()
+		key, err := platformapi.NewKey()
 		if err != nil {
 			t.Fatal(err)
 		}
 		p.keys[k.name] = key
-		if err := s.mgmt.Create(ctx, &storagev1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "ak-" + k.name},
-			Spec: storagev1.AccessKeySpec{User: k.user, Groups: k.groups, KeySHA256: HashKey(key), Expiration: k.expires}}); err != nil {
+		ak := &storagev1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "ak-" + k.name},
+			Spec: storagev1.AccessKeySpec{User: k.user, Groups: k.groups, KeySHA256: platformapi.HashKey(key), Expiration: k.expires}}
+		if k.scope != nil {
+			ak.Spec.Scope = &storagev1.AccessKeyScope{VirtualCluster: k.scope}
+		}
+		if err := s.mgmt.Create(ctx, ak); err != nil {
 			t.Fatal(err)
 		}
 	}

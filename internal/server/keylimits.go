@@ -1,6 +1,8 @@
 package server
 
 import (
+	"github.com/sublet-dev/sublet/internal/platformapi"
+
 	"context"
 	"fmt"
 	"net/http"
@@ -38,7 +40,7 @@ func (e *requestError) Error() string { return e.msg }
 
 // checkKeyRequest checks the fields of a key to create against their
 // bounds and returns its lifetime (0: no expiry).
-func checkKeyRequest(req *AccessKeyRequest) (time.Duration, *requestError) {
+func checkKeyRequest(req *platformapi.AccessKeyRequest) (time.Duration, *requestError) {
 	invalid := func(format string, args ...interface{}) (time.Duration, *requestError) {
 		return 0, &requestError{code: http.StatusUnprocessableEntity, msg: fmt.Sprintf(format, args...)}
 	}

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"github.com/sublet-dev/sublet/internal/platformapi"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -283,7 +285,7 @@ func (l *limiter) createKey(u *User) error {
 func (l *limiter) failedLogin(remoteAddr, key string) error {
 	addr := clientAddress(remoteAddr)
 	okAddr, afterAddr := l.failedByAddress.take(addr)
-	okKey, afterKey := l.failedByKeySum.take(HashKey(key))
+	okKey, afterKey := l.failedByKeySum.take(platformapi.HashKey(key))
 	hint := "check the key: 'sublet create accesskey' makes one, 'sublet list accesskeys' lists yours with their expiry"
 	switch {
 	case !okAddr:

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"github.com/sublet-dev/sublet/internal/platformapi"
+
 	"context"
 	"fmt"
 	"net/http"
@@ -26,6 +28,13 @@ var testLimits = Limits{
 	FailedLogins:      Rate{N: 3, Per: time.Hour},
 }
 
+// The web UI's cookies (internal/ui): the login form's CSRF token, the
+// session.
+const (
+	loginCookie   = "sublet_login"
+	sessionCookie = "sublet_session"
+)
+
 // csrfField finds a form's CSRF token.
 var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
@@ -43,7 +52,7 @@ func TestLimits(t *testing.T) {
 		testKey{name: "alice", user: "alice"}, testKey{name: "bob", user: "bob"}, testKey{name: "carol", user: "carol"},
 		testKey{name: "root", user: "root", groups: []string{"system:masters"}})
 	keys := p.keys
-	createKey := func(key string, req AccessKeyRequest) (int, string, http.Header) {
+	createKey := func(key string, req platformapi.AccessKeyRequest) (int, string, http.Header) {
 		return p.do(ctx, t, http.MethodPost, key, "/api/v1/accesskeys", req)
 	}
 	want := func(what string, code int, body string, h http.Header, wantCode int, wantText ...string) {
@@ -67,33 +76,33 @@ func TestLimits(t *testing.T) {
 	t.Run("access key cap", func(t *testing.T) {
 		// carol has one key; three more reach the cap of 4.
 		for i := 0; i < 3; i++ {
-			code, body, h := createKey(keys["carol"], AccessKeyRequest{Description: fmt.Sprintf("key %d", i)})
+			code, body, h := createKey(keys["carol"], platformapi.AccessKeyRequest{Description: fmt.Sprintf("key %d", i)})
 			want(fmt.Sprintf("carol's key %d", i+2), code, body, h, http.StatusCreated, `"user":"carol"`)
 		}
-		code, body, h := createKey(keys["carol"], AccessKeyRequest{})
+		code, body, h := createKey(keys["carol"], platformapi.AccessKeyRequest{})
 		want("carol's fifth key", code, body, h, http.StatusUnprocessableEntity,
 			`user \"carol\" has 4 access keys`, "4 is the most one user may have", "--max-access-keys-per-user",
 			"sublet delete accesskey NAME", "sublet list accesskeys")
 		// A key made for carol by an admin counts against carol.
-		code, body, h = createKey(keys["root"], AccessKeyRequest{User: "carol"})
+		code, body, h = createKey(keys["root"], platformapi.AccessKeyRequest{User: "carol"})
 		want("root's key for carol", code, body, h, http.StatusUnprocessableEntity, `user \"carol\" has 4 access keys`)
 		// Deleting one frees a place.
 		if code, body, _ := p.do(ctx, t, http.MethodDelete, keys["carol"], "/api/v1/accesskeys/ak-carol", nil); code != http.StatusOK {
 			t.Fatalf("carol deleting a key: HTTP %d %s", code, body)
 		}
-		code, body, h = createKey(keys["root"], AccessKeyRequest{User: "carol"})
+		code, body, h = createKey(keys["root"], platformapi.AccessKeyRequest{User: "carol"})
 		want("root's key for carol once she deleted one", code, body, h, http.StatusCreated, `"user":"carol"`)
 	})
 
 	t.Run("access key fields", func(t *testing.T) {
 		for _, tc := range []struct {
-			req  AccessKeyRequest
+			req  platformapi.AccessKeyRequest
 			text string
 		}{
-			{AccessKeyRequest{User: strings.Repeat("u", maxKeyUserLength+1)}, "longer than the 256 a key's user may have"},
-			{AccessKeyRequest{User: "root", Groups: make([]string, maxKeyGroups+1)}, "at most 32 groups; 33 were given"},
-			{AccessKeyRequest{Description: strings.Repeat("d", maxKeyDescriptionLength+1)}, "description is 1025 characters long"},
-			{AccessKeyRequest{TTL: "100000h"}, "leave --ttl out for a key that does not expire"},
+			{platformapi.AccessKeyRequest{User: strings.Repeat("u", maxKeyUserLength+1)}, "longer than the 256 a key's user may have"},
+			{platformapi.AccessKeyRequest{User: "root", Groups: make([]string, maxKeyGroups+1)}, "at most 32 groups; 33 were given"},
+			{platformapi.AccessKeyRequest{Description: strings.Repeat("d", maxKeyDescriptionLength+1)}, "description is 1025 characters long"},
+			{platformapi.AccessKeyRequest{TTL: "100000h"}, "leave --ttl out for a key that does not expire"},
 		} {
 			code, body, h := createKey(keys["root"], tc.req)
 			want("a key with "+tc.text, code, body, h, http.StatusUnprocessableEntity, tc.text)
@@ -104,14 +113,14 @@ func TestLimits(t *testing.T) {
 		// root has made one key (for carol); five more for users with
 		// room reach root's limit of 6.
 		for i := 0; i < 5; i++ {
-			code, body, h := createKey(keys["root"], AccessKeyRequest{User: fmt.Sprintf("team-%d", i)})
+			code, body, h := createKey(keys["root"], platformapi.AccessKeyRequest{User: fmt.Sprintf("team-%d", i)})
 			want(fmt.Sprintf("root's key for team-%d", i), code, body, h, http.StatusCreated)
 		}
-		code, body, h := createKey(keys["root"], AccessKeyRequest{User: "team-5"})
+		code, body, h := createKey(keys["root"], platformapi.AccessKeyRequest{User: "team-5"})
 		want("root's seventh key", code, body, h, http.StatusTooManyRequests,
 			`too many access keys created by user \"root\": at most 6 per 1h`, "--access-key-create-limit 6/1h", "retry in")
 		// bob's own bucket is full.
-		code, body, h = createKey(keys["bob"], AccessKeyRequest{})
+		code, body, h = createKey(keys["bob"], platformapi.AccessKeyRequest{})
 		want("bob's key while root is limited", code, body, h, http.StatusCreated, `"user":"bob"`)
 	})
 
@@ -189,7 +198,7 @@ func TestLimits(t *testing.T) {
 
 	t.Run("login form", func(t *testing.T) {
 		addr := "203.0.113.50:4000"
-		loginForm := func(next string) (token string, cookie *http.Cookie) {
+		loginForm := func(next, wantNext string) (token string, cookie *http.Cookie) {
 			r := httptest.NewRequest(http.MethodGet, "/login?next="+url.QueryEscape(next), nil)
 			r.RemoteAddr = addr
 			w := serve(r)
@@ -202,8 +211,8 @@ func TestLimits(t *testing.T) {
 			if w.Code != http.StatusOK || m == nil || cookie == nil || cookie.Value != m[1] || !cookie.HttpOnly || !cookie.Secure || cookie.SameSite != http.SameSiteStrictMode {
 				t.Fatalf("GET /login: HTTP %d, token %v, cookie %+v", w.Code, m, cookie)
 			}
-			if !strings.Contains(w.Body.String(), `name="next" value="`+safeNext(next)+`"`) {
-				t.Errorf("GET /login?next=%q does not carry next %q on: %s", next, safeNext(next), w.Body.String())
+			if !strings.Contains(w.Body.String(), `name="next" value="`+wantNext+`"`) {
+				t.Errorf("GET /login?next=%q does not carry next %q on: %s", next, wantNext, w.Body.String())
 			}
 			return m[1], cookie
 		}
@@ -216,7 +225,7 @@ func TestLimits(t *testing.T) {
 			}
 			return serve(r)
 		}
-		token, cookie := loginForm("/accesskeys")
+		token, cookie := loginForm("/accesskeys", "/accesskeys")
 		for _, tc := range []struct {
 			name    string
 			form    url.Values
@@ -224,7 +233,7 @@ func TestLimits(t *testing.T) {
 		}{
 			{"no token", url.Values{"key": {keys["bob"]}}, []*http.Cookie{cookie}},
 			{"no cookie", url.Values{"key": {keys["bob"]}, "csrf": {token}}, nil},
-			{"another token", url.Values{"key": {keys["bob"]}, "csrf": {randomToken()}}, []*http.Cookie{cookie}},
+			{"another token", url.Values{"key": {keys["bob"]}, "csrf": {strings.Repeat("x", len(token))}}, []*http.Cookie{cookie}},
 		} {
 			w := post(tc.form, tc.cookies...)
 			want("login with "+tc.name, w.Code, w.Body.String(), w.Header(), http.StatusForbidden, "CSRF token is missing or does not match")
@@ -236,7 +245,7 @@ func TestLimits(t *testing.T) {
 		}
 		// The way back after logging in stays on this site.
 		for next, location := range map[string]string{"/accesskeys": "/accesskeys", `/\evil.example/`: "/", "/%09/evil.example/": "/", "//evil.example/": "/"} {
-			token, cookie := loginForm(next)
+			token, cookie := loginForm(next, location)
 			w := post(url.Values{"key": {keys["bob"]}, "csrf": {token}, "next": {next}}, cookie)
 			if w.Code != http.StatusSeeOther || w.Header().Get("Location") != location {
 				t.Errorf("login with next=%q: HTTP %d to %q, want 303 to %q", next, w.Code, w.Header().Get("Location"), location)

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"github.com/sublet-dev/sublet/internal/platformapi"
+
 	"strings"
 	"testing"
 	"time"
@@ -111,27 +113,27 @@ func TestCheckKeyRequest(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		req  AccessKeyRequest
+		req  platformapi.AccessKeyRequest
 		code int
 		want string
 		ttl  time.Duration
 	}{
-		{name: "plain", req: AccessKeyRequest{User: "alice", Groups: []string{"team-a"}}},
-		{name: "at every bound", req: AccessKeyRequest{User: long(maxKeyUserLength), Groups: groups(maxKeyGroups),
+		{name: "plain", req: platformapi.AccessKeyRequest{User: "alice", Groups: []string{"team-a"}}},
+		{name: "at every bound", req: platformapi.AccessKeyRequest{User: long(maxKeyUserLength), Groups: groups(maxKeyGroups),
 			Description: long(maxKeyDescriptionLength), TTL: "87600h"}, ttl: maxKeyTTL},
-		{name: "a multi-line description", req: AccessKeyRequest{User: "alice", Description: "for CI\n\trunner 3"}},
-		{name: "a ttl", req: AccessKeyRequest{User: "alice", TTL: "720h"}, ttl: 720 * time.Hour},
-		{name: "user too long", req: AccessKeyRequest{User: long(maxKeyUserLength + 1)}, code: 422, want: "user is 257 characters long, longer than the 256"},
-		{name: "user with a newline", req: AccessKeyRequest{User: "alice\nadmin"}, code: 422, want: "user \"alice\\nadmin\" has a control character"},
-		{name: "user not UTF-8", req: AccessKeyRequest{User: "\xff"}, code: 422, want: "not valid UTF-8"},
-		{name: "too many groups", req: AccessKeyRequest{User: "alice", Groups: groups(maxKeyGroups + 1)}, code: 422, want: "at most 32 groups; 33 were given"},
-		{name: "group too long", req: AccessKeyRequest{User: "alice", Groups: []string{long(maxKeyGroupLength + 1)}}, code: 422, want: "group is 257 characters long"},
-		{name: "empty group", req: AccessKeyRequest{User: "alice", Groups: []string{""}}, code: 422, want: "group is empty"},
-		{name: "description too long", req: AccessKeyRequest{User: "alice", Description: long(maxKeyDescriptionLength + 1)}, code: 422, want: "description is 1025 characters long"},
-		{name: "description with an escape", req: AccessKeyRequest{User: "alice", Description: "\x1b[2J"}, code: 422, want: "control character"},
-		{name: "ttl too long", req: AccessKeyRequest{User: "alice", TTL: "87601h"}, code: 422, want: "longer than 87600h (10 years)"},
-		{name: "ttl not a duration", req: AccessKeyRequest{User: "alice", TTL: "a month"}, code: 400, want: "not a positive duration"},
-		{name: "ttl negative", req: AccessKeyRequest{User: "alice", TTL: "-1h"}, code: 400, want: "not a positive duration"},
+		{name: "a multi-line description", req: platformapi.AccessKeyRequest{User: "alice", Description: "for CI\n\trunner 3"}},
+		{name: "a ttl", req: platformapi.AccessKeyRequest{User: "alice", TTL: "720h"}, ttl: 720 * time.Hour},
+		{name: "user too long", req: platformapi.AccessKeyRequest{User: long(maxKeyUserLength + 1)}, code: 422, want: "user is 257 characters long, longer than the 256"},
+		{name: "user with a newline", req: platformapi.AccessKeyRequest{User: "alice\nadmin"}, code: 422, want: "user \"alice\\nadmin\" has a control character"},
+		{name: "user not UTF-8", req: platformapi.AccessKeyRequest{User: "\xff"}, code: 422, want: "not valid UTF-8"},
+		{name: "too many groups", req: platformapi.AccessKeyRequest{User: "alice", Groups: groups(maxKeyGroups + 1)}, code: 422, want: "at most 32 groups; 33 were given"},
+		{name: "group too long", req: platformapi.AccessKeyRequest{User: "alice", Groups: []string{long(maxKeyGroupLength + 1)}}, code: 422, want: "group is 257 characters long"},
+		{name: "empty group", req: platformapi.AccessKeyRequest{User: "alice", Groups: []string{""}}, code: 422, want: "group is empty"},
+		{name: "description too long", req: platformapi.AccessKeyRequest{User: "alice", Description: long(maxKeyDescriptionLength + 1)}, code: 422, want: "description is 1025 characters long"},
+		{name: "description with an escape", req: platformapi.AccessKeyRequest{User: "alice", Description: "\x1b[2J"}, code: 422, want: "control character"},
+		{name: "ttl too long", req: platformapi.AccessKeyRequest{User: "alice", TTL: "87601h"}, code: 422, want: "longer than 87600h (10 years)"},
+		{name: "ttl not a duration", req: platformapi.AccessKeyRequest{User: "alice", TTL: "a month"}, code: 400, want: "not a positive duration"},
+		{name: "ttl negative", req: platformapi.AccessKeyRequest{User: "alice", TTL: "-1h"}, code: 400, want: "not a positive duration"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ttl, err := checkKeyRequest(&tc.req)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/platformapi"
 )
 
 // How a request named the virtual cluster it is for, as the audit record
@@ -122,9 +124,17 @@ func (s *Server) explainRoot(w http.ResponseWriter, r *http.Request, u *User) {
 // refuseScoped answers a request a key scoped to a virtual cluster may not
 // make: anything of the platform but that cluster's API.
 func refuseScoped(w http.ResponseWriter, u *User) {
-	writeStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf(
-		"access key %s is scoped to virtual cluster %s: it is good for that cluster's Kubernetes API alone (at the root of this address, or at /kubernetes/virtualcluster/%s), not for the platform's API, web UI or other clusters; use a key of your own ('sublet login')",
-		u.Key, scopeString(u.Scope), scopeString(u.Scope)))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusForbidden)
+	_ = json.NewEncoder(w).Encode(&metav1.Status{
+		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status:   metav1.StatusFailure, Reason: metav1.StatusReasonForbidden, Code: http.StatusForbidden,
+		Message: fmt.Sprintf(
+			"access key %s is scoped to virtual cluster %s: it is good for that cluster's Kubernetes API alone (at the root of this address, or at /kubernetes/virtualcluster/%s), not for the platform's API, web UI or other clusters; use a key of your own ('sublet login')",
+			u.Key, scopeString(u.Scope), scopeString(u.Scope)),
+		// Which virtual cluster, for clients (the web UI's login) to say.
+		Details: &metav1.StatusDetails{Group: storagev1.GroupVersion.Group, Kind: platformapi.ScopedKeyKind, Name: scopeString(u.Scope)},
+	})
 }
 
 // scopeKey checks the virtual cluster a new key is to be scoped to: a

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"github.com/sublet-dev/sublet/internal/platformapi"
+
 	"context"
 	"encoding/json"
 	"net/http"
@@ -60,10 +62,10 @@ func TestScopedKeys(t *testing.T) {
 	if err := p.s.mgmt.Status().Update(ctx, vc); err != nil {
 		t.Fatal(err)
 	}
-	mint := func(key string, sc storagev1.VirtualClusterScope) (int, string, AccessKeyInfo) {
+	mint := func(key string, sc storagev1.VirtualClusterScope) (int, string, platformapi.AccessKeyInfo) {
 		t.Helper()
-		code, body, _ := p.do(ctx, t, http.MethodPost, key, "/api/v1/accesskeys", AccessKeyRequest{VirtualCluster: &sc})
-		var info AccessKeyInfo
+		code, body, _ := p.do(ctx, t, http.MethodPost, key, "/api/v1/accesskeys", platformapi.AccessKeyRequest{VirtualCluster: &sc})
+		var info platformapi.AccessKeyInfo
 		_ = json.Unmarshal([]byte(body), &info)
 		return code, body, info
 	}
@@ -87,7 +89,7 @@ func TestScopedKeys(t *testing.T) {
 		}
 	}
 	code, body, scoped := mint(keys["alice"], storagev1.VirtualClusterScope{Cluster: "local", Namespace: "team", Name: "demo", UID: "forged"})
-	if code != http.StatusCreated || scoped.VirtualCluster == nil || scoped.VirtualCluster.UID != vc.UID || scoped.KeySHA256 != HashKey(scoped.Key) {
+	if code != http.StatusCreated || scoped.VirtualCluster == nil || scoped.VirtualCluster.UID != vc.UID || scoped.KeySHA256 != platformapi.HashKey(scoped.Key) {
 		t.Fatalf("alice's scoped key: HTTP %d %s; want 201 scoped to UID %s", code, body, vc.UID)
 	}
 	sk := scoped.Key
@@ -140,14 +142,14 @@ func TestScopedKeys(t *testing.T) {
 	// A key made with the scoped key inherits its scope; one claiming
 	// another scope is not valid at all.
 	sub := func(name string, sc *storagev1.VirtualClusterScope) string {
-		key, _ := NewKey()
+		key, _ := platformapi.NewKey()
 		parent := &storagev1.AccessKey{}
 		if err := p.s.mgmt.Get(ctx, types.NamespacedName{Name: scoped.Name}, parent); err != nil {
 			t.Fatal(err)
 		}
 		ak := &storagev1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: name,
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: storagev1.GroupVersion.String(), Kind: "AccessKey", Name: parent.Name, UID: parent.UID}}},
-			Spec: storagev1.AccessKeySpec{User: "alice", KeySHA256: HashKey(key)}}
+			Spec: storagev1.AccessKeySpec{User: "alice", KeySHA256: platformapi.HashKey(key)}}
 		if sc != nil {
 			ak.Spec.Scope = &storagev1.AccessKeyScope{VirtualCluster: sc}
 		}
@@ -184,7 +186,7 @@ func TestScopedKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, kept := mint(keys["alice"], demo)
-	stale := &storagev1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "ak-stale"}, Spec: storagev1.AccessKeySpec{User: "alice", KeySHA256: HashKey("x"),
+	stale := &storagev1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "ak-stale"}, Spec: storagev1.AccessKeySpec{User: "alice", KeySHA256: platformapi.HashKey("x"),
 		Scope: &storagev1.AccessKeyScope{VirtualCluster: &storagev1.VirtualClusterScope{Cluster: "local", Namespace: "team", Name: "demo", UID: vc.UID}}}}
 	if err := p.s.mgmt.Create(ctx, stale); err != nil {
 		t.Fatal(err)

@@ -33,6 +33,8 @@ import (
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/internal/kubeproxy"
+	"github.com/sublet-dev/sublet/internal/platformapi"
+	"github.com/sublet-dev/sublet/internal/ui"
 )
 
 // Server serves the platform API and proxies.
@@ -52,7 +54,6 @@ type Server struct {
 	// caPEM is the CA clients trust for this server, when it has its own
 	// (kubeconfigs the UI hands out carry it).
 	caPEM []byte
-	ui    *ui
 	// limits bound what one user may spend; limiter holds their buckets.
 	limits  Limits
 	limiter *limiter
@@ -199,6 +200,18 @@ func (s *Server) routes() {
 	s.uiRoutes()
 }
 
+// uiRoutes mounts the web UI at its paths. It calls this server, in
+// process, as its users.
+func (s *Server) uiRoutes() {
+	u, err := ui.New(ui.Options{API: s, SessionsPerUser: s.limits.SessionsPerUser, CA: func() []byte { return s.caPEM }})
+	if err != nil {
+		panic(err) // the embedded files are part of the binary
+	}
+	for _, p := range u.Patterns() {
+		s.mux.Handle(p, u)
+	}
+}
+
 // statusRecorder writes the request's audit record as soon as its status
 // is known, so a watch or log stream is recorded when it starts.
 type statusRecorder struct {
@@ -237,6 +250,9 @@ func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	box := &userBox{}
+	// A request this server makes to itself while serving another (the
+	// web UI's calls to the API) names its user in that one's record too.
+	outer, _ := r.Context().Value(userHolder{}).(*userBox)
 	record := func(status int) {
 		name := ""
 		if box.user != nil {
@@ -261,6 +277,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &statusRecorder{ResponseWriter: w, record: record}
 	r = r.WithContext(context.WithValue(r.Context(), userHolder{}, box))
 	s.handlerFor(r).ServeHTTP(rec, r)
+	if outer != nil && outer.user == nil {
+		outer.user = box.user
+	}
 	if rec.status == 0 {
 		// Nothing written (an upgraded connection, or an empty reply).
 		status := http.StatusOK
@@ -368,42 +387,18 @@ func writeJSON(w http.ResponseWriter, v interface{}) {
 
 func (s *Server) whoami(w http.ResponseWriter, _ *http.Request, u *User) { writeJSON(w, u) }
 
-// ClusterInfo is an entry of /api/v1/clusters.
-type ClusterInfo struct {
-	Name        string `json:"name"`
-	DisplayName string `json:"displayName,omitempty"`
-	Phase       string `json:"phase,omitempty"`
-	Message     string `json:"message,omitempty"`
-	Version     string `json:"kubernetesVersion,omitempty"`
-}
-
 func (s *Server) listClusters(w http.ResponseWriter, r *http.Request, _ *User) {
 	list := &storagev1.ClusterList{}
 	if err := s.cache.List(r.Context(), list); err != nil {
 		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error())
 		return
 	}
-	out := []ClusterInfo{}
+	out := []platformapi.ClusterInfo{}
 	for _, c := range list.Items {
-		out = append(out, ClusterInfo{Name: c.Name, DisplayName: c.Spec.DisplayName, Phase: c.Status.Phase, Message: c.Status.Message, Version: c.Status.KubernetesVersion})
+		out = append(out, platformapi.ClusterInfo{Name: c.Name, DisplayName: c.Spec.DisplayName, Phase: c.Status.Phase, Message: c.Status.Message, Version: c.Status.KubernetesVersion})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	writeJSON(w, out)
-}
-
-// VirtualClusterInfo is an entry of /api/v1/virtualclusters.
-type VirtualClusterInfo struct {
-	Cluster   string `json:"cluster"`
-	Namespace string `json:"namespace"`
-	Name      string `json:"name"`
-	Phase     string `json:"phase,omitempty"`
-	Version   string `json:"kubernetesVersion,omitempty"`
-	Created   string `json:"created,omitempty"`
-	// Template is the VirtualClusterTemplate it was made from.
-	Template string `json:"template,omitempty"`
-	// SleepingSince and LastActivity are RFC 3339 times (sleep mode).
-	SleepingSince string `json:"sleepingSince,omitempty"`
-	LastActivity  string `json:"lastActivity,omitempty"`
 }
 
 // listVirtualClusters lists, across clusters, the virtual clusters the
@@ -414,7 +409,7 @@ func (s *Server) listVirtualClusters(w http.ResponseWriter, r *http.Request, u *
 		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error())
 		return
 	}
-	out := []VirtualClusterInfo{}
+	out := []platformapi.VirtualClusterInfo{}
 	for _, c := range clusters.Items {
 		cc, err := s.clusters.get(r.Context(), &c)
 		if err != nil {
@@ -430,7 +425,7 @@ func (s *Server) listVirtualClusters(w http.ResponseWriter, r *http.Request, u *
 				return
 			}
 			if ok {
-				info := VirtualClusterInfo{Cluster: c.Name, Namespace: vc.Namespace, Name: vc.Name,
+				info := platformapi.VirtualClusterInfo{Cluster: c.Name, Namespace: vc.Namespace, Name: vc.Name,
 					Phase: string(vc.Status.Phase), Version: vc.Status.KubernetesVersion, Created: vc.CreationTimestamp.UTC().Format(time.RFC3339)}
 				if vc.Spec.TemplateRef != nil {
 					info.Template = vc.Spec.TemplateRef.Name

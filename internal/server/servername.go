@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/sublet-dev/sublet/internal/pki"
+	"github.com/sublet-dev/sublet/internal/platformapi"
 )
 
 // ServerNameSuffix ends the TLS server names that select a virtual cluster
@@ -117,16 +118,8 @@ func (s *Server) virtualByServerName(r *http.Request) http.Handler {
 	})
 }
 
-// Info is /api/v1/info: what clients need to know about this server.
-type Info struct {
-	// VirtualClusterServerNameSuffix, when set, says every virtual cluster
-	// is also served at the root of the server's address to clients that
-	// use its server name (VirtualClusterServerName) in the TLS handshake.
-	VirtualClusterServerNameSuffix string `json:"virtualClusterServerNameSuffix,omitempty"`
-}
-
 func (s *Server) info(w http.ResponseWriter, _ *http.Request, _ *User) {
-	var i Info
+	var i platformapi.Info
 	if s.serverNames {
 		i.VirtualClusterServerNameSuffix = ServerNameSuffix
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/sublet-dev/sublet/internal/pki"
+	"github.com/sublet-dev/sublet/internal/platformapi"
 )
 
 func TestServerNameRoundTrip(t *testing.T) {
@@ -96,7 +97,7 @@ func TestServerNameCertificates(t *testing.T) {
 }
 
 func TestActingUserListsEachGroupOnce(t *testing.T) {
-	u := actingUser(&User{Name: "admin", Groups: []string{"system:masters", "ops", "ops"}}, "system:masters")
+	u := actingUser(&User{User: platformapi.User{Name: "admin", Groups: []string{"system:masters", "ops", "ops"}}}, "system:masters")
 	if u.Name != "admin" || strings.Join(u.Groups, ",") != "system:masters,ops" {
 		t.Errorf("actingUser = %s %v", u.Name, u.Groups)
 	}

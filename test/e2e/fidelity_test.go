@@ -18,7 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	platformserver "github.com/sublet-dev/sublet/internal/server"
+	"github.com/sublet-dev/sublet/internal/platformapi"
 	"github.com/sublet-dev/sublet/internal/testenv"
 )
 
@@ -70,7 +70,7 @@ func TestPlatformFidelity(t *testing.T) {
 		t.Fatalf("kube-context server %q tls-server-name %q, want %q and none", server, serverName, p.url)
 	}
 	scoped := kubectl(t, kc, "", "config", "view", "--minify", "--raw", "-o", "jsonpath={.users[0].user.token}")
-	if scoped == dana || !strings.HasPrefix(scoped, platformserver.KeyPrefix) {
+	if scoped == dana || !strings.HasPrefix(scoped, platformapi.KeyPrefix) {
 		t.Fatalf("the kube-context's token is not a key of its own (dana's key: %v)", scoped == dana)
 	}
 	f := &fidelity{p: p, ns: ns, dana: dana, kc: kc, scoped: scoped, sa: "system:serviceaccount:default:tester"}
@@ -323,13 +323,13 @@ func fidelityRevokedParent(t *testing.T, f *fidelity) {
 // scoped to it.
 func fidelityDeleteRevokes(t *testing.T, f *fidelity) {
 	p, ns, scoped, hk := f.p, f.ns, f.scoped, host.Kubeconfig
-	var keys []platformserver.AccessKeyInfo
+	var keys []platformapi.AccessKeyInfo
 	if err := json.Unmarshal([]byte(sublet(t, "list", "accesskeys", "-o", "json")), &keys); err != nil {
 		t.Fatal(err)
 	}
 	scopedName := ""
 	for _, k := range keys {
-		if k.KeySHA256 == platformserver.HashKey(scoped) && k.VirtualCluster != nil && k.VirtualCluster.Name == "fid" {
+		if k.KeySHA256 == platformapi.HashKey(scoped) && k.VirtualCluster != nil && k.VirtualCluster.Name == "fid" {
 			scopedName = k.Name
 		}
 	}

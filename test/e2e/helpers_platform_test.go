@@ -17,7 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/sublet-dev/sublet/internal/server"
+	"github.com/sublet-dev/sublet/internal/platformapi"
 	"github.com/sublet-dev/sublet/internal/testenv"
 )
 
@@ -70,7 +70,7 @@ spec:
 // accessKey creates an AccessKey for user and returns the key.
 func accessKey(t *testing.T, name, user string, expires *time.Time) string {
 	t.Helper()
-	key, err := server.NewKey()
+	key, err := platformapi.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ metadata: {name: %s}
 spec:
   user: %s
   keySHA256: %s%s
-`, name, user, server.HashKey(key), exp), "apply", "-f", "-")
+`, name, user, platformapi.HashKey(key), exp), "apply", "-f", "-")
 	t.Cleanup(func() {
 		_ = exec.Command("kubectl", "--kubeconfig", host.Kubeconfig, "delete", "accesskey", name, "--ignore-not-found").Run()
 	})

@@ -1,4 +1,4 @@
-package server
+package ui
 
 import (
 	"fmt"
@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/sublet-dev/sublet/internal/platformapi"
 )
 
 // TestSessionStore: a user's sessions past the cap end oldest first and
@@ -16,7 +18,7 @@ func TestSessionStore(t *testing.T) {
 	n := 0
 	login := func(user string, expires time.Time) *session {
 		n++
-		sess := &session{id: fmt.Sprintf("%s-%d", user, n), user: &User{Name: user}, expires: expires}
+		sess := &session{id: fmt.Sprintf("%s-%d", user, n), user: &platformapi.User{Name: user}, expires: expires}
 		if err := st.add(sess); err != nil {
 			t.Fatalf("login %s: %v", sess.id, err)
 		}
@@ -57,14 +59,14 @@ func TestSessionStore(t *testing.T) {
 	for i := 0; i < maxSessions; i++ {
 		login(fmt.Sprintf("u%d", i), later)
 	}
-	if err := st.add(&session{id: "late", user: &User{Name: "late"}, expires: later}); err != errSessionsFull {
+	if err := st.add(&session{id: "late", user: &platformapi.User{Name: "late"}, expires: later}); err != errSessionsFull {
 		t.Errorf("a login into a full store: %v, want errSessionsFull", err)
 	}
 	if len(st.byID) != maxSessions {
 		t.Errorf("a refused login changed the store: %d sessions", len(st.byID))
 	}
 	// Its own user's next login still replaces its own session.
-	again := &session{id: "u0-again", user: &User{Name: "u0"}, expires: later}
+	again := &session{id: "u0-again", user: &platformapi.User{Name: "u0"}, expires: later}
 	if err := st.add(again); err != nil || !alive(again) {
 		t.Errorf("u0 logging in again in a full store: %v", err)
 	}

@@ -1,4 +1,4 @@
-package server
+package ui
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/sublet-dev/sublet/internal/platformapi"
 )
 
 const (
@@ -18,12 +20,19 @@ const (
 
 type session struct {
 	id, key, csrf string
-	user          *User
+	user          *platformapi.User
 	// owner is the user's name, for the per-user count.
 	owner     string
 	expires   time.Time
 	mu        sync.Mutex
 	downloads map[string]download // kubeconfigs to download, by id
+}
+
+// download is a kubeconfig made on the Connect page.
+type download struct {
+	name    string
+	data    []byte
+	expires time.Time
 }
 
 // errSessionsFull refuses a login while the server holds maxSessions
