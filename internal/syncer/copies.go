@@ -86,7 +86,7 @@ func usedBy(f factories, pick func(*corev1.Pod) []reference) trigger {
 		}
 		var keys []string
 		for _, r := range pick(p) {
-			keys = append(keys, p.Namespace+"/"+r.name)
+			keys = append(keys, p.Namespace+"/"+r.Name)
 		}
 		return keys
 	}}

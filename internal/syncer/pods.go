@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/sublet-dev/sublet/internal/translate"
+	"github.com/sublet-dev/sublet/internal/translate/pod"
 )
 
 // podSyncer runs virtual pods as host pods and copies their status back.
@@ -84,7 +85,7 @@ var errWaitingForCopy = fmt.Errorf("waiting for host copies of the configmaps an
 // the host: "" and nil to create the host pod, what is missing (nil error)
 // to wait for the tenant to create it, or an error to retry soon.
 func (s podSyncer) usesReady(ctx context.Context, c *Context, v *corev1.Pod) (string, error) {
-	cms, secrets := podReferences(v)
+	cms, secrets := pod.References(v)
 	for _, kind := range []struct {
 		kind          string
 		refs          []reference
@@ -103,16 +104,16 @@ func (s podSyncer) usesReady(ctx context.Context, c *Context, v *corev1.Pod) (st
 		}},
 	} {
 		for _, r := range kind.refs {
-			hostName := c.Translator.HostName(v.Namespace, r.name)
-			_, inVirtual, _ := kind.virtual.GetByKey(v.Namespace + "/" + r.name)
+			hostName := c.Translator.HostName(v.Namespace, r.Name)
+			_, inVirtual, _ := kind.virtual.GetByKey(v.Namespace + "/" + r.Name)
 			_, onHost, _ := kind.host.GetByKey(c.Translator.HostNamespace + "/" + hostName)
 			switch {
 			case inVirtual && !onHost:
 				return "", errWaitingForCopy
-			case !inVirtual && !r.optional:
+			case !inVirtual && !r.Optional:
 				// The tenant has not created it: wait, like a kubelet.
-				return fmt.Sprintf("%s %q not found", kind.kind, r.name), nil
-			case !inVirtual && r.optional:
+				return fmt.Sprintf("%s %q not found", kind.kind, r.Name), nil
+			case !inVirtual && r.Optional:
 				// Optional and absent: the host pod must not find some
 				// other owner's object under the translated name.
 				err := kind.foreign(hostName)
@@ -168,7 +169,7 @@ func (s podSyncer) VirtualOnly(ctx context.Context, c *Context, v *corev1.Pod) e
 		c.event(v, corev1.EventTypeWarning, "FailedMount", "waiting to start the pod: "+missing)
 		return nil
 	}
-	if refs := hostReferences(&v.Spec, c.Policy.Pods); len(refs) > 0 {
+	if refs := pod.HostReferences(&v.Spec, c.Policy.Pods); len(refs) > 0 {
 		return refusePod(ctx, c, v, ReasonHostReference, "the pod reaches past its own objects: "+strings.Join(refs, "; "))
 	}
 	h, identity, restricted := hostPod(c, v, s.servicesOf(v.Namespace))
@@ -245,13 +246,13 @@ func (s podSyncer) Both(ctx context.Context, c *Context, v, h *corev1.Pod) error
 	want, identity, _ := hostPod(c, v, s.servicesOf(v.Namespace))
 	if identity {
 		// Created with the pod; missing if the syncer stopped in between.
-		if _, ok, _ := s.hostSecrets.GetByKey(h.Namespace + "/" + identitySecretName(h.Name)); !ok {
+		if _, ok, _ := s.hostSecrets.GetByKey(h.Namespace + "/" + pod.IdentitySecretName(h.Name)); !ok {
 			if err := ensureIdentitySecretExists(ctx, c, v, h); err != nil {
 				return err
 			}
 		}
 	}
-	if !apiequality.Semantic.DeepEqual(h.Labels, want.Labels) || !apiequality.Semantic.DeepEqual(h.Annotations, want.Annotations) || imagesDiffer(h, want) {
+	if !apiequality.Semantic.DeepEqual(h.Labels, want.Labels) || !apiequality.Semantic.DeepEqual(h.Annotations, want.Annotations) || pod.ImagesDiffer(h, want) {
 		nh := h.DeepCopy()
 		nh.Labels, nh.Annotations = want.Labels, want.Annotations
 		for i := range nh.Spec.Containers {
@@ -277,140 +278,27 @@ func ranOnHost(v *corev1.Pod) bool {
 	return v.Status.HostIP != "" || v.Status.StartTime != nil
 }
 
-func imagesDiffer(a, b *corev1.Pod) bool {
-	if len(a.Spec.Containers) != len(b.Spec.Containers) {
-		return false
-	}
-	for i := range a.Spec.Containers {
-		if a.Spec.Containers[i].Image != b.Spec.Containers[i].Image {
-			return true
-		}
-	}
-	return false
-}
-
 // hostPod translates a virtual pod into the pod that runs it on the host,
 // given the virtual services of its namespace, and reports whether it needs
-// an identity secret and what the isolation policy left out.
+// an identity secret and what the isolation policy left out. The claim
+// templates of ephemeral volumes and the admin's scheduling limits are
+// applied here, after pod.Translator.HostPod.
 func hostPod(c *Context, v *corev1.Pod, services []*corev1.Service) (*corev1.Pod, bool, restrictions) {
-	t := c.Translator
-	meta, dropped := hostMetaAllowing(t, v, c.Policy.Pods.AllowedAnnotations)
-	h := &corev1.Pod{ObjectMeta: meta, Spec: *v.Spec.DeepCopy()}
+	h, identity, dropped := podTranslator(c).HostPod(v, services)
 	var r restrictions
 	r.annotations(dropped, "isolation.pods.allowedAnnotations")
-	s := &h.Spec
-	// The host schedules; the virtual cluster's service accounts, priority
-	// classes and scheduler mean nothing there.
-	s.NodeName = ""
-	s.SchedulerName = ""
-	s.SchedulingGates = nil
-	s.PriorityClassName = ""
-	s.Priority = nil
-	s.ServiceAccountName = ""
-	s.DeprecatedServiceAccount = ""
-	s.AutomountServiceAccountToken = ptr.To(false)
-	if s.Hostname == "" {
-		s.Hostname = truncateLabel(v.Name)
-	}
-	s.Subdomain = ""
-
-	// References to virtual objects translated to their host copies.
-	for i := range s.Volumes {
-		translateVolume(t, v.Namespace, &s.Volumes[i])
-	}
-	for _, list := range [][]corev1.Container{s.InitContainers, s.Containers} {
-		for i := range list {
-			translateContainer(t, v.Namespace, &list[i])
+	for i := range h.Spec.Volumes {
+		if e := h.Spec.Volumes[i].Ephemeral; e != nil && e.VolumeClaimTemplate != nil {
+			translateClaimTemplate(c.Translator, v.Namespace, h.Spec.Volumes[i].Name, e.VolumeClaimTemplate)
 		}
 	}
-	for i := range s.EphemeralContainers {
-		translateContainer(t, v.Namespace, (*corev1.Container)(&s.EphemeralContainers[i].EphemeralContainerCommon))
-	}
-	// Tokens, downward API, environment and DNS of the virtual pod.
-	identity := translateIdentity(h)
-	translateEnv(c, v, h, services)
-	translateDNS(c, v, h)
-	for i := range s.ImagePullSecrets {
-		s.ImagePullSecrets[i].Name = t.HostName(v.Namespace, s.ImagePullSecrets[i].Name)
-	}
-	for i := range s.TopologySpreadConstraints {
-		s.TopologySpreadConstraints[i].LabelSelector = t.HostLabelSelector(v.Namespace, s.TopologySpreadConstraints[i].LabelSelector)
-	}
-	if a := s.Affinity; a != nil {
-		if a.PodAffinity != nil {
-			translateAffinityTerms(t, v.Namespace, a.PodAffinity.RequiredDuringSchedulingIgnoredDuringExecution, a.PodAffinity.PreferredDuringSchedulingIgnoredDuringExecution)
-		}
-		if a.PodAntiAffinity != nil {
-			translateAffinityTerms(t, v.Namespace, a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution, a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution)
-		}
-	}
-	restrictScheduling(c.Policy.Pods, s, &r)
+	restrictScheduling(c.Policy.Pods, &h.Spec, &r)
 	return h, identity, r
 }
 
-func translateAffinityTerms(t translate.Translator, vNamespace string, required []corev1.PodAffinityTerm, preferred []corev1.WeightedPodAffinityTerm) {
-	fix := func(term *corev1.PodAffinityTerm) {
-		term.LabelSelector = t.HostLabelSelector(vNamespace, term.LabelSelector)
-		term.Namespaces = nil
-		term.NamespaceSelector = nil
-	}
-	for i := range required {
-		fix(&required[i])
-	}
-	for i := range preferred {
-		fix(&preferred[i].PodAffinityTerm)
-	}
-}
-
-func translateVolume(t translate.Translator, vNamespace string, vol *corev1.Volume) {
-	switch {
-	case vol.ConfigMap != nil:
-		vol.ConfigMap.Name = t.HostName(vNamespace, vol.ConfigMap.Name)
-	case vol.Secret != nil:
-		vol.Secret.SecretName = t.HostName(vNamespace, vol.Secret.SecretName)
-	case vol.PersistentVolumeClaim != nil:
-		vol.PersistentVolumeClaim.ClaimName = t.HostName(vNamespace, vol.PersistentVolumeClaim.ClaimName)
-	case vol.Ephemeral != nil && vol.Ephemeral.VolumeClaimTemplate != nil:
-		translateClaimTemplate(t, vNamespace, vol.Name, vol.Ephemeral.VolumeClaimTemplate)
-	case vol.Projected != nil:
-		for i := range vol.Projected.Sources {
-			src := &vol.Projected.Sources[i]
-			if src.ConfigMap != nil {
-				src.ConfigMap.Name = t.HostName(vNamespace, src.ConfigMap.Name)
-			}
-			if src.Secret != nil {
-				src.Secret.Name = t.HostName(vNamespace, src.Secret.Name)
-			}
-		}
-	}
-}
-
-func translateContainer(t translate.Translator, vNamespace string, c *corev1.Container) {
-	for i := range c.Env {
-		if from := c.Env[i].ValueFrom; from != nil {
-			if from.ConfigMapKeyRef != nil {
-				from.ConfigMapKeyRef.Name = t.HostName(vNamespace, from.ConfigMapKeyRef.Name)
-			}
-			if from.SecretKeyRef != nil {
-				from.SecretKeyRef.Name = t.HostName(vNamespace, from.SecretKeyRef.Name)
-			}
-		}
-	}
-	for i := range c.EnvFrom {
-		if c.EnvFrom[i].ConfigMapRef != nil {
-			c.EnvFrom[i].ConfigMapRef.Name = t.HostName(vNamespace, c.EnvFrom[i].ConfigMapRef.Name)
-		}
-		if c.EnvFrom[i].SecretRef != nil {
-			c.EnvFrom[i].SecretRef.Name = t.HostName(vNamespace, c.EnvFrom[i].SecretRef.Name)
-		}
-	}
-}
-
-func truncateLabel(s string) string {
-	if len(s) > 63 {
-		s = strings.TrimRight(s[:63], "-.")
-	}
-	return strings.ReplaceAll(s, ".", "-")
+// podTranslator translates the pods of c's virtual cluster.
+func podTranslator(c *Context) pod.Translator {
+	return pod.Translator{Names: c.Translator, Policy: c.Policy.Pods, Runtime: c.Pods}
 }
 
 // hostMessage is the host API server's own message in err.

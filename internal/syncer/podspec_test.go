@@ -10,9 +10,6 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/utils/ptr"
-
-	"github.com/sublet-dev/sublet/internal/isolation"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/podspec-fields.txt from corev1.PodSpec")
@@ -25,7 +22,7 @@ var update = flag.Bool("update", false, "rewrite testdata/podspec-fields.txt fro
 const (
 	translated = "translated to this virtual cluster's own host copy"
 	cleared    = "cleared: the host decides (scheduling, identity)"
-	refused    = "refused: the pod stays off the host (hostReferences)"
+	refused    = "refused: the pod stays off the host (pod.HostReferences)"
 	checked    = "kept, and checked against the Pod Security level"
 	kept       = "kept: names no host object"
 )
@@ -218,7 +215,7 @@ func TestPodSpecFieldsHaveDecisions(t *testing.T) {
 	var paths []string
 	podSpecPaths(reflect.TypeOf(corev1.PodSpec{}), "", &paths, map[reflect.Type]bool{})
 	sort.Strings(paths)
-	checkFieldsGolden(t, "podspec", "corev1.PodSpec", "podSpecDecisions, hostPod, hostReferences", paths)
+	checkFieldsGolden(t, "podspec", "corev1.PodSpec", "podSpecDecisions, hostPod, pod.HostReferences", paths)
 	var undecided []string
 	for _, p := range paths {
 		// Containers, volumes and their lists are decided field by field.
@@ -233,50 +230,5 @@ func TestPodSpecFieldsHaveDecisions(t *testing.T) {
 	}
 	if len(undecided) > 0 {
 		t.Errorf("PodSpec fields with no decision recorded in podSpecDecisions: %v", undecided)
-	}
-}
-
-// TestHostReferences: every refused decision is enforced by
-// hostReferences, and what is kept passes.
-func TestHostReferences(t *testing.T) {
-	vol := func(src corev1.VolumeSource) *corev1.PodSpec {
-		return &corev1.PodSpec{Volumes: []corev1.Volume{{Name: "v", VolumeSource: src}}}
-	}
-	ref := &corev1.LocalObjectReference{Name: "host-secret"}
-	for name, spec := range map[string]*corev1.PodSpec{
-		"csi secret":          vol(corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "d", NodePublishSecretRef: ref}}),
-		"cephfs secret":       vol(corev1.VolumeSource{CephFS: &corev1.CephFSVolumeSource{SecretRef: ref}}),
-		"rbd secret":          vol(corev1.VolumeSource{RBD: &corev1.RBDVolumeSource{SecretRef: ref}}),
-		"iscsi secret":        vol(corev1.VolumeSource{ISCSI: &corev1.ISCSIVolumeSource{SecretRef: ref}}),
-		"flexvolume":          vol(corev1.VolumeSource{FlexVolume: &corev1.FlexVolumeSource{Driver: "d"}}),
-		"scaleio":             vol(corev1.VolumeSource{ScaleIO: &corev1.ScaleIOVolumeSource{SecretRef: ref}}),
-		"storageos":           vol(corev1.VolumeSource{StorageOS: &corev1.StorageOSVolumeSource{SecretRef: ref}}),
-		"azurefile":           vol(corev1.VolumeSource{AzureFile: &corev1.AzureFileVolumeSource{SecretName: "s"}}),
-		"cinder":              vol(corev1.VolumeSource{Cinder: &corev1.CinderVolumeSource{VolumeID: "x"}}),
-		"glusterfs endpoints": vol(corev1.VolumeSource{Glusterfs: &corev1.GlusterfsVolumeSource{EndpointsName: "ep"}}),
-		"gitrepo":             vol(corev1.VolumeSource{GitRepo: &corev1.GitRepoVolumeSource{Repository: "r"}}),
-		"aws disk":            vol(corev1.VolumeSource{AWSElasticBlockStore: &corev1.AWSElasticBlockStoreVolumeSource{VolumeID: "vol-1"}}),
-		"cluster trust bundle": vol(corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
-			{ClusterTrustBundle: &corev1.ClusterTrustBundleProjection{Path: "ca"}}}}}),
-		"resource claim": {ResourceClaims: []corev1.PodResourceClaim{{Name: "gpu"}}},
-		"runtime class":  {RuntimeClassName: ptr.To("privileged-runtime")},
-		"nfs":            vol(corev1.VolumeSource{NFS: &corev1.NFSVolumeSource{Server: "10.0.0.5", Path: "/exports/other-team"}}),
-		"csi inline, driver not allowed": vol(corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "nfs.csi.k8s.io",
-			VolumeAttributes: map[string]string{"server": "10.0.0.5", "share": "/"}}}),
-	} {
-		if refs := hostReferences(spec, isolation.PodPolicy{}); len(refs) == 0 {
-			t.Errorf("%s: not refused", name)
-		}
-	}
-	for name, spec := range map[string]*corev1.PodSpec{
-		"plain":      {Containers: []corev1.Container{{Name: "c", Image: "i"}}},
-		"csi inline": vol(corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "d"}}),
-		"secret":     vol(corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "mine"}}),
-		"projected": vol(corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
-			{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "t"}}}}}),
-	} {
-		if refs := hostReferences(spec, isolation.PodPolicy{AllowedCSIDrivers: []string{"d"}}); len(refs) != 0 {
-			t.Errorf("%s: refused: %v", name, refs)
-		}
 	}
 }
