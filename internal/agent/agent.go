@@ -112,37 +112,81 @@ func (o *Options) restConfig() (*rest.Config, error) {
 
 // Run runs the agent until ctx ends; started is called once it reconciles.
 func Run(ctx context.Context, o Options, log klog.Logger, started func()) error {
-	cfg, err := o.restConfig()
+	cfg, err := o.prepare(ctx, log)
 	if err != nil {
 		return err
+	}
+	mgr, err := newManager(cfg, o, log)
+	if err != nil {
+		return fmt.Errorf("controller manager: %w", err)
+	}
+	host, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("host client: %w", err)
+	}
+	rt, err := newRuntime(mgr, cfg, host, o, log)
+	if err != nil {
+		return fmt.Errorf("%s runtime: %w", o.Runtime, err)
+	}
+	if err := addVirtualClusterController(mgr, host, rt, o, log); err != nil {
+		return fmt.Errorf("virtual cluster controller: %w", err)
+	}
+	if err := policy.EnsureParameter(ctx, host, o.PolicyNamespace); err != nil {
+		return fmt.Errorf("admission policy parameter: %w", err)
+	}
+	if err := addTemplateController(mgr, host, o); err != nil {
+		return fmt.Errorf("template controller: %w", err)
+	}
+	if started != nil {
+		go func() {
+			select {
+			case <-mgr.Elected():
+				started()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	return mgr.Start(ctx)
+}
+
+// prepare completes o (the binary), makes the state dir, installs the CRDs
+// and policy if asked, and returns the host's client config.
+func (o *Options) prepare(ctx context.Context, log klog.Logger) (*rest.Config, error) {
+	cfg, err := o.restConfig()
+	if err != nil {
+		return nil, err
 	}
 	cfg.QPS, cfg.Burst = 50, 100
 	if o.Binary == "" {
 		if o.Binary, err = os.Executable(); err != nil {
-			return err
+			return nil, fmt.Errorf("the agent's binary: %w", err)
 		}
 	}
 	if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
-		return fmt.Errorf("state dir: %w", err)
+		return nil, fmt.Errorf("state dir: %w", err)
 	}
 	if o.InstallCRDs {
 		if err := crd.Install(ctx, cfg); err != nil {
-			return err
+			return nil, fmt.Errorf("install the CRDs: %w", err)
 		}
 		if err := policy.Install(ctx, cfg, o.PolicyNamespace); err != nil {
-			return err
+			return nil, fmt.Errorf("install the admission policy: %w", err)
 		}
 		log.Info("CRDs and admission policies installed", "group", storagev1.GroupVersion.Group)
 	}
+	return cfg, nil
+}
+
+func newManager(cfg *rest.Config, o Options, log klog.Logger) (ctrl.Manager, error) {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
+		return nil, err
 	}
 	if err := storagev1.AddToScheme(scheme); err != nil {
-		return err
+		return nil, err
 	}
 	ctrl.SetLogger(log)
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	return ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
 		LeaderElection:          o.LeaderElect,
@@ -150,27 +194,27 @@ func Run(ctx context.Context, o Options, log klog.Logger, started func()) error 
 		LeaderElectionNamespace: o.LeaderElectionNamespace,
 		Logger:                  log,
 	})
-	if err != nil {
-		return fmt.Errorf("agent: %w", err)
-	}
-	host, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
+}
+
+// newRuntime is the runtime o names; the process runtime's warm pool runs
+// in mgr (while this agent leads).
+func newRuntime(mgr ctrl.Manager, cfg *rest.Config, host kubernetes.Interface, o Options, log klog.Logger) (Runtime, error) {
+	if o.Runtime == "pod" {
+		return newPodRuntime(cfg, host, o.Image, log.WithName("pod"))
 	}
 	sup := newSupervisor()
 	proc := newProcessRuntime(o.StateDir, o.Binary, host, cfg, sup, log.WithName("process"))
 	if o.WarmPool > 0 {
 		proc.pool = newWarmPool(o.WarmPool, o.StateDir, o.Binary, host, sup, log.WithName("warmpool"))
 		if err := mgr.Add(proc.pool); err != nil {
-			return err
+			return nil, fmt.Errorf("warm pool: %w", err)
 		}
 	}
-	var rt Runtime = proc
-	if o.Runtime == "pod" {
-		if rt, err = newPodRuntime(cfg, host, o.Image, log.WithName("pod")); err != nil {
-			return err
-		}
-	}
+	return proc, nil
+}
+
+// addVirtualClusterController drives VirtualClusters to rt's state.
+func addVirtualClusterController(mgr ctrl.Manager, host kubernetes.Interface, rt Runtime, o Options, log klog.Logger) error {
 	r := &reconciler{
 		client:          mgr.GetClient(),
 		host:            host,
@@ -192,7 +236,7 @@ func Run(ctx context.Context, o Options, log klog.Logger, started func()) error 
 		}
 		return reqs
 	})
-	err = ctrl.NewControllerManagedBy(mgr).
+	return ctrl.NewControllerManagedBy(mgr).
 		For(&storagev1.VirtualCluster{}).
 		// The guard rails of isolation.*: one edited or deleted is put
 		// back at once.
@@ -201,30 +245,16 @@ func Run(ctx context.Context, o Options, log klog.Logger, started func()) error 
 		Named("virtualcluster").
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Complete(r)
-	if err != nil {
-		return err
-	}
-	if err := policy.EnsureParameter(ctx, host, o.PolicyNamespace); err != nil {
-		return err
-	}
+}
+
+// addTemplateController keeps templates' loosens-isolation labels and the
+// admission policy's parameter.
+func addTemplateController(mgr ctrl.Manager, host kubernetes.Interface, o Options) error {
 	labeler := &templateLabeler{client: mgr.GetClient(), configMaps: host.CoreV1().ConfigMaps(o.PolicyNamespace)}
-	err = ctrl.NewControllerManagedBy(mgr).
+	return ctrl.NewControllerManagedBy(mgr).
 		For(&storagev1.VirtualClusterTemplate{}).
 		Named("virtualclustertemplate").
 		Complete(reconcile.Func(func(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 			return reconcile.Result{}, labeler.label(ctx, req.Name)
 		}))
-	if err != nil {
-		return err
-	}
-	if started != nil {
-		go func() {
-			select {
-			case <-mgr.Elected():
-				started()
-			case <-ctx.Done():
-			}
-		}()
-	}
-	return mgr.Start(ctx)
 }

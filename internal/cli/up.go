@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -25,11 +27,13 @@ import (
 	"github.com/sublet-dev/sublet/config/crd"
 	"github.com/sublet-dev/sublet/config/policy"
 	"github.com/sublet-dev/sublet/internal/agent"
+	"github.com/sublet-dev/sublet/internal/component"
 	"github.com/sublet-dev/sublet/internal/controlplane"
 	"github.com/sublet-dev/sublet/internal/exitcode"
 	"github.com/sublet-dev/sublet/internal/hostcluster"
 	"github.com/sublet-dev/sublet/internal/pathflag"
 	"github.com/sublet-dev/sublet/internal/pki"
+	"github.com/sublet-dev/sublet/internal/platformapi"
 	"github.com/sublet-dev/sublet/internal/server"
 )
 
@@ -72,12 +76,19 @@ state (in --state-dir, where the host's admin kubeconfig is written too).`,
 	return cmd
 }
 
+// up is one run of `sublet up`: what it started, and its progress lines.
+type up struct {
+	o     *upOptions
+	out   io.Writer
+	start time.Time
+	parts *component.Group
+}
+
+func (u *up) step(format string, args ...interface{}) {
+	fmt.Fprintf(u.out, "[%5.1fs] %s\n", time.Since(u.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
 func runUp(cmd *cobra.Command, o *upOptions) error {
-	out := cmd.OutOrStdout()
-	start := time.Now()
-	step := func(format string, args ...interface{}) {
-		fmt.Fprintf(out, "[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
-	}
 	if o.warmPool < 0 {
 		return exitcode.Configf("--warm-pool %d: must be 0 (none) or more", o.warmPool)
 	}
@@ -87,124 +98,192 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 		return err
 	}
 	defer listener.Close()
-	ctx, cancel := context.WithCancel(cmd.Context())
-	defer cancel()
 	if err := os.MkdirAll(o.stateDir, 0o700); err != nil {
-		return err
+		return fmt.Errorf("state dir: %w", err)
 	}
-	errc := make(chan error, 4)
-	agentDir := filepath.Join(o.stateDir, "agent")
-	defer func() {
-		if n := agent.StopVirtualClusters(agentDir, 30*time.Second); n > 0 {
-			step("stopped %d virtual cluster(s)", n)
-		}
-	}()
+	ctx := cmd.Context()
+	u := &up{o: o, out: cmd.OutOrStdout(), start: time.Now(), parts: component.NewGroup(ctx)}
+	defer u.stopVirtualClusters() // after the agent stopped
+	defer u.parts.Stop()
 
-	hostKubeconfig := o.kubeconfig
-	if hostKubeconfig == "" {
-		step("starting the local host cluster (%d simulated nodes) in %s", o.nodes, filepath.Join(o.stateDir, "host"))
-		ho := hostcluster.NewOptions()
-		ho.ControlPlane.DataDir = filepath.Join(o.stateDir, "host")
-		ho.Nodes = o.nodes
-		ready := make(chan string, 1)
-		go func() {
-			errc <- runServer(ho, ho.ControlPlane, "host.log", func(cp *controlplane.ControlPlane, logFile string) error {
-				return hostcluster.Run(ctx, cp, *ho, klog.Background(), io.Discard, func(info hostcluster.Info) error {
-					ready <- info.AdminKubeconfig
-					return nil
-				})
-			})
-		}()
-		select {
-		case hostKubeconfig = <-ready:
-		case err := <-errc:
-			return fmt.Errorf("host cluster: %w", err)
-		case <-ctx.Done():
-			return nil
-		}
-		step("host cluster ready; its admin kubeconfig: %s", hostKubeconfig)
+	hostKubeconfig, err := u.startHost()
+	if err != nil {
+		return interrupted(ctx, err)
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", hostKubeconfig)
+	cfg, mgmt, err := u.installPlatformAPI(ctx, hostKubeconfig)
 	if err != nil {
 		return err
 	}
+	if err := u.startAgent(hostKubeconfig); err != nil {
+		return interrupted(ctx, err)
+	}
+	login, err := u.startServer(ctx, cfg, mgmt, listener, hostKubeconfig)
+	if err != nil {
+		return interrupted(ctx, err)
+	}
+	if o.vcluster != "" {
+		if err := u.firstVirtualCluster(ctx, mgmt, login); err != nil {
+			if errors.Is(err, errInterrupted) {
+				u.step("interrupted while waiting for virtual cluster %s; stopping everything ('sublet up' again resumes)", o.vcluster)
+				return nil
+			}
+			return err
+		}
+	}
+	u.printTry(hostKubeconfig, login)
+	err = u.parts.Wait()
+	u.step("stopping")
+	return err
+}
+
+// interrupted is nil if err is only that the user stopped `sublet up`.
+func interrupted(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return nil
+	}
+	return err
+}
+
+func (u *up) agentDir() string { return filepath.Join(u.o.stateDir, "agent") }
+
+// stopVirtualClusters stops the virtual clusters the agent started: they
+// outlive an agent, not `sublet up`.
+func (u *up) stopVirtualClusters() {
+	if n := agent.StopVirtualClusters(u.agentDir(), 30*time.Second); n > 0 {
+		u.step("stopped %d virtual cluster(s)", n)
+	}
+}
+
+// startHost starts the local host cluster, unless --kubeconfig names one,
+// and returns the host's kubeconfig.
+func (u *up) startHost() (string, error) {
+	if u.o.kubeconfig != "" {
+		return u.o.kubeconfig, nil
+	}
+	u.step("starting the local host cluster (%d simulated nodes) in %s", u.o.nodes, filepath.Join(u.o.stateDir, "host"))
+	ho := hostcluster.NewOptions()
+	ho.ControlPlane.DataDir = filepath.Join(u.o.stateDir, "host")
+	ho.Nodes = u.o.nodes
+	var kubeconfig string
+	err := u.parts.Start(component.Component{Name: "host cluster", Run: func(ctx context.Context, ready func()) error {
+		return runServer(ho, ho.ControlPlane, "host.log", func(cp *controlplane.ControlPlane, _ string) error {
+			return hostcluster.Run(ctx, cp, *ho, klog.Background(), io.Discard, func(info hostcluster.Info) error {
+				kubeconfig = info.AdminKubeconfig
+				ready()
+				return nil
+			})
+		})
+	}})
+	if err != nil {
+		return "", err
+	}
+	u.step("host cluster ready; its admin kubeconfig: %s", kubeconfig)
+	return kubeconfig, nil
+}
+
+// installPlatformAPI installs the CRDs and the admission policy in the
+// host and returns a client of it.
+func (u *up) installPlatformAPI(ctx context.Context, hostKubeconfig string) (*rest.Config, client.Client, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", hostKubeconfig)
+	if err != nil {
+		return nil, nil, fmt.Errorf("host kubeconfig: %w", err)
+	}
 	if err := crd.Install(ctx, cfg); err != nil {
-		return err
+		return nil, nil, fmt.Errorf("install the CRDs: %w", err)
 	}
 	if err := policy.Install(ctx, cfg, policy.DefaultNamespace); err != nil {
-		return err
+		return nil, nil, fmt.Errorf("install the admission policy: %w", err)
 	}
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
 	_ = storagev1.AddToScheme(scheme)
 	mgmt, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
-		return err
+		return nil, nil, fmt.Errorf("host client: %w", err)
 	}
+	return cfg, mgmt, nil
+}
 
+// startAgent starts the agent (process runtime) against the host.
+func (u *up) startAgent(hostKubeconfig string) error {
 	ao := agent.NewOptions()
-	ao.Kubeconfig, ao.StateDir, ao.InstallCRDs, ao.LeaderElect, ao.MetricsAddr = hostKubeconfig, agentDir, false, false, "0"
-	ao.WarmPool = o.warmPool
-	agentUp := make(chan struct{})
-	go func() { errc <- agent.Run(ctx, *ao, klog.Background().WithName("agent"), func() { close(agentUp) }) }()
-	select {
-	case <-agentUp:
-	case err := <-errc:
-		return fmt.Errorf("agent: %w", err)
-	}
-	step("agent running (process runtime, state in %s)", agentDir)
-
-	url, caFile, err := startPlatformServer(ctx, cfg, &platformOptions{
-		listen: o.listen, stateDir: filepath.Join(o.stateDir, "server"), auditLog: filepath.Join(o.stateDir, "server", "audit.log"),
-	}, listener, errc)
-	if err != nil {
+	ao.Kubeconfig, ao.StateDir, ao.InstallCRDs, ao.LeaderElect, ao.MetricsAddr = hostKubeconfig, u.agentDir(), false, false, "0"
+	ao.WarmPool = u.o.warmPool
+	if err := u.parts.Start(component.Component{Name: "agent", Run: func(ctx context.Context, ready func()) error {
+		return agent.Run(ctx, *ao, klog.Background().WithName("agent"), ready)
+	}}); err != nil {
 		return err
 	}
-	step("platform server at %s (CA %s)", url, caFile)
+	u.step("agent running (process runtime, state in %s)", u.agentDir())
+	return nil
+}
 
+// startServer starts the platform server on listener, connects the host
+// as cluster "local", and logs the CLI in as admin.
+func (u *up) startServer(ctx context.Context, cfg *rest.Config, mgmt client.Client, listener net.Listener, hostKubeconfig string) (*loginConfig, error) {
+	var url, caFile string
+	err := u.parts.Start(component.Component{Name: "platform server", Run: func(ctx context.Context, ready func()) error {
+		errc := make(chan error, 1)
+		var err error
+		url, caFile, err = startPlatformServer(ctx, cfg, &platformOptions{
+			listen: u.o.listen, stateDir: filepath.Join(u.o.stateDir, "server"), auditLog: filepath.Join(u.o.stateDir, "server", "audit.log"),
+		}, listener, errc)
+		if err != nil {
+			return err
+		}
+		ready()
+		return <-errc
+	}})
+	if err != nil {
+		return nil, err
+	}
+	u.step("platform server at %s (CA %s)", url, caFile)
 	if err := connectLocal(ctx, mgmt, hostKubeconfig); err != nil {
-		return err
+		return nil, fmt.Errorf("connect the host as cluster \"local\": %w", err)
 	}
-	key, err := adminKey(ctx, mgmt, filepath.Join(o.stateDir, "admin.key"))
+	key, err := adminKey(ctx, mgmt, filepath.Join(u.o.stateDir, "admin.key"))
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("admin access key: %w", err)
 	}
 	login := &loginConfig{Server: url, AccessKey: key, CAFile: caFile}
 	if err := login.save(); err != nil {
+		return nil, fmt.Errorf("log the CLI in: %w", err)
+	}
+	u.step("host connected as cluster \"local\"; CLI logged in as admin (%s)", configPath())
+	return login, nil
+}
+
+// firstVirtualCluster creates (or resumes) the first virtual cluster,
+// waits until it answers through the platform, and switches kubectl to it.
+func (u *up) firstVirtualCluster(ctx context.Context, mgmt client.Client, login *loginConfig) error {
+	name := u.o.vcluster
+	ns := storagev1.DefaultNamespace(name)
+	if err := mgmt.Create(ctx, ownedNamespace(ns, name)); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create namespace %s: %w", ns, err)
+	}
+	vc := &storagev1.VirtualCluster{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+	if err := mgmt.Create(ctx, vc); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create virtual cluster %s: %w", name, err)
+	}
+	u.step("waiting for virtual cluster %s", name)
+	if err := waitReady(ctx, u.out, mgmt, ns, name, 5*time.Minute); err != nil {
 		return err
 	}
-	step("host connected as cluster \"local\"; CLI logged in as admin (%s)", configPath())
-
-	if o.vcluster != "" {
-		ns := storagev1.DefaultNamespace(o.vcluster)
-		if err := mgmt.Create(ctx, ownedNamespace(ns, o.vcluster)); err != nil && !apierrors.IsAlreadyExists(err) {
-			return err
-		}
-		vc := &storagev1.VirtualCluster{ObjectMeta: metav1.ObjectMeta{Name: o.vcluster, Namespace: ns}}
-		if err := mgmt.Create(ctx, vc); err != nil && !apierrors.IsAlreadyExists(err) {
-			return err
-		}
-		step("waiting for virtual cluster %s", o.vcluster)
-		err := waitReady(ctx, out, mgmt, ns, o.vcluster, 5*time.Minute)
-		if err == nil {
-			// A resumed virtual cluster may still show the status of the
-			// last run: wait until it answers through the platform's proxy.
-			err = waitServing(ctx, login, "local", ns, o.vcluster, 5*time.Minute)
-		}
-		if errors.Is(err, errInterrupted) {
-			step("interrupted while waiting for virtual cluster %s; stopping everything ('sublet up' again resumes)", o.vcluster)
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		ctxName, err := useContext(ctx, login, "local", ns, o.vcluster, false)
-		if err != nil {
-			return err
-		}
-		step("virtual cluster %s is ready; kubectl now uses context %s", o.vcluster, ctxName)
+	// A resumed virtual cluster may still show the status of the last
+	// run: wait until it answers through the platform's proxy.
+	if err := waitServing(ctx, login, "local", ns, name, 5*time.Minute); err != nil {
+		return err
 	}
-	fmt.Fprintf(out, `
+	ctxName, err := useContext(ctx, login, "local", ns, name, false)
+	if err != nil {
+		return fmt.Errorf("kube-context of virtual cluster %s: %w", name, err)
+	}
+	u.step("virtual cluster %s is ready; kubectl now uses context %s", name, ctxName)
+	return nil
+}
+
+func (u *up) printTry(hostKubeconfig string, login *loginConfig) {
+	fmt.Fprintf(u.out, `
 %s Try:
   kubectl get namespaces                 # in the %s virtual cluster
   sublet create vcluster team-a          # another one; kubectl switches to it
@@ -213,15 +292,7 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
   KUBECONFIG=%s kubectl get pods -A   # the host: synced pods under translated names
 Web UI: %s/ (log in with the admin access key in %s; the certificate is signed by %s)
 Press Ctrl-C to stop; 'sublet up' again resumes.
-`, upReadyLine, o.vcluster, hostKubeconfig, url, filepath.Join(o.stateDir, "admin.key"), caFile)
-
-	select {
-	case <-ctx.Done():
-		step("stopping")
-		return nil
-	case err := <-errc:
-		return err
-	}
+`, upReadyLine, u.o.vcluster, hostKubeconfig, login.Server, filepath.Join(u.o.stateDir, "admin.key"), login.CAFile)
 }
 
 // connectLocal registers the host as cluster "local" of the platform.
@@ -242,16 +313,16 @@ func adminKey(ctx context.Context, mgmt client.Client, path string) (string, err
 	if data, err := os.ReadFile(path); err == nil {
 		key := strings.TrimSpace(string(data))
 		ak := &storagev1.AccessKey{}
-		if err := mgmt.Get(ctx, types.NamespacedName{Name: name}, ak); err == nil && ak.Spec.KeySHA256 == server.HashKey(key) {
+		if err := mgmt.Get(ctx, types.NamespacedName{Name: name}, ak); err == nil && ak.Spec.KeySHA256 == platformapi.HashKey(key) {
 			return key, nil
 		}
 	}
-	key, err := server.NewKey()
+	key, err := platformapi.NewKey()
 	if err != nil {
 		return "", err
 	}
 	ak := &storagev1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: storagev1.AccessKeySpec{
-		User: "admin", Groups: []string{"system:masters"}, KeySHA256: server.HashKey(key),
+		User: "admin", Groups: []string{"system:masters"}, KeySHA256: platformapi.HashKey(key),
 		Description: "created by sublet up",
 	}}
 	old := &storagev1.AccessKey{}

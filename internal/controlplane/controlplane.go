@@ -15,13 +15,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sublet-dev/sublet/internal/controlplane/readiness"
 	"github.com/sublet-dev/sublet/internal/pki"
-	"github.com/sublet-dev/sublet/internal/workqueuemetrics"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controlplaneapiserver "k8s.io/kubernetes/pkg/controlplane/apiserver"
@@ -92,157 +89,6 @@ func (cp *ControlPlane) Prepare() error {
 	}
 	cp.lock = lock
 	return nil
-}
-
-// Run starts the control plane, calls ready once the apiserver is ready and
-// the controllers are started, and runs until ctx ends; then it stops the
-// components in order: controllers, apiserver, datastore.
-func (cp *ControlPlane) Run(ctx context.Context, ready func(Info) error) error {
-	started := time.Now()
-	if err := cp.Prepare(); err != nil {
-		return err
-	}
-	defer func() { cp.lock.Close(); cp.lock = nil }()
-	cp.applyMemorySettings(ctx)
-	if w := cp.opts.WorkqueueMetrics; w.Provided() && !w.Value() {
-		if err := workqueuemetrics.Disable(); err != nil {
-			cp.log.Error(err, "work-queue metrics stay on")
-		}
-	}
-
-	// The listener stays open and is handed to the apiserver, so no other
-	// process can take the port in between.
-	listener, port, err := listen(cp.opts.BindAddress, cp.opts.Port)
-	if err != nil {
-		return err
-	}
-	served := false // from then on the apiserver owns and closes the listener
-	defer func() {
-		if !served {
-			listener.Close()
-		}
-	}()
-	serviceIP, err := firstServiceIP(cp.opts.ServiceCIDR)
-	if err != nil {
-		return err
-	}
-	hosts := []string{"localhost", "127.0.0.1", serviceIP, "kubernetes", "kubernetes.default",
-		"kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}
-	for _, h := range append([]string{cp.opts.BindAddress, cp.opts.AdvertiseAddress}, cp.opts.TLSSANs...) {
-		if h != "" && !net.ParseIP(h).IsUnspecified() {
-			hosts = append(hosts, h)
-		}
-	}
-	p := cp.dir.pkiDir()
-	if err := p.Ensure(hosts); err != nil {
-		return err
-	}
-
-	var store datastore
-	if cp.opts.Datastore == DatastoreSQLite {
-		store = &kineStore{file: cp.dir.sqlite(), pki: p, log: cp.log}
-	} else {
-		store = &etcdStore{dir: cp.dir.etcd(), pki: p, logFile: cp.dir.path("logs", "etcd.log")}
-	}
-	storeURL, err := store.start(ctx)
-	if err != nil {
-		return err
-	}
-	defer store.stop()
-	cp.log.Info("datastore ready", "datastore", cp.opts.Datastore, "url", storeURL, "sinceStart", time.Since(started))
-
-	url := "https://" + net.JoinHostPort(clientHost(cp.opts.BindAddress), strconv.Itoa(port))
-	admin, err := p.KubeconfigForClient(url, "sublet", pki.Admin)
-	if err != nil {
-		return err
-	}
-	adminREST, err := clientcmd.NewDefaultClientConfig(*admin, nil).ClientConfig()
-	if err != nil {
-		return err
-	}
-
-	// Components stop in reverse order of start, each with its own context.
-	apiCtx, stopAPI := context.WithCancel(context.Background())
-	defer stopAPI()
-	if err := cp.writeEgressSelectorConfig(); err != nil {
-		return err
-	}
-	apiDone := make(chan error, 1)
-	served = true
-	go func() {
-		apiDone <- runAPIServer(apiCtx, cp.apiserverArgs(storeURL, port), listener, cp.logOut(), cp.wrap, cp.apiserverTuning(), cp.opts.Mode == ModeVirtual)
-	}()
-	bootstrapped := readiness.Bootstrapped(cp.dir.root)
-	if err := waitReady(ctx, adminREST, readiness.Path(bootstrapped), apiDone); err != nil {
-		stopAPI()
-		return err
-	}
-	cp.log.Info("kube-apiserver ready", "sinceStart", time.Since(started), "bootstrapped", bootstrapped)
-	if !bootstrapped {
-		if err := readiness.MarkBootstrapped(cp.dir.root); err != nil {
-			return err
-		}
-	}
-	for name, client := range map[string]string{"controller-manager": pki.ControllerManager, "scheduler": pki.Scheduler} {
-		cfg, err := p.KubeconfigForClient(url, name, client)
-		if err != nil {
-			return err
-		}
-		if err := pki.WriteKubeconfig(cp.dir.componentKubeconfig(name), cfg); err != nil {
-			return err
-		}
-	}
-	if err := pki.WriteKubeconfig(cp.dir.AdminKubeconfig(), admin); err != nil {
-		return err
-	}
-
-	ctrlCtx, stopCtrl := context.WithCancel(context.Background())
-	defer stopCtrl()
-	var wg sync.WaitGroup
-	ctrlErr := make(chan error, 2)
-	start := func(name string, run func(context.Context, []string) error, args []string) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := run(ctrlCtx, args); err != nil && ctrlCtx.Err() == nil {
-				ctrlErr <- fmt.Errorf("%s: %w", name, err)
-			}
-		}()
-	}
-	runCM := runControllerManager
-	if cp.opts.Mode == ModeVirtual {
-		runCM = runVirtualControllerManager
-	}
-	start("kube-controller-manager", runCM, cp.controllerManagerArgs())
-	if cp.opts.Scheduler {
-		start("kube-scheduler", runScheduler, cp.schedulerArgs())
-	}
-
-	info := Info{URL: url, AdminKubeconfig: cp.dir.AdminKubeconfig(), Admin: adminREST, Version: BinaryVersion()}
-	if ready != nil {
-		if err := ready(info); err != nil {
-			return err
-		}
-	}
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case err := <-apiDone:
-		runErr = fmt.Errorf("kube-apiserver stopped: %w", err)
-	case err := <-ctrlErr:
-		runErr = err
-	}
-	cp.log.Info("stopping control plane")
-	stopCtrl()
-	waitTimeout(&wg, 20*time.Second)
-	stopAPI()
-	select {
-	case <-apiDone:
-	case <-time.After(30 * time.Second):
-		cp.log.Info("kube-apiserver did not stop in 30s")
-	}
-	return runErr
 }
 
 // applyMemorySettings sets the Go runtime's memory limit and GC target

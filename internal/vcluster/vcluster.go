@@ -14,12 +14,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/sublet-dev/sublet/internal/clusterdns"
@@ -29,7 +27,6 @@ import (
 	"github.com/sublet-dev/sublet/internal/isolation"
 	"github.com/sublet-dev/sublet/internal/kubeproxy"
 	"github.com/sublet-dev/sublet/internal/pathflag"
-	"github.com/sublet-dev/sublet/internal/pki"
 	"github.com/sublet-dev/sublet/internal/restconfig"
 	"github.com/sublet-dev/sublet/internal/syncer"
 	"github.com/sublet-dev/sublet/internal/translate"
@@ -284,7 +281,7 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 	defer fail(nil)
 	guard, err := startEgressGuard(ctx, cp, o, log, reg, fail)
 	if err != nil {
-		return err
+		return fmt.Errorf("egress guard: %w", err)
 	}
 	defer guard.socket.Close()
 	err = cp.Run(ctx, func(info controlplane.Info) error {
@@ -351,11 +348,11 @@ func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane
 	}
 	virtual, err := kubernetes.NewForConfig(withThroughput(info.Admin, virtualQPS))
 	if err != nil {
-		return err
+		return fmt.Errorf("virtual cluster client: %w", err)
 	}
 	pods, err := o.podRuntime(info)
 	if err != nil {
-		return err
+		return fmt.Errorf("pod runtime: %w", err)
 	}
 	podSecurity, err := syncer.NewPodSecurity(o.PodSecurityStandard)
 	if err != nil {
@@ -367,11 +364,11 @@ func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane
 	}
 	dnsAddress, err := o.startDNS(ctx, virtual, log)
 	if err != nil {
-		return err
+		return fmt.Errorf("cluster DNS: %w", err)
 	}
 	dnsIP, err := clusterdns.EnsureService(ctx, virtual, dnsAddress)
 	if err != nil {
-		return err
+		return fmt.Errorf("cluster DNS service: %w", err)
 	}
 	if pods.DNSServer == "" {
 		pods.DNSServer = dnsIP // ClusterFirst pods ask the cluster's DNS
@@ -387,20 +384,20 @@ func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane
 	}
 	if o.KubeconfigSecret != "" {
 		if err := publishKubeconfig(ctx, sctx.Host, o, info); err != nil {
-			return err
+			return fmt.Errorf("--kubeconfig-secret %s: %w", o.KubeconfigSecret, err)
 		}
 	}
 	hostAPI, err := kubeproxy.NewBackend(withThroughput(hostCfg, hostQPS))
 	if err != nil {
-		return err
+		return fmt.Errorf("host API proxy: %w", err)
 	}
 	kubelet, err := startKubeletProxy(ctx, sctx, hostAPI, cp.DataDir(), o.ControlPlane.AdvertiseAddress, log)
 	if err != nil {
-		return err
+		return fmt.Errorf("kubelet proxy: %w", err)
 	}
 	sctx.Kubelet = kubelet
 	if err := allowEgress(guard, o, sctx, kubelet); err != nil {
-		return err
+		return fmt.Errorf("egress guard: %w", err)
 	}
 	redirect.Start(sctx, hostAPI)
 	go func() {
@@ -445,63 +442,4 @@ func withThroughput(cfg *rest.Config, qps float32) *rest.Config {
 	c := rest.CopyConfig(cfg)
 	c.QPS, c.Burst = qps, int(2*qps)
 	return c
-}
-
-// publishKubeconfig writes the admin kubeconfig, pointed at
-// o.KubeconfigServer, into host secret o.KubeconfigSecret.
-func publishKubeconfig(ctx context.Context, host kubernetes.Interface, o Options, info controlplane.Info) error {
-	cfg, err := clientcmd.LoadFromFile(info.AdminKubeconfig)
-	if err != nil {
-		return err
-	}
-	for _, c := range cfg.Clusters {
-		c.Server = o.KubeconfigServer
-	}
-	data, err := clientcmd.Write(*cfg)
-	if err != nil {
-		return err
-	}
-	s := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: o.KubeconfigSecret, Namespace: o.HostNamespace,
-			Labels: map[string]string{"sublet.dev/virtualcluster": o.Name}},
-		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{"config": data},
-	}
-	secrets := host.CoreV1().Secrets(o.HostNamespace)
-	_, err = secrets.Create(ctx, s, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		var old *corev1.Secret
-		if old, err = secrets.Get(ctx, s.Name, metav1.GetOptions{}); err == nil {
-			old.Data = s.Data
-			_, err = secrets.Update(ctx, old, metav1.UpdateOptions{})
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("write the admin kubeconfig to host secret %s: %w", o.KubeconfigSecret, err)
-	}
-	return nil
-}
-
-// startKubeletProxy serves the kubelet API of the virtual cluster's nodes
-// (logs, exec, attach, port-forward through the host API server) on
-// address, with the control plane's serving certificate, to the virtual API
-// server alone.
-func startKubeletProxy(ctx context.Context, sctx *syncer.Context, backend *kubeproxy.Backend, dataDir, address string, log klog.Logger) (*syncer.KubeletEndpoint, error) {
-	if address == "" {
-		address = "127.0.0.1"
-	}
-	l, err := net.Listen("tcp", net.JoinHostPort(address, "0"))
-	if err != nil {
-		return nil, fmt.Errorf("kubelet proxy: %w", err)
-	}
-	// Only the virtual API server's own kubelet client certificate: the
-	// controller-manager signs tenants' CSRs with the same CA.
-	err = controlplane.PKI(dataDir).ServePinned(ctx, l, pki.APIServerKubeletClient, syncer.NewKubeletProxy(sctx, backend), func(err error) {
-		log.Error(err, "kubelet proxy stopped")
-	})
-	if err != nil {
-		_ = l.Close()
-		return nil, fmt.Errorf("kubelet proxy: %w", err)
-	}
-	return &syncer.KubeletEndpoint{Address: address, Port: int32(l.Addr().(*net.TCPAddr).Port)}, nil
 }
