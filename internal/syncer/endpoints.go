@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/sublet-dev/sublet/internal/translate"
+	"github.com/sublet-dev/sublet/internal/translate/pod"
 )
 
 // Endpoints of services with a selector are computed on each side from the
@@ -30,7 +31,7 @@ func (s selectorless) has(ns, name string) bool {
 		return false
 	}
 	svc, ok := obj.(*corev1.Service)
-	return ok && len(svc.Spec.Selector) == 0 && !isAPIServerService(svc) && svc.Spec.Type != corev1.ServiceTypeExternalName
+	return ok && len(svc.Spec.Selector) == 0 && !pod.IsAPIServerService(svc) && svc.Spec.Type != corev1.ServiceTypeExternalName
 }
 
 // serviceTrigger re-syncs the endpoints named like a service when the

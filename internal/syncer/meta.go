@@ -9,7 +9,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/sublet-dev/sublet/internal/isolation"
 	"github.com/sublet-dev/sublet/internal/translate"
 )
 
@@ -25,17 +24,7 @@ func hostMeta(t translate.Translator, v metav1.Object) metav1.ObjectMeta {
 // hostMetaAllowing is hostMeta with the annotations the pattern lists
 // allow too; it returns the keys it dropped.
 func hostMetaAllowing(t translate.Translator, v metav1.Object, allowed ...[]string) (metav1.ObjectMeta, []string) {
-	annotations, dropped := isolation.FilterAnnotations(v.GetAnnotations(), allowed...)
-	m := metav1.ObjectMeta{
-		Name:        t.HostName(v.GetNamespace(), v.GetName()),
-		Namespace:   t.HostNamespace,
-		Labels:      t.HostLabels(v.GetNamespace(), v.GetLabels()),
-		Annotations: annotations,
-	}
-	for k, val := range translate.OwnerAnnotations(v) {
-		m.Annotations[k] = val
-	}
-	return m, dropped
+	return t.HostMeta(v, allowed...)
 }
 
 // deleteOwned filters the result of a delete guarded by a UID precondition:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/sublet-dev/sublet/internal/translate/pod"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,14 +23,8 @@ func serviceInformer(f informers.SharedInformerFactory) cache.SharedIndexInforme
 	return f.Core().V1().Services().Informer()
 }
 
-// isAPIServerService is the virtual cluster's own kubernetes service, which
-// points at its API server and has no host counterpart.
-func isAPIServerService(s *corev1.Service) bool {
-	return s.Namespace == metav1.NamespaceDefault && s.Name == "kubernetes"
-}
-
 func (serviceSyncer) VirtualOnly(ctx context.Context, c *Context, v *corev1.Service) error {
-	if isAPIServerService(v) || v.DeletionTimestamp != nil {
+	if pod.IsAPIServerService(v) || v.DeletionTimestamp != nil {
 		return nil
 	}
 	h, r, ok := hostService(c, v)
@@ -51,7 +46,7 @@ func (serviceSyncer) VirtualOnly(ctx context.Context, c *Context, v *corev1.Serv
 }
 
 func (serviceSyncer) Both(ctx context.Context, c *Context, v, h *corev1.Service) error {
-	if isAPIServerService(v) {
+	if pod.IsAPIServerService(v) {
 		return nil
 	}
 	if h.Spec.ClusterIP != "" && v.Spec.ClusterIP != h.Spec.ClusterIP {

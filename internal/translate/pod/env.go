@@ -26,7 +26,7 @@ func translateEnv(rt Runtime, v *corev1.Pod, h *corev1.Pod, services []*corev1.S
 		var list []*corev1.Service
 		if v.Spec.EnableServiceLinks == nil || *v.Spec.EnableServiceLinks {
 			for _, s := range services {
-				if s.Namespace == v.Namespace && !isAPIServerService(s) && len(s.Spec.Ports) > 0 {
+				if s.Namespace == v.Namespace && !IsAPIServerService(s) && len(s.Spec.Ports) > 0 {
 					list = append(list, s)
 				}
 			}
@@ -57,13 +57,6 @@ func translateEnv(rt Runtime, v *corev1.Pod, h *corev1.Pod, services []*corev1.S
 	for i := range h.Spec.EphemeralContainers {
 		fix((*corev1.Container)(&h.Spec.EphemeralContainers[i].EphemeralContainerCommon))
 	}
-}
-
-// isAPIServerService is the virtual cluster's own kubernetes service,
-// whose link the virtual API server's address replaces (the syncer's
-// isAPIServerService).
-func isAPIServerService(s *corev1.Service) bool {
-	return s.Namespace == metav1.NamespaceDefault && s.Name == "kubernetes"
 }
 
 // virtualFieldValue resolves a downward-API field path whose host value
@@ -118,4 +111,10 @@ func translateDNS(rt Runtime, v *corev1.Pod, h *corev1.Pod) {
 	}
 	h.Spec.DNSPolicy = corev1.DNSNone
 	h.Spec.DNSConfig = cfg
+}
+
+// IsAPIServerService reports whether s is the virtual cluster's own
+// default/kubernetes Service: the API server, never copied to the host.
+func IsAPIServerService(s *corev1.Service) bool {
+	return s.Namespace == metav1.NamespaceDefault && s.Name == "kubernetes"
 }

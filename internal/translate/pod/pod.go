@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/sublet-dev/sublet/internal/isolation"
@@ -52,7 +51,7 @@ type Translator struct {
 // and the admin's limits on tolerations and node selectors.
 func (t Translator) HostPod(v *corev1.Pod, services []*corev1.Service) (h *corev1.Pod, needsIdentity bool, droppedAnnotations []string) {
 	names := t.Names
-	meta, dropped := hostMeta(names, v, t.Policy.AllowedAnnotations)
+	meta, dropped := names.HostMeta(v, t.Policy.AllowedAnnotations)
 	h = &corev1.Pod{ObjectMeta: meta, Spec: *v.Spec.DeepCopy()}
 	s := &h.Spec
 	// The host schedules; the virtual cluster's service accounts, priority
@@ -101,24 +100,6 @@ func (t Translator) HostPod(v *corev1.Pod, services []*corev1.Service) (h *corev
 		}
 	}
 	return h, needsIdentity, dropped
-}
-
-// hostMeta is the metadata of v's host copy: translated name, labels and
-// owner labels, the annotations the base rule and the allowed patterns pass,
-// and the owner annotations; it returns the annotation keys it dropped.
-// It is the syncer's hostMetaAllowing, for pods.
-func hostMeta(t translate.Translator, v metav1.Object, allowed []string) (metav1.ObjectMeta, []string) {
-	annotations, dropped := isolation.FilterAnnotations(v.GetAnnotations(), allowed)
-	m := metav1.ObjectMeta{
-		Name:        t.HostName(v.GetNamespace(), v.GetName()),
-		Namespace:   t.HostNamespace,
-		Labels:      t.HostLabels(v.GetNamespace(), v.GetLabels()),
-		Annotations: annotations,
-	}
-	for k, val := range translate.OwnerAnnotations(v) {
-		m.Annotations[k] = val
-	}
-	return m, dropped
 }
 
 // translateAffinityTerms makes pod (anti-)affinity terms select the host
