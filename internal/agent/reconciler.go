@@ -106,46 +106,10 @@ func (r *reconciler) reconcileAwakeOrAsleep(ctx context.Context, vc *storagev1.V
 }
 
 func (r *reconciler) reconcile(ctx context.Context, vc *storagev1.VirtualCluster, tmpls []template) (ctrl.Result, error) {
-	// A name the runtime would refuse fails here, before anything starts.
-	if msgs := translate.ValidateVClusterName(vc.Name); len(msgs) > 0 {
-		msg := fmt.Sprintf("metadata.name %q %s; names cannot change: create the virtual cluster again under a valid name and delete this one", vc.Name, strings.Join(msgs, "; "))
-		if r.setCondition(vc, storagev1.ConditionConfigurationValid, false, "InvalidName", msg) {
-			r.recorder.Eventf(vc, nil, corev1.EventTypeWarning, "InvalidName", "Deploy", msg)
-		}
-		r.setPhase(vc, storagev1.PhaseFailed, "InvalidName", msg)
-		return ctrl.Result{}, nil
+	eff, err := r.admit(ctx, vc, tmpls)
+	if eff == nil || err != nil {
+		return ctrl.Result{}, err
 	}
-	eff, err := effectiveValues(vc, tmpls)
-	if err != nil {
-		r.setCondition(vc, storagev1.ConditionValuesValid, false, "InvalidValues", err.Error())
-		r.setPhase(vc, storagev1.PhaseFailed, "InvalidValues", "invalid values: "+err.Error()+"; fix them and apply again")
-		return ctrl.Result{}, nil
-	}
-	r.setCondition(vc, storagev1.ConditionValuesValid, true, "Valid", "values parsed and validated")
-	vc.Status.EffectiveValues = eff.YAML
-	msg, err := r.loosens(ctx, vc, tmpls, eff)
-	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("compare isolation with the templates': %w", err)
-	}
-	if msg != "" {
-		// Refused before the runtime or the host namespace is touched.
-		if r.setCondition(vc, storagev1.ConditionIsolationAllowed, false, ReasonLoosensIsolation, msg) {
-			r.recorder.Eventf(vc, nil, corev1.EventTypeWarning, ReasonLoosensIsolation, "Deploy", msg)
-		}
-		r.setPhase(vc, storagev1.PhaseFailed, ReasonLoosensIsolation, msg)
-		return ctrl.Result{}, nil
-	}
-	r.setCondition(vc, storagev1.ConditionIsolationAllowed, true, "Allowed", "the values loosen no isolation setting of the cluster default and template")
-	if eff.Version.Fallback {
-		msg := fmt.Sprintf("image %s asks for Kubernetes %s, which this Sublet does not ship; running %s, the nearest shipped version",
-			eff.Values.VirtualCluster.Image, eff.Version.Asked, eff.Version.Run)
-		if r.setCondition(vc, storagev1.ConditionVersionFallback, true, "NearestShippedVersion", msg) {
-			r.recorder.Eventf(vc, nil, corev1.EventTypeWarning, "VersionFallback", "Deploy", msg)
-		}
-	} else {
-		meta.RemoveStatusCondition(&vc.Status.Conditions, storagev1.ConditionVersionFallback)
-	}
-
 	state, err := r.runtime.Ensure(ctx, vc, eff.RunArgs())
 	if err != nil {
 		r.setCondition(vc, storagev1.ConditionRuntimeReady, false, "RuntimeError", err.Error())
@@ -165,6 +129,57 @@ func (r *reconciler) reconcile(ctx context.Context, vc *storagev1.VirtualCluster
 		return ctrl.Result{}, err
 	}
 	r.setCondition(vc, storagev1.ConditionIsolationApplied, true, "Applied", "the host namespace's guard rails match isolation.*")
+	return r.report(ctx, vc, state)
+}
+
+// admit checks vc's name, values and isolation against its templates and
+// returns its effective values, or nil when vc is refused (its status says
+// why).
+func (r *reconciler) admit(ctx context.Context, vc *storagev1.VirtualCluster, tmpls []template) (*values.Effective, error) {
+	// A name the runtime would refuse fails here, before anything starts.
+	if msgs := translate.ValidateVClusterName(vc.Name); len(msgs) > 0 {
+		msg := fmt.Sprintf("metadata.name %q %s; names cannot change: create the virtual cluster again under a valid name and delete this one", vc.Name, strings.Join(msgs, "; "))
+		if r.setCondition(vc, storagev1.ConditionConfigurationValid, false, "InvalidName", msg) {
+			r.recorder.Eventf(vc, nil, corev1.EventTypeWarning, "InvalidName", "Deploy", msg)
+		}
+		r.setPhase(vc, storagev1.PhaseFailed, "InvalidName", msg)
+		return nil, nil
+	}
+	eff, err := effectiveValues(vc, tmpls)
+	if err != nil {
+		r.setCondition(vc, storagev1.ConditionValuesValid, false, "InvalidValues", err.Error())
+		r.setPhase(vc, storagev1.PhaseFailed, "InvalidValues", "invalid values: "+err.Error()+"; fix them and apply again")
+		return nil, nil
+	}
+	r.setCondition(vc, storagev1.ConditionValuesValid, true, "Valid", "values parsed and validated")
+	vc.Status.EffectiveValues = eff.YAML
+	msg, err := r.loosens(ctx, vc, tmpls, eff)
+	if err != nil {
+		return nil, fmt.Errorf("compare isolation with the templates': %w", err)
+	}
+	if msg != "" {
+		// Refused before the runtime or the host namespace is touched.
+		if r.setCondition(vc, storagev1.ConditionIsolationAllowed, false, ReasonLoosensIsolation, msg) {
+			r.recorder.Eventf(vc, nil, corev1.EventTypeWarning, ReasonLoosensIsolation, "Deploy", msg)
+		}
+		r.setPhase(vc, storagev1.PhaseFailed, ReasonLoosensIsolation, msg)
+		return nil, nil
+	}
+	r.setCondition(vc, storagev1.ConditionIsolationAllowed, true, "Allowed", "the values loosen no isolation setting of the cluster default and template")
+	if eff.Version.Fallback {
+		msg := fmt.Sprintf("image %s asks for Kubernetes %s, which this Sublet does not ship; running %s, the nearest shipped version",
+			eff.Values.VirtualCluster.Image, eff.Version.Asked, eff.Version.Run)
+		if r.setCondition(vc, storagev1.ConditionVersionFallback, true, "NearestShippedVersion", msg) {
+			r.recorder.Eventf(vc, nil, corev1.EventTypeWarning, "VersionFallback", "Deploy", msg)
+		}
+	} else {
+		meta.RemoveStatusCondition(&vc.Status.Conditions, storagev1.ConditionVersionFallback)
+	}
+	return eff, nil
+}
+
+// report records the runtime's state in vc's status.
+func (r *reconciler) report(ctx context.Context, vc *storagev1.VirtualCluster, state State) (ctrl.Result, error) {
 	if state.Refused {
 		msg := state.Message + "; fix the values and apply again"
 		if r.setCondition(vc, storagev1.ConditionConfigurationValid, false, "RefusedByRuntime", msg) {

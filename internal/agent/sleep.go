@@ -44,7 +44,10 @@ type sleepOutcome struct {
 
 // sleepMode applies vc's sleep mode (its annotations over its templates'):
 // it puts the cluster to sleep, keeps it asleep, wakes it or deletes it.
-func (r *reconciler) sleepMode(ctx context.Context, vc *storagev1.VirtualCluster, tmpls []template) (sleepOutcome, error) {
+// sleepConfig is vc's sleep mode, from its templates' annotations and its
+// own; invalid annotations are reported and only an explicit sleep request
+// of them counts.
+func (r *reconciler) sleepConfig(vc *storagev1.VirtualCluster, tmpls []template) sleepmode.Config {
 	layers := make([]map[string]string, 0, len(tmpls)+1)
 	for _, t := range tmpls {
 		layers = append(layers, t.Annotations)
@@ -56,11 +59,15 @@ func (r *reconciler) sleepMode(ctx context.Context, vc *storagev1.VirtualCluster
 		if r.setCondition(vc, storagev1.ConditionSleepModeValid, false, "InvalidAnnotation", msg) {
 			r.recorder.Eventf(vc, nil, corev1.EventTypeWarning, "InvalidSleepMode", "SleepMode", msg)
 		}
-		// Only an explicit sleep request still counts.
-		cfg = sleepmode.Config{Location: time.UTC, ForceSleep: cfg.ForceSleep, PreventWakeup: cfg.PreventWakeup}
+		return sleepmode.Config{Location: time.UTC, ForceSleep: cfg.ForceSleep, PreventWakeup: cfg.PreventWakeup}
 	case cfg.Configured() || meta.FindStatusCondition(vc.Status.Conditions, storagev1.ConditionSleepModeValid) != nil:
 		r.setCondition(vc, storagev1.ConditionSleepModeValid, true, "Valid", "the sleep mode annotations parsed")
 	}
+	return cfg
+}
+
+func (r *reconciler) sleepMode(ctx context.Context, vc *storagev1.VirtualCluster, tmpls []template) (sleepOutcome, error) {
+	cfg := r.sleepConfig(vc, tmpls)
 	vc.Status.SleepAfterSeconds = int64(cfg.SleepAfter / time.Second)
 	now := r.clock()
 	st := sleepmode.State{

@@ -65,6 +65,25 @@ type simulator struct {
 }
 
 // start runs the simulation until ctx ends and returns the kubelet port.
+// kubeletServer is the kubelet API of the simulated nodes: logs, and exec
+// where the simulator runs commands.
+func (s *simulator) kubeletServer(ctr *controllers.Controller) (*server.Server, error) {
+	srvCfg := server.Config{DataSource: ctr, NodeCacheGetter: ctr.GetNodeCache(), PodCacheGetter: ctr.GetPodCache()}
+	logs, err := s.clusterLogs()
+	if err != nil {
+		return nil, err
+	}
+	srvCfg.ClusterLogs = logs
+	if s.exec {
+		execs, err := s.clusterExecs()
+		if err != nil {
+			return nil, err
+		}
+		srvCfg.ClusterExecs = execs
+	}
+	return server.NewServer(srvCfg)
+}
+
 func (s *simulator) start(ctx context.Context) (int, error) {
 	ctx = kwoklog.NewContext(ctx, kwoklog.NewLogger(s.logOut, slog.LevelWarn))
 	cfg := rest.CopyConfig(s.admin)
@@ -120,20 +139,7 @@ func (s *simulator) start(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("start kwok controller: %w", err)
 	}
 
-	srvCfg := server.Config{DataSource: ctr, NodeCacheGetter: ctr.GetNodeCache(), PodCacheGetter: ctr.GetPodCache()}
-	logs, err := s.clusterLogs()
-	if err != nil {
-		return 0, err
-	}
-	srvCfg.ClusterLogs = logs
-	if s.exec {
-		execs, err := s.clusterExecs()
-		if err != nil {
-			return 0, err
-		}
-		srvCfg.ClusterExecs = execs
-	}
-	srv, err := server.NewServer(srvCfg)
+	srv, err := s.kubeletServer(ctr)
 	if err != nil {
 		return 0, fmt.Errorf("kwok kubelet server: %w", err)
 	}

@@ -39,27 +39,9 @@ func WriteArchive(w io.Writer, img v1.Image, ref name.Tag, created time.Time) er
 		return err
 	}
 	files[blobPath(configDigest)] = config
-	layers, err := img.Layers()
+	layerPaths, err := addLayers(files, img)
 	if err != nil {
 		return err
-	}
-	var layerPaths []string
-	for _, l := range layers {
-		d, err := l.Digest()
-		if err != nil {
-			return err
-		}
-		rc, err := l.Compressed()
-		if err != nil {
-			return err
-		}
-		data, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			return fmt.Errorf("archive: layer %s: %w", d, err)
-		}
-		files[blobPath(d)] = data
-		layerPaths = append(layerPaths, blobPath(d))
 	}
 	index := v1.IndexManifest{
 		SchemaVersion: 2,
@@ -86,7 +68,12 @@ func WriteArchive(w io.Writer, img v1.Image, ref name.Tag, created time.Time) er
 	if files["manifest.json"], err = json.Marshal(dockerManifest); err != nil {
 		return err
 	}
+	return writeTar(w, files, created)
+}
 
+// writeTar writes files (path → content) as a tar archive with fixed modes
+// and times, in path order, after the blobs directories.
+func writeTar(w io.Writer, files map[string][]byte, created time.Time) error {
 	names := make([]string, 0, len(files))
 	for n := range files {
 		names = append(names, n)
@@ -108,4 +95,32 @@ func WriteArchive(w io.Writer, img v1.Image, ref name.Tag, created time.Time) er
 		}
 	}
 	return tw.Close()
+}
+
+// addLayers adds img's compressed layers to files as blobs and returns
+// their paths, in order.
+func addLayers(files map[string][]byte, img v1.Image) ([]string, error) {
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("archive: layers: %w", err)
+	}
+	var paths []string
+	for _, l := range layers {
+		d, err := l.Digest()
+		if err != nil {
+			return nil, fmt.Errorf("archive: layer digest: %w", err)
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			return nil, fmt.Errorf("archive: layer %s: %w", d, err)
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("archive: layer %s: %w", d, err)
+		}
+		files[blobPath(d)] = data
+		paths = append(paths, blobPath(d))
+	}
+	return paths, nil
 }

@@ -299,6 +299,13 @@ func flagArg(a string) (name, value string, ok bool) {
 
 // Validate checks values that parse but are wrong.
 func Validate(v *Values) field.ErrorList {
+	errs := validateVirtualCluster(v)
+	errs = append(errs, validateSync(v)...)
+	return append(errs, validateIsolation(v)...)
+}
+
+// validateVirtualCluster checks virtualCluster.image and .extraArgs.
+func validateVirtualCluster(v *Values) field.ErrorList {
 	var errs field.ErrorList
 	vc := field.NewPath("virtualCluster")
 	if _, err := ParseVersion(v.VirtualCluster.Image); err != nil {
@@ -328,6 +335,13 @@ func Validate(v *Values) field.ErrorList {
 			errs = append(errs, field.NotSupported(p, a, []string{"--service-cidr=CIDR", "--datastore=sqlite|etcd", allowedAPIServerFlags()}))
 		}
 	}
+	return errs
+}
+
+// validateSync checks syncer.extraArgs and sync: only kinds the syncer
+// knows.
+func validateSync(v *Values) field.ErrorList {
+	var errs field.ErrorList
 	known := map[string]bool{}
 	for _, n := range kinds.Names() {
 		known[n] = true
@@ -354,6 +368,12 @@ func Validate(v *Values) field.ErrorList {
 			errs = append(errs, field.NotSupported(field.NewPath("sync").Key(name), name, kinds.Names()))
 		}
 	}
+	return errs
+}
+
+// validateIsolation checks isolation.*.
+func validateIsolation(v *Values) field.ErrorList {
+	var errs field.ErrorList
 	iso := field.NewPath("isolation")
 	switch v.Isolation.PodSecurityStandard {
 	case "", "privileged", "baseline", "restricted":

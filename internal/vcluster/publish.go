@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/internal/controlplane"
 	"github.com/sublet-dev/sublet/internal/kubeproxy"
 	"github.com/sublet-dev/sublet/internal/pki"
@@ -34,7 +35,7 @@ func publishKubeconfig(ctx context.Context, host kubernetes.Interface, o Options
 	}
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: o.KubeconfigSecret, Namespace: o.HostNamespace,
-			Labels: map[string]string{"sublet.dev/virtualcluster": o.Name}},
+			Labels: map[string]string{storagev1.LabelVirtualCluster: o.Name}},
 		Type: corev1.SecretTypeOpaque,
 		Data: map[string][]byte{"config": data},
 	}
