@@ -17,6 +17,7 @@ import (
 	"github.com/sublet-dev/sublet/internal/kubeproxy"
 	"github.com/sublet-dev/sublet/internal/pki"
 	"github.com/sublet-dev/sublet/internal/syncer"
+	"github.com/sublet-dev/sublet/internal/vcluster/proxy"
 )
 
 // publishKubeconfig writes the admin kubeconfig, pointed at
@@ -68,7 +69,7 @@ func startKubeletProxy(ctx context.Context, sctx *syncer.Context, backend *kubep
 	}
 	// Only the virtual API server's own kubelet client certificate: the
 	// controller-manager signs tenants' CSRs with the same CA.
-	err = controlplane.PKI(dataDir).ServePinned(ctx, l, pki.APIServerKubeletClient, syncer.NewKubeletProxy(sctx, backend), func(err error) {
+	err = controlplane.PKI(dataDir).ServePinned(ctx, l, pki.APIServerKubeletClient, proxy.NewKubelet(sctx, backend), func(err error) {
 		log.Error(err, "kubelet proxy stopped")
 	})
 	if err != nil {

@@ -30,6 +30,7 @@ import (
 	"github.com/sublet-dev/sublet/internal/restconfig"
 	"github.com/sublet-dev/sublet/internal/syncer"
 	"github.com/sublet-dev/sublet/internal/translate"
+	"github.com/sublet-dev/sublet/internal/vcluster/proxy"
 )
 
 // Client rate limits of the syncer. The virtual API server is this
@@ -275,7 +276,7 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 	}
 	metrics := syncer.NewMetrics(reg)
 	// Service and pod proxying reach the host copies (once the syncer runs).
-	redirect := &syncer.ProxyRedirect{}
+	redirect := &proxy.Redirect{}
 	cp.WrapAPIHandler(redirect.Wrap)
 	ctx, fail := context.WithCancelCause(ctx)
 	defer fail(nil)
@@ -341,7 +342,7 @@ func (o *Options) checkHost(ctx context.Context) (*rest.Config, error) {
 // kubeconfig Secret, the kubelet proxy, the syncer; and tells the egress
 // guard what they make reachable.
 func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane, hostCfg *rest.Config, info controlplane.Info,
-	redirect *syncer.ProxyRedirect, guard *egress.Guard, metrics *syncer.Metrics, log klog.Logger, ready func(Info) error) error {
+	redirect *proxy.Redirect, guard *egress.Guard, metrics *syncer.Metrics, log klog.Logger, ready func(Info) error) error {
 	selected, err := syncer.Selection(o.Sync, o.DisableSync)
 	if err != nil {
 		return err

@@ -1,4 +1,8 @@
-package syncer
+// Package proxy holds the proxies a virtual cluster's runtime serves beside
+// its API server: the kubelet API of its nodes and the redirect of service
+// and pod proxy requests, both to the host copies through the host API
+// server, with the syncer's credentials.
+package proxy
 
 import (
 	"context"
@@ -13,32 +17,33 @@ import (
 	"k8s.io/apiserver/pkg/endpoints/request"
 
 	"github.com/sublet-dev/sublet/internal/kubeproxy"
+	"github.com/sublet-dev/sublet/internal/syncer"
 )
 
-// ProxyRedirect sends the virtual API server's service and pod proxy
+// Redirect sends the virtual API server's service and pod proxy
 // requests (…/services/[SCHEME:]NAME[:PORT]/proxy/PATH and the same for
 // pods, which kubectl proxy and kubectl get --raw use) to the same
 // subresource of the translated host object on the host API server, where
 // the virtual cluster's services and pods really are. A request arrives
 // authorized by the virtual API server for that subresource; it leaves
 // with the syncer's host credentials. Everything else passes through.
-type ProxyRedirect struct {
+type Redirect struct {
 	target atomic.Pointer[proxyTarget]
 }
 
 type proxyTarget struct {
-	c    *Context
+	c    *syncer.Context
 	host *kubeproxy.Backend
 }
 
 // Start begins redirecting, with the syncer's context and a backend for the
 // host API server; until then such requests get a 503.
-func (p *ProxyRedirect) Start(c *Context, host *kubeproxy.Backend) {
+func (p *Redirect) Start(c *syncer.Context, host *kubeproxy.Backend) {
 	p.target.Store(&proxyTarget{c: c, host: host})
 }
 
 // Wrap is the API server handler wrapper (controlplane.WrapAPIHandler).
-func (p *ProxyRedirect) Wrap(next http.Handler) http.Handler {
+func (p *Redirect) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ri, ok := request.RequestInfoFrom(r.Context())
 		if !ok || !ri.IsResourceRequest || ri.APIGroup != "" || ri.Subresource != "proxy" || ri.Namespace == "" ||
