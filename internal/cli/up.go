@@ -108,18 +108,18 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 
 	hostKubeconfig, err := u.startHost()
 	if err != nil {
-		return interrupted(ctx, err)
+		return component.Interrupted(ctx, err)
 	}
 	cfg, mgmt, err := u.installPlatformAPI(ctx, hostKubeconfig)
 	if err != nil {
 		return err
 	}
 	if err := u.startAgent(hostKubeconfig); err != nil {
-		return interrupted(ctx, err)
+		return component.Interrupted(ctx, err)
 	}
 	login, err := u.startServer(ctx, cfg, mgmt, listener, hostKubeconfig)
 	if err != nil {
-		return interrupted(ctx, err)
+		return component.Interrupted(ctx, err)
 	}
 	if o.vcluster != "" {
 		if err := u.firstVirtualCluster(ctx, mgmt, login); err != nil {
@@ -133,14 +133,6 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	u.printTry(hostKubeconfig, login)
 	err = u.parts.Wait()
 	u.step("stopping")
-	return err
-}
-
-// interrupted is nil if err is only that the user stopped `sublet up`.
-func interrupted(ctx context.Context, err error) error {
-	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		return nil
-	}
 	return err
 }
 

@@ -48,8 +48,9 @@ func NewGroup(ctx context.Context) *Group {
 	return &Group{ctx: ctx, failed: make(chan error, 1)}
 }
 
-// Start starts c and waits until it is ready. An error of c before that
-// (or ctx ending) is returned, with c's name; c then no longer runs.
+// Start starts c and waits until it is ready. An error of c before that,
+// of a component started before it, or ctx ending is returned (an error
+// with its component's name); c then no longer runs.
 func (g *Group) Start(c Component) error {
 	if err := g.ctx.Err(); err != nil {
 		return err
@@ -94,6 +95,11 @@ func (g *Group) Start(c Component) error {
 		cancel()
 		<-r.done
 		return g.ctx.Err()
+	case err := <-g.failed: // one started before failed: give up on c
+		g.failed <- err // for Wait
+		cancel()
+		<-r.done
+		return err
 	}
 	g.mu.Lock()
 	g.running = append(g.running, r)
@@ -128,4 +134,13 @@ func (g *Group) Stop() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Interrupted is nil when err says only that ctx ended (the process was
+// told to stop while a component started), else err.
+func Interrupted(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return nil
+	}
+	return err
 }

@@ -3,6 +3,7 @@ package component
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -97,5 +98,38 @@ func TestGroupStartEndsWithContext(t *testing.T) {
 	err := g.Start(Component{Name: "slow", Run: func(ctx context.Context, _ func()) error { <-ctx.Done(); return nil }})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("Start after the context ended: %v", err)
+	}
+}
+
+// TestGroupStartEndsWhenAnEarlierOneFails: a component waiting to be ready
+// (a warm control plane waiting for its assignment) does not hold Start
+// when one started before it fails.
+func TestGroupStartEndsWhenAnEarlierOneFails(t *testing.T) {
+	g := NewGroup(context.Background())
+	defer g.Stop()
+	boom := errors.New("boom")
+	fail := make(chan struct{})
+	if err := g.Start(Component{Name: "control plane", Run: func(ctx context.Context, ready func()) error {
+		ready()
+		<-fail
+		return boom
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	go close(fail)
+	err := g.Start(Component{Name: "waiting", Run: func(ctx context.Context, _ func()) error { <-ctx.Done(); return nil }})
+	if !errors.Is(err, boom) || !strings.HasPrefix(err.Error(), "control plane: ") {
+		t.Errorf("Start while an earlier component fails: %v", err)
+	}
+	if err := g.Wait(); !errors.Is(err, boom) {
+		t.Errorf("Wait: %v", err)
+	}
+	if err := Interrupted(context.Background(), err); err == nil {
+		t.Error("Interrupted dropped a real error")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := Interrupted(ctx, fmt.Errorf("start: %w", ctx.Err())); err != nil {
+		t.Errorf("Interrupted kept the context's end: %v", err)
 	}
 }

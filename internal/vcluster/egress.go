@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/klog/v2"
 
+	"github.com/sublet-dev/sublet/internal/component"
 	"github.com/sublet-dev/sublet/internal/controlplane"
 	"github.com/sublet-dev/sublet/internal/egress"
 	"github.com/sublet-dev/sublet/internal/isolation"
@@ -21,11 +22,11 @@ type egressGuard struct {
 	socket *egress.Socket
 }
 
-// startEgressGuard serves the egress guard for cp's API server until ctx
-// ends, calling fail if it cannot. It starts knowing only the admin's
-// CIDRs (a warm control plane's come with its assignment): until
-// startSyncing tells it more, it refuses everything else.
-func startEgressGuard(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog.Logger, reg prometheus.Registerer, fail context.CancelCauseFunc) (*egressGuard, error) {
+// newEgressGuard makes the egress guard for cp's API server, whose
+// Component serves it. It starts knowing only the admin's CIDRs (a warm
+// control plane's come with its assignment): until startSyncing tells it
+// more, it refuses everything else.
+func newEgressGuard(cp *controlplane.ControlPlane, o Options, log klog.Logger, reg prometheus.Registerer) (*egressGuard, error) {
 	allowed, err := isolation.ParseCIDRs(o.EgressAllowedCIDRs)
 	if err != nil {
 		return nil, fmt.Errorf("--egress-allowed-cidrs: %w", err)
@@ -36,13 +37,15 @@ func startEgressGuard(ctx context.Context, cp *controlplane.ControlPlane, o Opti
 	if err != nil {
 		return nil, err
 	}
-	go func() {
-		if err := g.Serve(ctx, sock); err != nil {
-			fail(err)
-		}
-	}()
 	cp.SetEgressProxy(sock.Path)
 	return &egressGuard{Guard: g, socket: sock}, nil
+}
+
+// component serves the guard until its context ends.
+func (g *egressGuard) component() component.Component {
+	return component.Component{Name: "egress guard", NoReadiness: true, Run: func(ctx context.Context, _ func()) error {
+		return g.Serve(ctx, g.socket)
+	}}
 }
 
 // allowEgress tells the guard what the running syncer makes reachable: the

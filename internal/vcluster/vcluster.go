@@ -21,6 +21,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/sublet-dev/sublet/internal/clusterdns"
+	"github.com/sublet-dev/sublet/internal/component"
 	"github.com/sublet-dev/sublet/internal/controlplane"
 	"github.com/sublet-dev/sublet/internal/egress"
 	"github.com/sublet-dev/sublet/internal/exitcode"
@@ -259,10 +260,11 @@ type Info struct {
 	DNSAddress string
 }
 
-// Run starts the control plane on cp and, once it is ready, checks the
-// host namespace and starts the syncer and the DNS; ready is called after
-// all started. A warm control plane (o.AwaitAssignment) waits for its
-// assignment between the two.
+// Run runs the virtual cluster's parts on cp: the egress guard, the
+// control plane, then, once it is ready, what connects it to its host
+// namespace (DNS, kubelet proxy, syncer); ready is called after all
+// started. A warm control plane (o.AwaitAssignment) waits for its
+// assignment before the last. They stop in reverse order.
 func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog.Logger, reg prometheus.Registerer, ready func(Info) error) error {
 	var hostCfg *rest.Config
 	if o.AwaitAssignment == "" {
@@ -278,40 +280,60 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 	// Service and pod proxying reach the host copies (once the syncer runs).
 	redirect := &proxy.Redirect{}
 	cp.WrapAPIHandler(redirect.Wrap)
-	ctx, fail := context.WithCancelCause(ctx)
-	defer fail(nil)
-	guard, err := startEgressGuard(ctx, cp, o, log, reg, fail)
+	guard, err := newEgressGuard(cp, o, log, reg)
 	if err != nil {
 		return fmt.Errorf("egress guard: %w", err)
 	}
 	defer guard.socket.Close()
-	err = cp.Run(ctx, func(info controlplane.Info) error {
-		if o.AwaitAssignment == "" {
-			return o.startSyncing(ctx, cp, hostCfg, info, redirect, guard.Guard, metrics, log, ready)
-		}
-		// The control plane keeps running (and is watched) while it waits.
-		go func() {
-			err := o.awaitAssignment(ctx, log)
-			if err == nil {
-				log.Info("warm control plane assigned", "virtualcluster", o.Name, "hostNamespace", o.HostNamespace)
-				if err := setNice(0); err != nil {
-					log.Error(err, "runs at background CPU priority until its next restart", "virtualcluster", o.Name)
-				}
-				var hostCfg *rest.Config
-				if hostCfg, err = o.checkHost(ctx); err == nil {
-					err = o.startSyncing(ctx, cp, hostCfg, info, redirect, guard.Guard, metrics, log, ready)
-				}
-			}
-			if err != nil && ctx.Err() == nil {
-				fail(err)
-			}
-		}()
-		return nil
-	})
-	if cause := context.Cause(ctx); err == nil && cause != nil && !errors.Is(cause, context.Canceled) {
-		return cause
+
+	parts := component.NewGroup(ctx)
+	defer parts.Stop()
+	if err := parts.Start(guard.component()); err != nil {
+		return component.Interrupted(ctx, err)
 	}
-	return err
+	var info controlplane.Info
+	if err := parts.Start(component.Component{Name: "control plane", Run: func(ctx context.Context, started func()) error {
+		return cp.Run(ctx, func(i controlplane.Info) error {
+			info = i
+			started()
+			return nil
+		})
+	}}); err != nil {
+		return component.Interrupted(ctx, err)
+	}
+	err = parts.Start(component.Component{Name: "host connection", Run: func(ctx context.Context, started func()) error {
+		if o.AwaitAssignment != "" {
+			// The control plane keeps running (and is watched) while it waits.
+			cfg, err := o.assigned(ctx, log)
+			if err != nil {
+				return err
+			}
+			hostCfg = cfg
+		}
+		if err := o.startSyncing(ctx, cp, hostCfg, info, redirect, guard.Guard, metrics, log, ready); err != nil {
+			return err
+		}
+		started()
+		<-ctx.Done()
+		return nil
+	}})
+	if err != nil {
+		return component.Interrupted(ctx, err)
+	}
+	return parts.Wait()
+}
+
+// assigned waits for a warm control plane's assignment, then checks the
+// host it names and returns a client config of it.
+func (o *Options) assigned(ctx context.Context, log klog.Logger) (*rest.Config, error) {
+	if err := o.awaitAssignment(ctx, log); err != nil {
+		return nil, err
+	}
+	log.Info("warm control plane assigned", "virtualcluster", o.Name, "hostNamespace", o.HostNamespace)
+	if err := setNice(0); err != nil {
+		log.Error(err, "runs at background CPU priority until its next restart", "virtualcluster", o.Name)
+	}
+	return o.checkHost(ctx)
 }
 
 // checkHost returns a client of the host and checks that the host
