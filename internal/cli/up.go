@@ -103,7 +103,7 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	}
 	ctx := cmd.Context()
 	u := &up{o: o, out: cmd.OutOrStdout(), start: time.Now(), parts: component.NewGroup(ctx)}
-	defer u.stopVirtualClusters() // after the agent stopped
+	defer u.stopVirtualClusters() // those of an earlier run, if the agent did not start
 	defer u.parts.Stop()
 
 	hostKubeconfig, err := u.startHost()
@@ -202,7 +202,11 @@ func (u *up) startAgent(hostKubeconfig string) error {
 	ao.Kubeconfig, ao.StateDir, ao.InstallCRDs, ao.LeaderElect, ao.MetricsAddr = hostKubeconfig, u.agentDir(), false, false, "0"
 	ao.WarmPool = u.o.warmPool
 	if err := u.parts.Start(component.Component{Name: "agent", Run: func(ctx context.Context, ready func()) error {
-		return agent.Run(ctx, *ao, klog.Background().WithName("agent"), ready)
+		err := agent.Run(ctx, *ao, klog.Background().WithName("agent"), ready)
+		// Its virtual clusters outlive an agent, not `sublet up`: they
+		// stop with it, before the host they sync to.
+		u.stopVirtualClusters()
+		return err
 	}}); err != nil {
 		return err
 	}
