@@ -289,10 +289,10 @@ func hostPod(c *Context, v *corev1.Pod, services []*corev1.Service) (*corev1.Pod
 	r.annotations(dropped, "isolation.pods.allowedAnnotations")
 	for i := range h.Spec.Volumes {
 		if e := h.Spec.Volumes[i].Ephemeral; e != nil && e.VolumeClaimTemplate != nil {
-			translateClaimTemplate(c.Translator, v.Namespace, h.Spec.Volumes[i].Name, e.VolumeClaimTemplate)
+			pod.ClaimTemplate(c.Translator, v.Namespace, h.Spec.Volumes[i].Name, e.VolumeClaimTemplate)
 		}
 	}
-	restrictScheduling(c.Policy.Pods, &h.Spec, &r)
+	r = append(r, pod.RestrictScheduling(c.Policy.Pods, &h.Spec)...)
 	return h, identity, r
 }
 

@@ -44,7 +44,7 @@ var podSpecDecisions = map[string]string{
 	"Volumes[].Projected.DefaultMode":                   kept,
 	"Volumes[].Projected.DefaultUser":                   kept,
 	"Volumes[].NFS":                                     refused,    // the node mounts any server for the tenant, outside network policies
-	"Volumes[].Ephemeral":                               translated, // the claim template as PVCs are (translateClaimTemplate); recorded as kept before issue 34 and was not safe
+	"Volumes[].Ephemeral":                               translated, // the claim template as PVCs are (pod.ClaimTemplate); recorded as kept before issue 34 and was not safe
 	"Volumes[].Image":                                   kept,
 	"Volumes[].CSI":                                     refused, // with nodePublishSecretRef, or a driver the admin does not allow (isolation.pods.allowedCSIDrivers)
 	"Volumes[].GCEPersistentDisk":                       refused,

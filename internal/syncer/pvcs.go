@@ -20,7 +20,7 @@ func newPVCSyncer(factories) (Syncer[*corev1.PersistentVolumeClaim], []trigger) 
 		client: func(cs kubernetes.Interface, ns string) writer[*corev1.PersistentVolumeClaim] {
 			return cs.CoreV1().PersistentVolumeClaims(ns)
 		},
-		translate: hostPVC,
+		translate: translate.Translator.HostPVC,
 		specInto:  func(dst, src *corev1.PersistentVolumeClaim) { dst.Spec.Resources = src.Spec.Resources },
 		status: &mirrorStatus[*corev1.PersistentVolumeClaim]{
 			client: func(cs kubernetes.Interface, ns string) statusWriter[*corev1.PersistentVolumeClaim] {
@@ -34,20 +34,4 @@ func newPVCSyncer(factories) (Syncer[*corev1.PersistentVolumeClaim], []trigger) 
 
 func pvcInformer(f informers.SharedInformerFactory) cache.SharedIndexInformer {
 	return f.Core().V1().PersistentVolumeClaims().Informer()
-}
-
-// hostPVC translates a virtual claim. Virtual volume names mean nothing on
-// the host; a data source that is another claim is translated, any other
-// kind (snapshots) is dropped until snapshots are synced.
-func hostPVC(t translate.Translator, v *corev1.PersistentVolumeClaim) *corev1.PersistentVolumeClaim {
-	h := &corev1.PersistentVolumeClaim{ObjectMeta: hostMeta(t, v), Spec: *v.Spec.DeepCopy()}
-	h.Spec.VolumeName = ""
-	h.Spec.Selector = nil
-	if ds := h.Spec.DataSource; ds != nil && ds.Kind == "PersistentVolumeClaim" && (ds.APIGroup == nil || *ds.APIGroup == "") {
-		ds.Name = t.HostName(v.Namespace, ds.Name)
-		h.Spec.DataSourceRef = &corev1.TypedObjectReference{Kind: ds.Kind, Name: ds.Name}
-	} else {
-		h.Spec.DataSource, h.Spec.DataSourceRef = nil, nil
-	}
-	return h
 }

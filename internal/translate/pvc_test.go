@@ -1,4 +1,4 @@
-package syncer
+package translate
 
 import (
 	"testing"
@@ -6,12 +6,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
-
-	"github.com/sublet-dev/sublet/internal/translate"
 )
 
 func TestHostPVC(t *testing.T) {
-	tr := translate.Translator{VCluster: "demo", HostNamespace: "host-ns"}
+	tr := Translator{VCluster: "demo", HostNamespace: "host-ns"}
 	v := &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: "data", Namespace: "team"},
 		Spec: corev1.PersistentVolumeClaimSpec{
@@ -20,7 +18,7 @@ func TestHostPVC(t *testing.T) {
 			DataSource:       &corev1.TypedLocalObjectReference{Kind: "PersistentVolumeClaim", Name: "seed"},
 		},
 	}
-	h := hostPVC(tr, v)
+	h := tr.HostPVC(v)
 	if h.Name != "data-x-team-x-demo" || h.Namespace != "host-ns" {
 		t.Errorf("host claim %s/%s", h.Namespace, h.Name)
 	}
@@ -34,10 +32,10 @@ func TestHostPVC(t *testing.T) {
 		t.Errorf("data source not translated: %+v %+v", h.Spec.DataSource, h.Spec.DataSourceRef)
 	}
 	v.Spec.DataSource = &corev1.TypedLocalObjectReference{APIGroup: ptr.To("snapshot.storage.k8s.io"), Kind: "VolumeSnapshot", Name: "snap"}
-	if h := hostPVC(tr, v); h.Spec.DataSource != nil || h.Spec.DataSourceRef != nil {
+	if h := tr.HostPVC(v); h.Spec.DataSource != nil || h.Spec.DataSourceRef != nil {
 		t.Error("a snapshot data source must be dropped until snapshots are synced")
 	}
 	if v.Spec.VolumeName != "pv-in-virtual" {
-		t.Error("hostPVC modified the virtual claim")
+		t.Error("HostPVC modified the virtual claim")
 	}
 }

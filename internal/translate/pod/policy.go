@@ -1,6 +1,7 @@
-package syncer
+package pod
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 
@@ -11,12 +12,13 @@ import (
 	"github.com/sublet-dev/sublet/internal/translate"
 )
 
-// restrictScheduling limits where host pod spec s may run to what the
+// RestrictScheduling limits where host pod spec s may run to what the
 // admin allows: tolerations only of node condition taints and of keys in
 // isolation.pods.allowedTolerations (a toleration of every taint would put
 // tenant pods on the host's control plane or dedicated nodes), and the
-// admin's isolation.pods.nodeSelector over the tenant's own.
-func restrictScheduling(p isolation.PodPolicy, s *corev1.PodSpec, r *restrictions) {
+// admin's isolation.pods.nodeSelector over the tenant's own. It returns
+// what it left out or replaced, for the tenant to be told.
+func RestrictScheduling(p isolation.PodPolicy, s *corev1.PodSpec) (told []string) {
 	var kept []corev1.Toleration
 	var dropped []string
 	for _, tol := range s.Tolerations {
@@ -33,10 +35,10 @@ func restrictScheduling(p isolation.PodPolicy, s *corev1.PodSpec, r *restriction
 	s.Tolerations = kept
 	if len(dropped) > 0 {
 		sort.Strings(dropped)
-		r.add("tolerations of %s (only node condition taints; an admin may allow keys with isolation.pods.allowedTolerations)", strings.Join(dropped, ", "))
+		told = append(told, fmt.Sprintf("tolerations of %s (only node condition taints; an admin may allow keys with isolation.pods.allowedTolerations)", strings.Join(dropped, ", ")))
 	}
 	if len(p.NodeSelector) == 0 {
-		return
+		return told
 	}
 	if s.NodeSelector == nil {
 		s.NodeSelector = map[string]string{}
@@ -50,23 +52,24 @@ func restrictScheduling(p isolation.PodPolicy, s *corev1.PodSpec, r *restriction
 	}
 	if len(replaced) > 0 {
 		sort.Strings(replaced)
-		r.add("nodeSelector %s (the admin's isolation.pods.nodeSelector decides these keys)", strings.Join(replaced, ", "))
+		told = append(told, fmt.Sprintf("nodeSelector %s (the admin's isolation.pods.nodeSelector decides these keys)", strings.Join(replaced, ", ")))
 	}
+	return told
 }
 
-// translateClaimTemplate translates the claim template of an ephemeral
+// ClaimTemplate translates the claim template of an ephemeral
 // volume exactly as a PersistentVolumeClaim of the tenant is translated
-// (hostPVC): no host PV by name or selector, data sources only the
+// (translate.Translator.HostPVC): no host PV by name or selector, data sources only the
 // tenant's own claims, labels under the translated keys (no forged
 // ownership), host-affecting annotations dropped. The host's ephemeral
 // volume controller makes the claim, owned by the host pod, so it carries
 // no owner annotations of a virtual object.
-func translateClaimTemplate(t translate.Translator, vNamespace, volume string, tmpl *corev1.PersistentVolumeClaimTemplate) {
+func ClaimTemplate(t translate.Translator, vNamespace, volume string, tmpl *corev1.PersistentVolumeClaimTemplate) {
 	claim := &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: volume, Namespace: vNamespace, Labels: tmpl.Labels, Annotations: tmpl.Annotations},
 		Spec:       tmpl.Spec,
 	}
-	h := hostPVC(t, claim)
+	h := t.HostPVC(claim)
 	for k := range translate.OwnerAnnotations(claim) {
 		delete(h.Annotations, k)
 	}
