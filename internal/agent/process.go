@@ -143,7 +143,7 @@ func (r *processRuntime) supervise(vc *storagev1.VirtualCluster, dir string, arg
 	if st.Adopted {
 		r.log.Info("adopted a running virtual cluster", "virtualcluster", klog.KObj(vc), "pid", st.PID)
 	}
-	if st.Running && readFile(filepath.Join(dir, supervisor.FileRecord)) != record {
+	if st.Running && r.sup.Record(dir) != record {
 		r.log.Info("values or host changed: restarting virtual cluster", "virtualcluster", klog.KObj(vc), "pid", st.PID)
 		r.sup.Stop(dir, 30*time.Second)
 		st = r.sup.Check(dir)
@@ -214,7 +214,7 @@ func (r *processRuntime) assign(vc *storagev1.VirtualCluster, dir string, args [
 	if err := pki.WriteFileAtomic(filepath.Join(dir, "assignment"), []byte(strings.Join(assignment, "\n")+"\n"), 0o600); err != nil {
 		return err
 	}
-	if err := pki.WriteFileAtomic(filepath.Join(dir, supervisor.FileRecord), []byte(record), 0o600); err != nil {
+	if err := r.sup.SetRecord(dir, record); err != nil {
 		return err
 	}
 	r.log.Info("virtual cluster took a warm control plane", "virtualcluster", klog.KObj(vc), "dir", dir)

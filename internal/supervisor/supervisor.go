@@ -45,9 +45,9 @@ import (
 
 // Files of a child's directory.
 const (
-	FileRecord   = "args"
-	FilePID      = "pid"
-	FilePIDStart = "pid-start"
+	fileRecord   = "args"
+	filePID      = "pid"
+	filePIDStart = "pid-start"
 	fileOwner    = "owner-supervisor"
 	fileExit     = "exit"
 	fileStopping = "stopping"
@@ -120,11 +120,11 @@ func (s *Supervisor) Check(dir string) Status {
 // runningWhy returns the pid of the child that runs in dir, by its pid
 // file, and "", or why none is known to run there.
 func (s *Supervisor) runningWhy(dir string) (int, string) {
-	pid, err := strconv.Atoi(strings.TrimSpace(readFile(filepath.Join(dir, FilePID))))
+	pid, err := strconv.Atoi(strings.TrimSpace(readFile(filepath.Join(dir, filePID))))
 	if err != nil || pid <= 0 {
 		return 0, "no pid file"
 	}
-	if want := strings.TrimSpace(readFile(filepath.Join(dir, FilePIDStart))); want != "" {
+	if want := strings.TrimSpace(readFile(filepath.Join(dir, filePIDStart))); want != "" {
 		// Who the pid file names, by its start time: reliable where
 		// /proc/PID/cmdline is not (it reads empty now and then for a
 		// running process on a loaded machine), and immune to pid reuse.
@@ -183,10 +183,10 @@ func (s *Supervisor) Adopt(dir string, pid int) (bool, error) {
 // start time, then its pid.
 func (s *Supervisor) writePID(dir string, pid int) error {
 	start, _ := s.processStart(pid)
-	if err := pki.WriteFileAtomic(filepath.Join(dir, FilePIDStart), []byte(start+"\n"), 0o600); err != nil {
+	if err := pki.WriteFileAtomic(filepath.Join(dir, filePIDStart), []byte(start+"\n"), 0o600); err != nil {
 		return err
 	}
-	if err := pki.WriteFileAtomic(filepath.Join(dir, FilePID), []byte(strconv.Itoa(pid)), 0o600); err != nil {
+	if err := pki.WriteFileAtomic(filepath.Join(dir, filePID), []byte(strconv.Itoa(pid)), 0o600); err != nil {
 		return err
 	}
 	return pki.WriteFileAtomic(filepath.Join(dir, fileOwner), []byte(s.id+"\n"), 0o600)
@@ -238,7 +238,7 @@ func (s *Supervisor) Start(dir, binary string, args []string, record string, exi
 	s.mu.Unlock()
 	go func() {
 		_ = cmd.Wait()
-		e := Exit{Code: cmd.ProcessState.ExitCode(), Record: readFile(filepath.Join(dir, FileRecord)), At: time.Now()}
+		e := Exit{Code: cmd.ProcessState.ExitCode(), Record: s.Record(dir), At: time.Now()}
 		e.Ran = e.At.Sub(started)
 		if e.Code != 0 {
 			e.Message = lastLine(logPath, offset, s.ErrorPrefix)
@@ -261,7 +261,7 @@ func (s *Supervisor) Start(dir, binary string, args []string, record string, exi
 			exited(e)
 		}
 	}()
-	if err := pki.WriteFileAtomic(filepath.Join(dir, FileRecord), []byte(record), 0o600); err != nil {
+	if err := s.SetRecord(dir, record); err != nil {
 		return err
 	}
 	return s.writePID(dir, cmd.Process.Pid)
@@ -301,8 +301,15 @@ func (s *Supervisor) Stop(dir string, grace time.Duration) bool {
 	return true
 }
 
-// StopPID stops process pid as Stop stops a child.
-func (s *Supervisor) StopPID(pid int, grace time.Duration) { s.stopProcess(pid, grace) }
+// Record is what dir's child runs with (its record), as Start or SetRecord
+// wrote it.
+func (s *Supervisor) Record(dir string) string { return readFile(filepath.Join(dir, fileRecord)) }
+
+// SetRecord records that dir's running child now runs with record (a warm
+// child given its assignment); its Exit will carry it.
+func (s *Supervisor) SetRecord(dir, record string) error {
+	return pki.WriteFileAtomic(filepath.Join(dir, fileRecord), []byte(record), 0o600)
+}
 
 // stopProcess sends SIGTERM, then SIGKILL after grace.
 func (s *Supervisor) stopProcess(pid int, grace time.Duration) {

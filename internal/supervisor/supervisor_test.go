@@ -120,7 +120,7 @@ func TestAdopt(t *testing.T) {
 	if st := s.Check(dir); !st.Running || st.PID != 8 || st.Adopted {
 		t.Errorf("after Adopt: %+v", st)
 	}
-	if got := strings.TrimSpace(readFile(filepath.Join(dir, FilePIDStart))); got != "200" {
+	if got := strings.TrimSpace(readFile(filepath.Join(dir, filePIDStart))); got != "200" {
 		t.Errorf("pid-start %q, want the process's start time 200", got)
 	}
 }
