@@ -16,7 +16,9 @@ import (
 	"github.com/sublet-dev/sublet/internal/syncer/kinds"
 )
 
-// nodeReaderRole is the cluster role that lets syncers read host nodes.
+// nodeReaderRole is the cluster role that lets syncers read what they read
+// cluster-wide on the host (kinds.HostClusterRules): nodes, other
+// namespaces' ingresses, the host's classes. Its name predates the classes.
 const nodeReaderRole = "sublet:syncer-node-reader"
 
 // syncerName names the ServiceAccount, Role and RoleBinding of vc's syncer.
@@ -58,12 +60,17 @@ func ensureSyncerAccount(ctx context.Context, host kubernetes.Interface, vc *sto
 	if err := create("role binding", err); err != nil {
 		return "", err
 	}
-	_, err = host.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+	// Shared by every syncer; an agent of an older table updates it.
+	reader := &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: nodeReaderRole, Labels: map[string]string{storagev1.LabelManagedBy: storagev1.AgentName}},
 		Rules:      kinds.HostClusterRules(),
-	}, metav1.CreateOptions{})
-	if err := create("node reader cluster role", err); err != nil {
-		return "", err
+	}
+	if _, err := host.RbacV1().ClusterRoles().Create(ctx, reader, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+		if _, err := host.RbacV1().ClusterRoles().Update(ctx, reader, metav1.UpdateOptions{}); err != nil {
+			return "", fmt.Errorf("update the syncers' cluster-wide reader role: %w", err)
+		}
+	} else if err != nil {
+		return "", fmt.Errorf("create the syncers' cluster-wide reader role: %w", err)
 	}
 	_, err = host.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: nodeBindingName(vc), Labels: labels}, Subjects: subjects,

@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/record"
 
@@ -45,6 +46,9 @@ type Context struct {
 	// (service types, endpoint addresses, ingress hosts, annotations,
 	// tolerations); its zero value is the safe default.
 	Policy isolation.Policy
+	// FromHostSelectors, by kind name, pick which of the host's objects
+	// of a kinds.Kind.FromHost kind are copied (all if none).
+	FromHostSelectors map[string]labels.Selector
 	// Addresses learns from Run's host informers which IPs are the
 	// cluster's own host pods and services (for the egress guard and the
 	// endpoints tenants write); Run sets one if nil.

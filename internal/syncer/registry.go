@@ -47,7 +47,7 @@ func stateless[T metav1.Object](s Syncer[T]) func(factories) (Syncer[T], []trigg
 // syncers binds each row of the kinds table (names, defaults, host rights,
 // cleanup: package kinds) to the syncer that implements it.
 func syncers() map[string]builder {
-	return map[string]builder{
+	out := map[string]builder{
 		kinds.Pods:                   register[*corev1.Pod](podInformer, podInformer, newPodSyncer),
 		kinds.Services:               register[*corev1.Service](serviceInformer, serviceInformer, stateless[*corev1.Service](serviceSyncer{})),
 		kinds.ConfigMaps:             register[*corev1.ConfigMap](configMapInformer, configMapInformer, newConfigMapSyncer),
@@ -60,6 +60,10 @@ func syncers() map[string]builder {
 		kinds.Events:                 newEventSyncer,
 		kinds.PodDisruptionBudgets:   register[*policyv1.PodDisruptionBudget](pdbInformer, pdbInformer, newPDBSyncer),
 	}
+	for name, b := range fromHostSyncers() {
+		out[name] = b
+	}
+	return out
 }
 
 // Names returns every syncer name, sorted.

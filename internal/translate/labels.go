@@ -18,8 +18,11 @@ const (
 	LabelCopyOf          = "sublet.dev/managed-by"
 	LabelVirtualNS       = "sublet.dev/virtual-namespace"
 	AnnotationObjectName = "sublet.dev/object-name"
-	AnnotationObjectNS   = "sublet.dev/object-namespace"
-	AnnotationObjectUID  = "sublet.dev/object-uid"
+	// LabelFromHost marks a virtual object as the syncer's copy of the
+	// host's object of the same name (the host's classes).
+	LabelFromHost       = "sublet.dev/from-host"
+	AnnotationObjectNS  = "sublet.dev/object-namespace"
+	AnnotationObjectUID = "sublet.dev/object-uid"
 
 	// labelKeyPrefix prefixes every translated virtual label key, so no
 	// tenant label ever equals a label the host's own selectors use.

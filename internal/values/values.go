@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	sjson "sigs.k8s.io/json"
@@ -53,6 +54,9 @@ type Syncer struct {
 // SyncResource turns one syncer on or off.
 type SyncResource struct {
 	Enabled *bool `json:"enabled,omitempty"`
+	// Selector, for a kind copied from the host (its classes), picks the
+	// host objects the cluster sees by their labels.
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
 }
 
 // Isolation is the host-side containment of a virtual cluster: its Pod
@@ -363,9 +367,22 @@ func validateSync(v *Values) field.ErrorList {
 			errs = append(errs, field.NotSupported(p, a, []string{"--disable-sync-resources=A,B", "--sync=A,B"}))
 		}
 	}
+	fromHost := map[string]bool{}
+	for _, k := range kinds.All() {
+		fromHost[k.Name] = k.FromHost
+	}
 	for _, name := range sortedKeys(v.Sync) {
+		p := field.NewPath("sync").Key(name)
 		if !known[name] {
-			errs = append(errs, field.NotSupported(field.NewPath("sync").Key(name), name, kinds.Names()))
+			errs = append(errs, field.NotSupported(p, name, kinds.Names()))
+			continue
+		}
+		if sel := v.Sync[name].Selector; sel != nil {
+			if !fromHost[name] {
+				errs = append(errs, field.Forbidden(p.Child("selector"), "only kinds copied from the host (storageclasses, ingressclasses, priorityclasses, runtimeclasses, csidrivers) take a selector"))
+			} else if _, err := metav1.LabelSelectorAsSelector(sel); err != nil {
+				errs = append(errs, field.Invalid(p.Child("selector"), sel, err.Error()))
+			}
 		}
 	}
 	return errs
@@ -451,6 +468,11 @@ func (e *Effective) RunArgs() []string {
 		}
 	}
 	for _, name := range sortedKeys(e.Values.Sync) {
+		if sel := e.Values.Sync[name].Selector; sel != nil {
+			if s, err := metav1.LabelSelectorAsSelector(sel); err == nil {
+				args = append(args, "--from-host-selector="+name+"="+s.String())
+			}
+		}
 		if en := e.Values.Sync[name].Enabled; en != nil {
 			if *en {
 				enable = append(enable, name)

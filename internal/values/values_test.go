@@ -2,6 +2,7 @@ package values
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -31,6 +32,20 @@ func TestSeedValues(t *testing.T) {
 	}
 }
 
+// TestFromHostSelectorArg: a selector in values reaches the runtime as a
+// --from-host-selector in kubectl's syntax.
+func TestFromHostSelectorArg(t *testing.T) {
+	e, err := Merge(Layer{Source: "values", YAML: "sync:\n  storageclasses:\n    selector:\n      matchLabels: {team: a}\n      matchExpressions: [{key: tier, operator: In, values: [gold, silver]}]\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "--from-host-selector=storageclasses=team=a,tier in (gold,silver)"
+	args := e.RunArgs()
+	if !slices.Contains(args, want) {
+		t.Errorf("run args %q lack %q", args, want)
+	}
+}
+
 func TestDatastoreArg(t *testing.T) {
 	e, err := Merge(Layer{Source: "values", YAML: "virtualCluster:\n  extraArgs: [--datastore=etcd]\n"})
 	if err != nil {
@@ -57,6 +72,9 @@ func TestValuesErrorsNamePathAndReason(t *testing.T) {
 		{"tag without version", "virtualCluster:\n  image: rancher/k3s:latest\n", []string{"virtualCluster.image", "latest"}},
 		{"unknown syncer", "syncer:\n  extraArgs: [--disable-sync-resources=gadgets]\n", []string{"syncer.extraArgs[0]", "ingresses"}},
 		{"unknown sync key", "sync:\n  gadgets:\n    enabled: true\n", []string{"sync[gadgets]"}},
+		{"selector on a synced kind", "sync:\n  pods:\n    selector: {matchLabels: {a: b}}\n", []string{"sync[pods].selector", "copied from the host"}},
+		{"bad selector", "sync:\n  storageclasses:\n    selector: {matchExpressions: [{key: tier, operator: Near}]}\n", []string{"sync[storageclasses].selector", "Near"}},
+		{"selector of the wrong type", "sync:\n  storageclasses:\n    selector: tier=gold\n", []string{"sync.storageclasses.selector"}},
 		{"bad quantity", "isolation:\n  resourceQuota:\n    quota: {cpu: lots, memory: 4}\n", []string{"isolation.resourceQuota.quota[cpu]", "quantity"}},
 		{"not YAML", "virtualCluster: [\n", []string{"not valid YAML"}},
 		{"not a map", "- a\n- b\n", []string{"a map"}},

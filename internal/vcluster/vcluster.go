@@ -31,7 +31,6 @@ import (
 	"github.com/sublet-dev/sublet/internal/restconfig"
 	"github.com/sublet-dev/sublet/internal/syncer"
 	"github.com/sublet-dev/sublet/internal/translate"
-	"github.com/sublet-dev/sublet/internal/vcluster/proxy"
 )
 
 // Client rate limits of the syncer. The virtual API server is this
@@ -74,6 +73,9 @@ type Options struct {
 	// its own host pods and services and its kubelet proxy (see
 	// internal/egress).
 	EgressAllowedCIDRs []string
+	// FromHostSelectors are KIND=SELECTOR: which of the host's objects of
+	// a kind copied from the host (its classes) the cluster sees.
+	FromHostSelectors []string
 	// AwaitAssignment, if set, makes a warm control plane: it starts with
 	// no virtual cluster of its own and waits for this file to name one
 	// (see assign.go). Needs ServiceCIDR.
@@ -109,6 +111,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.IsolationPolicy, "isolation-policy", o.IsolationPolicy, "What tenants' objects may carry to the host beyond Pod Security, as JSON of the values' isolation keys services, endpoints, ingresses and pods (the README's values reference; egress is --egress-allowed-cidrs); default: the safe policy (no load balancers, node ports or externalIPs, endpoints only to the cluster's own pods, no host-affecting annotations or tolerations).")
 	fs.StringVar(&o.PodSecurityStandard, "pod-security-standard", o.PodSecurityStandard, "Pod Security Standard every pod must meet before it runs on the host: privileged, baseline or restricted. Namespace labels in the virtual cluster cannot lower it.")
 	fs.StringSliceVar(&o.EgressAllowedCIDRs, "egress-allowed-cidrs", o.EgressAllowedCIDRs, "CIDRs the virtual API server may also dial for webhooks, aggregated APIs and node proxying (comma list, e.g. 10.20.0.0/16), beyond the cluster's own host pods and services; everything else is refused. Loopback, link-local and this machine's own addresses open only to a CIDR inside them (127.0.0.1/32), never to 0.0.0.0/0.")
+	fs.StringArrayVar(&o.FromHostSelectors, "from-host-selector", o.FromHostSelectors, "KIND=SELECTOR (repeatable): copy only the host's objects of KIND (storageclasses, ingressclasses, priorityclasses, runtimeclasses, csidrivers) whose labels match SELECTOR, in kubectl's label selector syntax (e.g. storageclasses=tier in (gold,silver)).")
 	pathflag.Var(fs, &o.AwaitAssignment, "await-assignment", o.AwaitAssignment, "Start the control plane with no virtual cluster and wait until this file names one (a warm pool member; the agent writes it).")
 	_ = fs.MarkHidden("await-assignment")
 	if f := fs.Lookup("service-cidr"); f != nil {
@@ -188,6 +191,9 @@ func (o *Options) validateLocal() error {
 		errs = append(errs, fmt.Errorf("--host-namespace %q is not a namespace name: %s", o.HostNamespace, strings.Join(msgs, "; ")))
 	}
 	if _, err := syncer.Selection(o.Sync, o.DisableSync); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := fromHostSelectors(o.FromHostSelectors); err != nil {
 		errs = append(errs, err)
 	}
 	if o.PodAPIEndpoint != "" {
@@ -278,8 +284,11 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 	}
 	metrics := syncer.NewMetrics(reg)
 	// Service and pod proxying reach the host copies (once the syncer runs).
-	redirect := &proxy.Redirect{}
-	cp.WrapAPIHandler(redirect.Wrap)
+	handlers, err := newAPIHandlers()
+	if err != nil {
+		return err
+	}
+	cp.WrapAPIHandler(handlers.wrap)
 	guard, err := newEgressGuard(cp, o, log, reg)
 	if err != nil {
 		return fmt.Errorf("egress guard: %w", err)
@@ -310,7 +319,7 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 			}
 			hostCfg = cfg
 		}
-		if err := o.startSyncing(ctx, cp, hostCfg, info, redirect, guard.Guard, metrics, log, ready); err != nil {
+		if err := o.startSyncing(ctx, cp, hostCfg, info, handlers, guard.Guard, metrics, log, ready); err != nil {
 			return err
 		}
 		started()
@@ -364,12 +373,17 @@ func (o *Options) checkHost(ctx context.Context) (*rest.Config, error) {
 // kubeconfig Secret, the kubelet proxy, the syncer; and tells the egress
 // guard what they make reachable.
 func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane, hostCfg *rest.Config, info controlplane.Info,
-	redirect *proxy.Redirect, guard *egress.Guard, metrics *syncer.Metrics, log klog.Logger, ready func(Info) error) error {
+	handlers apiHandlers, guard *egress.Guard, metrics *syncer.Metrics, log klog.Logger, ready func(Info) error) error {
 	selected, err := syncer.Selection(o.Sync, o.DisableSync)
 	if err != nil {
 		return err
 	}
-	virtual, err := kubernetes.NewForConfig(withThroughput(info.Admin, virtualQPS))
+	selectors, err := fromHostSelectors(o.FromHostSelectors)
+	if err != nil {
+		return err
+	}
+	handlers.readOnly.guard(selected)
+	virtual, err := kubernetes.NewForConfig(handlers.readOnly.syncerConfig(withThroughput(info.Admin, virtualQPS)))
 	if err != nil {
 		return fmt.Errorf("virtual cluster client: %w", err)
 	}
@@ -404,6 +418,8 @@ func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane
 		Host:        kubernetes.NewForConfigOrDie(withThroughput(hostCfg, hostQPS)),
 		Log:         log.WithName("syncer"),
 		Pods:        pods,
+
+		FromHostSelectors: selectors,
 	}
 	if o.KubeconfigSecret != "" {
 		if err := publishKubeconfig(ctx, sctx.Host, o, info); err != nil {
@@ -422,7 +438,7 @@ func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane
 	if err := allowEgress(guard, o, sctx, kubelet); err != nil {
 		return fmt.Errorf("egress guard: %w", err)
 	}
-	redirect.Start(sctx, hostAPI)
+	handlers.redirect.Start(sctx, hostAPI)
 	go func() {
 		if err := syncer.Run(ctx, sctx, selected, metrics); err != nil {
 			log.Error(err, "syncer stopped")

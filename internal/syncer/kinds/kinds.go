@@ -34,6 +34,12 @@ const (
 	Nodes                  = "nodes"
 	Events                 = "events"
 	PodDisruptionBudgets   = "poddisruptionbudgets"
+	// The host's classes, copied into the virtual cluster read-only.
+	StorageClasses  = "storageclasses"
+	IngressClasses  = "ingressclasses"
+	PriorityClasses = "priorityclasses"
+	RuntimeClasses  = "runtimeclasses"
+	CSIDrivers      = "csidrivers"
 )
 
 // DefaultPodSecurityStandard is the Pod Security level the pods syncer
@@ -64,6 +70,11 @@ type Kind struct {
 	// DeleteWithCluster: deleting the virtual cluster deletes its host
 	// objects of this kind (those labelled as its own).
 	DeleteWithCluster bool
+	// FromHost: the host's objects of this kind are copied into the
+	// virtual cluster under the same names, and are read-only there (the
+	// virtual API server refuses tenants' writes to the resource).
+	// Cluster-scoped, read-only on the host.
+	FromHost bool
 	// HostEvents: host events about this virtual cluster's host objects of
 	// this kind are retold in the virtual cluster, about the virtual
 	// objects they copy.
@@ -120,7 +131,19 @@ func All() []Kind {
 		{Name: Events, Default: true, Host: core("events"), Kind: "Event", Verbs: write()},
 		{Name: PodDisruptionBudgets, Host: schema.GroupVersionResource{Group: "policy", Version: "v1", Resource: "poddisruptionbudgets"},
 			Kind: "PodDisruptionBudget", Verbs: write(), DeleteWithCluster: true, HostEvents: true},
+		fromHost(StorageClasses, "storage.k8s.io", "StorageClass"),
+		fromHost(IngressClasses, "networking.k8s.io", "IngressClass"),
+		fromHost(PriorityClasses, "scheduling.k8s.io", "PriorityClass"),
+		fromHost(RuntimeClasses, "node.k8s.io", "RuntimeClass"),
+		fromHost(CSIDrivers, "storage.k8s.io", "CSIDriver"),
 	}
+}
+
+// fromHost is the row of a host class: on by default, read cluster-wide on
+// the host, read-only in the virtual cluster.
+func fromHost(name, group, kind string) Kind {
+	return Kind{Name: name, Default: true, Host: schema.GroupVersionResource{Group: group, Version: "v1", Resource: name},
+		Kind: kind, ClusterScoped: true, FromHost: true, Verbs: read()}
 }
 
 // Names returns every kind's name, sorted.

@@ -47,8 +47,21 @@ func TestHostRules(t *testing.T) {
 	if got, w := strings.Join(rights(HostRules()), "\n"), strings.Join(rights(want), "\n"); got != w {
 		t.Errorf("host namespace rights:\n%s\nwant:\n%s", got, w)
 	}
-	if got := strings.Join(rights(HostClusterRules()), ","); got != " nodes get, nodes list, nodes watch,networking.k8s.io ingresses get,networking.k8s.io ingresses list,networking.k8s.io ingresses watch" {
-		t.Errorf("cluster rights %q, want reading nodes and ingresses only", got)
+	// Cluster-wide: reading nodes, every namespace's ingresses and the
+	// host's classes; nothing else, and no writes.
+	read := []string{"get", "list", "watch"}
+	var wantCluster []rbacv1.PolicyRule
+	for _, r := range [][]rbacv1.PolicyRule{
+		expand("", []string{"nodes"}, read),
+		expand("networking.k8s.io", []string{"ingresses", "ingressclasses"}, read),
+		expand("storage.k8s.io", []string{"storageclasses", "csidrivers"}, read),
+		expand("scheduling.k8s.io", []string{"priorityclasses"}, read),
+		expand("node.k8s.io", []string{"runtimeclasses"}, read),
+	} {
+		wantCluster = append(wantCluster, r...)
+	}
+	if got, w := strings.Join(rights(HostClusterRules()), "\n"), strings.Join(rights(wantCluster), "\n"); got != w {
+		t.Errorf("cluster rights:\n%s\nwant:\n%s", got, w)
 	}
 	// One rule per group and verb set.
 	seen := map[string]bool{}
@@ -70,6 +83,9 @@ func TestTable(t *testing.T) {
 		seen[k.Name] = true
 		if k.Host.Resource == "" || k.Host.Version == "" || k.Kind == "" || len(k.Verbs) == 0 {
 			t.Errorf("kind %s: resource %v, kind %q, verbs %v", k.Name, k.Host, k.Kind, k.Verbs)
+		}
+		if k.FromHost && (!k.ClusterScoped || strings.Join(k.Verbs, ",") != "get,list,watch") {
+			t.Errorf("kind %s: a kind copied from the host is cluster-scoped and only read there", k.Name)
 		}
 		if k.DeleteWithCluster && k.ClusterScoped {
 			t.Errorf("kind %s: cluster-scoped host objects are not the cluster's to delete", k.Name)
