@@ -46,6 +46,9 @@ type Context struct {
 	// (service types, endpoint addresses, ingress hosts, annotations,
 	// tolerations); its zero value is the safe default.
 	Policy isolation.Policy
+	// NetworkPolicyIsolation: the cluster's isolation NetworkPolicy bounds
+	// its host pods, so tenants' policies may allow nothing beyond them.
+	NetworkPolicyIsolation bool
 	// FromHostSelectors, by kind name, pick which of the host's objects
 	// of a kinds.Kind.FromHost kind are copied (all if none).
 	FromHostSelectors map[string]labels.Selector

@@ -102,6 +102,21 @@ var syncedKinds = []struct {
 		"TypeMeta": hostOwned, "ObjectMeta": translated, "Data": kept, "StringData": kept, "Immutable": kept,
 		"Type": translated, // a service-account token becomes Opaque: the host's token controller never fills it
 	}},
+	{"networkpolicy", reflect.TypeOf(networkingv1.NetworkPolicySpec{}), map[string]string{
+		// Every selector is confined to this cluster's host pods; a
+		// namespace selector picks virtual namespaces (translate.HostNetworkPolicy).
+		"PodSelector":                        translated,
+		"Ingress[].From[].PodSelector":       translated,
+		"Ingress[].From[].NamespaceSelector": translated,
+		"Egress[].To[].PodSelector":          translated,
+		"Egress[].To[].NamespaceSelector":    translated,
+		// Addresses, and rules without peers (everyone): as written, or,
+		// with the isolation NetworkPolicy on, left out with an event and
+		// the cluster's own pods (restrictNetworkPolicy).
+		"Ingress[].From[].IPBlock": restricted,
+		"Egress[].To[].IPBlock":    restricted,
+		"Ingress[].Ports":          kept, "Egress[].Ports": kept, "PolicyTypes": kept,
+	}},
 	{"poddisruptionbudget", reflect.TypeOf(policyv1.PodDisruptionBudgetSpec{}), map[string]string{
 		"MinAvailable": kept, "MaxUnavailable": kept, "UnhealthyPodEvictionPolicy": kept,
 		"Selector": translated,

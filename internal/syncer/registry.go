@@ -59,6 +59,7 @@ func syncers() map[string]builder {
 		kinds.Nodes:                  newNodeSyncer,
 		kinds.Events:                 newEventSyncer,
 		kinds.PodDisruptionBudgets:   register[*policyv1.PodDisruptionBudget](pdbInformer, pdbInformer, newPDBSyncer),
+		kinds.NetworkPolicies:        register[*networkingv1.NetworkPolicy](networkPolicyInformer, networkPolicyInformer, newNetworkPolicySyncer),
 	}
 	for name, b := range fromHostSyncers() {
 		out[name] = b

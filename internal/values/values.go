@@ -449,6 +449,9 @@ func (e *Effective) RunArgs() []string {
 	if pss := e.Values.Isolation.PodSecurityStandard; pss != "" {
 		args = append(args, "--pod-security-standard="+pss)
 	}
+	if i := e.Values.Isolation; i.Enabled || i.NetworkPolicy.Enabled {
+		args = append(args, "--network-policy-isolation")
+	}
 	// The egress guard reads its own flag; the syncer the rest.
 	p := e.Values.Isolation.Policy
 	if cidrs := p.Egress.AllowedCIDRs; len(cidrs) > 0 {

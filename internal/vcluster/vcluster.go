@@ -73,6 +73,9 @@ type Options struct {
 	// its own host pods and services and its kubelet proxy (see
 	// internal/egress).
 	EgressAllowedCIDRs []string
+	// NetworkPolicyIsolation: the agent keeps an isolation NetworkPolicy
+	// on the cluster's host pods (values' isolation.networkPolicy).
+	NetworkPolicyIsolation bool
 	// FromHostSelectors are KIND=SELECTOR: which of the host's objects of
 	// a kind copied from the host (its classes) the cluster sees.
 	FromHostSelectors []string
@@ -111,6 +114,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.IsolationPolicy, "isolation-policy", o.IsolationPolicy, "What tenants' objects may carry to the host beyond Pod Security, as JSON of the values' isolation keys services, endpoints, ingresses and pods (the README's values reference; egress is --egress-allowed-cidrs); default: the safe policy (no load balancers, node ports or externalIPs, endpoints only to the cluster's own pods, no host-affecting annotations or tolerations).")
 	fs.StringVar(&o.PodSecurityStandard, "pod-security-standard", o.PodSecurityStandard, "Pod Security Standard every pod must meet before it runs on the host: privileged, baseline or restricted. Namespace labels in the virtual cluster cannot lower it.")
 	fs.StringSliceVar(&o.EgressAllowedCIDRs, "egress-allowed-cidrs", o.EgressAllowedCIDRs, "CIDRs the virtual API server may also dial for webhooks, aggregated APIs and node proxying (comma list, e.g. 10.20.0.0/16), beyond the cluster's own host pods and services; everything else is refused. Loopback, link-local and this machine's own addresses open only to a CIDR inside them (127.0.0.1/32), never to 0.0.0.0/0.")
+	fs.BoolVar(&o.NetworkPolicyIsolation, "network-policy-isolation", o.NetworkPolicyIsolation, "The host namespace has an isolation NetworkPolicy for this cluster's pods (values' isolation.networkPolicy): tenants' NetworkPolicies reach the host allowing nothing beyond the cluster's own pods (no ipBlock peers; a rule without peers allows the cluster's pods).")
 	fs.StringArrayVar(&o.FromHostSelectors, "from-host-selector", o.FromHostSelectors, "KIND=SELECTOR (repeatable): copy only the host's objects of KIND (storageclasses, ingressclasses, priorityclasses, runtimeclasses, csidrivers) whose labels match SELECTOR, in kubectl's label selector syntax (e.g. storageclasses=tier in (gold,silver)).")
 	pathflag.Var(fs, &o.AwaitAssignment, "await-assignment", o.AwaitAssignment, "Start the control plane with no virtual cluster and wait until this file names one (a warm pool member; the agent writes it).")
 	_ = fs.MarkHidden("await-assignment")
@@ -419,7 +423,8 @@ func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane
 		Log:         log.WithName("syncer"),
 		Pods:        pods,
 
-		FromHostSelectors: selectors,
+		FromHostSelectors:      selectors,
+		NetworkPolicyIsolation: o.NetworkPolicyIsolation,
 	}
 	if o.KubeconfigSecret != "" {
 		if err := publishKubeconfig(ctx, sctx.Host, o, info); err != nil {

@@ -34,6 +34,7 @@ const (
 	Nodes                  = "nodes"
 	Events                 = "events"
 	PodDisruptionBudgets   = "poddisruptionbudgets"
+	NetworkPolicies        = "networkpolicies"
 	// The host's classes, copied into the virtual cluster read-only.
 	StorageClasses  = "storageclasses"
 	IngressClasses  = "ingressclasses"
@@ -131,6 +132,8 @@ func All() []Kind {
 		{Name: Events, Default: true, Host: core("events"), Kind: "Event", Verbs: write()},
 		{Name: PodDisruptionBudgets, Host: schema.GroupVersionResource{Group: "policy", Version: "v1", Resource: "poddisruptionbudgets"},
 			Kind: "PodDisruptionBudget", Verbs: write(), DeleteWithCluster: true, HostEvents: true},
+		{Name: NetworkPolicies, Default: true, Host: schema.GroupVersionResource{Group: "networking.k8s.io", Version: "v1", Resource: "networkpolicies"},
+			Kind: "NetworkPolicy", Verbs: write(), DeleteWithCluster: true},
 		fromHost(StorageClasses, "storage.k8s.io", "StorageClass"),
 		fromHost(IngressClasses, "networking.k8s.io", "IngressClass"),
 		fromHost(PriorityClasses, "scheduling.k8s.io", "PriorityClass"),

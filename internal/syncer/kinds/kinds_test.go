@@ -38,7 +38,7 @@ func TestHostRules(t *testing.T) {
 		expand("", []string{"pods", "services", "endpoints", "configmaps", "secrets", "persistentvolumeclaims", "events"}, all),
 		expand("", []string{"pods/log", "pods/exec", "pods/attach", "pods/portforward"}, []string{"get", "create"}),
 		expand("", []string{"services/proxy", "pods/proxy"}, []string{"get", "create", "update", "patch", "delete"}),
-		expand("networking.k8s.io", []string{"ingresses"}, all),
+		expand("networking.k8s.io", []string{"ingresses", "networkpolicies"}, all),
 		expand("discovery.k8s.io", []string{"endpointslices"}, all),
 		expand("policy", []string{"poddisruptionbudgets"}, all),
 	} {
