@@ -38,6 +38,9 @@ func rules(rs []rbacv1.PolicyRule, indent string) string {
 	for _, r := range rs {
 		fmt.Fprintf(&b, "%s- apiGroups: %s\n", indent, list(r.APIGroups))
 		fmt.Fprintf(&b, "%s  resources: %s\n", indent, list(r.Resources))
+		if len(r.ResourceNames) > 0 {
+			fmt.Fprintf(&b, "%s  resourceNames: %s\n", indent, list(r.ResourceNames))
+		}
 		fmt.Fprintf(&b, "%s  verbs: %s\n", indent, list(r.Verbs))
 	}
 	return b.String()

@@ -184,6 +184,9 @@ func TestLooserThan(t *testing.T) {
 		"csi driver":      {Policy{Pods: PodPolicy{AllowedCSIDrivers: []string{"nfs.csi.k8s.io"}}}, base, "isolation.pods.allowedCSIDrivers"},
 		"node selector":   {Policy{Pods: PodPolicy{NodeSelector: map[string]string{"pool": "system"}}}, base, "isolation.pods.nodeSelector.pool"},
 		"no nodeSelector": {Policy{}, base, "isolation.pods.nodeSelector.pool"},
+		"gateway":         {Policy{Gateways: GatewayPolicy{AllowedParents: []string{"shared/public"}}}, Policy{}, "isolation.gateways.allowedParents"},
+		"other gateway": {Policy{Gateways: GatewayPolicy{AllowedParents: []string{"shared/internal"}}},
+			Policy{Gateways: GatewayPolicy{AllowedParents: []string{"shared/public"}}}, "isolation.gateways.allowedParents"},
 	} {
 		ls := c.own.LooserThan(c.base, vars)
 		found := false
@@ -193,6 +196,12 @@ func TestLooserThan(t *testing.T) {
 		if !found {
 			t.Errorf("%s: loosenings %v, want one of %s", name, ls, c.path)
 		}
+	}
+	if ls := (Policy{Gateways: GatewayPolicy{AllowedParents: []string{"team-t/own"}}}).LooserThan(Policy{Gateways: GatewayPolicy{AllowedParents: []string{"{namespace}/own", "shared/public"}}}, vars); len(ls) != 0 {
+		t.Errorf("a listed gateway is looser: %v", ls)
+	}
+	if _, err := Parse(`{"gateways":{"allowedParents":["public"]}}`); err == nil || !strings.Contains(err.Error(), "NAMESPACE/NAME") {
+		t.Errorf("a gateway without namespace: %v", err)
 	}
 	if ls := (Policy{Pods: PodPolicy{AllowedTolerations: []string{"anything"}}}).LooserThan(Policy{Pods: PodPolicy{AllowedTolerations: []string{"*"}}}, vars); len(ls) != 0 {
 		t.Errorf("a key under \"*\" is looser: %v", ls)

@@ -63,6 +63,9 @@ func (p Policy) LooserThan(base Policy, vars Vars) Loosenings {
 		})
 	}
 
+	ls.subset(prefix+"gateways.allowedParents", p.Gateways.AllowedParents, base.Gateways.AllowedParents, func(own, b string) bool {
+		return vars.expand(own) == vars.expand(b)
+	})
 	ls.subset(prefix+"pods.allowedCSIDrivers", p.Pods.AllowedCSIDrivers, base.Pods.AllowedCSIDrivers, func(own, b string) bool { return own == b })
 	tol, bTol := p.Pods.AllowedTolerations, base.Pods.AllowedTolerations
 	if !slices.Contains(bTol, "*") {

@@ -111,6 +111,17 @@ type Vars struct {
 	Name, Namespace string
 }
 
+// GatewayAllowed reports whether a route may attach to host Gateway
+// namespace/name: one of allowed names it.
+func GatewayAllowed(namespace, name string, allowed []string, vars Vars) bool {
+	for _, a := range allowed {
+		if vars.expand(a) == strings.ToLower(namespace+"/"+name) {
+			return true
+		}
+	}
+	return false
+}
+
 func (v Vars) expand(pattern string) string {
 	return strings.NewReplacer("{name}", v.Name, "{namespace}", v.Namespace).Replace(strings.ToLower(pattern))
 }

@@ -27,6 +27,18 @@ type Policy struct {
 	Ingresses IngressPolicy  `json:"ingresses,omitzero"`
 	Pods      PodPolicy      `json:"pods,omitzero"`
 	Egress    EgressPolicy   `json:"egress,omitzero"`
+	Gateways  GatewayPolicy  `json:"gateways,omitzero"`
+}
+
+// GatewayPolicy decides which of the host's Gateways the cluster's
+// Gateway API routes may attach to. A Gateway is shared like an ingress
+// controller: a route attached to it serves its host names for everyone,
+// so by default a route reaches no Gateway and is not copied.
+type GatewayPolicy struct {
+	// AllowedParents are host Gateways as NAMESPACE/NAME
+	// ("shared/public-gateway"); {namespace} stands for the cluster's
+	// host namespace.
+	AllowedParents []string `json:"allowedParents,omitempty"`
 }
 
 // ServicePolicy decides how a virtual Service reaches the host. Without
@@ -163,6 +175,12 @@ func (p Policy) Validate(base *field.Path) field.ErrorList {
 	for i, h := range p.Ingresses.AllowedHosts {
 		if msg := checkHostPattern(h); msg != "" {
 			errs = append(errs, field.Invalid(base.Child("ingresses", "allowedHosts").Index(i), h, msg))
+		}
+	}
+	for i, g := range p.Gateways.AllowedParents {
+		ns, name, ok := strings.Cut(strings.ReplaceAll(g, "{namespace}", "x"), "/")
+		if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
+			errs = append(errs, field.Invalid(base.Child("gateways", "allowedParents").Index(i), g, "not NAMESPACE/NAME of a Gateway (shared/public-gateway)"))
 		}
 	}
 	for i, d := range p.Pods.AllowedCSIDrivers {

@@ -17,6 +17,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -32,7 +33,11 @@ type Context struct {
 	Translator translate.Translator
 	Virtual    kubernetes.Interface
 	Host       kubernetes.Interface
-	Log        klog.Logger
+	// VirtualDynamic and HostDynamic serve the kinds the syncer knows
+	// only from CRDs (Gateway API routes); without them those are not
+	// synced.
+	VirtualDynamic, HostDynamic dynamic.Interface
+	Log                         klog.Logger
 	// Pods is how host pods reach their virtual cluster.
 	Pods PodRuntime
 	// Kubelet, if set, is the kubelet endpoint virtual nodes publish.
@@ -63,6 +68,12 @@ func (c *Context) event(obj runtime.Object, eventType, reason, message string) {
 	if c.Recorder != nil {
 		c.Recorder.Event(obj, eventType, reason, message)
 	}
+}
+
+// noticeCluster records an event about the whole virtual cluster: on its
+// default namespace, where kubectl get events shows it.
+func (c *Context) noticeCluster(eventType, reason, message string) {
+	c.event(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: metav1.NamespaceDefault}}, eventType, reason, message)
 }
 
 // created returns the error of creating the host copy (kind, hostName) of

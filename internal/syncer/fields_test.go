@@ -11,6 +11,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // What the syncer does with each field of every synced kind on the way to
@@ -117,10 +118,43 @@ var syncedKinds = []struct {
 		"Egress[].To[].IPBlock":    restricted,
 		"Ingress[].Ports":          kept, "Egress[].Ports": kept, "PolicyTypes": kept,
 	}},
+	{"httproute", reflect.TypeOf(gatewayv1.HTTPRouteSpec{}), withDecisions(routeCommon, map[string]string{
+		"Hostnames":       restricted, // within isolation.ingresses.allowedHosts, else refused
+		"Rules[].Filters": restricted, // ExtensionRef refuses the route; RequestMirror's backend translated
+		"Rules[].Matches": kept, "Rules[].Timeouts": kept, "Rules[].Retry": kept, "Rules[].SessionPersistence": kept,
+	})},
+	{"grpcroute", reflect.TypeOf(gatewayv1.GRPCRouteSpec{}), withDecisions(routeCommon, map[string]string{
+		"Hostnames":       restricted,
+		"Rules[].Filters": restricted,
+		"Rules[].Matches": kept, "Rules[].SessionPersistence": kept,
+	})},
+	{"tlsroute", reflect.TypeOf(gatewayv1.TLSRouteSpec{}), withDecisions(routeCommon, map[string]string{
+		"Hostnames": restricted,
+	})},
 	{"poddisruptionbudget", reflect.TypeOf(policyv1.PodDisruptionBudgetSpec{}), map[string]string{
 		"MinAvailable": kept, "MaxUnavailable": kept, "UnhealthyPodEvictionPolicy": kept,
 		"Selector": translated,
 	}},
+}
+
+// routeCommon are the decisions every Gateway API route kind shares.
+var routeCommon = map[string]string{
+	"ParentRefs":          restricted, // isolation.gateways.allowedParents; the route is refused if none is left
+	"UseDefaultGateways":  neverSent,  // experimental: would attach to the host's default Gateways
+	"Rules[].BackendRefs": translated, // Services of the route's namespace, as host copies; else refused (ExtensionRef filters too)
+	"Rules[].Name":        kept,
+}
+
+// withDecisions is a copy of base with more decisions.
+func withDecisions(base, more map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range more {
+		out[k] = v
+	}
+	return out
 }
 
 // kindDecision finds the decision recorded for path or an ancestor of it.
@@ -147,7 +181,11 @@ func fieldPaths(t reflect.Type) []string {
 	var paths []string
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		podSpecPaths(f.Type, f.Name, &paths, map[reflect.Type]bool{t: true})
+		name := f.Name
+		if f.Anonymous && strings.HasPrefix(f.Type.PkgPath(), "sigs.k8s.io/gateway-api/") { // inlined: its fields are the route's own
+			name = ""
+		}
+		podSpecPaths(f.Type, name, &paths, map[reflect.Type]bool{t: true})
 	}
 	sort.Strings(paths)
 	return paths

@@ -148,7 +148,8 @@ func podSpecPaths(t reflect.Type, path string, out *[]string, seen map[reflect.T
 	if path != "" {
 		*out = append(*out, path)
 	}
-	if t.Kind() != reflect.Struct || !strings.HasPrefix(t.PkgPath(), "k8s.io/api/") || seen[t] {
+	walked := strings.HasPrefix(t.PkgPath(), "k8s.io/api/") || strings.HasPrefix(t.PkgPath(), "sigs.k8s.io/gateway-api/")
+	if t.Kind() != reflect.Struct || !walked || seen[t] {
 		return
 	}
 	seen[t] = true

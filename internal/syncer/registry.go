@@ -64,6 +64,12 @@ func syncers() map[string]builder {
 	for name, b := range fromHostSyncers() {
 		out[name] = b
 	}
+	routes := map[string]bool{kinds.HTTPRoutes: true, kinds.GRPCRoutes: true, kinds.TLSRoutes: true}
+	for _, k := range kinds.All() {
+		if routes[k.Name] {
+			out[k.Name] = registerDynamic(dynamicKind{row: k, restrict: restrictRoute})
+		}
+	}
 	return out
 }
 
@@ -125,6 +131,7 @@ func Run(ctx context.Context, sctx *Context, selected map[string]bool, m *Metric
 		go func() {
 			defer wg.Done()
 			if err := r.Run(ctx); err != nil {
+				sctx.Log.Error(err, "syncer stopped", "syncer", r.Name())
 				errs <- err
 			}
 		}()

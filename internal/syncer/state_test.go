@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
@@ -488,6 +489,7 @@ func TestSyncerStates(t *testing.T) {
 	// The default isolation policy, but for a documentation range endpoints
 	// may name (an external database's).
 	sctx := &Context{Translator: tr, Virtual: fast(vcp.Config), Host: fast(host.Config), Log: klog.Background(),
+		VirtualDynamic: dynamic.NewForConfigOrDie(vcp.Config), HostDynamic: dynamic.NewForConfigOrDie(host.Config),
 		Pods:   PodRuntime{APIHost: u.Hostname(), APIPort: int32(port)},
 		Policy: isolation.Policy{Endpoints: isolation.EndpointPolicy{AllowedCIDRs: []string{"192.0.2.0/24"}}}}
 	// The defaults, and the kinds that are off by default.

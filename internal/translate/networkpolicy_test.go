@@ -27,7 +27,9 @@ func TestHostNetworkPolicy(t *testing.T) {
 		}
 		return out
 	}
-	app := func(v string) *metav1.LabelSelector { return &metav1.LabelSelector{MatchLabels: map[string]string{"app": v}} }
+	app := func(v string) *metav1.LabelSelector {
+		return &metav1.LabelSelector{MatchLabels: map[string]string{"app": v}}
+	}
 	v := &networkingv1.NetworkPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "default", Labels: map[string]string{"k": "v"}},
 		Spec: networkingv1.NetworkPolicySpec{
@@ -35,9 +37,9 @@ func TestHostNetworkPolicy(t *testing.T) {
 			Ingress: []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{
 				{PodSelector: app("web")}, // 0: same namespace
 				{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "x"}}, PodSelector: app("web")}, // 1
-				{NamespaceSelector: &metav1.LabelSelector{}},                                                                    // 2: every namespace
-				{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "nobody"}}},                    // 3
-				{IPBlock: &networkingv1.IPBlock{CIDR: "10.0.0.0/8"}},                                                            // 4
+				{NamespaceSelector: &metav1.LabelSelector{}},                                                 // 2: every namespace
+				{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "nobody"}}}, // 3
+				{IPBlock: &networkingv1.IPBlock{CIDR: "10.0.0.0/8"}},                                         // 4
 			}}},
 			Egress: []networkingv1.NetworkPolicyEgressRule{{}},
 		},

@@ -16,11 +16,11 @@ import (
 	"github.com/spf13/pflag"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
-	"github.com/sublet-dev/sublet/internal/clusterdns"
 	"github.com/sublet-dev/sublet/internal/component"
 	"github.com/sublet-dev/sublet/internal/controlplane"
 	"github.com/sublet-dev/sublet/internal/egress"
@@ -387,7 +387,8 @@ func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane
 		return err
 	}
 	handlers.readOnly.guard(selected)
-	virtual, err := kubernetes.NewForConfig(handlers.readOnly.syncerConfig(withThroughput(info.Admin, virtualQPS)))
+	virtualCfg, hostSyncCfg := handlers.readOnly.syncerConfig(withThroughput(info.Admin, virtualQPS)), withThroughput(hostCfg, hostQPS)
+	virtual, err := kubernetes.NewForConfig(virtualCfg)
 	if err != nil {
 		return fmt.Errorf("virtual cluster client: %w", err)
 	}
@@ -403,26 +404,20 @@ func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane
 	if err != nil {
 		return err
 	}
-	dnsAddress, err := o.startDNS(ctx, virtual, log)
+	dnsAddress, err := o.clusterDNS(ctx, virtual, &pods, log)
 	if err != nil {
-		return fmt.Errorf("cluster DNS: %w", err)
-	}
-	dnsIP, err := clusterdns.EnsureService(ctx, virtual, dnsAddress)
-	if err != nil {
-		return fmt.Errorf("cluster DNS service: %w", err)
-	}
-	if pods.DNSServer == "" {
-		pods.DNSServer = dnsIP // ClusterFirst pods ask the cluster's DNS
+		return err
 	}
 	sctx := &syncer.Context{
-		PodSecurity: podSecurity,
-		Policy:      policy,
-		Translator:  translate.Translator{VCluster: o.Name, HostNamespace: o.HostNamespace},
-		Virtual:     virtual,
-		Host:        kubernetes.NewForConfigOrDie(withThroughput(hostCfg, hostQPS)),
-		Log:         log.WithName("syncer"),
-		Pods:        pods,
-
+		PodSecurity:            podSecurity,
+		Policy:                 policy,
+		Translator:             translate.Translator{VCluster: o.Name, HostNamespace: o.HostNamespace},
+		Virtual:                virtual,
+		Host:                   kubernetes.NewForConfigOrDie(hostSyncCfg),
+		VirtualDynamic:         dynamic.NewForConfigOrDie(virtualCfg),
+		HostDynamic:            dynamic.NewForConfigOrDie(hostSyncCfg),
+		Log:                    log.WithName("syncer"),
+		Pods:                   pods,
 		FromHostSelectors:      selectors,
 		NetworkPolicyIsolation: o.NetworkPolicyIsolation,
 	}
@@ -453,30 +448,6 @@ func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane
 		return ready(Info{Info: info, Name: o.Name, DNSAddress: dnsAddress})
 	}
 	return nil
-}
-
-// startDNS serves the virtual cluster's DNS on o.DNSListen and returns the
-// address it answers at.
-func (o *Options) startDNS(ctx context.Context, virtual kubernetes.Interface, log klog.Logger) (string, error) {
-	addr := o.DNSListen
-	if addr == "" {
-		bind := o.ControlPlane.BindAddress
-		if bind == "" || net.ParseIP(bind).IsUnspecified() {
-			bind = "127.0.0.1"
-		}
-		addr = net.JoinHostPort(bind, "0")
-	}
-	srv, informers, err := clusterdns.New(virtual, clusterdns.HostResolvers("/etc/resolv.conf"))
-	if err != nil {
-		return "", err
-	}
-	informers.Start(ctx.Done())
-	listening, err := srv.Serve(ctx, addr)
-	if err != nil {
-		return "", fmt.Errorf("--dns-listen %s: %w", addr, err)
-	}
-	log.Info("cluster DNS serving", "address", listening)
-	return listening, nil
 }
 
 // withThroughput raises client-side rate limits: the syncer is the virtual

@@ -7,10 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/internal/testenv"
@@ -102,4 +106,44 @@ func waitVCPhase(t *testing.T, ns, name string, phase storagev1.VirtualClusterPh
 		return vc.Status.Phase == phase && vc.Status.Reason != "Stopping", nil
 	})
 	return vc
+}
+
+// restConfigOf is the client config of kubeconfig file path.
+func restConfigOf(t *testing.T, path string) *rest.Config {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// clientOf is a client of the cluster of kubeconfig file path.
+func clientOf(t *testing.T, path string) kubernetes.Interface {
+	t.Helper()
+	return kubernetes.NewForConfigOrDie(restConfigOf(t, path))
+}
+
+// logsOnFailure prints the syncer's lines of every virtual cluster log
+// under stateDir if the test failed.
+func logsOnFailure(t *testing.T, stateDir string) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		logs, _ := filepath.Glob(filepath.Join(stateDir, "vclusters", "*", "*", "data", "logs", "vcluster.log"))
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			var lines []string
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.Contains(line, "syncer") {
+					lines = append(lines, line)
+				}
+			}
+			if len(lines) > 60 {
+				lines = lines[len(lines)-60:]
+			}
+			t.Logf("%s:\n%s", l, strings.Join(lines, "\n"))
+		}
+	})
 }

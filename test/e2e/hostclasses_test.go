@@ -13,8 +13,6 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/kubernetes"
 )
 
 // TestAgentHostClasses: the host's classes appear in a virtual cluster as
@@ -39,18 +37,24 @@ func TestAgentHostClasses(t *testing.T) {
 		if _, err := host.Client.StorageV1().StorageClasses().Create(ctx, sc, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = host.Client.StorageV1().StorageClasses().Delete(context.Background(), sc.Name, metav1.DeleteOptions{}) })
+		t.Cleanup(func() {
+			_ = host.Client.StorageV1().StorageClasses().Delete(context.Background(), sc.Name, metav1.DeleteOptions{})
+		})
 	}
 	if _, err := host.Client.SchedulingV1().PriorityClasses().Create(ctx, &schedulingv1.PriorityClass{
 		ObjectMeta: metav1.ObjectMeta{Name: high, Labels: mine}, Value: 1000}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = host.Client.SchedulingV1().PriorityClasses().Delete(context.Background(), high, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = host.Client.SchedulingV1().PriorityClasses().Delete(context.Background(), high, metav1.DeleteOptions{})
+	})
 	if _, err := host.Client.NetworkingV1().IngressClasses().Create(ctx, &networkingv1.IngressClass{
 		ObjectMeta: metav1.ObjectMeta{Name: shared, Labels: mine}, Spec: networkingv1.IngressClassSpec{Controller: "example.com/ingress"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = host.Client.NetworkingV1().IngressClasses().Delete(context.Background(), shared, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = host.Client.NetworkingV1().IngressClasses().Delete(context.Background(), shared, metav1.DeleteOptions{})
+	})
 
 	kubectl(t, hk, fmt.Sprintf(`apiVersion: storage.loft.sh/v1
 kind: VirtualCluster
@@ -66,11 +70,7 @@ spec:
 `, ns, ns), "apply", "-f", "-")
 	kubectl(t, hk, "", "wait", "--for=jsonpath={.status.phase}=Ready", "virtualcluster/classes", "-n", ns, "--timeout=120s")
 	vkc := publishedKubeconfig(t, ns, "classes")
-	cfg, err := clientcmd.BuildConfigFromFlags("", vkc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc := kubernetes.NewForConfigOrDie(cfg)
+	vc := clientOf(t, vkc)
 
 	// The classes arrive as the host has them; the selector leaves bronze
 	// out (it was on the host before gold, so gold's arrival shows the
@@ -138,6 +138,10 @@ spec:
 		_, err := vc.SchedulingV1().PriorityClasses().Get(ctx, high, metav1.GetOptions{})
 		return apierrors.IsNotFound(err), nil
 	})
+
+	// The shared host serves no Gateway API here (TestAgentGatewayRoutes
+	// removes the CRDs it installs): the syncer says so, once per route kind.
+	waitEvent(t, vc, "default", "Namespace", "default", "HostLacksKind", "httproutes.gateway.networking.k8s.io")
 
 	// The syncer reads classes with its own cluster-wide reader role, and
 	// may not write them on the host.

@@ -11,8 +11,6 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/sublet-dev/sublet/internal/translate"
 )
@@ -40,11 +38,7 @@ spec:
 `, ns), "apply", "-f", "-")
 	kubectl(t, hk, "", "wait", "--for=jsonpath={.status.phase}=Ready", "virtualcluster/netpol", "-n", ns, "--timeout=120s")
 	vkc := publishedKubeconfig(t, ns, "netpol")
-	cfg, err := clientcmd.BuildConfigFromFlags("", vkc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc := kubernetes.NewForConfigOrDie(cfg)
+	vc := clientOf(t, vkc)
 
 	kubectl(t, vkc, `apiVersion: v1
 kind: Namespace
@@ -65,6 +59,7 @@ spec:
 `, "apply", "-f", "-")
 	hostName := "api-x-default-x-netpol"
 	var h *networkingv1.NetworkPolicy
+	var err error
 	poll(t, 60*time.Second, "the host copy of the tenant's policy", func(ctx context.Context) (bool, error) {
 		h, err = host.Client.NetworkingV1().NetworkPolicies(ns).Get(ctx, hostName, metav1.GetOptions{})
 		return err == nil, nil

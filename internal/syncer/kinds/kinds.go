@@ -35,6 +35,10 @@ const (
 	Events                 = "events"
 	PodDisruptionBudgets   = "poddisruptionbudgets"
 	NetworkPolicies        = "networkpolicies"
+	// Gateway API routes, served when the host has their CRDs.
+	HTTPRoutes = "httproutes"
+	GRPCRoutes = "grpcroutes"
+	TLSRoutes  = "tlsroutes"
 	// The host's classes, copied into the virtual cluster read-only.
 	StorageClasses  = "storageclasses"
 	IngressClasses  = "ingressclasses"
@@ -71,6 +75,10 @@ type Kind struct {
 	// DeleteWithCluster: deleting the virtual cluster deletes its host
 	// objects of this kind (those labelled as its own).
 	DeleteWithCluster bool
+	// CRD, for a kind the host serves through a CustomResourceDefinition,
+	// names it: the syncer reads it on the host and installs it in the
+	// virtual cluster; without it on the host the kind is not synced.
+	CRD string
 	// FromHost: the host's objects of this kind are copied into the
 	// virtual cluster under the same names, and are read-only there (the
 	// virtual API server refuses tenants' writes to the resource).
@@ -134,12 +142,24 @@ func All() []Kind {
 			Kind: "PodDisruptionBudget", Verbs: write(), DeleteWithCluster: true, HostEvents: true},
 		{Name: NetworkPolicies, Default: true, Host: schema.GroupVersionResource{Group: "networking.k8s.io", Version: "v1", Resource: "networkpolicies"},
 			Kind: "NetworkPolicy", Verbs: write(), DeleteWithCluster: true},
+		gatewayRoute(HTTPRoutes, "HTTPRoute"),
+		gatewayRoute(GRPCRoutes, "GRPCRoute"),
+		gatewayRoute(TLSRoutes, "TLSRoute"),
 		fromHost(StorageClasses, "storage.k8s.io", "StorageClass"),
 		fromHost(IngressClasses, "networking.k8s.io", "IngressClass"),
 		fromHost(PriorityClasses, "scheduling.k8s.io", "PriorityClass"),
 		fromHost(RuntimeClasses, "node.k8s.io", "RuntimeClass"),
 		fromHost(CSIDrivers, "storage.k8s.io", "CSIDriver"),
 	}
+}
+
+// GatewayGroup is the Gateway API's group.
+const GatewayGroup = "gateway.networking.k8s.io"
+
+// gatewayRoute is the row of a Gateway API route (standard channel).
+func gatewayRoute(name, kind string) Kind {
+	return Kind{Name: name, Default: true, Host: schema.GroupVersionResource{Group: GatewayGroup, Version: "v1", Resource: name},
+		Kind: kind, CRD: name + "." + GatewayGroup, Verbs: write(), DeleteWithCluster: true}
 }
 
 // fromHost is the row of a host class: on by default, read cluster-wide on
@@ -206,7 +226,11 @@ func rules(clusterScoped bool) []rbacv1.PolicyRule {
 		}
 		out = append(out, rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{resource}, Verbs: append([]string(nil), verbs...)})
 	}
+	var crds []string
 	for _, k := range All() {
+		if k.CRD != "" {
+			crds = append(crds, k.CRD)
+		}
 		if clusterScoped && k.ClusterRead && !k.ClusterScoped {
 			add(k.Host.Group, k.Host.Resource, read())
 		}
@@ -217,6 +241,10 @@ func rules(clusterScoped bool) []rbacv1.PolicyRule {
 		for _, s := range k.Subresources {
 			add(k.Host.Group, k.Host.Resource+"/"+s.Name, s.Verbs)
 		}
+	}
+	if clusterScoped && len(crds) > 0 {
+		out = append(out, rbacv1.PolicyRule{APIGroups: []string{"apiextensions.k8s.io"}, Resources: []string{"customresourcedefinitions"},
+			ResourceNames: crds, Verbs: []string{"get"}})
 	}
 	return out
 }

@@ -39,6 +39,7 @@ func TestHostRules(t *testing.T) {
 		expand("", []string{"pods/log", "pods/exec", "pods/attach", "pods/portforward"}, []string{"get", "create"}),
 		expand("", []string{"services/proxy", "pods/proxy"}, []string{"get", "create", "update", "patch", "delete"}),
 		expand("networking.k8s.io", []string{"ingresses", "networkpolicies"}, all),
+		expand("gateway.networking.k8s.io", []string{"httproutes", "grpcroutes", "tlsroutes"}, all),
 		expand("discovery.k8s.io", []string{"endpointslices"}, all),
 		expand("policy", []string{"poddisruptionbudgets"}, all),
 	} {
@@ -57,11 +58,18 @@ func TestHostRules(t *testing.T) {
 		expand("storage.k8s.io", []string{"storageclasses", "csidrivers"}, read),
 		expand("scheduling.k8s.io", []string{"priorityclasses"}, read),
 		expand("node.k8s.io", []string{"runtimeclasses"}, read),
+		expand("apiextensions.k8s.io", []string{"customresourcedefinitions"}, []string{"get"}),
 	} {
 		wantCluster = append(wantCluster, r...)
 	}
 	if got, w := strings.Join(rights(HostClusterRules()), "\n"), strings.Join(rights(wantCluster), "\n"); got != w {
 		t.Errorf("cluster rights:\n%s\nwant:\n%s", got, w)
+	}
+	// CRDs are read by name only.
+	for _, r := range HostClusterRules() {
+		if r.APIGroups[0] == "apiextensions.k8s.io" && strings.Join(r.ResourceNames, ",") != "httproutes.gateway.networking.k8s.io,grpcroutes.gateway.networking.k8s.io,tlsroutes.gateway.networking.k8s.io" {
+			t.Errorf("CRD rule %+v, want get on the routes' CRDs by name", r)
+		}
 	}
 	// One rule per group and verb set.
 	seen := map[string]bool{}

@@ -1,0 +1,233 @@
+package syncer
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/sublet-dev/sublet/internal/syncer/kinds"
+	"github.com/sublet-dev/sublet/internal/translate"
+)
+
+// A dynamic kind is one the syncer knows only as JSON: its type comes from
+// a CustomResourceDefinition on the host (kinds.Kind CRD), which the
+// syncer installs in the virtual cluster before it mirrors objects, like
+// any built-in kind, through the one mirror. Gateway API routes are such
+// rows; what differs per row is how references and policy apply to the
+// host copy (restrict).
+type dynamicKind struct {
+	row kinds.Kind
+	// restrict translates what host copy h of v names and applies the
+	// cluster's policy to it (see mirror.restrict).
+	restrict func(c *Context, v, h *unstructured.Unstructured) (restrictions, bool, error)
+}
+
+// crdResource is the CustomResourceDefinition resource.
+var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+
+// hostCRDRecheck is how often the syncer looks again for a CRD the host
+// did not have.
+const hostCRDRecheck = 2 * time.Minute
+
+// registerDynamic is the builder of a dynamic kind.
+func registerDynamic(k dynamicKind) builder {
+	return func(name string, sctx *Context, _ factories, _ map[string]bool, m *Metrics) Runnable {
+		return &dynamicController{name: name, kind: k, sctx: sctx, metrics: m}
+	}
+}
+
+type dynamicController struct {
+	name    string
+	kind    dynamicKind
+	sctx    *Context
+	metrics *Metrics
+}
+
+func (d *dynamicController) Name() string { return d.name }
+
+// Run installs the kind's CRD in the virtual cluster from the host's (once
+// the host has it), then mirrors the kind until ctx ends.
+func (d *dynamicController) Run(ctx context.Context) error {
+	c := d.sctx
+	c.Log.V(2).Info("starting a kind served by a CRD", "syncer", d.name, "crd", d.kind.row.CRD)
+	if c.HostDynamic == nil || c.VirtualDynamic == nil {
+		return fmt.Errorf("syncer %s needs dynamic clients of both sides", d.name)
+	}
+	// Until it is in place; a failure is retried, not the end of the kind.
+	if err := wait.PollUntilContextCancel(ctx, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		err := d.installCRD(ctx)
+		if err != nil && ctx.Err() == nil {
+			c.Log.Error(err, "retrying", "syncer", d.name)
+		}
+		return err == nil, nil
+	}); err != nil {
+		return nil // ctx ended
+	}
+	c.Log.Info("serving a kind whose CRD the host has", "syncer", d.name, "crd", d.kind.row.CRD)
+	if ctx.Err() != nil {
+		return nil
+	}
+	gvr := d.kind.row.Host
+	vf := dynamicinformer.NewDynamicSharedInformerFactory(c.VirtualDynamic, 10*time.Hour)
+	hf := dynamicinformer.NewFilteredDynamicSharedInformerFactory(c.HostDynamic, 10*time.Hour, c.Translator.HostNamespace,
+		func(o *metav1.ListOptions) { o.LabelSelector = translate.LabelCopyOf + "=" + c.Translator.VCluster })
+	pick := func(f dynamicinformer.DynamicSharedInformerFactory) Informers {
+		return func(informers.SharedInformerFactory) cache.SharedIndexInformer { return f.ForResource(gvr).Informer() }
+	}
+	ctrl := newController[*unstructured.Unstructured](d.name, d.mirror(), c, nil, nil, pick(vf), pick(hf), d.metrics, nil)
+	vf.Start(ctx.Done())
+	hf.Start(ctx.Done())
+	defer vf.Shutdown()
+	defer hf.Shutdown()
+	return ctrl.Run(ctx)
+}
+
+// mirror is the kind's mirror over dynamic clients: spec to the host,
+// status back.
+func (d *dynamicController) mirror() mirror[*unstructured.Unstructured] {
+	c, gvr := d.sctx, d.kind.row.Host
+	return mirror[*unstructured.Unstructured]{
+		kind: d.kind.row.Kind,
+		client: func(_ kubernetes.Interface, ns string) writer[*unstructured.Unstructured] {
+			return dynamicWriter{c.HostDynamic.Resource(gvr).Namespace(ns)}
+		},
+		translate: func(t translate.Translator, v *unstructured.Unstructured) *unstructured.Unstructured {
+			meta, _ := t.HostMeta(v)
+			h := &unstructured.Unstructured{Object: map[string]interface{}{}}
+			h.SetAPIVersion(v.GetAPIVersion())
+			h.SetKind(v.GetKind())
+			h.SetNamespace(meta.Namespace)
+			h.SetName(meta.Name)
+			h.SetLabels(meta.Labels)
+			h.SetAnnotations(meta.Annotations)
+			if spec, ok := v.Object["spec"]; ok {
+				h.Object["spec"] = runtime.DeepCopyJSONValue(spec)
+			}
+			return h
+		},
+		specInto: func(dst, src *unstructured.Unstructured) { setField(dst, src, "spec") },
+		status: &mirrorStatus[*unstructured.Unstructured]{
+			client: func(_ kubernetes.Interface, ns string) statusWriter[*unstructured.Unstructured] {
+				return c.VirtualDynamic.Resource(gvr).Namespace(ns)
+			},
+			into: func(dst, src *unstructured.Unstructured) { setField(dst, src, "status") },
+		},
+		restrict: d.kind.restrict,
+	}
+}
+
+// setField sets the top-level fields names of dst to copies of src's,
+// removing those src has not.
+func setField(dst, src *unstructured.Unstructured, names ...string) {
+	for _, n := range names {
+		if v, ok := src.Object[n]; ok {
+			dst.Object[n] = runtime.DeepCopyJSONValue(v)
+		} else {
+			delete(dst.Object, n)
+		}
+	}
+}
+
+// installCRD waits until the host has the kind's CRD (saying once, as an
+// event in the virtual cluster, that it does not), then makes the virtual
+// cluster serve the same: the host CRD's spec, without a conversion
+// webhook (the virtual API server would dial the host's service for it).
+func (d *dynamicController) installCRD(ctx context.Context) error {
+	c, row := d.sctx, d.kind.row
+	var host *unstructured.Unstructured
+	told := false
+	err := wait.PollUntilContextCancel(ctx, hostCRDRecheck, true, func(ctx context.Context) (bool, error) {
+		crd, err := c.HostDynamic.Resource(crdResource).Get(ctx, row.CRD, metav1.GetOptions{})
+		switch {
+		case err == nil:
+			host = crd
+			return true, nil
+		case apierrors.IsNotFound(err) || apierrors.IsForbidden(err):
+			if !told {
+				told = true
+				c.Log.Info("the host does not serve this kind; not synced until it does", "syncer", d.name, "crd", row.CRD, "reason", err.Error())
+				c.noticeCluster(corev1.EventTypeNormal, "HostLacksKind", fmt.Sprintf(
+					"the host cluster does not serve %s (%s): %ss are not synced to the host. A host admin installs the CRD "+
+						"(for Gateway API routes, the Gateway API's standard channel), or turn this off with the value sync.%s.enabled: false",
+					row.CRD, err.Error(), row.Kind, row.Name))
+			}
+			return false, nil
+		default:
+			c.Log.Error(err, "read the host's CRD, retrying", "syncer", d.name, "crd", row.CRD)
+			return false, nil
+		}
+	})
+	if err != nil {
+		return nil // ctx ended
+	}
+	want := &unstructured.Unstructured{Object: map[string]interface{}{"spec": runtime.DeepCopyJSONValue(host.Object["spec"])}}
+	want.SetAPIVersion("apiextensions.k8s.io/v1")
+	want.SetKind("CustomResourceDefinition")
+	want.SetName(row.CRD)
+	// The host's labels and annotations: a CRD of a *.k8s.io group needs
+	// its api-approved.kubernetes.io annotation.
+	labels := map[string]string{translate.LabelFromHost: "true"}
+	for k, v := range host.GetLabels() {
+		labels[k] = v
+	}
+	want.SetLabels(labels)
+	annotations := host.GetAnnotations()
+	delete(annotations, "kubectl.kubernetes.io/last-applied-configuration")
+	want.SetAnnotations(annotations)
+	unstructured.RemoveNestedField(want.Object, "spec", "conversion")
+	crds := c.VirtualDynamic.Resource(crdResource)
+	cur, err := crds.Get(ctx, row.CRD, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		_, err = crds.Create(ctx, want, metav1.CreateOptions{})
+	case err == nil:
+		want.SetResourceVersion(cur.GetResourceVersion())
+		_, err = crds.Update(ctx, want, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("install the host's CRD %s in the virtual cluster: %w", row.CRD, err)
+	}
+	return wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		cur, err := crds.Get(ctx, row.CRD, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		conds, _, _ := unstructured.NestedSlice(cur.Object, "status", "conditions")
+		for _, cond := range conds {
+			if m, ok := cond.(map[string]interface{}); ok && m["type"] == "Established" && m["status"] == "True" {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+}
+
+// dynamicWriter is a dynamic client as a writer.
+type dynamicWriter struct {
+	r dynamic.ResourceInterface
+}
+
+func (w dynamicWriter) Create(ctx context.Context, obj *unstructured.Unstructured, opts metav1.CreateOptions) (*unstructured.Unstructured, error) {
+	return w.r.Create(ctx, obj, opts)
+}
+
+func (w dynamicWriter) Update(ctx context.Context, obj *unstructured.Unstructured, opts metav1.UpdateOptions) (*unstructured.Unstructured, error) {
+	return w.r.Update(ctx, obj, opts)
+}
+
+func (w dynamicWriter) Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error {
+	return w.r.Delete(ctx, name, opts)
+}
