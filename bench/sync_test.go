@@ -283,6 +283,13 @@ func envInt(name string, def int) int {
 // vcluster run --name bench` in its namespace hostNS; stop kills both.
 func hostAndVCluster(b *testing.B, ctx context.Context, nodes int, hostNS string) (h, vc *testenv.Process, stop func()) {
 	b.Helper()
+	return hostAndVClusterWith(b, ctx, nodes, hostNS, nil)
+}
+
+// hostAndVClusterWith is hostAndVCluster with prepare, if not nil, run on
+// the host before the virtual cluster starts, and more flags for it.
+func hostAndVClusterWith(b *testing.B, ctx context.Context, nodes int, hostNS string, prepare func(h *testenv.Process), extra ...string) (h, vc *testenv.Process, stop func()) {
+	b.Helper()
 	h, err := testenv.StartHost(ctx, b.TempDir(), nodes)
 	if err != nil {
 		b.Fatal(err)
@@ -295,6 +302,10 @@ func hostAndVCluster(b *testing.B, ctx context.Context, nodes int, hostNS string
 	if os.Getenv("SUBLET_BENCH_PROFILE") != "" {
 		args = append(args, "--apiserver-arg=--profiling=true")
 	}
+	if prepare != nil {
+		prepare(h)
+	}
+	args = append(args, extra...)
 	args = append(args, strings.Fields(os.Getenv("SUBLET_BENCH_VCLUSTER_ARGS"))...)
 	vc, err = testenv.Start(ctx, b.TempDir(), args...)
 	if err != nil {

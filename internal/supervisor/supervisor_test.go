@@ -132,14 +132,19 @@ func TestStartExitStop(t *testing.T) {
 	dir := t.TempDir()
 	s := New("child.log", "error: ", dataDirOwner)
 	exited := make(chan Exit, 1)
-	err := s.Start(dir, "/bin/sh", []string{"-c", `echo "error: first"; echo "error: the reason"; read _`}, "record 1", func(e Exit) { exited <- e })
+	// The child runs until the test releases it, then exits 1.
+	release := filepath.Join(t.TempDir(), "release")
+	err := s.Start(dir, "/bin/sh", []string{"-c", `echo "error: first"; echo "error: the reason"; while [ ! -e "$0" ]; do sleep 0.02; done; exit 1`, release},
+		"record 1", func(e Exit) { exited <- e })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st := s.Check(dir); !st.Running || st.Adopted {
 		t.Fatalf("a started child: %+v", st)
 	}
-	// Its stdin is closed: `read` fails, and the shell exits 1.
+	if err := os.WriteFile(release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var e Exit
 	select {
 	case e = <-exited:

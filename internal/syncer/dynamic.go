@@ -66,19 +66,8 @@ func (d *dynamicController) Run(ctx context.Context) error {
 	if c.HostDynamic == nil || c.VirtualDynamic == nil {
 		return fmt.Errorf("syncer %s needs dynamic clients of both sides", d.name)
 	}
-	// Until it is in place; a failure is retried, not the end of the kind.
-	if err := wait.PollUntilContextCancel(ctx, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		err := d.installCRD(ctx)
-		if err != nil && ctx.Err() == nil {
-			c.Log.Error(err, "retrying", "syncer", d.name)
-		}
-		return err == nil, nil
-	}); err != nil {
+	if !serveCRD(ctx, c, d.name, d.kind.row) {
 		return nil // ctx ended
-	}
-	c.Log.Info("serving a kind whose CRD the host has", "syncer", d.name, "crd", d.kind.row.CRD)
-	if ctx.Err() != nil {
-		return nil
 	}
 	gvr := d.kind.row.Host
 	vf := dynamicinformer.NewDynamicSharedInformerFactory(c.VirtualDynamic, 10*time.Hour)
@@ -141,12 +130,27 @@ func setField(dst, src *unstructured.Unstructured, names ...string) {
 	}
 }
 
+// serveCRD makes the virtual cluster serve row's kind as the host does,
+// retrying failures, until it does (true) or ctx ends (false).
+func serveCRD(ctx context.Context, c *Context, name string, row kinds.Kind) bool {
+	if err := wait.PollUntilContextCancel(ctx, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		err := installCRD(ctx, c, name, row)
+		if err != nil && ctx.Err() == nil {
+			c.Log.Error(err, "retrying", "syncer", name)
+		}
+		return err == nil, nil
+	}); err != nil {
+		return false
+	}
+	c.Log.Info("serving a kind whose CRD the host has", "syncer", name, "crd", row.CRD)
+	return true
+}
+
 // installCRD waits until the host has the kind's CRD (saying once, as an
 // event in the virtual cluster, that it does not), then makes the virtual
 // cluster serve the same: the host CRD's spec, without a conversion
 // webhook (the virtual API server would dial the host's service for it).
-func (d *dynamicController) installCRD(ctx context.Context) error {
-	c, row := d.sctx, d.kind.row
+func installCRD(ctx context.Context, c *Context, name string, row kinds.Kind) error {
 	var host *unstructured.Unstructured
 	told := false
 	err := wait.PollUntilContextCancel(ctx, hostCRDRecheck, true, func(ctx context.Context) (bool, error) {
@@ -158,15 +162,15 @@ func (d *dynamicController) installCRD(ctx context.Context) error {
 		case apierrors.IsNotFound(err) || apierrors.IsForbidden(err):
 			if !told {
 				told = true
-				c.Log.Info("the host does not serve this kind; not synced until it does", "syncer", d.name, "crd", row.CRD, "reason", err.Error())
+				c.Log.Info("the host does not serve this kind; not synced until it does", "syncer", name, "crd", row.CRD, "reason", err.Error())
 				c.noticeCluster(corev1.EventTypeNormal, "HostLacksKind", fmt.Sprintf(
-					"the host cluster does not serve %s (%s): %ss are not synced to the host. A host admin installs the CRD "+
-						"(for Gateway API routes, the Gateway API's standard channel), or turn this off with the value sync.%s.enabled: false",
-					row.CRD, err.Error(), row.Kind, row.Name))
+					"the host cluster does not serve %s (%s): %s are not synced. A host admin installs the CRD "+
+						"(for Gateway API kinds, the Gateway API's standard channel), or turn this off with the value sync.%s.enabled: false",
+					row.CRD, err.Error(), row.Name, row.Name))
 			}
 			return false, nil
 		default:
-			c.Log.Error(err, "read the host's CRD, retrying", "syncer", d.name, "crd", row.CRD)
+			c.Log.Error(err, "read the host's CRD, retrying", "syncer", name, "crd", row.CRD)
 			return false, nil
 		}
 	})

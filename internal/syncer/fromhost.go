@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	networkingv1 "k8s.io/api/networking/v1"
 	nodev1 "k8s.io/api/node/v1"
@@ -12,9 +13,10 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
@@ -34,10 +36,14 @@ import (
 // virtual API server refuses tenants' writes to these kinds (see package
 // vcluster), so the copies stay as the host has them.
 type fromHost[T mirrored[T]] struct {
-	// client is the kind's typed client.
-	client func(cs kubernetes.Interface) writer[T]
-	// informer picks the kind's informer from a factory.
+	// client is the kind's client in the virtual cluster.
+	client func(c *Context) writer[T]
+	// informer picks the kind's informer from a factory; nil for a kind
+	// served by a CRD (served), whose informers are dynamic.
 	informer Informers
+	// served is the row of a kind served by a CRD (GatewayClasses): its
+	// CRD is installed in the virtual cluster before the copies start.
+	served kinds.Kind
 	// reserved, if set, names objects the virtual API server makes itself
 	// (system priority classes), which are never copied.
 	reserved func(name string) bool
@@ -65,29 +71,52 @@ func registerFromHost[T mirrored[T]](k fromHost[T]) builder {
 		}
 		c := &fromHostController[T]{
 			name: name, kind: k, selector: sel, metrics: m, sctx: sctx,
-			virtual: k.informer(f.virtual),
-			host:    k.informer(f.hostAll),
 			queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 				workqueue.DefaultTypedControllerRateLimiter[string](),
 				workqueue.TypedRateLimitingQueueConfig[string]{Name: "sync-" + name}),
 		}
-		enqueue := func(obj interface{}) {
-			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-				c.queue.Add(key)
-			}
-		}
-		for _, inf := range []cache.SharedIndexInformer{c.virtual, c.host} {
-			_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-				AddFunc: enqueue, UpdateFunc: func(_, n interface{}) { enqueue(n) }, DeleteFunc: enqueue,
-			})
+		if k.informer != nil { // before the factories start
+			c.watch(k.informer(f.virtual), k.informer(f.hostAll))
 		}
 		return c
+	}
+}
+
+// watch makes the virtual and host informers feed the queue.
+func (c *fromHostController[T]) watch(virtual, host cache.SharedIndexInformer) {
+	c.virtual, c.host = virtual, host
+	enqueue := func(obj interface{}) {
+		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+			c.queue.Add(key)
+		}
+	}
+	for _, inf := range []cache.SharedIndexInformer{virtual, host} {
+		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: enqueue, UpdateFunc: func(_, n interface{}) { enqueue(n) }, DeleteFunc: enqueue,
+		})
 	}
 }
 
 func (c *fromHostController[T]) Name() string { return c.name }
 
 func (c *fromHostController[T]) Run(ctx context.Context) error {
+	if c.kind.informer == nil {
+		// A kind served by a CRD: once the virtual cluster serves it,
+		// dynamic informers of both sides.
+		if c.sctx.HostDynamic == nil || c.sctx.VirtualDynamic == nil {
+			return fmt.Errorf("syncer %s needs dynamic clients of both sides", c.name)
+		}
+		if !serveCRD(ctx, c.sctx, c.name, c.kind.served) {
+			return nil
+		}
+		vf := dynamicinformer.NewDynamicSharedInformerFactory(c.sctx.VirtualDynamic, 10*time.Hour)
+		hf := dynamicinformer.NewDynamicSharedInformerFactory(c.sctx.HostDynamic, 10*time.Hour)
+		c.watch(vf.ForResource(c.kind.served.Host).Informer(), hf.ForResource(c.kind.served.Host).Informer())
+		vf.Start(ctx.Done())
+		hf.Start(ctx.Done())
+		defer vf.Shutdown()
+		defer hf.Shutdown()
+	}
 	return runQueue(ctx, c.name, c.queue, 2, c.metrics, c.sctx,
 		[]cache.InformerSynced{c.virtual.HasSynced, c.host.HasSynced}, nil, c.reconcile)
 }
@@ -105,7 +134,7 @@ func (c *fromHostController[T]) reconcile(ctx context.Context, name string) erro
 	if err != nil {
 		return err
 	}
-	client := c.kind.client(c.sctx.Virtual)
+	client := c.kind.client(c.sctx)
 	switch {
 	case hOK && !vOK:
 		_, err := client.Create(ctx, virtualCopy(h), metav1.CreateOptions{})
@@ -154,29 +183,44 @@ func virtualCopy[T mirrored[T]](h T) T {
 	}
 	l[translate.LabelFromHost] = "true"
 	v.SetLabels(l)
+	if u, ok := any(v).(*unstructured.Unstructured); ok {
+		// A class served by a CRD has a status its controller writes on
+		// the host; the virtual copy's is left empty.
+		delete(u.Object, "status")
+	}
 	return v
 }
+
+// gatewayClasses is the GatewayClasses row.
+var gatewayClasses = func() kinds.Kind {
+	for _, k := range kinds.All() {
+		if k.Name == kinds.GatewayClasses {
+			return k
+		}
+	}
+	panic("no GatewayClasses row")
+}()
 
 // fromHostSyncers are the builders of the host's classes.
 func fromHostSyncers() map[string]builder {
 	return map[string]builder{
 		kinds.StorageClasses: registerFromHost(fromHost[*storagev1.StorageClass]{
-			client: func(cs kubernetes.Interface) writer[*storagev1.StorageClass] { return cs.StorageV1().StorageClasses() },
+			client: func(c *Context) writer[*storagev1.StorageClass] { return c.Virtual.StorageV1().StorageClasses() },
 			informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
 				return f.Storage().V1().StorageClasses().Informer()
 			},
 		}),
 		kinds.IngressClasses: registerFromHost(fromHost[*networkingv1.IngressClass]{
-			client: func(cs kubernetes.Interface) writer[*networkingv1.IngressClass] {
-				return cs.NetworkingV1().IngressClasses()
+			client: func(c *Context) writer[*networkingv1.IngressClass] {
+				return c.Virtual.NetworkingV1().IngressClasses()
 			},
 			informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
 				return f.Networking().V1().IngressClasses().Informer()
 			},
 		}),
 		kinds.PriorityClasses: registerFromHost(fromHost[*schedulingv1.PriorityClass]{
-			client: func(cs kubernetes.Interface) writer[*schedulingv1.PriorityClass] {
-				return cs.SchedulingV1().PriorityClasses()
+			client: func(c *Context) writer[*schedulingv1.PriorityClass] {
+				return c.Virtual.SchedulingV1().PriorityClasses()
 			},
 			informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
 				return f.Scheduling().V1().PriorityClasses().Informer()
@@ -186,13 +230,19 @@ func fromHostSyncers() map[string]builder {
 			reserved: func(name string) bool { return strings.HasPrefix(name, "system-") },
 		}),
 		kinds.RuntimeClasses: registerFromHost(fromHost[*nodev1.RuntimeClass]{
-			client: func(cs kubernetes.Interface) writer[*nodev1.RuntimeClass] { return cs.NodeV1().RuntimeClasses() },
+			client: func(c *Context) writer[*nodev1.RuntimeClass] { return c.Virtual.NodeV1().RuntimeClasses() },
 			informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
 				return f.Node().V1().RuntimeClasses().Informer()
 			},
 		}),
+		kinds.GatewayClasses: registerFromHost(fromHost[*unstructured.Unstructured]{
+			client: func(c *Context) writer[*unstructured.Unstructured] {
+				return dynamicWriter{c.VirtualDynamic.Resource(gatewayClasses.Host)}
+			},
+			served: gatewayClasses,
+		}),
 		kinds.CSIDrivers: registerFromHost(fromHost[*storagev1.CSIDriver]{
-			client: func(cs kubernetes.Interface) writer[*storagev1.CSIDriver] { return cs.StorageV1().CSIDrivers() },
+			client: func(c *Context) writer[*storagev1.CSIDriver] { return c.Virtual.StorageV1().CSIDrivers() },
 			informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
 				return f.Storage().V1().CSIDrivers().Informer()
 			},

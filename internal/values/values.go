@@ -379,7 +379,7 @@ func validateSync(v *Values) field.ErrorList {
 		}
 		if sel := v.Sync[name].Selector; sel != nil {
 			if !fromHost[name] {
-				errs = append(errs, field.Forbidden(p.Child("selector"), "only kinds copied from the host (storageclasses, ingressclasses, priorityclasses, runtimeclasses, csidrivers) take a selector"))
+				errs = append(errs, field.Forbidden(p.Child("selector"), "only kinds copied from the host (storageclasses, ingressclasses, priorityclasses, runtimeclasses, csidrivers, gatewayclasses) take a selector"))
 			} else if _, err := metav1.LabelSelectorAsSelector(sel); err != nil {
 				errs = append(errs, field.Invalid(p.Child("selector"), sel, err.Error()))
 			}

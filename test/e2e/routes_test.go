@@ -54,6 +54,8 @@ func TestAgentGatewayRoutes(t *testing.T) {
 	_, stateDir, ns := agentWithNamespace(t, "vc-routes")
 	logsOnFailure(t, stateDir)
 	hk := host.Kubeconfig
+	class := ns + "-public"
+	kubectl(t, hk, fmt.Sprintf("apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: %s}\nspec: {controllerName: example.com/gateway}\n", class), "apply", "-f", "-")
 	tmpl := ns + "-gateways"
 	t.Cleanup(func() {
 		_ = exec.Command("kubectl", "--kubeconfig", hk, "delete", "virtualclustertemplate", tmpl, "--ignore-not-found").Run()
@@ -96,6 +98,15 @@ spec:
 		}
 		return err == nil, nil
 	})
+	// The host's GatewayClass is there, read-only.
+	poll(t, 60*time.Second, "the host's GatewayClass in the virtual cluster", func(ctx context.Context) (bool, error) {
+		out, err := exec.Command("kubectl", "--kubeconfig", vkc, "get", "gatewayclass", class, "-o", "jsonpath={.spec.controllerName}").Output()
+		return err == nil && string(out) == "example.com/gateway", nil
+	})
+	if out := kubectlFails(t, vkc, "delete", "gatewayclass", class); !strings.Contains(out, "read-only in this virtual cluster") {
+		t.Errorf("deleting the host's GatewayClass: %s, want the read-only refusal", out)
+	}
+
 	route := func(name, parent, host, backendNS string) string {
 		backend := "web"
 		if backendNS != "" {

@@ -45,6 +45,7 @@ const (
 	PriorityClasses = "priorityclasses"
 	RuntimeClasses  = "runtimeclasses"
 	CSIDrivers      = "csidrivers"
+	GatewayClasses  = "gatewayclasses"
 )
 
 // DefaultPodSecurityStandard is the Pod Security level the pods syncer
@@ -150,6 +151,7 @@ func All() []Kind {
 		fromHost(PriorityClasses, "scheduling.k8s.io", "PriorityClass"),
 		fromHost(RuntimeClasses, "node.k8s.io", "RuntimeClass"),
 		fromHost(CSIDrivers, "storage.k8s.io", "CSIDriver"),
+		withCRD(fromHost(GatewayClasses, GatewayGroup, "GatewayClass")),
 	}
 }
 
@@ -160,6 +162,12 @@ const GatewayGroup = "gateway.networking.k8s.io"
 func gatewayRoute(name, kind string) Kind {
 	return Kind{Name: name, Default: true, Host: schema.GroupVersionResource{Group: GatewayGroup, Version: "v1", Resource: name},
 		Kind: kind, CRD: name + "." + GatewayGroup, Verbs: write(), DeleteWithCluster: true}
+}
+
+// withCRD is row k of a kind the host serves through a CRD named after it.
+func withCRD(k Kind) Kind {
+	k.CRD = k.Host.Resource + "." + k.Host.Group
+	return k
 }
 
 // fromHost is the row of a host class: on by default, read cluster-wide on

@@ -58,6 +58,7 @@ func TestHostRules(t *testing.T) {
 		expand("storage.k8s.io", []string{"storageclasses", "csidrivers"}, read),
 		expand("scheduling.k8s.io", []string{"priorityclasses"}, read),
 		expand("node.k8s.io", []string{"runtimeclasses"}, read),
+		expand("gateway.networking.k8s.io", []string{"gatewayclasses"}, read),
 		expand("apiextensions.k8s.io", []string{"customresourcedefinitions"}, []string{"get"}),
 	} {
 		wantCluster = append(wantCluster, r...)
@@ -67,8 +68,8 @@ func TestHostRules(t *testing.T) {
 	}
 	// CRDs are read by name only.
 	for _, r := range HostClusterRules() {
-		if r.APIGroups[0] == "apiextensions.k8s.io" && strings.Join(r.ResourceNames, ",") != "httproutes.gateway.networking.k8s.io,grpcroutes.gateway.networking.k8s.io,tlsroutes.gateway.networking.k8s.io" {
-			t.Errorf("CRD rule %+v, want get on the routes' CRDs by name", r)
+		if r.APIGroups[0] == "apiextensions.k8s.io" && strings.Join(r.ResourceNames, ",") != "httproutes.gateway.networking.k8s.io,grpcroutes.gateway.networking.k8s.io,tlsroutes.gateway.networking.k8s.io,gatewayclasses.gateway.networking.k8s.io" {
+			t.Errorf("CRD rule %+v, want get on the Gateway API's CRDs by name", r)
 		}
 	}
 	// One rule per group and verb set.
