@@ -175,7 +175,7 @@ func installCRD(ctx context.Context, c *Context, name string, row kinds.Kind) er
 		}
 	})
 	if err != nil {
-		return nil // ctx ended
+		return err // ctx ended
 	}
 	want := &unstructured.Unstructured{Object: map[string]interface{}{"spec": runtime.DeepCopyJSONValue(host.Object["spec"])}}
 	want.SetAPIVersion("apiextensions.k8s.io/v1")

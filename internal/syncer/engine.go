@@ -215,6 +215,9 @@ func runQueue(ctx context.Context, name string, queue workqueue.TypedRateLimitin
 	m *Metrics, sctx *Context, synced []cache.InformerSynced, onSynced func(), reconcile func(context.Context, string) error) error {
 	defer queue.ShutDown()
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		if ctx.Err() != nil {
+			return nil // stopped before it started
+		}
 		return fmt.Errorf("syncer %s: caches did not sync", name)
 	}
 	if onSynced != nil {
