@@ -19,19 +19,18 @@ import (
 //     patterns (no hostnames, every name of the Gateway, is then refused);
 //   - backendRefs (and request mirrors): Services of the route's own
 //     virtual namespace, named as their host copies; a backend of another
-//     kind or namespace, or an ExtensionRef filter (it names a host
-//     object), refuses the route;
+//     kind or namespace refuses the route;
+//   - filters: those of the standard channel that name nothing pass, a
+//     request mirror's and an external auth service's backendRef is
+//     translated as a backend; ExtensionRef (it names an object of the
+//     host's Gateway implementation) and types the syncer does not know
+//     refuse the route;
 //   - status (the Gateway controller's acceptance and resolved references)
 //     comes back.
 //
 // ReferenceGrants are not copied: on the host every route and backend of
 // the cluster is in one namespace, and a copy would grant other host
 // namespaces access to it.
-
-// routeRefused is a reason a route gets no host copy at all.
-type routeRefused string
-
-func (r routeRefused) Error() string { return string(r) }
 
 // restrictRoute applies the route policy to host copy h of route v.
 func restrictRoute(c *Context, v, h *unstructured.Unstructured) (restrictions, bool, error) {
@@ -100,12 +99,12 @@ func routeHostnames(c *Context, spec map[string]interface{}, vars isolation.Vars
 	}
 	names, _ := spec["hostnames"].([]interface{})
 	if len(names) == 0 {
-		return routeRefused(fmt.Sprintf("no hostnames: the route would serve every name of its Gateway; give hostnames within isolation.ingresses.allowedHosts: %s", listOrNone(patterns)))
+		return fmt.Errorf("no hostnames: the route would serve every name of its Gateway; give hostnames within isolation.ingresses.allowedHosts: %s", listOrNone(patterns))
 	}
 	for _, n := range names {
 		name, _ := n.(string)
 		if !isolation.HostAllowed(name, patterns, vars) {
-			return routeRefused(fmt.Sprintf("hostname %q is outside isolation.ingresses.allowedHosts: %s", name, listOrNone(patterns)))
+			return fmt.Errorf("hostname %q is outside isolation.ingresses.allowedHosts: %s", name, listOrNone(patterns))
 		}
 	}
 	return nil
@@ -138,15 +137,20 @@ func routeFilters(c *Context, vNamespace string, filters interface{}, where stri
 	list, _ := filters.([]interface{})
 	for i, f := range list {
 		fm, _ := f.(map[string]interface{})
-		switch str(fm, "type", "") {
-		case "ExtensionRef":
-			return routeRefused(fmt.Sprintf("%s.filters[%d]: ExtensionRef names an object of the host's Gateway implementation; it is not copied", where, i))
-		case "RequestMirror":
-			mirror, _ := fm["requestMirror"].(map[string]interface{})
-			ref, _ := mirror["backendRef"].(map[string]interface{})
-			if err := routeBackend(c, vNamespace, ref, fmt.Sprintf("%s.filters[%d].requestMirror.backendRef", where, i)); err != nil {
+		switch typ := str(fm, "type", ""); typ {
+		case "RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite", "CORS":
+		case "RequestMirror", "ExternalAuth":
+			// Both send requests to a backend the filter names.
+			field := strings.ToLower(typ[:1]) + typ[1:]
+			sub, _ := fm[field].(map[string]interface{})
+			ref, _ := sub["backendRef"].(map[string]interface{})
+			if err := routeBackend(c, vNamespace, ref, fmt.Sprintf("%s.filters[%d].%s.backendRef", where, i, field)); err != nil {
 				return err
 			}
+		case "ExtensionRef":
+			return fmt.Errorf("%s.filters[%d]: ExtensionRef names an object of the host's Gateway implementation; it is not copied", where, i)
+		default:
+			return fmt.Errorf("%s.filters[%d]: filter type %q is not one the syncer knows what it reaches; it is not copied", where, i, typ)
 		}
 	}
 	return nil
@@ -160,10 +164,10 @@ func routeBackend(c *Context, vNamespace string, ref map[string]interface{}, whe
 	}
 	group, kind, name := str(ref, "group", ""), str(ref, "kind", "Service"), str(ref, "name", "")
 	if group != "" || kind != "Service" {
-		return routeRefused(fmt.Sprintf("%s: %s %q is not a Service (a route reaches only this virtual cluster's Services)", where, kind, name))
+		return fmt.Errorf("%s: %s %q is not a Service (a route reaches only this virtual cluster's Services)", where, kind, name)
 	}
 	if ns := str(ref, "namespace", vNamespace); ns != vNamespace {
-		return routeRefused(fmt.Sprintf("%s: Service %s/%s is in another namespace (a route reaches only Services of its own namespace)", where, ns, name))
+		return fmt.Errorf("%s: Service %s/%s is in another namespace (a route reaches only Services of its own namespace)", where, ns, name)
 	}
 	ref["name"] = c.Translator.HostName(vNamespace, name)
 	delete(ref, "namespace")

@@ -52,6 +52,11 @@ rules:
 		{name: "backend not a service", spec: strings.Replace(ok, "kind: Service", "kind: Secret", 1), want: []string{"Secret \"api\" is not a Service"}},
 		{name: "mirror elsewhere", spec: strings.Replace(ok, "backendRef: {name: shadow,", "backendRef: {name: shadow, namespace: prod,", 1),
 			want: []string{"requestMirror.backendRef: Service prod/shadow"}},
+		{name: "external auth elsewhere", spec: strings.Replace(ok, "type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x, value: y}]}", "type: ExternalAuth, externalAuth: {protocol: HTTP, backendRef: {name: auth, namespace: other}}", 1),
+			want: []string{"externalAuth.backendRef: Service other/auth is in another namespace"}},
+		{name: "external auth here", spec: strings.Replace(ok, "type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x, value: y}]}", "type: ExternalAuth, externalAuth: {protocol: HTTP, backendRef: {name: auth, port: 9000}}", 1),
+			copied: true, spec2: []string{"name: auth-x-default-x-vc"}},
+		{name: "unknown filter", spec: strings.Replace(ok, "type: RequestHeaderModifier", "type: Telepathy", 1), want: []string{`filter type "Telepathy"`}},
 		{name: "extension filter", spec: strings.Replace(ok, "type: RequestHeaderModifier", "type: ExtensionRef, extensionRef: {group: x.io, kind: Plugin, name: p}", 1),
 			want: []string{"rules[0].backendRefs[0].filters[0]: ExtensionRef"}},
 	} {

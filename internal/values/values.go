@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 
@@ -367,10 +368,7 @@ func validateSync(v *Values) field.ErrorList {
 			errs = append(errs, field.NotSupported(p, a, []string{"--disable-sync-resources=A,B", "--sync=A,B"}))
 		}
 	}
-	fromHost := map[string]bool{}
-	for _, k := range kinds.All() {
-		fromHost[k.Name] = k.FromHost
-	}
+	fromHost := kinds.FromHostNames()
 	for _, name := range sortedKeys(v.Sync) {
 		p := field.NewPath("sync").Key(name)
 		if !known[name] {
@@ -378,8 +376,8 @@ func validateSync(v *Values) field.ErrorList {
 			continue
 		}
 		if sel := v.Sync[name].Selector; sel != nil {
-			if !fromHost[name] {
-				errs = append(errs, field.Forbidden(p.Child("selector"), "only kinds copied from the host (storageclasses, ingressclasses, priorityclasses, runtimeclasses, csidrivers, gatewayclasses) take a selector"))
+			if !slices.Contains(fromHost, name) {
+				errs = append(errs, field.Forbidden(p.Child("selector"), "only kinds copied from the host ("+strings.Join(fromHost, ", ")+") take a selector"))
 			} else if _, err := metav1.LabelSelectorAsSelector(sel); err != nil {
 				errs = append(errs, field.Invalid(p.Child("selector"), sel, err.Error()))
 			}

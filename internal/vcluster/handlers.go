@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -44,18 +45,11 @@ func (h apiHandlers) wrap(next http.Handler) http.Handler {
 // fromHostSelectors parses --from-host-selector values (KIND=SELECTOR)
 // into the syncer's selectors, by kind name.
 func fromHostSelectors(list []string) (map[string]labels.Selector, error) {
-	fromHost := map[string]bool{}
-	var names []string
-	for _, k := range kinds.All() {
-		if k.FromHost {
-			fromHost[k.Name] = true
-			names = append(names, k.Name)
-		}
-	}
+	names := kinds.FromHostNames()
 	out := map[string]labels.Selector{}
 	for _, a := range list {
 		kind, sel, ok := strings.Cut(a, "=")
-		if !ok || !fromHost[kind] {
+		if !ok || !slices.Contains(names, kind) {
 			return nil, fmt.Errorf("--from-host-selector %q: want KIND=SELECTOR, KIND one of %s", a, strings.Join(names, ", "))
 		}
 		s, err := labels.Parse(sel)

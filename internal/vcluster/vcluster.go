@@ -30,6 +30,7 @@ import (
 	"github.com/sublet-dev/sublet/internal/pathflag"
 	"github.com/sublet-dev/sublet/internal/restconfig"
 	"github.com/sublet-dev/sublet/internal/syncer"
+	"github.com/sublet-dev/sublet/internal/syncer/kinds"
 	"github.com/sublet-dev/sublet/internal/translate"
 )
 
@@ -115,7 +116,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.PodSecurityStandard, "pod-security-standard", o.PodSecurityStandard, "Pod Security Standard every pod must meet before it runs on the host: privileged, baseline or restricted. Namespace labels in the virtual cluster cannot lower it.")
 	fs.StringSliceVar(&o.EgressAllowedCIDRs, "egress-allowed-cidrs", o.EgressAllowedCIDRs, "CIDRs the virtual API server may also dial for webhooks, aggregated APIs and node proxying (comma list, e.g. 10.20.0.0/16), beyond the cluster's own host pods and services; everything else is refused. Loopback, link-local and this machine's own addresses open only to a CIDR inside them (127.0.0.1/32), never to 0.0.0.0/0.")
 	fs.BoolVar(&o.NetworkPolicyIsolation, "network-policy-isolation", o.NetworkPolicyIsolation, "The host namespace has an isolation NetworkPolicy for this cluster's pods (values' isolation.networkPolicy): tenants' NetworkPolicies reach the host allowing nothing beyond the cluster's own pods (no ipBlock peers; a rule without peers allows the cluster's pods).")
-	fs.StringArrayVar(&o.FromHostSelectors, "from-host-selector", o.FromHostSelectors, "KIND=SELECTOR (repeatable): copy only the host's objects of KIND (storageclasses, ingressclasses, priorityclasses, runtimeclasses, csidrivers, gatewayclasses) whose labels match SELECTOR, in kubectl's label selector syntax (e.g. storageclasses=tier in (gold,silver)).")
+	fs.StringArrayVar(&o.FromHostSelectors, "from-host-selector", o.FromHostSelectors, "KIND=SELECTOR (repeatable): copy only the host's objects of KIND ("+strings.Join(kinds.FromHostNames(), ", ")+") whose labels match SELECTOR, in kubectl's label selector syntax (e.g. storageclasses=tier in (gold,silver)).")
 	pathflag.Var(fs, &o.AwaitAssignment, "await-assignment", o.AwaitAssignment, "Start the control plane with no virtual cluster and wait until this file names one (a warm pool member; the agent writes it).")
 	_ = fs.MarkHidden("await-assignment")
 	if f := fs.Lookup("service-cidr"); f != nil {

@@ -212,6 +212,18 @@ func Selection(enable, disable []string) (map[string]bool, error) {
 	return sel, nil
 }
 
+// FromHostNames are the names of the kinds copied from the host, in
+// table order.
+func FromHostNames() []string {
+	var out []string
+	for _, k := range All() {
+		if k.FromHost {
+			out = append(out, k.Name)
+		}
+	}
+	return out
+}
+
 // HostRules are the rights the syncer needs in its host namespace: those of
 // every namespaced kind, whether selected or not, so values can turn a kind
 // on without new rights.
