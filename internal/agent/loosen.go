@@ -45,8 +45,8 @@ func (r *reconciler) loosens(ctx context.Context, vc *storagev1.VirtualCluster, 
 	if err != nil {
 		return "", err
 	}
-	if ls := eff.Values.Isolation.LooserThan(base.Values.Isolation, vars(vc)); len(ls) > 0 {
-		allowing, err := r.templatesAllowing(ctx, vc, eff.Values.Isolation)
+	if ls := looserThan(&eff.Values, &base.Values, vars(vc)); len(ls) > 0 {
+		allowing, err := r.templatesAllowing(ctx, vc, &eff.Values)
 		if err != nil {
 			return "", err
 		}
@@ -87,7 +87,7 @@ func loosensMessage(ls isolation.Loosenings, tmpls []template, allowing []string
 
 // templatesAllowing names the templates under which isolation own would
 // loosen nothing (with the cluster default below them).
-func (r *reconciler) templatesAllowing(ctx context.Context, vc *storagev1.VirtualCluster, own values.Isolation) ([]string, error) {
+func (r *reconciler) templatesAllowing(ctx context.Context, vc *storagev1.VirtualCluster, own *values.Values) ([]string, error) {
 	list := &storagev1.VirtualClusterTemplateList{}
 	if err := r.client.List(ctx, list); err != nil {
 		return nil, err
@@ -111,7 +111,7 @@ func (r *reconciler) templatesAllowing(ctx context.Context, vc *storagev1.Virtua
 		if err != nil {
 			continue
 		}
-		if len(own.LooserThan(base.Values.Isolation, vars(vc))) == 0 {
+		if len(looserThan(own, &base.Values, vars(vc))) == 0 {
 			out = append(out, fmt.Sprintf("%q", t.Name))
 		}
 	}
@@ -130,7 +130,13 @@ func templateLoosens(t *storagev1.VirtualClusterTemplate) bool {
 	if err != nil {
 		return true
 	}
-	return len(own.Values.Isolation.LooserThan(defaults.Values.Isolation, isolation.Vars{})) > 0
+	return len(looserThan(&own.Values, &defaults.Values, isolation.Vars{})) > 0
+}
+
+// looserThan lists where values own allow more than base: isolation, and
+// custom resource rows (a row lets the tenant write a host kind).
+func looserThan(own, base *values.Values, v isolation.Vars) isolation.Loosenings {
+	return append(own.Isolation.LooserThan(base.Isolation, v), own.CustomLooserThan(base)...)
 }
 
 // templateLabeler keeps, for every template, LabelLoosensIsolation on it

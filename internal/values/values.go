@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"sort"
 	"strings"
 
@@ -58,6 +57,9 @@ type SyncResource struct {
 	// Selector, for a kind copied from the host (its classes), picks the
 	// host objects the cluster sees by their labels.
 	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+	// CustomResources, under the keys toHost and fromHost only, are rows
+	// of custom resources (custom.go).
+	CustomResources map[string]CustomResource `json:"customResources,omitempty"`
 }
 
 // Isolation is the host-side containment of a virtual cluster: its Pod
@@ -306,6 +308,7 @@ func flagArg(a string) (name, value string, ok bool) {
 func Validate(v *Values) field.ErrorList {
 	errs := validateVirtualCluster(v)
 	errs = append(errs, validateSync(v)...)
+	errs = append(errs, validateCustom(v)...)
 	return append(errs, validateIsolation(v)...)
 }
 
@@ -338,49 +341,6 @@ func validateVirtualCluster(v *Values) field.ErrorList {
 		case apiServerFlags[name]:
 		default:
 			errs = append(errs, field.NotSupported(p, a, []string{"--service-cidr=CIDR", "--datastore=sqlite|etcd", allowedAPIServerFlags()}))
-		}
-	}
-	return errs
-}
-
-// validateSync checks syncer.extraArgs and sync: only kinds the syncer
-// knows.
-func validateSync(v *Values) field.ErrorList {
-	var errs field.ErrorList
-	known := map[string]bool{}
-	for _, n := range kinds.Names() {
-		known[n] = true
-	}
-	checkResources := func(p *field.Path, a, list string) {
-		for _, n := range strings.Split(list, ",") {
-			if n = strings.TrimSpace(n); n != "" && !known[n] {
-				errs = append(errs, field.NotSupported(p, a, kinds.Names()))
-			}
-		}
-	}
-	for i, a := range v.Syncer.ExtraArgs {
-		p := field.NewPath("syncer", "extraArgs").Index(i)
-		name, value, ok := flagArg(a)
-		switch {
-		case ok && (name == "disable-sync-resources" || name == "sync"):
-			checkResources(p, a, value)
-		default:
-			errs = append(errs, field.NotSupported(p, a, []string{"--disable-sync-resources=A,B", "--sync=A,B"}))
-		}
-	}
-	fromHost := kinds.FromHostNames()
-	for _, name := range sortedKeys(v.Sync) {
-		p := field.NewPath("sync").Key(name)
-		if !known[name] {
-			errs = append(errs, field.NotSupported(p, name, kinds.Names()))
-			continue
-		}
-		if sel := v.Sync[name].Selector; sel != nil {
-			if !slices.Contains(fromHost, name) {
-				errs = append(errs, field.Forbidden(p.Child("selector"), "only kinds copied from the host ("+strings.Join(fromHost, ", ")+") take a selector"))
-			} else if _, err := metav1.LabelSelectorAsSelector(sel); err != nil {
-				errs = append(errs, field.Invalid(p.Child("selector"), sel, err.Error()))
-			}
 		}
 	}
 	return errs
@@ -481,6 +441,9 @@ func (e *Effective) RunArgs() []string {
 				disable = append(disable, name)
 			}
 		}
+	}
+	if rows := e.Values.CustomResources(); len(rows) > 0 {
+		args = append(args, "--custom-resources="+kinds.FormatCustom(rows))
 	}
 	if len(enable) > 0 {
 		args = append(args, "--sync="+strings.Join(enable, ","))
