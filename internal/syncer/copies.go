@@ -30,6 +30,10 @@ type copyOps[T metav1.Object] struct {
 type usedCopySyncer[T metav1.Object] struct {
 	users []users
 	ops   copyOps[T]
+	// refs knows the objects custom objects name (kinds.Reference), of
+	// kind refKind.
+	refs    *customRefs
+	refKind string
 }
 
 // users finds the virtual objects that use an object: an index of a
@@ -39,18 +43,31 @@ type users struct {
 	index   string
 }
 
-func (s usedCopySyncer[T]) used(v metav1.Object) bool {
+// used reports whether a pod, ingress or custom object uses v. An object
+// the syncer copied from the host (a custom object's returned Secret) is
+// never copied back.
+func (s usedCopySyncer[T]) used(ctx context.Context, v metav1.Object) (bool, error) {
+	if v.GetLabels()[translate.LabelFromHost] == "true" {
+		return false, nil
+	}
+	key := v.GetNamespace() + "/" + v.GetName()
 	for _, u := range s.users {
-		if objs, err := u.indexer.ByIndex(u.index, v.GetNamespace()+"/"+v.GetName()); err == nil && len(objs) > 0 {
-			return true
+		if objs, err := u.indexer.ByIndex(u.index, key); err == nil && len(objs) > 0 {
+			return true, nil
 		}
 	}
-	return false
+	if s.refs == nil {
+		return false, nil
+	}
+	return s.refs.used(ctx, s.refKind, key)
 }
 
 func (s usedCopySyncer[T]) VirtualOnly(ctx context.Context, c *Context, v T) error {
-	if !s.used(v) || v.GetDeletionTimestamp() != nil {
+	if v.GetDeletionTimestamp() != nil {
 		return nil
+	}
+	if used, err := s.used(ctx, v); !used || err != nil {
+		return err
 	}
 	h := s.ops.hostCopy(c.Translator, v)
 	_, err := s.ops.client(c.Host, h.GetNamespace()).Create(ctx, h, metav1.CreateOptions{})
@@ -58,7 +75,9 @@ func (s usedCopySyncer[T]) VirtualOnly(ctx context.Context, c *Context, v T) err
 }
 
 func (s usedCopySyncer[T]) Both(ctx context.Context, c *Context, v, h T) error {
-	if !s.used(v) {
+	if used, err := s.used(ctx, v); err != nil {
+		return err
+	} else if !used {
 		return s.HostOnly(ctx, c, h)
 	}
 	want := s.ops.hostCopy(c.Translator, v)
@@ -92,6 +111,16 @@ func usedBy(f factories, pick func(*corev1.Pod) []reference) trigger {
 	}}
 }
 
+// customUsers triggers a sync of the objects of kind custom objects
+// start or stop naming.
+func customUsers(f factories, kind string) trigger {
+	return trigger{subscribe: func(enqueue func(string)) {
+		if f.refs != nil {
+			f.refs.subscribe(kind, enqueue)
+		}
+	}}
+}
+
 func configMapInformer(f informers.SharedInformerFactory) cache.SharedIndexInformer {
 	return f.Core().V1().ConfigMaps().Informer()
 }
@@ -111,7 +140,8 @@ func newConfigMapSyncer(f factories) (Syncer[*corev1.ConfigMap], []trigger) {
 		},
 		client: func(cs kubernetes.Interface, ns string) writer[*corev1.ConfigMap] { return cs.CoreV1().ConfigMaps(ns) },
 	}
-	return usedCopySyncer[*corev1.ConfigMap]{users: []users{{indexedPods(f), indexConfigMapRefs}}, ops: ops}, []trigger{usedBy(f, configMapRefs)}
+	return usedCopySyncer[*corev1.ConfigMap]{users: []users{{indexedPods(f), indexConfigMapRefs}}, ops: ops, refs: f.refs, refKind: "ConfigMap"},
+		[]trigger{usedBy(f, configMapRefs), customUsers(f, "ConfigMap")}
 }
 
 func newSecretSyncer(f factories) (Syncer[*corev1.Secret], []trigger) {
@@ -131,5 +161,6 @@ func newSecretSyncer(f factories) (Syncer[*corev1.Secret], []trigger) {
 		client: func(cs kubernetes.Interface, ns string) writer[*corev1.Secret] { return cs.CoreV1().Secrets(ns) },
 	}
 	u := []users{{indexedPods(f), indexSecretRefs}, {indexedIngresses(f), indexIngressTLSRefs}}
-	return usedCopySyncer[*corev1.Secret]{users: u, ops: ops}, []trigger{usedBy(f, secretRefs), tlsSecretsOf(f)}
+	return usedCopySyncer[*corev1.Secret]{users: u, ops: ops, refs: f.refs, refKind: "Secret"},
+		[]trigger{usedBy(f, secretRefs), tlsSecretsOf(f), customUsers(f, "Secret")}
 }

@@ -2,7 +2,10 @@ package syncer
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,6 +36,19 @@ type dynamicKind struct {
 	// restrict translates what host copy h of v names and applies the
 	// cluster's policy to it (see mirror.restrict).
 	restrict func(c *Context, v, h *unstructured.Unstructured) (restrictions, bool, error)
+	// also, if set, are more controllers over the kind's virtual informer
+	// (a custom resource's returned objects), run with the mirror.
+	also func(virtual cache.SharedIndexInformer) []Runnable
+	// done, if set, is called once the kind's virtual objects are all
+	// known to the custom references (or none will be).
+	done func()
+}
+
+// ready calls done, if set.
+func (k dynamicKind) ready() {
+	if k.done != nil {
+		k.done()
+	}
 }
 
 // crdResource is the CustomResourceDefinition resource.
@@ -66,10 +82,13 @@ func (d *dynamicController) Run(ctx context.Context) error {
 	if c.HostDynamic == nil || c.VirtualDynamic == nil {
 		return fmt.Errorf("syncer %s needs dynamic clients of both sides", d.name)
 	}
-	if !serveCRD(ctx, c, d.name, d.kind.row) {
-		return nil // ctx ended
+	row, ok := serveCRD(ctx, c, d.name, d.kind.row, d.kind.ready)
+	if !ok {
+		d.kind.ready()
+		return nil // ctx ended, or the row does not fit the host's CRD
 	}
-	gvr := d.kind.row.Host
+	d.kind.row = row
+	gvr := row.Host
 	vf := dynamicinformer.NewDynamicSharedInformerFactory(c.VirtualDynamic, 10*time.Hour)
 	hf := dynamicinformer.NewFilteredDynamicSharedInformerFactory(c.HostDynamic, 10*time.Hour, c.Translator.HostNamespace,
 		func(o *metav1.ListOptions) { o.LabelSelector = translate.LabelCopyOf + "=" + c.Translator.VCluster })
@@ -77,18 +96,41 @@ func (d *dynamicController) Run(ctx context.Context) error {
 		return func(informers.SharedInformerFactory) cache.SharedIndexInformer { return f.ForResource(gvr).Informer() }
 	}
 	ctrl := newController[*unstructured.Unstructured](d.name, d.mirror(), c, nil, nil, pick(vf), pick(hf), d.metrics, nil)
+	var extra []Runnable
+	if d.kind.also != nil {
+		extra = d.kind.also(vf.ForResource(gvr).Informer())
+	}
 	vf.Start(ctx.Done())
 	hf.Start(ctx.Done())
 	defer vf.Shutdown()
 	defer hf.Shutdown()
-	return ctrl.Run(ctx)
+	return runAll(ctx, c, append(extra, ctrl))
+}
+
+// runAll runs rs until ctx ends, returning the first error.
+func runAll(ctx context.Context, c *Context, rs []Runnable) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(rs))
+	for _, r := range rs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.Run(ctx); err != nil {
+				c.Log.Error(err, "syncer stopped", "syncer", r.Name())
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
 
 // mirror is the kind's mirror over dynamic clients: spec to the host,
 // status back.
 func (d *dynamicController) mirror() mirror[*unstructured.Unstructured] {
 	c, gvr := d.sctx, d.kind.row.Host
-	return mirror[*unstructured.Unstructured]{
+	m := mirror[*unstructured.Unstructured]{
 		kind: d.kind.row.Kind,
 		client: func(_ kubernetes.Interface, ns string) writer[*unstructured.Unstructured] {
 			return dynamicWriter{c.HostDynamic.Resource(gvr).Namespace(ns)}
@@ -116,6 +158,10 @@ func (d *dynamicController) mirror() mirror[*unstructured.Unstructured] {
 		},
 		restrict: d.kind.restrict,
 	}
+	if d.kind.row.NoStatus {
+		m.status = nil
+	}
+	return m
 }
 
 // setField sets the top-level fields names of dst to copies of src's,
@@ -131,51 +177,85 @@ func setField(dst, src *unstructured.Unstructured, names ...string) {
 }
 
 // serveCRD makes the virtual cluster serve row's kind as the host does,
-// retrying failures, until it does (true) or ctx ends (false).
-func serveCRD(ctx context.Context, c *Context, name string, row kinds.Kind) bool {
+// retrying failures, until it does or ctx ends (false). It returns the row
+// as the host's CRD serves it (see servedRow); a row that does not fit
+// the CRD is refused with an event, and false.
+// lacking, if set, is called when the host does not have the CRD.
+func serveCRD(ctx context.Context, c *Context, name string, row kinds.Kind, lacking func()) (kinds.Kind, bool) {
+	var refused error
 	if err := wait.PollUntilContextCancel(ctx, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		err := installCRD(ctx, c, name, row)
+		served, err := installCRD(ctx, c, name, row, lacking)
+		var r rowRefused
+		if errors.As(err, &r) {
+			refused = err
+			return true, nil
+		}
 		if err != nil && ctx.Err() == nil {
 			c.Log.Error(err, "retrying", "syncer", name)
 		}
+		row = served
 		return err == nil, nil
 	}); err != nil {
-		return false
+		return row, false
 	}
-	c.Log.Info("serving a kind whose CRD the host has", "syncer", name, "crd", row.CRD)
-	return true
+	if refused != nil {
+		c.Log.Info("not syncing a custom resource row", "syncer", name, "reason", refused.Error())
+		c.noticeCluster(corev1.EventTypeWarning, "CustomResourceRefused", refused.Error())
+		return row, false
+	}
+	c.Log.Info("serving a kind whose CRD the host has", "syncer", name, "crd", row.CRD, "version", row.Host.Version)
+	return row, true
+}
+
+// rowRefused is a row that does not fit the host's CRD: nothing is synced
+// for it until the values change.
+type rowRefused struct{ error }
+
+// servedRow is row as host CRD crd serves it. A row of the table is
+// complete; a custom resource row (no version) takes the CRD's storage
+// version and Kind, and its scope must fit the direction: a to-host kind
+// namespaced (its objects go to the host namespace), a from-host kind
+// cluster-scoped.
+func servedRow(row kinds.Kind, crd *unstructured.Unstructured) (kinds.Kind, error) {
+	if row.Host.Version != "" {
+		return row, nil
+	}
+	scope, _, _ := unstructured.NestedString(crd.Object, "spec", "scope")
+	where := strings.TrimSuffix(row.Off, ".enabled: false")
+	switch {
+	case row.FromHost && scope != "Cluster":
+		return row, rowRefused{fmt.Errorf("%s: the host's %s is %s-scoped; only cluster-scoped kinds are copied from the host. "+
+			"Sync it to the host instead (sync.toHost.customResources), or turn the row off with %s", where, row.CRD, scope, row.OffValue())}
+	case !row.FromHost && scope != "Namespaced":
+		return row, rowRefused{fmt.Errorf("%s: the host's %s is %s-scoped; a virtual cluster writes only into its host namespace. "+
+			"Copy it from the host instead (sync.fromHost.customResources), or turn the row off with %s", where, row.CRD, scope, row.OffValue())}
+	}
+	row.Kind, _, _ = unstructured.NestedString(crd.Object, "spec", "names", "kind")
+	versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
+	for _, v := range versions {
+		if m, ok := v.(map[string]interface{}); ok && m["storage"] == true {
+			row.Host.Version, _ = m["name"].(string)
+			_, hasStatus, _ := unstructured.NestedMap(m, "subresources", "status")
+			row.NoStatus = !hasStatus
+		}
+	}
+	if row.Host.Version == "" || row.Kind == "" {
+		return row, fmt.Errorf("the host's CRD %s names no storage version or kind", row.CRD)
+	}
+	return row, nil
 }
 
 // installCRD waits until the host has the kind's CRD (saying once, as an
 // event in the virtual cluster, that it does not), then makes the virtual
 // cluster serve the same: the host CRD's spec, without a conversion
 // webhook (the virtual API server would dial the host's service for it).
-func installCRD(ctx context.Context, c *Context, name string, row kinds.Kind) error {
-	var host *unstructured.Unstructured
-	told := false
-	err := wait.PollUntilContextCancel(ctx, hostCRDRecheck, true, func(ctx context.Context) (bool, error) {
-		crd, err := c.HostDynamic.Resource(crdResource).Get(ctx, row.CRD, metav1.GetOptions{})
-		switch {
-		case err == nil:
-			host = crd
-			return true, nil
-		case apierrors.IsNotFound(err) || apierrors.IsForbidden(err):
-			if !told {
-				told = true
-				c.Log.Info("the host does not serve this kind; not synced until it does", "syncer", name, "crd", row.CRD, "reason", err.Error())
-				c.noticeCluster(corev1.EventTypeNormal, "HostLacksKind", fmt.Sprintf(
-					"the host cluster does not serve %s (%s): %s are not synced. A host admin installs the CRD "+
-						"(for Gateway API kinds, the Gateway API's standard channel), or turn this off with the value sync.%s.enabled: false",
-					row.CRD, err.Error(), row.Name, row.Name))
-			}
-			return false, nil
-		default:
-			c.Log.Error(err, "read the host's CRD, retrying", "syncer", name, "crd", row.CRD)
-			return false, nil
-		}
-	})
+func installCRD(ctx context.Context, c *Context, name string, row kinds.Kind, lacking func()) (kinds.Kind, error) {
+	host, err := hostCRD(ctx, c, name, row, lacking)
 	if err != nil {
-		return err // ctx ended
+		return row, err // ctx ended
+	}
+	if row, err = servedRow(row, host); err != nil {
+		return row, err
 	}
 	want := &unstructured.Unstructured{Object: map[string]interface{}{"spec": runtime.DeepCopyJSONValue(host.Object["spec"])}}
 	want.SetAPIVersion("apiextensions.k8s.io/v1")
@@ -202,9 +282,9 @@ func installCRD(ctx context.Context, c *Context, name string, row kinds.Kind) er
 		_, err = crds.Update(ctx, want, metav1.UpdateOptions{})
 	}
 	if err != nil {
-		return fmt.Errorf("install the host's CRD %s in the virtual cluster: %w", row.CRD, err)
+		return row, fmt.Errorf("install the host's CRD %s in the virtual cluster: %w", row.CRD, err)
 	}
-	return wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+	return row, wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		cur, err := crds.Get(ctx, row.CRD, metav1.GetOptions{})
 		if err != nil {
 			return false, nil
@@ -217,6 +297,38 @@ func installCRD(ctx context.Context, c *Context, name string, row kinds.Kind) er
 		}
 		return false, nil
 	})
+}
+
+// hostCRD waits until the host has row's CRD, saying once, as an event in
+// the virtual cluster, that it does not.
+func hostCRD(ctx context.Context, c *Context, name string, row kinds.Kind, lacking func()) (*unstructured.Unstructured, error) {
+	var host *unstructured.Unstructured
+	told := false
+	err := wait.PollUntilContextCancel(ctx, hostCRDRecheck, true, func(ctx context.Context) (bool, error) {
+		crd, err := c.HostDynamic.Resource(crdResource).Get(ctx, row.CRD, metav1.GetOptions{})
+		switch {
+		case err == nil:
+			host = crd
+			return true, nil
+		case apierrors.IsNotFound(err) || apierrors.IsForbidden(err):
+			if !told {
+				told = true
+				if lacking != nil {
+					lacking()
+				}
+				c.Log.Info("the host does not serve this kind; not synced until it does", "syncer", name, "crd", row.CRD, "reason", err.Error())
+				c.noticeCluster(corev1.EventTypeNormal, "HostLacksKind", fmt.Sprintf(
+					"the host cluster does not serve %s (%s): its objects are not synced. A host admin installs the CRD "+
+						"(for Gateway API kinds, the Gateway API's standard channel), or turn this off with the value %s",
+					row.CRD, err.Error(), row.OffValue()))
+			}
+			return false, nil
+		default:
+			c.Log.Error(err, "read the host's CRD, retrying", "syncer", name, "crd", row.CRD)
+			return false, nil
+		}
+	})
+	return host, err
 }
 
 // dynamicWriter is a dynamic client as a writer.

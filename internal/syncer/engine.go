@@ -25,6 +25,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/sublet-dev/sublet/internal/isolation"
+	"github.com/sublet-dev/sublet/internal/syncer/kinds"
 	"github.com/sublet-dev/sublet/internal/translate"
 )
 
@@ -54,6 +55,9 @@ type Context struct {
 	// NetworkPolicyIsolation: the cluster's isolation NetworkPolicy bounds
 	// its host pods, so tenants' policies may allow nothing beyond them.
 	NetworkPolicyIsolation bool
+	// Custom are the custom resource rows of values, synced after the
+	// table's kinds.
+	Custom []kinds.Custom
 	// FromHostSelectors, by kind name, pick which of the host's objects
 	// of a kinds.Kind.FromHost kind are copied (all if none).
 	FromHostSelectors map[string]labels.Selector
@@ -113,6 +117,9 @@ type Informers func(informers.SharedInformerFactory) cache.SharedIndexInformer
 type trigger struct {
 	informer cache.SharedIndexInformer
 	keys     func(obj interface{}) []string
+	// subscribe, instead of an informer, hands the syncer's enqueue to
+	// another source of keys (customRefs).
+	subscribe func(enqueue func(key string))
 }
 
 // controller runs one Syncer: informers on both sides feed one queue of
@@ -173,6 +180,10 @@ func newController[T metav1.Object](name string, s Syncer[T], sctx *Context, vf,
 		AddFunc: enqueueHost, UpdateFunc: func(_, n interface{}) { enqueueHost(n) }, DeleteFunc: enqueueHost,
 	})
 	for _, t := range triggers {
+		if t.subscribe != nil {
+			t.subscribe(func(key string) { c.queue.Add(key) })
+			continue
+		}
 		enqueue := func(obj interface{}) {
 			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = d.Obj

@@ -36,7 +36,8 @@ import (
 // virtual API server refuses tenants' writes to these kinds (see package
 // vcluster), so the copies stay as the host has them.
 type fromHost[T mirrored[T]] struct {
-	// client is the kind's client in the virtual cluster.
+	// client is the kind's client in the virtual cluster; a kind served
+	// by a CRD uses a dynamic one.
 	client func(c *Context) writer[T]
 	// informer picks the kind's informer from a factory; nil for a kind
 	// served by a CRD (served), whose informers are dynamic.
@@ -106,9 +107,11 @@ func (c *fromHostController[T]) Run(ctx context.Context) error {
 		if c.sctx.HostDynamic == nil || c.sctx.VirtualDynamic == nil {
 			return fmt.Errorf("syncer %s needs dynamic clients of both sides", c.name)
 		}
-		if !serveCRD(ctx, c.sctx, c.name, c.kind.served) {
+		row, ok := serveCRD(ctx, c.sctx, c.name, c.kind.served, nil)
+		if !ok {
 			return nil
 		}
+		c.kind.served = row
 		vf := dynamicinformer.NewDynamicSharedInformerFactory(c.sctx.VirtualDynamic, 10*time.Hour)
 		hf := dynamicinformer.NewDynamicSharedInformerFactory(c.sctx.HostDynamic, 10*time.Hour)
 		c.watch(vf.ForResource(c.kind.served.Host).Informer(), hf.ForResource(c.kind.served.Host).Informer())
@@ -134,7 +137,7 @@ func (c *fromHostController[T]) reconcile(ctx context.Context, name string) erro
 	if err != nil {
 		return err
 	}
-	client := c.kind.client(c.sctx)
+	client := c.writer()
 	switch {
 	case hOK && !vOK:
 		_, err := client.Create(ctx, virtualCopy(h), metav1.CreateOptions{})
@@ -162,6 +165,14 @@ func (c *fromHostController[T]) reconcile(ctx context.Context, name string) erro
 		return deleteHostCopy(ctx, client, v)
 	}
 	return nil
+}
+
+// writer is the kind's client in the virtual cluster.
+func (c *fromHostController[T]) writer() writer[T] {
+	if c.kind.informer == nil {
+		return any(dynamicWriter{c.sctx.VirtualDynamic.Resource(c.kind.served.Host)}).(writer[T])
+	}
+	return c.kind.client(c.sctx)
 }
 
 // virtualCopy is the virtual copy of host object h: h without the
@@ -235,12 +246,7 @@ func fromHostSyncers() map[string]builder {
 				return f.Node().V1().RuntimeClasses().Informer()
 			},
 		}),
-		kinds.GatewayClasses: registerFromHost(fromHost[*unstructured.Unstructured]{
-			client: func(c *Context) writer[*unstructured.Unstructured] {
-				return dynamicWriter{c.VirtualDynamic.Resource(gatewayClasses.Host)}
-			},
-			served: gatewayClasses,
-		}),
+		kinds.GatewayClasses: registerFromHost(fromHost[*unstructured.Unstructured]{served: gatewayClasses}),
 		kinds.CSIDrivers: registerFromHost(fromHost[*storagev1.CSIDriver]{
 			client: func(c *Context) writer[*storagev1.CSIDriver] { return c.Virtual.StorageV1().CSIDrivers() },
 			informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {

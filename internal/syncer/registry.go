@@ -3,7 +3,6 @@ package syncer
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -30,6 +29,8 @@ type builder func(name string, sctx *Context, f factories, selected map[string]b
 // cluster-wide).
 type factories struct {
 	virtual, host, hostAll informers.SharedInformerFactory
+	// refs are the Secrets and ConfigMaps custom objects name.
+	refs *customRefs
 }
 
 func register[T metav1.Object](vi, hi Informers, build func(f factories) (Syncer[T], []trigger)) builder {
@@ -110,6 +111,7 @@ func Run(ctx context.Context, sctx *Context, selected map[string]bool, m *Metric
 		return err
 	}
 	runs := []Runnable{newNamespaceLabeler(sctx, vf)}
+	f := factories{virtual: vf, host: hf, hostAll: hallf, refs: newCustomRefs()}
 	impl := syncers()
 	for _, k := range kinds.All() {
 		if !selected[k.Name] {
@@ -119,27 +121,18 @@ func Run(ctx context.Context, sctx *Context, selected map[string]bool, m *Metric
 		if !ok {
 			return fmt.Errorf("kind %s has no syncer", k.Name)
 		}
-		runs = append(runs, build(k.Name, sctx, factories{virtual: vf, host: hf, hostAll: hallf}, selected, m))
+		runs = append(runs, build(k.Name, sctx, f, selected, m))
 	}
+	for _, row := range sctx.Custom {
+		runs = append(runs, customBuilder(row)(row.CRD, sctx, f, selected, m))
+	}
+	f.refs.seal()
 	vf.Start(ctx.Done())
 	hf.Start(ctx.Done())
 	hallf.Start(ctx.Done())
-	var wg sync.WaitGroup
-	errs := make(chan error, len(runs))
-	for _, r := range runs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := r.Run(ctx); err != nil {
-				sctx.Log.Error(err, "syncer stopped", "syncer", r.Name())
-				errs <- err
-			}
-		}()
-	}
-	wg.Wait()
+	err := runAll(ctx, sctx, runs)
 	vf.Shutdown()
 	hf.Shutdown()
 	hallf.Shutdown()
-	close(errs)
-	return <-errs
+	return err
 }

@@ -30,7 +30,8 @@ import (
 // made. Until then its egress guard refuses every dial.
 
 // AssignableFlags are the `vcluster run` flags an assignment may set.
-var AssignableFlags = []string{"name", "host-namespace", "host-kubeconfig", "sync", "disable-sync-resources", "pod-security-standard", "isolation-policy", "egress-allowed-cidrs"}
+var AssignableFlags = []string{"name", "host-namespace", "host-kubeconfig", "sync", "disable-sync-resources", "pod-security-standard", "isolation-policy", "egress-allowed-cidrs",
+	"custom-resources", "from-host-selector"}
 
 // awaitAssignment blocks until o.AwaitAssignment exists, then applies it.
 func (o *Options) awaitAssignment(ctx context.Context, log klog.Logger) error {

@@ -88,16 +88,22 @@ func newReadOnly() (*readOnly, error) {
 		return nil, err
 	}
 	g := &readOnly{secret: hex.EncodeToString(b)}
-	g.guard(nil)
+	g.guard(nil, nil)
 	return g, nil
 }
 
-// guard refuses tenants' writes to the FromHost kinds in selected.
-func (g *readOnly) guard(selected map[string]bool) {
+// guard refuses tenants' writes to the FromHost kinds in selected and
+// the from-host custom resource rows.
+func (g *readOnly) guard(selected map[string]bool, custom []kinds.Custom) {
 	m := map[schema.GroupResource]string{}
 	for _, k := range kinds.All() {
 		if k.FromHost && selected[k.Name] {
-			m[k.Host.GroupResource()] = k.Name
+			m[k.Host.GroupResource()] = k.OffValue()
+		}
+	}
+	for _, c := range custom {
+		if c.FromHost {
+			m[c.GroupResource()] = c.Row().OffValue()
 		}
 	}
 	g.guarded.Store(&m)
@@ -130,7 +136,7 @@ func (g *readOnly) Wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		name, guarded := (*g.guarded.Load())[schema.GroupResource{Group: ri.APIGroup, Resource: ri.Resource}]
+		off, guarded := (*g.guarded.Load())[schema.GroupResource{Group: ri.APIGroup, Resource: ri.Resource}]
 		switch ri.Verb {
 		case "create", "update", "patch", "delete", "deletecollection":
 		default:
@@ -146,7 +152,7 @@ func (g *readOnly) Wrap(next http.Handler) http.Handler {
 		}
 		kubeproxy.WriteStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf(
 			"%s: read-only in this virtual cluster: the syncer copies the host cluster's %s here as the host has them. "+
-				"Ask the host cluster's admin to change them there, or stop the copy with the value sync.%s.enabled: false",
-			what, name, name))
+				"Ask the host cluster's admin to change them there, or stop the copy with the value %s",
+			what, ri.Resource, off))
 	})
 }

@@ -40,7 +40,14 @@ func TestReadOnlyGuard(t *testing.T) {
 	if code, _ := serve("storage.k8s.io", "storageclasses", "delete", ""); code != http.StatusOK {
 		t.Errorf("before the syncer starts: %d, want nothing guarded", code)
 	}
-	g.guard(map[string]bool{kinds.StorageClasses: true, kinds.PriorityClasses: false})
+	g.guard(map[string]bool{kinds.StorageClasses: true, kinds.PriorityClasses: false},
+		[]kinds.Custom{{CRD: "clusterissuers.cert-manager.io", FromHost: true}, {CRD: "certificates.cert-manager.io"}})
+	// A custom resource row from the host is read-only too; one to the
+	// host is the tenant's.
+	if code, body := serve("cert-manager.io", "clusterissuers", "create", ""); code != http.StatusForbidden ||
+		!strings.Contains(body, "sync.fromHost.customResources.clusterissuers.cert-manager.io.enabled: false") {
+		t.Errorf("tenant create of a custom from-host kind: %d %s", code, body)
+	}
 	for _, verb := range []string{"create", "update", "patch", "delete", "deletecollection"} {
 		code, body := serve("storage.k8s.io", "storageclasses", verb, "")
 		if code != http.StatusForbidden || !strings.Contains(body, `storageclasses \"fast\": read-only`) || !strings.Contains(body, "sync.storageclasses.enabled: false") {
@@ -57,6 +64,7 @@ func TestReadOnlyGuard(t *testing.T) {
 		{"scheduling.k8s.io", "priorityclasses", "create", ""}, // not selected
 		{"storage.k8s.io", "volumeattachments", "create", ""},
 		{"", "storageclasses", "create", ""}, // another group's resource of the same name
+		{"cert-manager.io", "certificates", "create", ""},
 	} {
 		if code, _ := serve(c.group, c.resource, c.verb, c.secret); code != http.StatusOK {
 			t.Errorf("%s %s.%s: %d, want passed", c.verb, c.resource, c.group, code)

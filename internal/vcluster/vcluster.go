@@ -80,6 +80,9 @@ type Options struct {
 	// FromHostSelectors are KIND=SELECTOR: which of the host's objects of
 	// a kind copied from the host (its classes) the cluster sees.
 	FromHostSelectors []string
+	// CustomResources are the values' custom resource rows, as
+	// kinds.FormatCustom writes them.
+	CustomResources string
 	// AwaitAssignment, if set, makes a warm control plane: it starts with
 	// no virtual cluster of its own and waits for this file to name one
 	// (see assign.go). Needs ServiceCIDR.
@@ -117,6 +120,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.EgressAllowedCIDRs, "egress-allowed-cidrs", o.EgressAllowedCIDRs, "CIDRs the virtual API server may also dial for webhooks, aggregated APIs and node proxying (comma list, e.g. 10.20.0.0/16), beyond the cluster's own host pods and services; everything else is refused. Loopback, link-local and this machine's own addresses open only to a CIDR inside them (127.0.0.1/32), never to 0.0.0.0/0.")
 	fs.BoolVar(&o.NetworkPolicyIsolation, "network-policy-isolation", o.NetworkPolicyIsolation, "The host namespace has an isolation NetworkPolicy for this cluster's pods (values' isolation.networkPolicy): tenants' NetworkPolicies reach the host allowing nothing beyond the cluster's own pods (no ipBlock peers; a rule without peers allows the cluster's pods).")
 	fs.StringArrayVar(&o.FromHostSelectors, "from-host-selector", o.FromHostSelectors, "KIND=SELECTOR (repeatable): copy only the host's objects of KIND ("+strings.Join(kinds.FromHostNames(), ", ")+") whose labels match SELECTOR, in kubectl's label selector syntax (e.g. storageclasses=tier in (gold,silver)).")
+	fs.StringVar(&o.CustomResources, "custom-resources", o.CustomResources, "Custom resources to sync, as a JSON list of rows {crd: PLURAL.GROUP, fromHost: bool, references: [{path, kind, returned, optional}]} (the values' sync.toHost/fromHost.customResources, which the agent turns into this flag): a to-host kind's objects get host copies with the references translated; a from-host kind (cluster-scoped) is copied in read-only. The syncer installs each CRD from the host.")
 	pathflag.Var(fs, &o.AwaitAssignment, "await-assignment", o.AwaitAssignment, "Start the control plane with no virtual cluster and wait until this file names one (a warm pool member; the agent writes it).")
 	_ = fs.MarkHidden("await-assignment")
 	if f := fs.Lookup("service-cidr"); f != nil {
@@ -200,6 +204,9 @@ func (o *Options) validateLocal() error {
 	}
 	if _, err := fromHostSelectors(o.FromHostSelectors); err != nil {
 		errs = append(errs, err)
+	}
+	if _, err := kinds.ParseCustom(o.CustomResources); err != nil {
+		errs = append(errs, fmt.Errorf("--custom-resources: %w", err))
 	}
 	if o.PodAPIEndpoint != "" {
 		if _, port, err := net.SplitHostPort(o.PodAPIEndpoint); err != nil || port == "" {
@@ -387,7 +394,11 @@ func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane
 	if err != nil {
 		return err
 	}
-	handlers.readOnly.guard(selected)
+	custom, err := kinds.ParseCustom(o.CustomResources)
+	if err != nil {
+		return err
+	}
+	handlers.readOnly.guard(selected, custom)
 	virtualCfg, hostSyncCfg := handlers.readOnly.syncerConfig(withThroughput(info.Admin, virtualQPS)), withThroughput(hostCfg, hostQPS)
 	virtual, err := kubernetes.NewForConfig(virtualCfg)
 	if err != nil {
@@ -420,6 +431,7 @@ func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane
 		Log:                    log.WithName("syncer"),
 		Pods:                   pods,
 		FromHostSelectors:      selectors,
+		Custom:                 custom,
 		NetworkPolicyIsolation: o.NetworkPolicyIsolation,
 	}
 	if o.KubeconfigSecret != "" {

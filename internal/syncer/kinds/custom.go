@@ -38,9 +38,9 @@ type Reference struct {
 	Path string `json:"path"`
 	// Kind of the object named: Secret or ConfigMap.
 	Kind string `json:"kind"`
-	// Returned: the host's controller writes the named object (a
-	// Certificate's Secret); the syncer copies it back into the virtual
-	// cluster. Else the tenant's object is copied to the host for it.
+	// Returned: the host's controller writes the named Secret (a
+	// Certificate's); the syncer copies it back into the virtual cluster.
+	// Else the tenant's object is copied to the host for it.
 	Returned bool `json:"returned,omitempty"`
 	// Optional: an object without the field is synced; else it is refused.
 	Optional bool `json:"optional,omitempty"`
@@ -72,6 +72,18 @@ func (c Custom) ValuesPath() string {
 	return "sync." + c.Direction() + ".customResources." + c.CRD
 }
 
+// Row is the row's place in the table. Its Host names group and resource;
+// the version and Kind come from the host's CRD when the syncer reads it.
+func (c Custom) Row() Kind {
+	gr := c.GroupResource()
+	k := Kind{Name: c.CRD, CRD: c.CRD, Host: gr.WithVersion(""), FromHost: c.FromHost, ClusterScoped: c.FromHost,
+		DeleteWithCluster: !c.FromHost, Verbs: write(), Off: c.ValuesPath() + ".enabled: false"}
+	if c.FromHost {
+		k.Verbs = read()
+	}
+	return k
+}
+
 // Validate says what is wrong with a row, naming its values path.
 func (c Custom) Validate() error {
 	gr := c.GroupResource()
@@ -93,6 +105,9 @@ func (c Custom) Validate() error {
 		where := fmt.Sprintf("%s.references[%d]", c.ValuesPath(), i)
 		if !slices.Contains(ReferenceKinds, r.Kind) {
 			return fmt.Errorf("%s.kind: %q is not one of %s", where, r.Kind, strings.Join(ReferenceKinds, ", "))
+		}
+		if r.Returned && r.Kind != "Secret" {
+			return fmt.Errorf("%s.returned: only Secrets are returned from the host (a %s is not)", where, r.Kind)
 		}
 		if _, err := SplitPath(r.Path); err != nil {
 			return fmt.Errorf("%s.path: %w", where, err)

@@ -89,6 +89,20 @@ type Kind struct {
 	// this kind are retold in the virtual cluster, about the virtual
 	// objects they copy.
 	HostEvents bool
+	// NoStatus: the kind has no status subresource, so no status is
+	// copied back (a custom resource's CRD says).
+	NoStatus bool
+	// Off is the value that turns the row off, for messages; empty for
+	// sync.NAME.enabled: false.
+	Off string
+}
+
+// OffValue is the value that turns the row off.
+func (k Kind) OffValue() string {
+	if k.Off != "" {
+		return k.Off
+	}
+	return "sync." + k.Name + ".enabled: false"
 }
 
 // Subresource is a subresource of a kind's host resource and the verbs the
