@@ -29,59 +29,93 @@ import (
 // from virtual create to host copy, and from the host status write to the
 // status in the virtual cluster (p50, p99).
 func BenchmarkRouteSync(b *testing.B) {
-	routes := envInt("SUBLET_BENCH_ROUTES", 200)
+	mirrorBench{
+		gvr:     schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"},
+		install: installGatewayCRDs,
+		args:    []string{`--isolation-policy={"gateways":{"allowedParents":["shared/public"]}}`},
+		object:  benchRoute,
+		status: func(u *unstructured.Unstructured) interface{} {
+			return map[string]interface{}{"parents": []interface{}{map[string]interface{}{
+				"parentRef":      map[string]interface{}{"name": "public", "namespace": "shared"},
+				"controllerName": "example.com/gateway",
+				"conditions": []interface{}{map[string]interface{}{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
+					"lastTransitionTime": time.Now().UTC().Format(time.RFC3339), "observedGeneration": u.GetGeneration()}},
+			}}}
+		},
+		statusBack: func(u *unstructured.Unstructured) bool {
+			ps, _, _ := unstructured.NestedSlice(u.Object, "status", "parents")
+			return len(ps) > 0
+		},
+	}.run(b)
+}
+
+// mirrorBench measures a kind of the dynamic mirror: SUBLET_BENCH_ROUTES
+// objects (default 200) created at SUBLET_BENCH_RATE per second (default
+// 20) in the virtual cluster; the benchmark plays the host's controller,
+// writing status on each host copy as soon as it sees it.
+type mirrorBench struct {
+	gvr schema.GroupVersionResource
+	// install gives the host the kind's CRD.
+	install func(b *testing.B, h *testenv.Process)
+	// args are more `vcluster run` flags.
+	args []string
+	// object is the virtual object name.
+	object func(name string) *unstructured.Unstructured
+	// status is what the host's controller writes on host copy u.
+	status func(u *unstructured.Unstructured) interface{}
+	// statusBack reports whether virtual object u has that status.
+	statusBack func(u *unstructured.Unstructured) bool
+}
+
+func (m mirrorBench) run(b *testing.B) {
+	n := envInt("SUBLET_BENCH_ROUTES", 200)
 	rate := envInt("SUBLET_BENCH_RATE", 20)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	gvr := schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"}
-
 	const hostNS = "bench"
-	h, vc, stop := hostAndVClusterWith(b, ctx, 1, hostNS, func(h *testenv.Process) { installGatewayCRDs(b, h) },
-		`--isolation-policy={"gateways":{"allowedParents":["shared/public"]}}`)
+	h, vc, stop := hostAndVClusterWith(b, ctx, 1, hostNS, func(h *testenv.Process) { m.install(b, h) }, m.args...)
 	defer stop()
 	waitDefaultSA(b, vc.Client)
 
 	created, hostSeen, statusWritten, statusBack := newPodTimes(), newPodTimes(), newPodTimes(), newPodTimes()
 	hostDyn := dynamic.NewForConfigOrDie(h.Config)
 	hostInf := dynamicinformer.NewFilteredDynamicSharedInformerFactory(hostDyn, 0, hostNS, nil)
-	accept := make(chan *unstructured.Unstructured, routes)
-	_, _ = hostInf.ForResource(gvr).Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	accept := make(chan *unstructured.Unstructured, n)
+	_, _ = hostInf.ForResource(m.gvr).Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(o interface{}) {
 			u := o.(*unstructured.Unstructured)
-			name := u.GetAnnotations()["sublet.dev/object-name"]
-			hostSeen.setOnce(name, time.Now())
+			hostSeen.setOnce(u.GetAnnotations()["sublet.dev/object-name"], time.Now())
 			accept <- u
 		},
 	})
 	virtDyn := dynamic.NewForConfigOrDie(vc.Config)
 	virtInf := dynamicinformer.NewFilteredDynamicSharedInformerFactory(virtDyn, 0, "default", nil)
-	_, _ = virtInf.ForResource(gvr).Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, _ = virtInf.ForResource(m.gvr).Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		UpdateFunc: func(_, o interface{}) {
-			u := o.(*unstructured.Unstructured)
-			if ps, _, _ := unstructured.NestedSlice(u.Object, "status", "parents"); len(ps) > 0 {
+			if u := o.(*unstructured.Unstructured); m.statusBack(u) {
 				statusBack.setOnce(u.GetName(), time.Now())
 			}
 		},
 	})
-	waitServed(b, ctx, virtDyn.Resource(gvr))
+	waitServed(b, ctx, virtDyn.Resource(m.gvr))
 	hostInf.Start(ctx.Done())
 	virtInf.Start(ctx.Done())
 	hostInf.WaitForCacheSync(ctx.Done())
 	virtInf.WaitForCacheSync(ctx.Done())
-	go acceptRoutes(ctx, b, hostDyn.Resource(gvr).Namespace(hostNS), accept, statusWritten)
+	go m.writeStatus(ctx, b, hostDyn.Resource(m.gvr).Namespace(hostNS), accept, statusWritten)
 
 	cfg := rest.CopyConfig(vc.Config)
 	cfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(float32(rate), 1)
-	client := dynamic.NewForConfigOrDie(cfg).Resource(gvr).Namespace("default")
+	client := dynamic.NewForConfigOrDie(cfg).Resource(m.gvr).Namespace("default")
 	vcCPU0 := cpuSeconds(vc.Pid())
 	b.ResetTimer()
 	var wg sync.WaitGroup
-	for i := 0; i < routes; i++ {
+	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("r%04d", i)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := client.Create(ctx, benchRoute(name), metav1.CreateOptions{}); err != nil {
+			if _, err := client.Create(ctx, m.object(name), metav1.CreateOptions{}); err != nil {
 				b.Error(err)
 				return
 			}
@@ -92,16 +126,16 @@ func BenchmarkRouteSync(b *testing.B) {
 	wg.Wait()
 	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		statusBack.mu.Lock()
-		n := len(statusBack.t)
+		got := len(statusBack.t)
 		statusBack.mu.Unlock()
-		if n == routes {
+		if got == n {
 			break
 		}
 	}
 	b.StopTimer()
 	toHost, back := latencies(created, hostSeen), latencies(statusWritten, statusBack)
-	if len(toHost) < routes || len(back) < routes {
-		b.Fatalf("only %d of %d routes reached the host, %d got their status back", len(toHost), routes, len(back))
+	if len(toHost) < n || len(back) < n {
+		b.Fatalf("only %d of %d objects reached the host, %d got their status back", len(toHost), n, len(back))
 	}
 	b.ReportMetric(cpuSeconds(vc.Pid())-vcCPU0, "cpu-s-vcluster")
 	b.ReportMetric(pct(toHost, 50), "ms-create-p50")
@@ -124,23 +158,18 @@ func benchRoute(name string) *unstructured.Unstructured {
 	return u
 }
 
-// acceptRoutes writes an Accepted status on each host route it is given,
-// as a Gateway controller would, recording when, by virtual name.
-func acceptRoutes(ctx context.Context, b *testing.B, hostRoutes dynamic.ResourceInterface, in <-chan *unstructured.Unstructured, written *podTimes) {
+// writeStatus writes the controller's status on each host copy it is
+// given, recording when, by virtual name.
+func (m mirrorBench) writeStatus(ctx context.Context, b *testing.B, hostObjs dynamic.ResourceInterface, in <-chan *unstructured.Unstructured, written *podTimes) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case u := <-in:
 			u = u.DeepCopy()
-			u.Object["status"] = map[string]interface{}{"parents": []interface{}{map[string]interface{}{
-				"parentRef":      map[string]interface{}{"name": "public", "namespace": "shared"},
-				"controllerName": "example.com/gateway",
-				"conditions": []interface{}{map[string]interface{}{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
-					"lastTransitionTime": time.Now().UTC().Format(time.RFC3339), "observedGeneration": u.GetGeneration()}},
-			}}}
-			if _, err := hostRoutes.UpdateStatus(ctx, u, metav1.UpdateOptions{}); err != nil && ctx.Err() == nil {
-				b.Errorf("accept %s: %v", u.GetName(), err)
+			u.Object["status"] = m.status(u)
+			if _, err := hostObjs.UpdateStatus(ctx, u, metav1.UpdateOptions{}); err != nil && ctx.Err() == nil {
+				b.Errorf("status of %s: %v", u.GetName(), err)
 				continue
 			}
 			written.setOnce(u.GetAnnotations()["sublet.dev/object-name"], time.Now())
@@ -172,5 +201,5 @@ func waitServed(b *testing.B, ctx context.Context, r dynamic.NamespaceableResour
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	b.Fatal("the virtual cluster does not serve HTTPRoutes")
+	b.Fatal("the virtual cluster does not serve the kind")
 }
