@@ -105,7 +105,10 @@ func (s podSyncer) usesReady(ctx context.Context, c *Context, v *corev1.Pod) (st
 	} {
 		for _, r := range kind.refs {
 			hostName := c.Translator.HostName(v.Namespace, r.Name)
-			_, inVirtual, _ := kind.virtual.GetByKey(v.Namespace + "/" + r.Name)
+			obj, inVirtual, _ := kind.virtual.GetByKey(v.Namespace + "/" + r.Name)
+			if o, ok := obj.(metav1.Object); inVirtual && ok && o.GetLabels()[translate.LabelFromHost] == "true" {
+				continue // a custom object's Secret, returned from the host: the host pod uses the host's
+			}
 			_, onHost, _ := kind.host.GetByKey(c.Translator.HostNamespace + "/" + hostName)
 			switch {
 			case inVirtual && !onHost:

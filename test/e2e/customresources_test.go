@@ -256,6 +256,25 @@ spec: {dnsNames: [broken.example.com]}
 		t.Errorf("the controller's Secret was overwritten by a copy: labels %v", s.Labels)
 	}
 
+	// A pod may mount the returned Secret: its host pod uses the host's.
+	kubectl(t, vkc, `apiVersion: v1
+kind: Pod
+metadata: {name: uses-tls, namespace: default}
+spec:
+  containers: [{name: c, image: busybox}]
+  volumes: [{name: tls, secret: {secretName: web-tls}}]
+`, "apply", "-f", "-")
+	poll(t, 60*time.Second, "the host pod of a pod that mounts the returned Secret", func(ctx context.Context) (bool, error) {
+		p, err := host.Client.CoreV1().Pods(ns).Get(ctx, "uses-tls-x-default-x-pki", metav1.GetOptions{})
+		for i := 0; err == nil && i < len(p.Spec.Volumes); i++ {
+			if s := p.Spec.Volumes[i].Secret; s != nil && s.SecretName == "web-tls-x-default-x-pki" {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	kubectl(t, vkc, "", "delete", "pod", "uses-tls", "-n", "default", "--grace-period=0", "--force")
+
 	// A required reference that does not resolve: an event, no host copy.
 	waitEvent(t, vc, "default", "Certificate", "broken", "RestrictedByIsolation", "spec.secretName does not resolve")
 	if _, err := hostCerts.Get(ctx, "broken-x-default-x-pki", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
