@@ -88,8 +88,12 @@ func ensureSyncerAccount(ctx context.Context, host kubernetes.Interface, vc *sto
 	return tr.Status.Token, nil
 }
 
-// deleteSyncerAccount removes what ensureSyncerAccount made.
+// deleteSyncerAccount removes what ensureSyncerAccount made, and the
+// rights of the custom rows (ensureCustomRights).
 func deleteSyncerAccount(ctx context.Context, host kubernetes.Interface, vc *storagev1.VirtualCluster) error {
+	if err := deleteCustomRights(ctx, host, vc); err != nil {
+		return err
+	}
 	ns, name := vc.Namespace, syncerName(vc)
 	for _, err := range []error{
 		host.RbacV1().ClusterRoleBindings().Delete(ctx, nodeBindingName(vc), metav1.DeleteOptions{}),

@@ -110,6 +110,9 @@ func (r *reconciler) reconcile(ctx context.Context, vc *storagev1.VirtualCluster
 	if eff == nil || err != nil {
 		return ctrl.Result{}, err
 	}
+	if err := r.grantCustomRights(ctx, vc, eff.Values.CustomResources()); err != nil {
+		return ctrl.Result{}, err
+	}
 	state, err := r.runtime.Ensure(ctx, vc, eff.RunArgs())
 	if err != nil {
 		r.setCondition(vc, storagev1.ConditionRuntimeReady, false, "RuntimeError", err.Error())
@@ -324,6 +327,11 @@ func (r *reconciler) delete(ctx context.Context, vc *storagev1.VirtualCluster) e
 		return fmt.Errorf("stop the virtual cluster: %w", err)
 	}
 	if err := deleteHostObjects(ctx, r.host, vc.Namespace, vc.Name); err != nil {
+		return err
+	}
+	// The process runtime's Delete removed them too; the pod runtime's
+	// Helm release never had them.
+	if err := deleteCustomRights(ctx, r.host, vc); err != nil {
 		return err
 	}
 	// Owned by vc, but gone now rather than after the garbage collector.

@@ -97,6 +97,10 @@ const (
 	// ConditionVersionFallback: the asked Kubernetes version is not
 	// shipped; the nearest shipped one runs.
 	ConditionVersionFallback = "VersionFallback"
+	// ConditionCustomResourceRightsGranted: the syncer holds the host
+	// rights its custom resource rows (sync.toHost/fromHost.customResources)
+	// need; absent without rows.
+	ConditionCustomResourceRightsGranted = "CustomResourceRightsGranted"
 	// ConditionRuntimeReady: the runtime runs and the API server answers.
 	ConditionRuntimeReady = "RuntimeReady"
 	// ConditionReady: the virtual cluster is usable.
@@ -115,8 +119,8 @@ type VirtualClusterStatus struct {
 	// +optional
 	Message string `json:"message,omitempty"`
 
-	// Conditions: ValuesValid, IsolationAllowed, ConfigurationValid, IsolationApplied, VersionFallback, RuntimeReady, Ready,
-	// Sleeping, SleepModeValid.
+	// Conditions: ValuesValid, IsolationAllowed, ConfigurationValid, IsolationApplied, VersionFallback,
+	// CustomResourceRightsGranted, RuntimeReady, Ready, Sleeping, SleepModeValid.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
