@@ -3,15 +3,23 @@ package agent
 import (
 	"context"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/sublet-dev/sublet/internal/syncer/kinds"
@@ -155,7 +163,9 @@ func hostObjects(ctx context.Context, t *testing.T, cs kubernetes.Interface, nam
 
 // TestDeleteHostObjects: deleting a virtual cluster's host objects removes
 // one of every kind the table says, services (no deletecollection)
-// included, and nothing of another virtual cluster in the same namespace.
+// included, and of each custom row to the host (at its CRD's storage
+// version; a row whose CRD the host lacks is no error), and nothing of
+// another virtual cluster in the same namespace.
 func TestDeleteHostObjects(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs an API server; skipped with -short")
@@ -172,8 +182,15 @@ func TestDeleteHostObjects(t *testing.T) {
 	}
 	gone := hostObjects(ctx, t, host.Client, ns.Name, "gone")
 	kept := hostObjects(ctx, t, host.Client, ns.Name, "kept")
+	widgets := customObjectsOf(ctx, t, host.Config, ns.Name)
+	gone["widgets"], kept["widgets"] = widgets("gone"), widgets("kept")
+	rows := []kinds.Custom{
+		{CRD: widgetsCRD},
+		{CRD: "gadgets.example.com"}, // the host has no such CRD
+		{CRD: "clusterwidgets.example.com", FromHost: true},
+	}
 
-	if err := deleteHostObjects(ctx, host.Client, ns.Name, "gone"); err != nil {
+	if err := deleteHostObjects(ctx, host.Client, ns.Name, "gone", rows); err != nil {
 		t.Fatal(err)
 	}
 	for kind, list := range gone {
@@ -184,6 +201,56 @@ func TestDeleteHostObjects(t *testing.T) {
 	for kind, list := range kept {
 		if n, err := list(); err != nil || n != 1 {
 			t.Errorf("%s of the other virtual cluster: %d, want 1 (%v)", kind, n, err)
+		}
+	}
+}
+
+// widgetsCRD is a namespaced custom kind whose CRD lists first a version
+// that is neither served nor stored: the cleanup must take the storage
+// version.
+const widgetsCRD = "widgets.example.com"
+
+// customObjectsOf installs widgetsCRD on the host and returns a function
+// that creates, in namespace, a Widget as virtual cluster vc's copy and
+// returns a lister of vc's Widgets.
+func customObjectsOf(ctx context.Context, t *testing.T, cfg *rest.Config, namespace string) func(vc string) func() (int, error) {
+	t.Helper()
+	anything := &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
+		Type: "object", XPreserveUnknownFields: ptr.To(true)}}
+	crd := &apiextensionsv1.CustomResourceDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: widgetsCRD},
+		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
+			Group: "example.com", Scope: apiextensionsv1.NamespaceScoped,
+			Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: "widgets", Singular: "widget", Kind: "Widget", ListKind: "WidgetList"},
+			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{
+				{Name: "v1alpha1", Served: false, Storage: false, Schema: anything},
+				{Name: "v1", Served: true, Storage: true, Schema: anything},
+			},
+		},
+	}
+	if _, err := apiextensionsclient.NewForConfigOrDie(cfg).ApiextensionsV1().CustomResourceDefinitions().Create(ctx, crd, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res := dynamic.NewForConfigOrDie(cfg).Resource(schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "widgets"}).Namespace(namespace)
+	return func(vc string) func() (int, error) {
+		tr := translate.Translator{VCluster: vc, HostNamespace: namespace}
+		w := &unstructured.Unstructured{Object: map[string]interface{}{"apiVersion": "example.com/v1", "kind": "Widget", "spec": map[string]interface{}{"size": 1}}}
+		w.SetName(tr.HostName("default", "x"))
+		w.SetLabels(tr.OwnerLabels("default"))
+		// The CRD serves its kind once it is established.
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			_, err := res.Create(ctx, w, metav1.CreateOptions{})
+			return err == nil, nil
+		})
+		if err != nil {
+			t.Fatalf("create a Widget of %s: %v", vc, err)
+		}
+		return func() (int, error) {
+			l, err := res.List(ctx, metav1.ListOptions{LabelSelector: translate.LabelCopyOf + "=" + vc})
+			if err != nil {
+				return 0, err
+			}
+			return len(l.Items), nil
 		}
 	}
 }

@@ -326,7 +326,7 @@ func (r *reconciler) delete(ctx context.Context, vc *storagev1.VirtualCluster) e
 	if err := r.runtime.Delete(ctx, vc); err != nil {
 		return fmt.Errorf("stop the virtual cluster: %w", err)
 	}
-	if err := deleteHostObjects(ctx, r.host, vc.Namespace, vc.Name); err != nil {
+	if err := deleteHostObjects(ctx, r.host, vc.Namespace, vc.Name, r.customRowsAtDelete(ctx, vc)); err != nil {
 		return err
 	}
 	// The process runtime's Delete removed them too; the pod runtime's
@@ -351,8 +351,8 @@ func (r *reconciler) delete(ctx context.Context, vc *storagev1.VirtualCluster) e
 
 // deleteHostObjects removes every object the syncer of virtual cluster name
 // made in namespace: its objects of each kind the kinds table deletes with
-// the cluster.
-func deleteHostObjects(ctx context.Context, host kubernetes.Interface, namespace, name string) error {
+// the cluster, and of each custom row synced to the host.
+func deleteHostObjects(ctx context.Context, host kubernetes.Interface, namespace, name string, custom []kinds.Custom) error {
 	selector := translate.LabelCopyOf + "=" + name
 	for _, k := range kinds.All() {
 		if !k.DeleteWithCluster {
@@ -362,7 +362,7 @@ func deleteHostObjects(ctx context.Context, host kubernetes.Interface, namespace
 			return fmt.Errorf("delete the virtual cluster's host %s: %w", k.Name, err)
 		}
 	}
-	return nil
+	return deleteCustomObjects(ctx, host, namespace, selector, custom)
 }
 
 // deleteCollection deletes the objects of resource r in namespace that
@@ -370,15 +370,17 @@ func deleteHostObjects(ctx context.Context, host kubernetes.Interface, namespace
 // (services). The table names kinds by resource, so the requests are made
 // by path; any of the host clientset's REST clients can send them.
 func deleteCollection(ctx context.Context, c rest.Interface, r schema.GroupVersionResource, namespace, selector string) error {
-	base := "/apis/" + r.Group + "/" + r.Version
-	if r.Group == "" {
-		base = "/api/" + r.Version
-	}
-	collection := path.Join(base, "namespaces", namespace, r.Resource)
-	err := c.Delete().AbsPath(collection).Param("labelSelector", selector).Do(ctx).Error()
+	err := c.Delete().AbsPath(collectionPath(r, namespace)).Param("labelSelector", selector).Do(ctx).Error()
 	if !apierrors.IsMethodNotSupported(err) {
 		return err
 	}
+	return deleteEach(ctx, c, r, namespace, selector)
+}
+
+// deleteEach deletes the objects of resource r in namespace that selector
+// selects, one by one.
+func deleteEach(ctx context.Context, c rest.Interface, r schema.GroupVersionResource, namespace, selector string) error {
+	collection := collectionPath(r, namespace)
 	raw, err := c.Get().AbsPath(collection).Param("labelSelector", selector).SetHeader("Accept", "application/json").DoRaw(ctx)
 	if err != nil {
 		return err
@@ -393,6 +395,15 @@ func deleteCollection(ctx context.Context, c rest.Interface, r schema.GroupVersi
 		}
 	}
 	return nil
+}
+
+// collectionPath is the path of resource r in namespace.
+func collectionPath(r schema.GroupVersionResource, namespace string) string {
+	base := "/apis/" + r.Group + "/" + r.Version
+	if r.Group == "" {
+		base = "/api/" + r.Version
+	}
+	return path.Join(base, "namespaces", namespace, r.Resource)
 }
 
 // setCondition sets a condition and reports whether its status changed.
