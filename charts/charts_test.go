@@ -20,6 +20,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	rbacvalidation "k8s.io/component-helpers/auth/rbac/validation"
 	psapi "k8s.io/pod-security-admission/api"
 	"k8s.io/pod-security-admission/policy"
@@ -27,6 +28,7 @@ import (
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/config/crd"
+	"github.com/sublet-dev/sublet/internal/syncer/kinds"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -120,7 +122,8 @@ func TestVClusterChartGolden(t *testing.T) {
 		"custom": {
 			"args":  []interface{}{"--kubernetes-version=v1.35", "--disable-sync-resources=ingresses"},
 			"image": map[string]interface{}{"repository": "registry.local:5000/sublet", "tag": "dev"},
-			"rbac":  map[string]interface{}{"nodes": false},
+			"rbac": map[string]interface{}{"nodes": false, "customResources": map[string]interface{}{
+				"toHost": []interface{}{"certificates.cert-manager.io"}, "fromHost": []interface{}{"clusterissuers.cert-manager.io"}}},
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -154,7 +157,11 @@ var subletValues = map[string]map[string]interface{}{
 		"image":            map[string]interface{}{"repository": "registry.local:5000/sublet", "tag": "dev", "pullPolicy": "Always"},
 		"imagePullSecrets": []interface{}{map[string]interface{}{"name": "registry"}},
 		"installCRDs":      false,
-		"agent":            map[string]interface{}{"runtime": "process", "defaultTemplate": "small", "replicas": 2},
+		"agent": map[string]interface{}{"runtime": "process", "defaultTemplate": "small", "replicas": 2,
+			"customResources": map[string]interface{}{
+				"toHost":   []interface{}{"certificates.cert-manager.io", "issuers.cert-manager.io", "widgets.example.com"},
+				"fromHost": []interface{}{"clusterissuers.cert-manager.io"},
+			}},
 		"server": map[string]interface{}{
 			"tls": map[string]interface{}{"secretName": "platform-tls"},
 			"ingress": map[string]interface{}{
@@ -225,6 +232,8 @@ func TestSubletChartBadValues(t *testing.T) {
 		{"unknown key", "sublet-system", map[string]interface{}{"agent": map[string]interface{}{"runtim": "pod"}}, []string{"agent", "runtim"}},
 		{"unknown top-level key", "sublet-system", map[string]interface{}{"serverr": map[string]interface{}{}}, []string{"serverr"}},
 		{"bad runtime", "sublet-system", map[string]interface{}{"agent": map[string]interface{}{"runtime": "vm"}}, []string{"/agent/runtime", "pod", "process"}},
+		{"not a CRD name", "sublet-system", map[string]interface{}{"agent": map[string]interface{}{"customResources": map[string]interface{}{
+			"toHost": []interface{}{"Certificates"}}}}, []string{"/agent/customResources/toHost/0"}},
 		{"ingress without host", "sublet-system", map[string]interface{}{"server": map[string]interface{}{"ingress": map[string]interface{}{"enabled": true}}}, []string{"/server/ingress/host"}},
 		{"other namespace", "platform", nil, []string{`release namespace "platform"`, "sublet-system"}},
 	} {
@@ -447,4 +456,128 @@ func TestVClusterChartNames(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("the chart's syncer identity: %q, want %q", names, want)
 	}
+}
+
+// TestCustomResourceRBAC: the vcluster chart's rbac.customResources
+// grants the syncer what the agent grants for the same rows (kinds'
+// CustomHostRules and CustomClusterRules, the same names), and the platform
+// chart's agent.customResources gives the agent those rights, which it
+// lacks without them.
+func TestCustomResourceRBAC(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		toHost, fromHost []string
+	}{
+		{"both ways, two groups", []string{"widgets.example.com", "issuers.cert-manager.io", "certificates.cert-manager.io"}, []string{"clusterissuers.cert-manager.io"}},
+		{"only from the host", nil, []string{"clusterissuers.cert-manager.io", "nodepools.example.com"}},
+		{"only to the host", []string{"certificates.cert-manager.io"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var rows []kinds.Custom
+			for _, n := range tc.toHost {
+				rows = append(rows, kinds.Custom{CRD: n})
+			}
+			for _, n := range tc.fromHost {
+				rows = append(rows, kinds.Custom{CRD: n, FromHost: true})
+			}
+			lists := map[string]interface{}{"toHost": valueList(tc.toHost), "fromHost": valueList(tc.fromHost)}
+			vc := render(t, map[string]interface{}{"rbac": map[string]interface{}{"customResources": lists}})
+			granted := checkCustomGrant(t, vc, rows)
+
+			for _, runtime := range []string{"pod", "process"} {
+				without := agentRules(t, renderSublet(t, map[string]interface{}{"agent": map[string]interface{}{"runtime": runtime}}))
+				if ok, _ := rbacvalidation.Covers(without, granted); ok {
+					t.Errorf("runtime %s: the agent holds the rows' rights without agent.customResources", runtime)
+				}
+				with := agentRules(t, renderSublet(t, map[string]interface{}{"agent": map[string]interface{}{"runtime": runtime, "customResources": lists}}))
+				if ok, missing := rbacvalidation.Covers(with, granted); !ok {
+					t.Errorf("runtime %s: with agent.customResources the agent cannot grant the rows' rights; missing: %v", runtime, missing)
+				}
+				cluster := kinds.CustomClusterRules(rows)
+				want := append(append([]rbacv1.PolicyRule{cluster[0]}, kinds.CustomHostRules(rows)...), cluster[1:]...)
+				if added := addedRules(without, with); !apiequality.Semantic.DeepEqual(added, want) {
+					t.Errorf("runtime %s: agent.customResources adds rules %v, want exactly %v", runtime, added, want)
+				}
+			}
+		})
+	}
+}
+
+// checkCustomGrant checks the custom rows' Role, ClusterRole and bindings
+// of the vcluster chart's manifest against kinds' rules for rows, and
+// returns the rules granted.
+func checkCustomGrant(t *testing.T, manifest string, rows []kinds.Custom) []rbacv1.PolicyRule {
+	t.Helper()
+	syncer := storagev1.SyncerName("demo")
+	subjects := []rbacv1.Subject{{Kind: "ServiceAccount", Name: syncer, Namespace: "team-a"}}
+	var granted []rbacv1.PolicyRule
+	var roles []rbacv1.Role
+	for _, r := range objectsOf[rbacv1.Role](t, manifest, "Role") {
+		if r.Name == syncer+"-custom" {
+			roles = append(roles, r)
+			granted = append(granted, r.Rules...)
+		}
+	}
+	if want := kinds.CustomHostRules(rows); len(want) == 0 && len(roles) > 0 {
+		t.Errorf("no rows to the host, yet Role %s", roles[0].Name)
+	} else if len(want) > 0 && (len(roles) != 1 || !apiequality.Semantic.DeepEqual(roles[0].Rules, want)) {
+		t.Errorf("Role %s-custom: %v, want rules %v", syncer, roles, want)
+	}
+	var clusterRoles []rbacv1.ClusterRole
+	for _, r := range objectsOf[rbacv1.ClusterRole](t, manifest, "ClusterRole") {
+		if r.Name == "sublet:vc:team-a:demo:custom" {
+			clusterRoles = append(clusterRoles, r)
+			granted = append(granted, r.Rules...)
+		}
+	}
+	if want := kinds.CustomClusterRules(rows); len(clusterRoles) != 1 || !apiequality.Semantic.DeepEqual(clusterRoles[0].Rules, want) {
+		t.Errorf("ClusterRole sublet:vc:team-a:demo:custom: %v, want rules %v", clusterRoles, want)
+	}
+	bound := map[string]bool{}
+	for _, b := range objectsOf[rbacv1.RoleBinding](t, manifest, "RoleBinding") {
+		if b.Name == syncer+"-custom" && b.RoleRef.Kind == "Role" && b.RoleRef.Name == b.Name && apiequality.Semantic.DeepEqual(b.Subjects, subjects) {
+			bound["Role"] = true
+		}
+	}
+	for _, b := range objectsOf[rbacv1.ClusterRoleBinding](t, manifest, "ClusterRoleBinding") {
+		if b.Name == "sublet:vc:team-a:demo:custom" && b.RoleRef.Kind == "ClusterRole" && b.RoleRef.Name == b.Name && apiequality.Semantic.DeepEqual(b.Subjects, subjects) {
+			bound["ClusterRole"] = true
+		}
+	}
+	if bound["Role"] != (len(roles) > 0) || !bound["ClusterRole"] {
+		t.Errorf("bindings to the syncer %v; want one per role", bound)
+	}
+	return granted
+}
+
+// addedRules are the rules of with that base lacks, in order.
+func addedRules(base, with []rbacv1.PolicyRule) []rbacv1.PolicyRule {
+	var out []rbacv1.PolicyRule
+	for _, r := range with {
+		if !slices.ContainsFunc(base, func(b rbacv1.PolicyRule) bool { return apiequality.Semantic.DeepEqual(b, r) }) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// agentRules are the rules of the platform chart's agent ClusterRole.
+func agentRules(t *testing.T, manifest string) []rbacv1.PolicyRule {
+	t.Helper()
+	for _, cr := range objectsOf[rbacv1.ClusterRole](t, manifest, "ClusterRole") {
+		if cr.Name == "sublet-agent" {
+			return cr.Rules
+		}
+	}
+	t.Fatal("no ClusterRole sublet-agent")
+	return nil
+}
+
+// valueList is a list of values as Helm reads it.
+func valueList(ss []string) []interface{} {
+	out := make([]interface{}, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
 }

@@ -16,10 +16,29 @@ import (
 )
 
 func main() {
-	if _, err := os.Stdout.WriteString(render(kinds.HostRules(), kinds.HostClusterRules())); err != nil {
+	out := render(kinds.HostRules(), kinds.HostClusterRules()) + renderCustom(customRules())
+	if _, err := os.Stdout.WriteString(out); err != nil {
 		fmt.Fprintln(os.Stderr, "rbacgen:", err)
 		os.Exit(1)
 	}
+}
+
+// customRuleShapes are the rules kinds gives custom resource rows, taken
+// from one row each way: the write rule of a to-host kind, the read rule of
+// a from-host kind, and the rule on the rows' CRDs. The chart repeats them
+// per group of the CRD names its values list.
+type customRuleShapes struct {
+	write, read, crd rbacv1.PolicyRule
+}
+
+func customRules() customRuleShapes {
+	const to, from = "tos.example.com", "froms.example.com"
+	host := kinds.CustomHostRules([]kinds.Custom{{CRD: to}})
+	cluster := kinds.CustomClusterRules([]kinds.Custom{{CRD: from, FromHost: true}})
+	if len(host) != 1 || len(cluster) != 2 || len(cluster[0].ResourceNames) != 1 {
+		panic(fmt.Sprintf("rbacgen: custom resource rules changed shape (%v, %v); update renderCustom", host, cluster))
+	}
+	return customRuleShapes{write: host[0], read: cluster[1], crd: cluster[0]}
 }
 
 // rules renders policy rules as the chart writes them, indented by indent.
@@ -98,5 +117,96 @@ roleRef:
   kind: ClusterRole
   name: sublet:vc:{{ .Release.Namespace }}:{{ .Release.Name }}
 {{- end }}
+`
+}
+
+// renderCustom renders rbac.customResources: for the CRD names listed, a
+// Role (to the host) and a ClusterRole (the CRDs; from the host) with
+// their bindings, as the agent grants them (internal/agent's
+// ensureCustomRights).
+func renderCustom(r customRuleShapes) string {
+	verbs := func(p rbacv1.PolicyRule) string { return strings.Join(p.Verbs, ", ") }
+	return `{{- $custom := .Values.rbac.customResources | default dict }}
+{{- $toHost := $custom.toHost | default list }}
+{{- $fromHost := $custom.fromHost | default list }}
+{{- if $toHost }}
+---
+# rbac.customResources.toHost: writing those custom resources, in this
+# namespace only.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ include "vcluster.syncer" . }}-custom
+  namespace: {{ .Release.Namespace }}
+  labels:
+    {{- include "vcluster.labels" . | nindent 4 }}
+rules:
+  {{- include "vcluster.customResourceRules" (dict "names" $toHost "verbs" "` + verbs(r.write) + `") | trim | nindent 2 }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: {{ include "vcluster.syncer" . }}-custom
+  namespace: {{ .Release.Namespace }}
+  labels:
+    {{- include "vcluster.labels" . | nindent 4 }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ include "vcluster.syncer" . }}
+    namespace: {{ .Release.Namespace }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: {{ include "vcluster.syncer" . }}-custom
+{{- end }}
+{{- if or $toHost $fromHost }}
+---
+# rbac.customResources: reading their CRDs, and the from-host kinds.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: sublet:vc:{{ .Release.Namespace }}:{{ .Release.Name }}:custom
+  labels:
+    {{- include "vcluster.labels" . | nindent 4 }}
+rules:
+  - apiGroups: [` + r.crd.APIGroups[0] + `]
+    resources: [` + r.crd.Resources[0] + `]
+    resourceNames: [{{ concat $toHost $fromHost | sortAlpha | uniq | join ", " }}]
+    verbs: [` + verbs(r.crd) + `]
+  {{- with $fromHost }}
+  {{- include "vcluster.customResourceRules" (dict "names" . "verbs" "` + verbs(r.read) + `") | trim | nindent 2 }}
+  {{- end }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: sublet:vc:{{ .Release.Namespace }}:{{ .Release.Name }}:custom
+  labels:
+    {{- include "vcluster.labels" . | nindent 4 }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ include "vcluster.syncer" . }}
+    namespace: {{ .Release.Namespace }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: sublet:vc:{{ .Release.Namespace }}:{{ .Release.Name }}:custom
+{{- end }}
+{{- /*
+Rules on the custom resources .names (CRD names, PLURAL.GROUP) with .verbs,
+one rule per API group, groups and resources sorted as kinds sorts them.
+*/}}
+{{- define "vcluster.customResourceRules" -}}
+{{- $byGroup := dict -}}
+{{- range (.names | sortAlpha | uniq) -}}
+{{- $crd := splitn "." 2 . -}}
+{{- $_ := set $byGroup $crd._1 (append (get $byGroup $crd._1 | default list) $crd._0) -}}
+{{- end -}}
+{{- range $group := keys $byGroup | sortAlpha }}
+- apiGroups: [{{ $group }}]
+  resources: [{{ get $byGroup $group | join ", " }}]
+  verbs: [{{ $.verbs }}]
+{{- end -}}
+{{- end -}}
 `
 }

@@ -57,3 +57,21 @@ capabilities:
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+Rules on the custom resources .names (CRD names, PLURAL.GROUP) with
+.verbs, one rule per API group, groups and resources sorted as the agent
+sorts the rules it grants (kinds.CustomHostRules, CustomClusterRules).
+*/}}
+{{- define "sublet.customResourceRules" -}}
+{{- $byGroup := dict -}}
+{{- range (.names | sortAlpha | uniq) -}}
+{{- $crd := splitn "." 2 . -}}
+{{- $_ := set $byGroup $crd._1 (append (get $byGroup $crd._1 | default list) $crd._0) -}}
+{{- end -}}
+{{- range $group := keys $byGroup | sortAlpha }}
+- apiGroups: [{{ $group }}]
+  resources: [{{ get $byGroup $group | join ", " }}]
+  verbs: [{{ $.verbs }}]
+{{- end -}}
+{{- end -}}
