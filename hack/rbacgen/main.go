@@ -192,7 +192,12 @@ roleRef:
   kind: ClusterRole
   name: sublet:vc:{{ .Release.Namespace }}:{{ .Release.Name }}:custom
 {{- end }}
-{{- /*
+` + customResourceRules
+}
+
+// customResourceRules is the template renderCustom's roles use: rules on
+// the custom resources .names with .verbs.
+const customResourceRules = `{{- /*
 Rules on the custom resources .names (CRD names, PLURAL.GROUP) with .verbs,
 one rule per API group, groups and resources sorted as kinds sorts them.
 */}}
@@ -209,4 +214,3 @@ one rule per API group, groups and resources sorted as kinds sorts them.
 {{- end -}}
 {{- end -}}
 `
-}
