@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -221,14 +220,8 @@ func servedRow(row kinds.Kind, crd *unstructured.Unstructured) (kinds.Kind, erro
 		return row, nil
 	}
 	scope, _, _ := unstructured.NestedString(crd.Object, "spec", "scope")
-	where := strings.TrimSuffix(row.Off, ".enabled: false")
-	switch {
-	case row.FromHost && scope != "Cluster":
-		return row, rowRefused{fmt.Errorf("%s: the host's %s is %s-scoped; only cluster-scoped kinds are copied from the host. "+
-			"Sync it to the host instead (sync.toHost.customResources), or turn the row off with %s", where, row.CRD, scope, row.OffValue())}
-	case !row.FromHost && scope != "Namespaced":
-		return row, rowRefused{fmt.Errorf("%s: the host's %s is %s-scoped; a virtual cluster writes only into its host namespace. "+
-			"Copy it from the host instead (sync.fromHost.customResources), or turn the row off with %s", where, row.CRD, scope, row.OffValue())}
+	if err := row.FitsScope(scope); err != nil {
+		return row, rowRefused{err}
 	}
 	row.Kind, _, _ = unstructured.NestedString(crd.Object, "spec", "names", "kind")
 	versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")

@@ -44,7 +44,7 @@ func TestCustomResourcesErrors(t *testing.T) {
 		"sync: {toHost: {customResources: {certificates: {enabled: true}}}}":                                           "not the name of a CustomResourceDefinition",
 		"sync: {toHost: {customResources: {a.example.com: {enabled: true, references: [{path: spec.x, kind: Pod}]}}}}": `references[0].kind: "Pod" is not one of`,
 		"sync: {toHost: {customResources: {a.example.com: {enabled: true, references: [{pth: spec.x}]}}}}":             `unknown field "sync.toHost.customResources.a.example.com.references[0].pth"`,
-		"sync: {toHost: {customResources: {a.example.com: {enabled: 3}}}}":                                           "enabled: must be true or false",
+		"sync: {toHost: {customResources: {a.example.com: {enabled: 3}}}}":                                             "enabled: must be true or false",
 		"sync: {toHost: {enabled: true}}":                      "sync.toHost takes only customResources",
 		"sync: {pods: {customResources: {a.example.com: {}}}}": "custom resources go under sync.toHost or sync.fromHost",
 		"sync: {toHost: {customResources: {a.example.com: {enabled: true}}}, fromHost: {customResources: {a.example.com: {enabled: true}}}}": "a kind syncs one way",

@@ -84,6 +84,22 @@ func (c Custom) Row() Kind {
 	return k
 }
 
+// FitsScope says why a custom resource row (from Row) cannot sync a kind
+// of scope (a CRD's spec.scope): a to-host kind must be namespaced (its
+// objects go to the host namespace), a from-host kind cluster-scoped.
+func (k Kind) FitsScope(scope string) error {
+	where := strings.TrimSuffix(k.Off, ".enabled: false")
+	switch {
+	case k.FromHost && scope != "Cluster":
+		return fmt.Errorf("%s: the host's %s is %s-scoped; only cluster-scoped kinds are copied from the host. "+
+			"Sync it to the host instead (sync.toHost.customResources), or turn the row off with %s", where, k.CRD, scope, k.OffValue())
+	case !k.FromHost && scope != "Namespaced":
+		return fmt.Errorf("%s: the host's %s is %s-scoped; a virtual cluster writes only into its host namespace. "+
+			"Copy it from the host instead (sync.fromHost.customResources), or turn the row off with %s", where, k.CRD, scope, k.OffValue())
+	}
+	return nil
+}
+
 // Validate says what is wrong with a row, naming its values path.
 func (c Custom) Validate() error {
 	gr := c.GroupResource()
