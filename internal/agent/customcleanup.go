@@ -62,18 +62,9 @@ func deleteCustomObjects(ctx context.Context, host kubernetes.Interface, namespa
 // version; ok is false when the host has no such CRD, or it is not
 // namespaced.
 func customStorage(ctx context.Context, host kubernetes.Interface, crd string) (schema.GroupVersionResource, bool, error) {
-	raw, err := host.CoreV1().RESTClient().Get().AbsPath("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd).DoRaw(ctx)
-	if apierrors.IsNotFound(err) {
-		return schema.GroupVersionResource{}, false, nil
-	} else if err != nil {
+	c, ok, err := hostCRD(ctx, host, crd)
+	if !ok || err != nil || c.Spec.Scope != apiextensionsv1.NamespaceScoped {
 		return schema.GroupVersionResource{}, false, err
-	}
-	var c apiextensionsv1.CustomResourceDefinition
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return schema.GroupVersionResource{}, false, fmt.Errorf("read CRD %s: %w", crd, err)
-	}
-	if c.Spec.Scope != apiextensionsv1.NamespaceScoped {
-		return schema.GroupVersionResource{}, false, nil
 	}
 	for _, v := range c.Spec.Versions {
 		if v.Storage {
@@ -81,4 +72,19 @@ func customStorage(ctx context.Context, host kubernetes.Interface, crd string) (
 		}
 	}
 	return schema.GroupVersionResource{}, false, nil
+}
+
+// hostCRD reads the host's CRD named crd; ok is false when there is none.
+func hostCRD(ctx context.Context, host kubernetes.Interface, crd string) (*apiextensionsv1.CustomResourceDefinition, bool, error) {
+	raw, err := host.CoreV1().RESTClient().Get().AbsPath("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd).DoRaw(ctx)
+	if apierrors.IsNotFound(err) {
+		return nil, false, nil
+	} else if err != nil {
+		return nil, false, err
+	}
+	var c apiextensionsv1.CustomResourceDefinition
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, false, fmt.Errorf("read CRD %s: %w", crd, err)
+	}
+	return &c, true, nil
 }

@@ -113,6 +113,7 @@ func (r *reconciler) reconcile(ctx context.Context, vc *storagev1.VirtualCluster
 	if err := r.grantCustomRights(ctx, vc, eff.Values.CustomResources()); err != nil {
 		return ctrl.Result{}, err
 	}
+	r.checkCustomRows(ctx, vc, eff.Values.CustomResources())
 	state, err := r.runtime.Ensure(ctx, vc, eff.RunArgs())
 	if err != nil {
 		r.setCondition(vc, storagev1.ConditionRuntimeReady, false, "RuntimeError", err.Error())

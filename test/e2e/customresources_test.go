@@ -197,8 +197,16 @@ spec:
 		!strings.Contains(out, "sync.fromHost.customResources.clusterissuers.pki.example.com.enabled: false") {
 		t.Errorf("deleting the host's ClusterIssuer: %s, want the read-only refusal", out)
 	}
-	// A to-host row of a cluster-scoped kind: refused, said once.
+	// A to-host row of a cluster-scoped kind: refused, said once in the
+	// virtual cluster, and in a condition of the VirtualCluster.
 	waitEvent(t, vc, "default", "Namespace", "default", "CustomResourceRefused", "widgets.pki.example.com is Cluster-scoped")
+	poll(t, 60*time.Second, "condition CustomResourcesServed=False naming the row", func(ctx context.Context) (bool, error) {
+		out, err := exec.Command("kubectl", "--kubeconfig", hk, "get", "virtualcluster", "pki", "-n", ns, "-o",
+			`jsonpath={.status.conditions[?(@.type=="CustomResourcesServed")]}`).Output()
+		return err == nil && strings.Contains(string(out), `"status":"False"`) &&
+			strings.Contains(string(out), "sync.toHost.customResources.widgets.pki.example.com: the host's widgets.pki.example.com is Cluster-scoped") &&
+			!strings.Contains(string(out), "certificates"), nil
+	})
 
 	kubectl(t, vkc, `apiVersion: v1
 kind: Secret

@@ -101,6 +101,10 @@ const (
 	// rights its custom resource rows (sync.toHost/fromHost.customResources)
 	// need; absent without rows.
 	ConditionCustomResourceRightsGranted = "CustomResourceRightsGranted"
+	// ConditionCustomResourcesServed: the host serves every custom
+	// resource row as it needs (the CRD exists, its scope fits); absent
+	// without rows.
+	ConditionCustomResourcesServed = "CustomResourcesServed"
 	// ConditionRuntimeReady: the runtime runs and the API server answers.
 	ConditionRuntimeReady = "RuntimeReady"
 	// ConditionReady: the virtual cluster is usable.
@@ -120,7 +124,7 @@ type VirtualClusterStatus struct {
 	Message string `json:"message,omitempty"`
 
 	// Conditions: ValuesValid, IsolationAllowed, ConfigurationValid, IsolationApplied, VersionFallback,
-	// CustomResourceRightsGranted, RuntimeReady, Ready, Sleeping, SleepModeValid.
+	// CustomResourceRightsGranted, CustomResourcesServed, RuntimeReady, Ready, Sleeping, SleepModeValid.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
