@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	nodev1 "k8s.io/api/node/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/sublet-dev/sublet/internal/isolation"
 	"github.com/sublet-dev/sublet/internal/syncer/kinds"
 	"github.com/sublet-dev/sublet/internal/translate"
 )
@@ -48,6 +50,12 @@ type fromHost[T mirrored[T]] struct {
 	// reserved, if set, names objects the virtual API server makes itself
 	// (system priority classes), which are never copied.
 	reserved func(name string) bool
+	// allowed, if set, picks the host objects (by key) copied: a
+	// namespaced kind is read in every host namespace.
+	allowed func(c *Context, key string) bool
+	// status: the copy has the host object's status (a kind served by a
+	// CRD, with a status subresource).
+	status bool
 }
 
 // fromHostController runs one fromHost kind: the host's objects (every
@@ -124,31 +132,35 @@ func (c *fromHostController[T]) Run(ctx context.Context) error {
 		[]cache.InformerSynced{c.virtual.HasSynced, c.host.HasSynced}, nil, c.reconcile)
 }
 
-func (c *fromHostController[T]) reconcile(ctx context.Context, name string) error {
-	if c.kind.reserved != nil && c.kind.reserved(name) {
+func (c *fromHostController[T]) reconcile(ctx context.Context, key string) error {
+	if c.kind.reserved != nil && c.kind.reserved(key) {
 		return nil
 	}
-	h, hOK, err := getTyped[T](c.host.GetStore(), name)
+	h, hOK, err := getTyped[T](c.host.GetStore(), key)
 	if err != nil {
 		return err
 	}
-	hOK = hOK && c.selector.Matches(labels.Set(h.GetLabels()))
-	v, vOK, err := getTyped[T](c.virtual.GetStore(), name)
+	hOK = hOK && c.selector.Matches(labels.Set(h.GetLabels())) && (c.kind.allowed == nil || c.kind.allowed(c.sctx, key))
+	v, vOK, err := getTyped[T](c.virtual.GetStore(), key)
 	if err != nil {
 		return err
 	}
-	client := c.writer()
+	ns, _, _ := cache.SplitMetaNamespaceKey(key)
+	client := c.writer(ns)
 	switch {
 	case hOK && !vOK:
+		if err := c.ensureNamespace(ctx, ns); err != nil {
+			return err
+		}
 		_, err := client.Create(ctx, virtualCopy(h), metav1.CreateOptions{})
 		if err != nil && !apierrors.IsAlreadyExists(err) { // one the informer has yet to see
-			return fmt.Errorf("copy host %s %s: %w", c.name, name, err)
+			return fmt.Errorf("copy host %s %s: %w", c.name, key, err)
 		}
 		return nil
 	case hOK:
 		want := virtualCopy(h)
 		if apiequality.Semantic.DeepEqual(want, virtualCopy(v)) {
-			return nil
+			return c.copyStatus(ctx, ns, h, v)
 		}
 		want.SetResourceVersion(v.GetResourceVersion())
 		_, err := client.Update(ctx, want, metav1.UpdateOptions{})
@@ -158,7 +170,7 @@ func (c *fromHostController[T]) reconcile(ctx context.Context, name string) erro
 			return deleteHostCopy(ctx, client, v)
 		}
 		if err != nil {
-			return fmt.Errorf("update %s %s from the host: %w", c.name, name, err)
+			return fmt.Errorf("update %s %s from the host: %w", c.name, key, err)
 		}
 		return nil
 	case vOK && v.GetDeletionTimestamp() == nil:
@@ -167,10 +179,40 @@ func (c *fromHostController[T]) reconcile(ctx context.Context, name string) erro
 	return nil
 }
 
-// writer is the kind's client in the virtual cluster.
-func (c *fromHostController[T]) writer() writer[T] {
+// ensureNamespace creates virtual namespace ns of a namespaced kind's copy
+// if it is missing.
+func (c *fromHostController[T]) ensureNamespace(ctx context.Context, ns string) error {
+	if ns == "" {
+		return nil
+	}
+	_, err := c.sctx.Virtual.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create namespace %s for the host's %s: %w", ns, c.name, err)
+	}
+	return nil
+}
+
+// copyStatus gives copy v the status of host object h, for a kind whose
+// status is copied (fromHost.status).
+func (c *fromHostController[T]) copyStatus(ctx context.Context, ns string, h, v T) error {
+	hu, ok1 := any(h).(*unstructured.Unstructured)
+	vu, ok2 := any(v).(*unstructured.Unstructured)
+	if !c.kind.status || !ok1 || !ok2 || apiequality.Semantic.DeepEqual(hu.Object["status"], vu.Object["status"]) {
+		return nil
+	}
+	cp := vu.DeepCopy()
+	setField(cp, hu, "status")
+	if _, err := c.sctx.VirtualDynamic.Resource(c.kind.served.Host).Namespace(ns).UpdateStatus(ctx, cp, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("copy the status of host %s %s: %w", c.name, hu.GetName(), err)
+	}
+	return nil
+}
+
+// writer is the kind's client in the virtual cluster, in namespace ns of
+// a namespaced kind.
+func (c *fromHostController[T]) writer(ns string) writer[T] {
 	if c.kind.informer == nil {
-		return any(dynamicWriter{c.sctx.VirtualDynamic.Resource(c.kind.served.Host)}).(writer[T])
+		return any(dynamicWriter{c.sctx.VirtualDynamic.Resource(c.kind.served.Host).Namespace(ns)}).(writer[T])
 	}
 	return c.kind.client(c.sctx)
 }
@@ -202,15 +244,15 @@ func virtualCopy[T mirrored[T]](h T) T {
 	return v
 }
 
-// gatewayClasses is the GatewayClasses row.
-var gatewayClasses = func() kinds.Kind {
+// tableRow is the kinds table's row of name.
+func tableRow(name string) kinds.Kind {
 	for _, k := range kinds.All() {
-		if k.Name == kinds.GatewayClasses {
+		if k.Name == name {
 			return k
 		}
 	}
-	panic("no GatewayClasses row")
-}()
+	panic("no row " + name)
+}
 
 // fromHostSyncers are the builders of the host's classes.
 func fromHostSyncers() map[string]builder {
@@ -246,7 +288,15 @@ func fromHostSyncers() map[string]builder {
 				return f.Node().V1().RuntimeClasses().Informer()
 			},
 		}),
-		kinds.GatewayClasses: registerFromHost(fromHost[*unstructured.Unstructured]{served: gatewayClasses}),
+		kinds.GatewayClasses: registerFromHost(fromHost[*unstructured.Unstructured]{served: tableRow(kinds.GatewayClasses)}),
+		// The Gateways the cluster's routes may attach to, with their
+		// status (addresses, listeners), in namespaces of their host names.
+		kinds.Gateways: registerFromHost(fromHost[*unstructured.Unstructured]{served: tableRow(kinds.Gateways), status: true,
+			allowed: func(c *Context, key string) bool {
+				ns, name, _ := cache.SplitMetaNamespaceKey(key)
+				vars := isolation.Vars{Name: c.Translator.VCluster, Namespace: c.Translator.HostNamespace}
+				return isolation.GatewayAllowed(ns, name, c.Policy.Gateways.AllowedParents, vars)
+			}}),
 		kinds.CSIDrivers: registerFromHost(fromHost[*storagev1.CSIDriver]{
 			client: func(c *Context) writer[*storagev1.CSIDriver] { return c.Virtual.StorageV1().CSIDrivers() },
 			informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {

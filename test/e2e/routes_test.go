@@ -107,6 +107,30 @@ spec:
 		t.Errorf("deleting the host's GatewayClass: %s, want the read-only refusal", out)
 	}
 
+	// The Gateways its routes may attach to are there too, read-only, with
+	// the addresses the Gateway controller gave them; others are not.
+	for _, gw := range []string{"shared-gw", "other-gw"} {
+		_ = exec.Command("kubectl", "--kubeconfig", hk, "create", "namespace", gw).Run()
+		kubectl(t, hk, fmt.Sprintf("apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: public, namespace: %s}\n"+
+			"spec: {gatewayClassName: %s, listeners: [{name: http, port: 80, protocol: HTTP}]}\n", gw, class), "apply", "-f", "-")
+		t.Cleanup(func() {
+			_ = exec.Command("kubectl", "--kubeconfig", hk, "delete", "gateway", "public", "-n", gw, "--ignore-not-found").Run()
+		})
+	}
+	kubectl(t, hk, "", "patch", "gateway", "public", "-n", "shared-gw", "--subresource=status", "--type=merge", "-p",
+		`{"status":{"addresses":[{"type":"IPAddress","value":"203.0.113.10"}]}}`)
+	poll(t, 60*time.Second, "the allowed Gateway and its address in the virtual cluster", func(ctx context.Context) (bool, error) {
+		out, err := exec.Command("kubectl", "--kubeconfig", vkc, "get", "gateway", "public", "-n", "shared-gw", "-o", "jsonpath={.status.addresses[0].value}").Output()
+		return err == nil && string(out) == "203.0.113.10", nil
+	})
+	if out := kubectlFails(t, vkc, "delete", "gateway", "public", "-n", "shared-gw"); !strings.Contains(out, "read-only in this virtual cluster") {
+		t.Errorf("deleting the host's Gateway: %s, want the read-only refusal", out)
+	}
+	if out, err := exec.Command("kubectl", "--kubeconfig", vkc, "get", "gateways", "-A", "-o", "name").CombinedOutput(); err != nil ||
+		strings.TrimSpace(string(out)) != "gateway.gateway.networking.k8s.io/public" {
+		t.Errorf("virtual Gateways: %s (%v), want only shared-gw/public", out, err)
+	}
+
 	route := func(name, parent, host, backendNS string) string {
 		backend := "web"
 		if backendNS != "" {

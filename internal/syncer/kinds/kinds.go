@@ -46,6 +46,9 @@ const (
 	RuntimeClasses  = "runtimeclasses"
 	CSIDrivers      = "csidrivers"
 	GatewayClasses  = "gatewayclasses"
+	// The host Gateways a cluster's routes may attach to, copied in
+	// read-only (their status carries the addresses).
+	Gateways = "gateways"
 )
 
 // DefaultPodSecurityStandard is the Pod Security level the pods syncer
@@ -83,7 +86,8 @@ type Kind struct {
 	// FromHost: the host's objects of this kind are copied into the
 	// virtual cluster under the same names, and are read-only there (the
 	// virtual API server refuses tenants' writes to the resource).
-	// Cluster-scoped, read-only on the host.
+	// Cluster-scoped or read cluster-wide (ClusterRead), read-only on the
+	// host.
 	FromHost bool
 	// HostEvents: host events about this virtual cluster's host objects of
 	// this kind are retold in the virtual cluster, about the virtual
@@ -166,6 +170,10 @@ func All() []Kind {
 		fromHost(RuntimeClasses, "node.k8s.io", "RuntimeClass"),
 		fromHost(CSIDrivers, "storage.k8s.io", "CSIDriver"),
 		withCRD(fromHost(GatewayClasses, GatewayGroup, "GatewayClass")),
+		// Namespaced: read in every host namespace, copied only as the
+		// isolation policy's allowed parents.
+		{Name: Gateways, Default: true, Host: schema.GroupVersionResource{Group: GatewayGroup, Version: "v1", Resource: Gateways},
+			Kind: "Gateway", CRD: Gateways + "." + GatewayGroup, FromHost: true, ClusterRead: true, Verbs: read()},
 	}
 }
 
@@ -268,8 +276,8 @@ func rules(clusterScoped bool) []rbacv1.PolicyRule {
 		if clusterScoped && k.ClusterRead && !k.ClusterScoped {
 			add(k.Host.Group, k.Host.Resource, read())
 		}
-		if k.ClusterScoped != clusterScoped {
-			continue
+		if k.ClusterScoped != clusterScoped || !clusterScoped && k.FromHost {
+			continue // a namespaced kind copied from the host is read cluster-wide only
 		}
 		add(k.Host.Group, k.Host.Resource, k.Verbs)
 		for _, s := range k.Subresources {

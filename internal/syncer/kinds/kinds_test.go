@@ -58,7 +58,7 @@ func TestHostRules(t *testing.T) {
 		expand("storage.k8s.io", []string{"storageclasses", "csidrivers"}, read),
 		expand("scheduling.k8s.io", []string{"priorityclasses"}, read),
 		expand("node.k8s.io", []string{"runtimeclasses"}, read),
-		expand("gateway.networking.k8s.io", []string{"gatewayclasses"}, read),
+		expand("gateway.networking.k8s.io", []string{"gatewayclasses", "gateways"}, read),
 		expand("apiextensions.k8s.io", []string{"customresourcedefinitions"}, []string{"get"}),
 	} {
 		wantCluster = append(wantCluster, r...)
@@ -68,7 +68,7 @@ func TestHostRules(t *testing.T) {
 	}
 	// CRDs are read by name only.
 	for _, r := range HostClusterRules() {
-		if r.APIGroups[0] == "apiextensions.k8s.io" && strings.Join(r.ResourceNames, ",") != "httproutes.gateway.networking.k8s.io,grpcroutes.gateway.networking.k8s.io,tlsroutes.gateway.networking.k8s.io,gatewayclasses.gateway.networking.k8s.io" {
+		if r.APIGroups[0] == "apiextensions.k8s.io" && strings.Join(r.ResourceNames, ",") != "httproutes.gateway.networking.k8s.io,grpcroutes.gateway.networking.k8s.io,tlsroutes.gateway.networking.k8s.io,gatewayclasses.gateway.networking.k8s.io,gateways.gateway.networking.k8s.io" {
 			t.Errorf("CRD rule %+v, want get on the Gateway API's CRDs by name", r)
 		}
 	}
@@ -93,8 +93,8 @@ func TestTable(t *testing.T) {
 		if k.Host.Resource == "" || k.Host.Version == "" || k.Kind == "" || len(k.Verbs) == 0 {
 			t.Errorf("kind %s: resource %v, kind %q, verbs %v", k.Name, k.Host, k.Kind, k.Verbs)
 		}
-		if k.FromHost && (!k.ClusterScoped || strings.Join(k.Verbs, ",") != "get,list,watch") {
-			t.Errorf("kind %s: a kind copied from the host is cluster-scoped and only read there", k.Name)
+		if k.FromHost && (!k.ClusterScoped && !k.ClusterRead || strings.Join(k.Verbs, ",") != "get,list,watch") {
+			t.Errorf("kind %s: a kind copied from the host is read cluster-wide, and only read there", k.Name)
 		}
 		if k.DeleteWithCluster && k.ClusterScoped {
 			t.Errorf("kind %s: cluster-scoped host objects are not the cluster's to delete", k.Name)
