@@ -33,15 +33,15 @@ func customBuilder(row kinds.Custom) builder {
 		if returned { // before the factory starts
 			virtualSecrets = secretInformer(f.virtual)
 		}
-		k.also = func(virtual cache.SharedIndexInformer) []Runnable {
+		k.also = func(sides dynamicSides) ([]Runnable, []trigger) {
 			var out []Runnable
 			if inputs {
-				out = append(out, tellRefs(f.refs, row, virtual, k.done))
+				out = append(out, tellRefs(f.refs, row, sides.virtual, k.done))
 			}
 			if returned {
-				out = append(out, newReturner(name, row, sctx, virtual, virtualSecrets, m))
+				out = append(out, newReturner(name, row, sctx, sides.virtual, virtualSecrets, m))
 			}
-			return out
+			return out, nil
 		}
 		return &dynamicController{name: name, kind: k, sctx: sctx, metrics: m}
 	}

@@ -35,12 +35,20 @@ type dynamicKind struct {
 	// restrict translates what host copy h of v names and applies the
 	// cluster's policy to it (see mirror.restrict).
 	restrict func(c *Context, v, h *unstructured.Unstructured) (restrictions, bool, error)
-	// also, if set, are more controllers over the kind's virtual informer
-	// (a custom resource's returned objects), run with the mirror.
-	also func(virtual cache.SharedIndexInformer) []Runnable
+	// also, if set, are more controllers over the kind's informers (a
+	// custom resource's returned objects), run with the mirror, and
+	// triggers of the mirror; called before the informers start.
+	also func(sides dynamicSides) ([]Runnable, []trigger)
 	// done, if set, is called once the kind's virtual objects are all
 	// known to the custom references (or none will be).
 	done func()
+}
+
+// dynamicSides are a dynamic kind's informers: its virtual objects, and
+// every host object of it (made on first call).
+type dynamicSides struct {
+	virtual cache.SharedIndexInformer
+	hostAll func() cache.SharedIndexInformer
 }
 
 // ready calls done, if set.
@@ -94,15 +102,22 @@ func (d *dynamicController) Run(ctx context.Context) error {
 	pick := func(f dynamicinformer.DynamicSharedInformerFactory) Informers {
 		return func(informers.SharedInformerFactory) cache.SharedIndexInformer { return f.ForResource(gvr).Informer() }
 	}
-	ctrl := newController[*unstructured.Unstructured](d.name, d.mirror(), c, nil, nil, pick(vf), pick(hf), d.metrics, nil)
+	// Every host object of the kind, for kinds that need them (routes'
+	// host name claims); no informer, no requests.
+	hall := dynamicinformer.NewDynamicSharedInformerFactory(c.HostDynamic, 10*time.Hour)
 	var extra []Runnable
+	var triggers []trigger
 	if d.kind.also != nil {
-		extra = d.kind.also(vf.ForResource(gvr).Informer())
+		extra, triggers = d.kind.also(dynamicSides{virtual: vf.ForResource(gvr).Informer(),
+			hostAll: func() cache.SharedIndexInformer { return hall.ForResource(gvr).Informer() }})
 	}
+	ctrl := newController[*unstructured.Unstructured](d.name, d.mirror(), c, nil, nil, pick(vf), pick(hf), d.metrics, triggers)
 	vf.Start(ctx.Done())
 	hf.Start(ctx.Done())
+	hall.Start(ctx.Done())
 	defer vf.Shutdown()
 	defer hf.Shutdown()
+	defer hall.Shutdown()
 	return runAll(ctx, c, append(extra, ctrl))
 }
 

@@ -10,7 +10,6 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/sublet-dev/sublet/internal/isolation"
-	"github.com/sublet-dev/sublet/internal/translate"
 )
 
 // A host's ingress controller is shared: a host name one ingress claims is
@@ -81,29 +80,16 @@ func newHostClaims(f factories) (hostClaims, trigger) {
 // ingress claiming it wins if Sublet did not make it (a host admin's), or
 // if it is older than our copy (or we have none yet); ties go by namespace
 // and name.
-func (hc hostClaims) claimant(c *Context, host, hostNS, hostName string) *networkingv1.Ingress {
-	var ours *networkingv1.Ingress
+func (hc hostClaims) claimant(c *Context, host, hostNS, hostName string) metav1.Object {
+	var ours metav1.Object
 	if obj, ok, _ := hc.all.GetIndexer().GetByKey(hostNS + "/" + hostName); ok {
-		ours, _ = obj.(*networkingv1.Ingress)
+		ours, _ = obj.(metav1.Object)
 	}
 	objs, _ := hc.all.GetIndexer().ByIndex(indexIngressHosts, host)
-	var winner *networkingv1.Ingress
-	for _, obj := range objs {
-		other, ok := obj.(*networkingv1.Ingress)
-		if !ok || other.Namespace == hostNS || other.DeletionTimestamp != nil {
-			continue // the host namespace is the team's: its ingresses share host names
-		}
-		if ours != nil && other.Labels[translate.LabelCopyOf] != "" && older(ours, other) {
-			continue
-		}
-		if winner == nil || older(other, winner) {
-			winner = other
-		}
-	}
-	return winner
+	return claimedBy(ours, hostNS, objs)
 }
 
-// older orders ingresses by creation, then namespace and name.
+// older orders objects by creation, then namespace and name.
 func older(a, b metav1.Object) bool {
 	ta, tb := a.GetCreationTimestamp(), b.GetCreationTimestamp()
 	if !ta.Equal(&tb) {

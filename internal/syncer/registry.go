@@ -68,7 +68,8 @@ func syncers() map[string]builder {
 	routes := map[string]bool{kinds.HTTPRoutes: true, kinds.GRPCRoutes: true, kinds.TLSRoutes: true}
 	for _, k := range kinds.All() {
 		if routes[k.Name] {
-			out[k.Name] = registerDynamic(dynamicKind{row: k, restrict: restrictRoute})
+			rc := &routeClaims{}
+			out[k.Name] = registerDynamic(dynamicKind{row: k, restrict: rc.restrict, also: rc.also})
 		}
 	}
 	return out

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
@@ -92,5 +93,64 @@ rules:
 				t.Errorf("host spec keeps what it may not:\n%s", out)
 			}
 		})
+	}
+}
+
+func TestRouteClaimKeys(t *testing.T) {
+	route := func(ns, spec string) *unstructured.Unstructured {
+		var m map[string]interface{}
+		if err := yaml.Unmarshal([]byte(spec), &m); err != nil {
+			t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{Object: map[string]interface{}{"spec": m}}
+		u.SetNamespace(ns)
+		return u
+	}
+	for spec, want := range map[string]string{
+		"parentRefs: [{name: public, namespace: shared}, {name: own}]\nhostnames: [A.example.com, b.example.com]": "shared/public|a.example.com,shared/public|b.example.com,team/own|a.example.com,team/own|b.example.com",
+		"parentRefs: [{name: public, namespace: shared}]":                                                         "shared/public|",
+		"parentRefs: [{name: svc, kind: Service, group: \"\"}]\nhostnames: [a.example.com]":                       "",
+	} {
+		keys, _ := routeClaimKeys(route("team", spec))
+		if got := strings.Join(keys, ","); got != want {
+			t.Errorf("%s: claims %s, want %s", spec, got, want)
+		}
+	}
+}
+
+func TestClaimedBy(t *testing.T) {
+	at := func(ns, name string, sec int64, copyOf string) *unstructured.Unstructured {
+		u := &unstructured.Unstructured{Object: map[string]interface{}{}}
+		u.SetNamespace(ns)
+		u.SetName(name)
+		u.SetCreationTimestamp(metav1.Unix(sec, 0))
+		if copyOf != "" {
+			u.SetLabels(map[string]string{translate.LabelCopyOf: copyOf})
+		}
+		return u
+	}
+	ours := at("team", "r", 100, "vc")
+	for _, tc := range []struct {
+		name   string
+		ours   metav1.Object
+		others []interface{}
+		want   string
+	}{
+		{name: "own namespace's", ours: ours, others: []interface{}{at("team", "x", 1, "")}},
+		{name: "host admin's, newer", ours: ours, others: []interface{}{at("admin", "x", 200, "")}, want: "admin/x"},
+		{name: "another cluster's copy, newer", ours: ours, others: []interface{}{at("b", "x", 200, "vc2")}},
+		{name: "another cluster's copy, older", ours: ours, others: []interface{}{at("b", "x", 50, "vc2")}, want: "b/x"},
+		{name: "no copy of ours yet", others: []interface{}{at("b", "x", 200, "vc2")}, want: "b/x"},
+		{name: "oldest wins", others: []interface{}{at("b", "x", 200, "vc2"), at("c", "y", 150, "vc3")}, want: "c/y"},
+	} {
+		got := claimedBy(tc.ours, "team", tc.others)
+		if name := ""; got != nil {
+			name = got.GetNamespace() + "/" + got.GetName()
+			if name != tc.want {
+				t.Errorf("%s: claimed by %s, want %q", tc.name, name, tc.want)
+			}
+		} else if tc.want != "" {
+			t.Errorf("%s: not claimed, want %s", tc.name, tc.want)
+		}
 	}
 }

@@ -189,13 +189,48 @@ spec:
 		return len(ps) == 1 && strings.Contains(fmt.Sprint(ps[0]), "example.com/gateway") && strings.Contains(fmt.Sprint(ps[0]), "Accepted"), nil
 	})
 
+	// A host name another host namespace's route already serves on the
+	// same Gateway is left out of the copy.
+	other := createNamespace(t, host.Client, "other-team")
+	kubectl(t, hk, fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: theirs, namespace: %s}
+spec:
+  parentRefs: [{name: public, namespace: shared-gw}]
+  hostnames: [taken.routes.apps.example.com]
+`, other), "apply", "-f", "-")
+	kubectl(t, vkc, `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: grab, namespace: default}
+spec:
+  parentRefs: [{name: public, namespace: shared-gw}]
+  hostnames: [taken.routes.apps.example.com, free.routes.apps.example.com]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: grab-all, namespace: default}
+spec:
+  parentRefs: [{name: public, namespace: shared-gw}]
+  hostnames: [taken.routes.apps.example.com]
+`, "apply", "-f", "-")
+	poll(t, 60*time.Second, "the host copy of a route with one host name taken", func(ctx context.Context) (bool, error) {
+		g, err := hostDyn.Get(ctx, "grab-x-default-x-routes", metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		names, _, _ := unstructured.NestedStringSlice(g.Object, "spec", "hostnames")
+		return strings.Join(names, ",") == "free.routes.apps.example.com", nil
+	})
+
 	// Refused routes: an event each, and no host copy (the events come
 	// after the syncer decided).
 	vc := clientOf(t, vkc)
+	waitEvent(t, vc, "default", "HTTPRoute", "grab", "RestrictedByIsolation", `hostnames "taken.routes.apps.example.com" (served on the same Gateway for another host namespace)`)
+	waitEvent(t, vc, "default", "HTTPRoute", "grab-all", "RestrictedByIsolation", "served on the same Gateway for another host namespace")
 	waitEvent(t, vc, "default", "HTTPRoute", "elsewhere", "RestrictedByIsolation", "parentRef other-gw/public")
 	waitEvent(t, vc, "default", "HTTPRoute", "crossns", "RestrictedByIsolation", "another namespace")
 	waitEvent(t, vc, "default", "HTTPRoute", "steal", "RestrictedByIsolation", `hostname "shop.example.com" is outside isolation.ingresses.allowedHosts`)
-	for _, name := range []string{"elsewhere", "crossns", "steal"} {
+	for _, name := range []string{"elsewhere", "crossns", "steal", "grab-all"} {
 		if _, err := hostDyn.Get(ctx, name+"-x-default-x-routes", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Errorf("refused route %s has a host copy (%v)", name, err)
 		}

@@ -180,10 +180,12 @@ func All() []Kind {
 // GatewayGroup is the Gateway API's group.
 const GatewayGroup = "gateway.networking.k8s.io"
 
-// gatewayRoute is the row of a Gateway API route (standard channel).
+// gatewayRoute is the row of a Gateway API route (standard channel): read
+// in every host namespace too, for the host names other namespaces' routes
+// claim.
 func gatewayRoute(name, kind string) Kind {
 	return Kind{Name: name, Default: true, Host: schema.GroupVersionResource{Group: GatewayGroup, Version: "v1", Resource: name},
-		Kind: kind, CRD: name + "." + GatewayGroup, Verbs: write(), DeleteWithCluster: true}
+		Kind: kind, CRD: name + "." + GatewayGroup, Verbs: write(), DeleteWithCluster: true, ClusterRead: true}
 }
 
 // withCRD is row k of a kind the host serves through a CRD named after it.

@@ -58,7 +58,7 @@ func TestHostRules(t *testing.T) {
 		expand("storage.k8s.io", []string{"storageclasses", "csidrivers"}, read),
 		expand("scheduling.k8s.io", []string{"priorityclasses"}, read),
 		expand("node.k8s.io", []string{"runtimeclasses"}, read),
-		expand("gateway.networking.k8s.io", []string{"gatewayclasses", "gateways"}, read),
+		expand("gateway.networking.k8s.io", []string{"httproutes", "grpcroutes", "tlsroutes", "gatewayclasses", "gateways"}, read),
 		expand("apiextensions.k8s.io", []string{"customresourcedefinitions"}, []string{"get"}),
 	} {
 		wantCluster = append(wantCluster, r...)
