@@ -120,6 +120,7 @@ func (c *fromHostController[T]) Run(ctx context.Context) error {
 			return nil
 		}
 		c.kind.served = row
+		go func() { _ = followCRD(c.sctx, c.name, row).Run(ctx) }()
 		vf := dynamicinformer.NewDynamicSharedInformerFactory(c.sctx.VirtualDynamic, 10*time.Hour)
 		hf := dynamicinformer.NewDynamicSharedInformerFactory(c.sctx.HostDynamic, 10*time.Hour)
 		c.watch(vf.ForResource(c.kind.served.Host).Informer(), hf.ForResource(c.kind.served.Host).Informer())
@@ -288,7 +289,8 @@ func fromHostSyncers() map[string]builder {
 				return f.Node().V1().RuntimeClasses().Informer()
 			},
 		}),
-		kinds.GatewayClasses: registerFromHost(fromHost[*unstructured.Unstructured]{served: tableRow(kinds.GatewayClasses)}),
+		// With the controller's status: which implementation accepted it.
+		kinds.GatewayClasses: registerFromHost(fromHost[*unstructured.Unstructured]{served: tableRow(kinds.GatewayClasses), status: true}),
 		// The Gateways the cluster's routes may attach to, with their
 		// status (addresses, listeners), in namespaces of their host names.
 		kinds.Gateways: registerFromHost(fromHost[*unstructured.Unstructured]{served: tableRow(kinds.Gateways), status: true,

@@ -188,6 +188,15 @@ spec:
 		return err == nil, nil
 	})
 
+	// A change of the host's CRD is followed (here a printer column).
+	kubectl(t, hk, "", "patch", "crd", "certificates."+pkiGroup, "--type=json", "-p",
+		`[{"op":"add","path":"/spec/versions/0/additionalPrinterColumns","value":[{"name":"Secret","type":"string","jsonPath":".spec.secretName"}]}]`)
+	poll(t, 60*time.Second, "the host CRD's change in the virtual cluster", func(ctx context.Context) (bool, error) {
+		out, err := exec.Command("kubectl", "--kubeconfig", vkc, "get", "crd", "certificates."+pkiGroup, "-o",
+			"jsonpath={.spec.versions[0].additionalPrinterColumns[0].jsonPath}").Output()
+		return err == nil && string(out) == ".spec.secretName", nil
+	})
+
 	// The host's ClusterIssuer is there, read-only.
 	poll(t, 60*time.Second, "the host's ClusterIssuer in the virtual cluster", func(ctx context.Context) (bool, error) {
 		out, err := exec.Command("kubectl", "--kubeconfig", vkc, "get", "clusterissuer", ns+"-ca", "-o", "jsonpath={.spec.ca.secretName}").Output()

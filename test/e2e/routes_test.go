@@ -98,10 +98,13 @@ spec:
 		}
 		return err == nil, nil
 	})
-	// The host's GatewayClass is there, read-only.
+	// The host's GatewayClass is there, read-only, with its status.
+	kubectl(t, hk, "", "patch", "gatewayclass", class, "--subresource=status", "--type=merge", "-p",
+		`{"status":{"conditions":[{"type":"Accepted","status":"True","reason":"Accepted","message":"ok","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}`)
 	poll(t, 60*time.Second, "the host's GatewayClass in the virtual cluster", func(ctx context.Context) (bool, error) {
-		out, err := exec.Command("kubectl", "--kubeconfig", vkc, "get", "gatewayclass", class, "-o", "jsonpath={.spec.controllerName}").Output()
-		return err == nil && string(out) == "example.com/gateway", nil
+		out, err := exec.Command("kubectl", "--kubeconfig", vkc, "get", "gatewayclass", class, "-o",
+			`jsonpath={.spec.controllerName} {.status.conditions[?(@.type=="Accepted")].status}`).Output()
+		return err == nil && string(out) == "example.com/gateway True", nil
 	})
 	if out := kubectlFails(t, vkc, "delete", "gatewayclass", class); !strings.Contains(out, "read-only in this virtual cluster") {
 		t.Errorf("deleting the host's GatewayClass: %s, want the read-only refusal", out)

@@ -224,7 +224,7 @@ func CustomHostRules(rows []Custom) []rbacv1.PolicyRule {
 }
 
 // CustomClusterRules are the cluster-wide rights rows need: reading their
-// CRDs, and reading every object of the from-host kinds.
+// CRDs by name, and reading every object of the from-host kinds.
 func CustomClusterRules(rows []Custom) []rbacv1.PolicyRule {
 	byGroup := map[string][]string{}
 	var crds []string
@@ -240,7 +240,7 @@ func CustomClusterRules(rows []Custom) []rbacv1.PolicyRule {
 	}
 	sort.Strings(crds)
 	out := []rbacv1.PolicyRule{{APIGroups: []string{"apiextensions.k8s.io"}, Resources: []string{"customresourcedefinitions"},
-		ResourceNames: crds, Verbs: []string{"get"}}}
+		ResourceNames: crds, Verbs: read()}}
 	for _, g := range sortedGroups(byGroup) {
 		out = append(out, rbacv1.PolicyRule{APIGroups: []string{g}, Resources: byGroup[g], Verbs: read()})
 	}

@@ -40,7 +40,7 @@ func TestCustomRules(t *testing.T) {
 		t.Errorf("namespaced rules %s", got)
 	}
 	got := fmt.Sprint(CustomClusterRules(rows))
-	if !strings.Contains(got, "[certificates.cert-manager.io clusterissuers.cert-manager.io issuers.cert-manager.io]") ||
+	if !strings.Contains(got, "{[get list watch] [apiextensions.k8s.io] [customresourcedefinitions] [certificates.cert-manager.io clusterissuers.cert-manager.io issuers.cert-manager.io] []}") ||
 		!strings.Contains(got, "{[get list watch] [cert-manager.io] [clusterissuers] [] []}") || strings.Contains(got, "create") {
 		t.Errorf("cluster rules %s", got)
 	}

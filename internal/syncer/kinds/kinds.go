@@ -287,8 +287,10 @@ func rules(clusterScoped bool) []rbacv1.PolicyRule {
 		}
 	}
 	if clusterScoped && len(crds) > 0 {
+		// By name: get, and list and watch with a metadata.name field
+		// selector (to follow the host's changes).
 		out = append(out, rbacv1.PolicyRule{APIGroups: []string{"apiextensions.k8s.io"}, Resources: []string{"customresourcedefinitions"},
-			ResourceNames: crds, Verbs: []string{"get"}})
+			ResourceNames: crds, Verbs: read()})
 	}
 	return out
 }

@@ -59,7 +59,7 @@ func TestHostRules(t *testing.T) {
 		expand("scheduling.k8s.io", []string{"priorityclasses"}, read),
 		expand("node.k8s.io", []string{"runtimeclasses"}, read),
 		expand("gateway.networking.k8s.io", []string{"httproutes", "grpcroutes", "tlsroutes", "gatewayclasses", "gateways"}, read),
-		expand("apiextensions.k8s.io", []string{"customresourcedefinitions"}, []string{"get"}),
+		expand("apiextensions.k8s.io", []string{"customresourcedefinitions"}, read),
 	} {
 		wantCluster = append(wantCluster, r...)
 	}
