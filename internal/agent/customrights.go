@@ -16,6 +16,7 @@ import (
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/internal/syncer/kinds"
+	"github.com/sublet-dev/sublet/internal/translate"
 )
 
 // ReasonAgentLacksRights is the condition and event reason of a
@@ -44,7 +45,13 @@ func (r *reconciler) grantCustomRights(ctx context.Context, vc *storagev1.Virtua
 		// status was lost go when the cluster does.)
 		return nil
 	}
+	removed := removedRows(ctx, r.host, vc, rows)
 	err := ensureCustomRights(ctx, r.host, vc, rows)
+	if err == nil && len(removed) > 0 {
+		// The syncer may no longer write them (its role lost the rows), so
+		// nothing makes them again: the host copies of rows turned off go.
+		err = deleteCustomObjects(ctx, r.host, vc.Namespace, translate.LabelCopyOf+"="+vc.Name, removed)
+	}
 	switch {
 	case err == nil && len(rows) == 0:
 		meta.RemoveStatusCondition(&vc.Status.Conditions, storagev1.ConditionCustomResourceRightsGranted)
@@ -65,6 +72,32 @@ func (r *reconciler) grantCustomRights(ctx context.Context, vc *storagev1.Virtua
 	// Retried with backoff: upgrading the platform chart fixes it without
 	// touching the VirtualCluster.
 	return err
+}
+
+// removedRows are the to-host rows vc's custom Role grants that rows no
+// longer have.
+func removedRows(ctx context.Context, host kubernetes.Interface, vc *storagev1.VirtualCluster, rows []kinds.Custom) []kinds.Custom {
+	role, err := host.RbacV1().Roles(vc.Namespace).Get(ctx, customRoleName(vc), metav1.GetOptions{})
+	if err != nil {
+		return nil
+	}
+	keep := map[string]bool{}
+	for _, row := range rows {
+		if !row.FromHost {
+			keep[row.CRD] = true
+		}
+	}
+	var out []kinds.Custom
+	for _, rule := range role.Rules {
+		for _, g := range rule.APIGroups {
+			for _, res := range rule.Resources {
+				if crd := res + "." + g; !keep[crd] {
+					out = append(out, kinds.Custom{CRD: crd})
+				}
+			}
+		}
+	}
+	return out
 }
 
 // lacksRightsMessage says that the agent lacks the rights of rows, and

@@ -363,6 +363,12 @@ func deleteHostObjects(ctx context.Context, host kubernetes.Interface, namespace
 			return fmt.Errorf("delete the virtual cluster's host %s: %w", k.Name, err)
 		}
 	}
+	// The Secrets host controllers wrote for its custom objects, once
+	// returned to it.
+	returned := schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
+	if err := deleteCollection(ctx, host.CoreV1().RESTClient(), returned, namespace, translate.LabelReturnedTo+"="+name); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete the Secrets returned to the virtual cluster: %w", err)
+	}
 	return deleteCustomObjects(ctx, host, namespace, selector, custom)
 }
 

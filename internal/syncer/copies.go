@@ -34,6 +34,9 @@ type usedCopySyncer[T metav1.Object] struct {
 	// kind refKind.
 	refs    *customRefs
 	refKind string
+	// returned are the Secrets copied back from the host (nil for
+	// ConfigMaps).
+	returned *returnedSecrets
 }
 
 // users finds the virtual objects that use an object: an index of a
@@ -43,31 +46,29 @@ type users struct {
 	index   string
 }
 
-// used reports whether a pod, ingress or custom object uses v. An object
-// the syncer copied from the host (a custom object's returned Secret) is
-// never copied back.
-func (s usedCopySyncer[T]) used(ctx context.Context, v metav1.Object) (bool, error) {
-	if v.GetLabels()[translate.LabelFromHost] == "true" {
-		return false, nil
-	}
+// used reports whether a pod, ingress or custom object uses v; known is
+// false while the custom objects' use is not known yet (customRefs). A
+// Secret the syncer copied back from the host (a custom object's returned
+// one) is never copied to it.
+func (s usedCopySyncer[T]) used(v metav1.Object) (used, known bool) {
 	key := v.GetNamespace() + "/" + v.GetName()
+	if s.returned.has(key) {
+		return false, true
+	}
 	for _, u := range s.users {
 		if objs, err := u.indexer.ByIndex(u.index, key); err == nil && len(objs) > 0 {
-			return true, nil
+			return true, true
 		}
 	}
 	if s.refs == nil {
-		return false, nil
+		return false, true
 	}
-	return s.refs.used(ctx, s.refKind, key)
+	return s.refs.used(s.refKind, key)
 }
 
 func (s usedCopySyncer[T]) VirtualOnly(ctx context.Context, c *Context, v T) error {
-	if v.GetDeletionTimestamp() != nil {
+	if used, _ := s.used(v); !used || v.GetDeletionTimestamp() != nil {
 		return nil
-	}
-	if used, err := s.used(ctx, v); !used || err != nil {
-		return err
 	}
 	h := s.ops.hostCopy(c.Translator, v)
 	_, err := s.ops.client(c.Host, h.GetNamespace()).Create(ctx, h, metav1.CreateOptions{})
@@ -75,9 +76,11 @@ func (s usedCopySyncer[T]) VirtualOnly(ctx context.Context, c *Context, v T) err
 }
 
 func (s usedCopySyncer[T]) Both(ctx context.Context, c *Context, v, h T) error {
-	if used, err := s.used(ctx, v); err != nil {
-		return err
-	} else if !used {
+	used, known := s.used(v)
+	switch {
+	case !known:
+		return nil // kept until it is known (synced again then)
+	case !used:
 		return s.HostOnly(ctx, c, h)
 	}
 	want := s.ops.hostCopy(c.Translator, v)
@@ -161,6 +164,6 @@ func newSecretSyncer(f factories) (Syncer[*corev1.Secret], []trigger) {
 		client: func(cs kubernetes.Interface, ns string) writer[*corev1.Secret] { return cs.CoreV1().Secrets(ns) },
 	}
 	u := []users{{indexedPods(f), indexSecretRefs}, {indexedIngresses(f), indexIngressTLSRefs}}
-	return usedCopySyncer[*corev1.Secret]{users: u, ops: ops, refs: f.refs, refKind: "Secret"},
+	return usedCopySyncer[*corev1.Secret]{users: u, ops: ops, refs: f.refs, refKind: "Secret", returned: f.returned},
 		[]trigger{usedBy(f, secretRefs), tlsSecretsOf(f), customUsers(f, "Secret")}
 }

@@ -163,8 +163,8 @@ func hostCRD(ctx context.Context, c *Context, name string, row kinds.Kind, lacki
 		case apierrors.IsNotFound(err) || apierrors.IsForbidden(err):
 			if !told {
 				told = true
-				if lacking != nil {
-					lacking()
+				if lacking != nil && apierrors.IsNotFound(err) {
+					lacking() // not when forbidden: the rights may be on their way
 				}
 				c.Log.Info("the host does not serve this kind; not synced until it does", "syncer", name, "crd", row.CRD, "reason", err.Error())
 				c.noticeCluster(corev1.EventTypeNormal, "HostLacksKind", fmt.Sprintf(

@@ -1,6 +1,8 @@
 package syncer
 
 import (
+	"slices"
+
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/cache"
 
@@ -23,7 +25,7 @@ func customBuilder(row kinds.Custom) builder {
 		}}
 		var inputs, returned bool
 		for _, r := range row.References {
-			inputs = inputs || !r.Returned
+			inputs = inputs || !r.Returned && slices.Contains(kinds.CopiedKinds, r.Kind)
 			returned = returned || r.Returned
 		}
 		if inputs {
@@ -39,7 +41,7 @@ func customBuilder(row kinds.Custom) builder {
 				out = append(out, tellRefs(f.refs, row, sides.virtual, k.done))
 			}
 			if returned {
-				out = append(out, newReturner(name, row, sctx, sides.virtual, virtualSecrets, m))
+				out = append(out, newReturner(name, row, sctx, sides, virtualSecrets, f.returned, m))
 			}
 			return out, nil
 		}

@@ -3,10 +3,13 @@ package syncer
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/sublet-dev/sublet/internal/syncer/kinds"
@@ -72,6 +75,23 @@ func walkRef(obj map[string]interface{}, steps []kinds.PathStep, fn func(string)
 // not resolve or is not a name.
 func restrictReferences(c *Context, row kinds.Custom, v, h *unstructured.Unstructured) (restrictions, bool, error) {
 	var r restrictions
+	for i, f := range row.Fields {
+		steps, err := kinds.SplitPath(f.Path)
+		if err != nil {
+			return nil, false, err // validated with the flag
+		}
+		var values []string
+		resolved, err := walkRef(runtime.DeepCopyJSON(h.Object), steps, func(s string) string { values = append(values, s); return s })
+		if !resolved && err == nil {
+			values = []string{""}
+		}
+		for _, val := range values {
+			if err != nil || !slices.Contains(f.Values, val) {
+				r.add("%s is %q, and %s.fields[%d] allows only %s", f.Path, val, row.ValuesPath(), i, quoteAll(f.Values))
+				return r, false, nil
+			}
+		}
+	}
 	for i, ref := range row.References {
 		steps, err := kinds.SplitPath(ref.Path)
 		if err != nil {
@@ -97,7 +117,7 @@ func refsOf(row kinds.Custom, v *unstructured.Unstructured, returned bool) []str
 	var out []string
 	for _, ref := range row.References {
 		steps, err := kinds.SplitPath(ref.Path)
-		if err != nil || ref.Returned != returned {
+		if err != nil || ref.Returned != returned || !slices.Contains(kinds.CopiedKinds, ref.Kind) {
 			continue
 		}
 		_, _ = walkRef(v.DeepCopy().Object, steps, func(name string) string {
@@ -109,17 +129,22 @@ func refsOf(row kinds.Custom, v *unstructured.Unstructured, returned bool) []str
 }
 
 // customRefs knows which Secrets and ConfigMaps custom objects name, for
-// the syncers that copy them to the host while they are used. It is ready
+// the syncers that copy them to the host while they are used. It knows
 // once every custom kind with references has told it about all its
-// objects; until then a host copy no pod uses is not deleted.
+// objects (or readyTimeout passed: a kind stuck installing its CRD must
+// not keep unused copies forever); until then no host copy is deleted or
+// made for a custom object, and then every object is synced again.
 type customRefs struct {
 	mu     sync.Mutex
 	users  map[string]map[string]bool // "KIND/ns/name" → users
 	byUser map[string][]string        // user → "KIND/ns/name"
-	notify map[string][]func(string)  // KIND → enqueue "ns/name"
+	notify map[string][]func(string)  // KIND → enqueue "ns/name", "" for all
 	wait   sync.WaitGroup
 	ready  chan struct{}
 }
+
+// readyTimeout bounds how long customRefs waits for the custom kinds.
+const readyTimeout = 5 * time.Minute
 
 func newCustomRefs() *customRefs {
 	return &customRefs{users: map[string]map[string]bool{}, byUser: map[string][]string{}, notify: map[string][]func(string){},
@@ -132,13 +157,33 @@ func (r *customRefs) expect() (done func()) {
 	return sync.OnceFunc(r.wait.Done)
 }
 
-// seal closes ready once every expected kind is done; call it after the
-// last expect.
-func (r *customRefs) seal() {
-	go func() { r.wait.Wait(); close(r.ready) }()
+// seal makes r ready once every expected kind is done, or readyTimeout
+// passed, or ctx ended; call it after the last expect.
+func (r *customRefs) seal(ctx context.Context) {
+	all := make(chan struct{})
+	go func() { r.wait.Wait(); close(all) }()
+	go func() {
+		select {
+		case <-all:
+		case <-time.After(readyTimeout):
+		case <-ctx.Done():
+			return
+		}
+		close(r.ready)
+		r.mu.Lock()
+		var calls []func(string)
+		for _, ns := range r.notify {
+			calls = append(calls, ns...)
+		}
+		r.mu.Unlock()
+		for _, n := range calls {
+			n("") // sync every object again
+		}
+	}()
 }
 
-// subscribe makes changes of the users of kind's objects call enqueue.
+// subscribe makes changes of the users of kind's objects call enqueue
+// with their keys ("" once r is ready: all of them).
 func (r *customRefs) subscribe(kind string, enqueue func(key string)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -180,16 +225,25 @@ func (r *customRefs) set(user string, refs []string) {
 }
 
 // used reports whether a custom object names kind's object key
-// ("ns/name"), waiting until r is ready.
-func (r *customRefs) used(ctx context.Context, kind, key string) (bool, error) {
+// ("ns/name"); known is false until r is ready.
+func (r *customRefs) used(kind, key string) (used, known bool) {
 	select {
 	case <-r.ready:
-	case <-ctx.Done():
-		return false, ctx.Err()
+	default:
+		return false, false
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.users[kind+"/"+key]) > 0, nil
+	return len(r.users[kind+"/"+key]) > 0, true
+}
+
+// quoteAll is values quoted, "" for unset.
+func quoteAll(values []string) string {
+	var q []string
+	for _, v := range values {
+		q = append(q, fmt.Sprintf("%q", v))
+	}
+	return strings.Join(q, ", ")
 }
 
 func splitKindKey(k string) (kind, key string) {

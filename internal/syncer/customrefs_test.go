@@ -2,7 +2,9 @@ package syncer
 
 import (
 	"context"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +21,8 @@ func TestRestrictReferences(t *testing.T) {
 		{Path: "spec.secretName", Kind: "Secret", Returned: true},
 		{Path: "spec.keystores[].passwordSecretRef.name", Kind: "Secret", Optional: true},
 		{Path: "spec.config.name", Kind: "ConfigMap", Optional: true},
-	}}
+		{Path: "spec.issuerRef.name", Kind: "Issuer", Optional: true},
+	}, Fields: []kinds.FieldRule{{Path: "spec.issuerRef.kind", Values: []string{"", "Issuer"}}}}
 	for _, tc := range []struct {
 		name, spec string
 		copied     bool
@@ -29,6 +32,9 @@ func TestRestrictReferences(t *testing.T) {
 			spec: "secretName: tls\nkeystores: [{passwordSecretRef: {name: a}}, {passwordSecretRef: {name: b}}, {other: 1}]\nconfig: {name: cm}\n",
 			want: []string{"secretName: tls-x-default-x-vc", "name: a-x-default-x-vc", "name: b-x-default-x-vc", "name: cm-x-default-x-vc", "other: 1"}},
 		{name: "optional ones missing", copied: true, spec: "secretName: tls\n", want: []string{"secretName: tls-x-default-x-vc"}},
+		{name: "another row's kind", copied: true, spec: "secretName: tls\nissuerRef: {kind: Issuer, name: ca}\n", want: []string{"name: ca-x-default-x-vc"}},
+		{name: "pinned field", spec: "secretName: tls\nissuerRef: {kind: ClusterIssuer, name: ca}\n",
+			want: []string{`spec.issuerRef.kind is "ClusterIssuer", and sync.toHost.customResources.certificates.cert-manager.io.fields[0] allows only "", "Issuer"`}},
 		{name: "empty list", copied: true, spec: "secretName: tls\nkeystores: []\n"},
 		{name: "required missing", spec: "dnsNames: [a]\n",
 			want: []string{"spec.secretName does not resolve", "sync.toHost.customResources.certificates.cert-manager.io.references[0] names the Secret"}},
@@ -88,29 +94,41 @@ func TestCustomRefs(t *testing.T) {
 
 	r := newCustomRefs()
 	done := r.expect()
-	r.seal()
+	var mu sync.Mutex
 	var told []string
-	r.subscribe("Secret", func(key string) { told = append(told, key) })
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if _, err := r.used(ctx, "Secret", "ns/pw"); err == nil {
-		t.Error("used answered before every custom kind told its objects")
+	r.subscribe("Secret", func(key string) { mu.Lock(); told = append(told, key); mu.Unlock() })
+	r.seal(context.Background())
+	if _, known := r.used("Secret", "ns/pw"); known {
+		t.Error("used known before every custom kind told its objects")
 	}
 	r.set("web", refsOf(row, obj("pw"), false))
 	done()
 	done() // once only
-	if used, err := r.used(context.Background(), "Secret", "ns/pw"); !used || err != nil {
-		t.Errorf("ns/pw used %v, %v", used, err)
+	<-r.ready
+	if used, known := r.used("Secret", "ns/pw"); !used || !known {
+		t.Errorf("ns/pw used %v, known %v", used, known)
 	}
 	r.set("web", refsOf(row, obj("pw2"), false))
-	if used, _ := r.used(context.Background(), "Secret", "ns/pw"); used {
+	if used, _ := r.used("Secret", "ns/pw"); used {
 		t.Error("ns/pw still used after the object stopped naming it")
 	}
 	r.set("web", nil)
-	if used, _ := r.used(context.Background(), "Secret", "ns/pw2"); used {
+	if used, _ := r.used("Secret", "ns/pw2"); used {
 		t.Error("ns/pw2 used after its user went")
 	}
-	if got := strings.Join(told, ","); got != "ns/pw,ns/pw,ns/pw2,ns/pw2" {
-		t.Errorf("told the secrets syncer %s", got)
+	// Once ready, every Secret is synced again ("").
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		sorted := slices.Sorted(slices.Values(told))
+		mu.Unlock()
+		got := strings.Join(sorted, ",")
+		if got == ",ns/pw,ns/pw,ns/pw2,ns/pw2" || time.Now().After(deadline) {
+			if got != ",ns/pw,ns/pw,ns/pw2,ns/pw2" {
+				t.Errorf("told the secrets syncer %s", got)
+			}
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -3,6 +3,7 @@ package syncer
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -10,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
@@ -21,6 +23,37 @@ import (
 // indexReturned indexes a custom kind's virtual objects by the host names
 // of the Secrets they expect back.
 const indexReturned = "sublet-returned-secrets"
+
+// returnedSecrets are the virtual Secrets ("ns/name") the returners keep
+// as copies of host controllers' Secrets: the pods syncer lets pods use
+// them (the host pod uses the host's), and the secrets syncer never copies
+// them to the host. A label a tenant could write would not do.
+type returnedSecrets struct {
+	mu   sync.Mutex
+	keys map[string]bool
+}
+
+func (r *returnedSecrets) set(key string, returned bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.keys == nil {
+		r.keys = map[string]bool{}
+	}
+	if returned {
+		r.keys[key] = true
+	} else {
+		delete(r.keys, key)
+	}
+}
+
+func (r *returnedSecrets) has(key string) bool {
+	if r == nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.keys[key]
+}
 
 // returner copies back the Secrets the host's controller writes for a
 // custom kind's host copies (kinds.Reference Returned): for each name a
@@ -35,14 +68,20 @@ type returner struct {
 	row     kinds.Custom
 	sctx    *Context
 	custom  cache.SharedIndexInformer // the kind's virtual objects
+	copies  cache.SharedIndexInformer // the kind's host copies
 	virtual cache.SharedIndexInformer // virtual Secrets
 	host    cache.SharedIndexInformer // host Secrets, set by Run
 	queue   workqueue.TypedRateLimitingInterface[string]
 	metrics *Metrics
+	// returned records the virtual Secrets returned.
+	returned *returnedSecrets
 }
 
-func newReturner(name string, row kinds.Custom, sctx *Context, custom, virtualSecrets cache.SharedIndexInformer, m *Metrics) *returner {
-	r := &returner{name: name + "-returned", row: row, sctx: sctx, custom: custom, virtual: virtualSecrets, metrics: m,
+func newReturner(name string, row kinds.Custom, sctx *Context, sides dynamicSides, virtualSecrets cache.SharedIndexInformer,
+	returned *returnedSecrets, m *Metrics) *returner {
+	custom := sides.virtual
+	r := &returner{name: name + "-returned", row: row, sctx: sctx, custom: custom, copies: sides.host, virtual: virtualSecrets, metrics: m,
+		returned: returned,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "sync-" + name + "-returned"})}
 	_ = custom.AddIndexers(cache.Indexers{indexReturned: func(obj interface{}) ([]string, error) {
@@ -131,31 +170,31 @@ func (r *returner) reconcile(ctx context.Context, key string) error {
 }
 
 // returnOne makes virtual Secret ns/name follow the host Secret of its host
-// name.
+// name, if that is the one the host's controller wrote for owner's host
+// copy.
 func (r *returner) returnOne(ctx context.Context, owner *unstructured.Unstructured, ns, name string) error {
-	t := r.sctx.Translator
-	h, hOK, err := getTyped[*corev1.Secret](r.host.GetStore(), t.HostNamespace+"/"+t.HostName(ns, name))
+	key := ns + "/" + name
+	h, hOK, err := r.hostSecret(ctx, owner, ns, name)
 	if err != nil {
 		return err
 	}
-	if hOK && h.Labels[translate.LabelCopyOf] != "" {
-		hOK = false // a copy the syncer made, not the controller's
-	}
-	v, vOK, err := getTyped[*corev1.Secret](r.virtual.GetStore(), ns+"/"+name)
+	v, vOK, err := getTyped[*corev1.Secret](r.virtual.GetStore(), key)
 	if err != nil {
 		return err
 	}
 	client := r.sctx.Virtual.CoreV1().Secrets(ns)
+	ours := vOK && v.Labels[translate.LabelFromHost] == "true"
 	switch {
-	case vOK && v.Labels[translate.LabelFromHost] != "true":
+	case vOK && (!ours || !metav1.IsControlledBy(v, owner) && r.ownerExists(v)):
 		if hOK {
 			r.sctx.event(owner, corev1.EventTypeWarning, "ReturnBlocked", fmt.Sprintf(
-				"the host returned Secret %s, but a Secret of that name exists in the virtual cluster and is not the host's copy; "+
-					"it is left alone. Delete it, and the host's Secret is copied in its place", name))
+				"the host returned Secret %s, but a Secret of that name exists in the virtual cluster that is not this object's copy "+
+					"of it (the tenant's, or another object's); it is left alone. Delete it, and the host's Secret is copied in its place", name))
 		}
 		return nil
 	case !hOK:
 		if vOK && metav1.IsControlledBy(v, owner) {
+			r.returned.set(key, false)
 			return deleteHostCopy(ctx, client, v) // a UID-guarded delete, as of a host copy
 		}
 		return nil
@@ -168,6 +207,7 @@ func (r *returner) returnOne(ctx context.Context, owner *unstructured.Unstructur
 			return nil // one the informer has yet to see
 		}
 	case v.Type != want.Type:
+		r.returned.set(key, false)
 		err = deleteHostCopy(ctx, client, v) // the type is immutable; the delete's event brings it back
 	case !apiequality.Semantic.DeepEqual(v.Data, want.Data) || !apiequality.Semantic.DeepEqual(v.Labels, want.Labels) ||
 		!apiequality.Semantic.DeepEqual(v.OwnerReferences, want.OwnerReferences):
@@ -177,7 +217,58 @@ func (r *returner) returnOne(ctx context.Context, owner *unstructured.Unstructur
 	if err != nil {
 		return fmt.Errorf("copy back the host's Secret %s for %s %s: %w", name, r.row.CRD, owner.GetName(), err)
 	}
+	r.returned.set(key, true)
 	return nil
+}
+
+// hostSecret is the host Secret returned as ns/name for owner, if there is
+// one the host's controller wrote for owner's host copy: not a copy any
+// virtual cluster's syncer made, not returned to another cluster, and
+// either returned to this one already or made after owner's host copy
+// (then labelled as returned to this cluster). A Secret that predates the
+// host copy may belong to anyone who could name it (another cluster's
+// objects share the namespace): it is not returned, and an event says so.
+func (r *returner) hostSecret(ctx context.Context, owner *unstructured.Unstructured, ns, name string) (*corev1.Secret, bool, error) {
+	t := r.sctx.Translator
+	h, ok, err := getTyped[*corev1.Secret](r.host.GetStore(), t.HostNamespace+"/"+t.HostName(ns, name))
+	if err != nil || !ok || h.Labels[translate.LabelCopyOf] != "" {
+		return nil, false, err
+	}
+	switch to := h.Labels[translate.LabelReturnedTo]; {
+	case to == t.VCluster:
+		return h, true, nil
+	case to != "":
+		return nil, false, nil
+	}
+	obj, copied, _ := r.copies.GetStore().GetByKey(t.HostNamespace + "/" + t.HostName(owner.GetNamespace(), owner.GetName()))
+	hostCopy, _ := obj.(metav1.Object)
+	if !copied || hostCopy == nil {
+		return nil, false, nil
+	}
+	if created := hostCopy.GetCreationTimestamp(); h.CreationTimestamp.Before(&created) {
+		r.sctx.event(owner, corev1.EventTypeWarning, "ReturnRefused", fmt.Sprintf(
+			"host Secret %s/%s predates this object's host copy, so it is not known to be the one the host's controller wrote for it, "+
+				"and it is not copied back; a host admin deletes it if it is stale, and the controller writes it again", t.HostNamespace, h.Name))
+		return nil, false, nil
+	}
+	patch := fmt.Sprintf(`{"metadata":{"labels":{%q:%q}}}`, translate.LabelReturnedTo, t.VCluster)
+	labelled, err := r.sctx.Host.CoreV1().Secrets(t.HostNamespace).Patch(ctx, h.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+	if err != nil {
+		return nil, false, fmt.Errorf("label host Secret %s as returned to this virtual cluster: %w", h.Name, err)
+	}
+	return labelled, true, nil
+}
+
+// ownerExists reports whether the custom object controlling virtual
+// Secret v still exists.
+func (r *returner) ownerExists(v *corev1.Secret) bool {
+	ref := metav1.GetControllerOf(v)
+	if ref == nil {
+		return false
+	}
+	obj, ok, _ := r.custom.GetStore().GetByKey(v.Namespace + "/" + ref.Name)
+	u, _ := obj.(*unstructured.Unstructured)
+	return ok && u != nil && u.GetUID() == ref.UID
 }
 
 // returnedCopy is the virtual copy ns/name of host Secret h, controlled by
@@ -187,6 +278,7 @@ func returnedCopy(h *corev1.Secret, owner *unstructured.Unstructured, ns, name s
 	for k, v := range h.Labels {
 		labels[k] = v
 	}
+	delete(labels, translate.LabelReturnedTo)
 	labels[translate.LabelFromHost] = "true"
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels, Annotations: h.Annotations,

@@ -40,11 +40,11 @@ type dynamicKind struct {
 	done func()
 }
 
-// dynamicSides are a dynamic kind's informers: its virtual objects, and
-// every host object of it (made on first call).
+// dynamicSides are a dynamic kind's informers: its virtual objects, its
+// host copies, and every host object of it (made on first call).
 type dynamicSides struct {
-	virtual cache.SharedIndexInformer
-	hostAll func() cache.SharedIndexInformer
+	virtual, host cache.SharedIndexInformer
+	hostAll       func() cache.SharedIndexInformer
 }
 
 // ready calls done, if set.
@@ -104,7 +104,7 @@ func (d *dynamicController) Run(ctx context.Context) error {
 	var extra []Runnable
 	var triggers []trigger
 	if d.kind.also != nil {
-		extra, triggers = d.kind.also(dynamicSides{virtual: vf.ForResource(gvr).Informer(),
+		extra, triggers = d.kind.also(dynamicSides{virtual: vf.ForResource(gvr).Informer(), host: hf.ForResource(gvr).Informer(),
 			hostAll: func() cache.SharedIndexInformer { return hall.ForResource(gvr).Informer() }})
 	}
 	ctrl := newController[*unstructured.Unstructured](d.name, d.mirror(), c, nil, nil, pick(vf), pick(hf), d.metrics, triggers)

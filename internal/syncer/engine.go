@@ -118,7 +118,8 @@ type trigger struct {
 	informer cache.SharedIndexInformer
 	keys     func(obj interface{}) []string
 	// subscribe, instead of an informer, hands the syncer's enqueue to
-	// another source of keys (customRefs).
+	// another source of keys (customRefs); key "" enqueues every virtual
+	// object.
 	subscribe func(enqueue func(key string))
 }
 
@@ -181,7 +182,15 @@ func newController[T metav1.Object](name string, s Syncer[T], sctx *Context, vf,
 	})
 	for _, t := range triggers {
 		if t.subscribe != nil {
-			t.subscribe(func(key string) { c.queue.Add(key) })
+			t.subscribe(func(key string) {
+				if key != "" {
+					c.queue.Add(key)
+					return
+				}
+				for _, k := range c.virtual.GetStore().ListKeys() {
+					c.queue.Add(k)
+				}
+			})
 			continue
 		}
 		enqueue := func(obj interface{}) {

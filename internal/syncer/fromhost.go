@@ -174,7 +174,8 @@ func (c *fromHostController[T]) reconcile(ctx context.Context, key string) error
 			return fmt.Errorf("update %s %s from the host: %w", c.name, key, err)
 		}
 		return nil
-	case vOK && v.GetDeletionTimestamp() == nil:
+	case vOK && v.GetDeletionTimestamp() == nil && (c.kind.allowed == nil || v.GetLabels()[translate.LabelFromHost] == "true"):
+		// A kind copied only in part (allowed) deletes only its copies.
 		return deleteHostCopy(ctx, client, v)
 	}
 	return nil

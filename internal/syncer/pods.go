@@ -33,6 +33,9 @@ type podSyncer struct {
 	// view of that version is the informer's stale copy, and the bound
 	// pod is on its way.
 	bound *utilcache.Expiring
+	// returned are Secrets copied back from host controllers: the host
+	// pod uses the host's.
+	returned *returnedSecrets
 }
 
 // boundMemory is how long the syncer remembers a binding: the virtual
@@ -49,6 +52,7 @@ func newPodSyncer(f factories) (Syncer[*corev1.Pod], []trigger) {
 		hostSecrets:       secretInformer(f.host).GetIndexer(),
 		virtualServices:   serviceInformer(f.virtual).GetIndexer(),
 		missing:           &missingAtStart{virtual: pods, host: podInformer(f.host).GetIndexer()},
+		returned:          f.returned,
 		bound:             utilcache.NewExpiring(),
 	}
 	// Pods waiting for a configmap or secret: retry when it or its host
@@ -105,8 +109,8 @@ func (s podSyncer) usesReady(ctx context.Context, c *Context, v *corev1.Pod) (st
 	} {
 		for _, r := range kind.refs {
 			hostName := c.Translator.HostName(v.Namespace, r.Name)
-			obj, inVirtual, _ := kind.virtual.GetByKey(v.Namespace + "/" + r.Name)
-			if o, ok := obj.(metav1.Object); inVirtual && ok && o.GetLabels()[translate.LabelFromHost] == "true" {
+			_, inVirtual, _ := kind.virtual.GetByKey(v.Namespace + "/" + r.Name)
+			if kind.kind == "secret" && s.returned.has(v.Namespace+"/"+r.Name) {
 				continue // a custom object's Secret, returned from the host: the host pod uses the host's
 			}
 			_, onHost, _ := kind.host.GetByKey(c.Translator.HostNamespace + "/" + hostName)

@@ -31,6 +31,8 @@ type factories struct {
 	virtual, host, hostAll informers.SharedInformerFactory
 	// refs are the Secrets and ConfigMaps custom objects name.
 	refs *customRefs
+	// returned are the virtual Secrets copied back from host controllers.
+	returned *returnedSecrets
 }
 
 func register[T metav1.Object](vi, hi Informers, build func(f factories) (Syncer[T], []trigger)) builder {
@@ -112,7 +114,7 @@ func Run(ctx context.Context, sctx *Context, selected map[string]bool, m *Metric
 		return err
 	}
 	runs := []Runnable{newNamespaceLabeler(sctx, vf)}
-	f := factories{virtual: vf, host: hf, hostAll: hallf, refs: newCustomRefs()}
+	f := factories{virtual: vf, host: hf, hostAll: hallf, refs: newCustomRefs(), returned: &returnedSecrets{}}
 	impl := syncers()
 	for _, k := range kinds.All() {
 		if !selected[k.Name] {
@@ -127,7 +129,7 @@ func Run(ctx context.Context, sctx *Context, selected map[string]bool, m *Metric
 	for _, row := range sctx.Custom {
 		runs = append(runs, customBuilder(row)(row.CRD, sctx, f, selected, m))
 	}
-	f.refs.seal()
+	f.refs.seal(ctx)
 	vf.Start(ctx.Done())
 	hf.Start(ctx.Done())
 	hallf.Start(ctx.Done())

@@ -16,10 +16,11 @@ import (
 // route with the same host name: a route of one tenant could take paths
 // of another's host name. So, as for ingresses, a host name a route of
 // the same kind in another host namespace already claims on the same
-// Gateway does not reach the host with this cluster's route: it is left
-// out (the route is refused if none is left). A route without hostnames
-// claims every name of its Gateway (host name ""). The older claim wins;
-// one the host admin made always does.
+// Gateway, itself or by a wildcard covering it, does not reach the host
+// with this cluster's route: it is left out (the route is refused if none
+// is left). A route without hostnames claims every name of its Gateway
+// (host name ""). The older claim wins; one the host admin made always
+// does.
 
 // indexRouteClaims indexes routes by the "GATEWAY-NS/GATEWAY|hostname"
 // they claim.
@@ -99,15 +100,18 @@ func (rc *routeClaims) restrict(c *Context, v, h *unstructured.Unstructured) (re
 		ours, _ = obj.(metav1.Object)
 	}
 	spec := h.Object["spec"].(map[string]interface{})
+	claims, _ := routeClaimKeys(h)
 	claimed := func(host string) bool {
-		claims, _ := routeClaimKeys(h)
 		for _, cl := range claims {
-			if !strings.HasSuffix(cl, "|"+host) {
+			gw, name, _ := strings.Cut(cl, "|")
+			if name != host {
 				continue
 			}
-			others, _ := rc.all.GetIndexer().ByIndex(indexRouteClaims, cl)
-			if claimedBy(ours, h.GetNamespace(), others) != nil {
-				return true
+			for _, n := range append([]string{host}, coveringWildcards(host)...) {
+				others, _ := rc.all.GetIndexer().ByIndex(indexRouteClaims, gw+"|"+n)
+				if claimedBy(ours, h.GetNamespace(), others) != nil {
+					return true
+				}
 			}
 		}
 		return false
@@ -138,6 +142,30 @@ func (rc *routeClaims) restrict(c *Context, v, h *unstructured.Unstructured) (re
 	}
 	spec["hostnames"] = kept
 	return r, true, nil
+}
+
+// coveringWildcards are the wildcard host names that cover host name h
+// (in Gateway API a wildcard covers names of any depth below it): for
+// a.b.c and *.b.c, *.c. A route with a more specific name takes those
+// names from a route with the wildcard, so the wildcard's claim holds
+// them too.
+func coveringWildcards(h string) []string {
+	var out []string
+	rest := strings.TrimPrefix(h, "*.")
+	if rest == h && h != "" {
+		_, rest, _ = strings.Cut(h, ".")
+		if rest != "" {
+			out = append(out, "*."+rest)
+		}
+	}
+	for {
+		_, next, ok := strings.Cut(rest, ".")
+		if !ok || next == "" {
+			return out
+		}
+		out = append(out, "*."+next)
+		rest = next
+	}
 }
 
 // claimedBy is the object among others (all claiming what ours, a host

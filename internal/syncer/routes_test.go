@@ -154,3 +154,17 @@ func TestClaimedBy(t *testing.T) {
 		}
 	}
 }
+
+func TestCoveringWildcards(t *testing.T) {
+	for h, want := range map[string]string{
+		"a.b.example.com": "*.b.example.com,*.example.com,*.com",
+		"*.b.example.com": "*.example.com,*.com",
+		"example.com":     "*.com",
+		"":                "",
+		"localhost":       "",
+	} {
+		if got := strings.Join(coveringWildcards(h), ","); got != want {
+			t.Errorf("%q: %s, want %s", h, got, want)
+		}
+	}
+}

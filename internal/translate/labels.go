@@ -20,7 +20,12 @@ const (
 	AnnotationObjectName = "sublet.dev/object-name"
 	// LabelFromHost marks a virtual object as the syncer's copy of the
 	// host's object of the same name (the host's classes).
-	LabelFromHost       = "sublet.dev/from-host"
+	LabelFromHost = "sublet.dev/from-host"
+	// LabelReturnedTo names the virtual cluster a host Secret written by a
+	// host controller for its custom object is returned to (the syncer
+	// sets it when it first copies the Secret back; the agent deletes such
+	// Secrets with the cluster).
+	LabelReturnedTo     = "sublet.dev/returned-to"
 	AnnotationObjectNS  = "sublet.dev/object-namespace"
 	AnnotationObjectUID = "sublet.dev/object-uid"
 

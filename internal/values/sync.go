@@ -27,6 +27,8 @@ type CustomResource struct {
 	// References are the fields of a to-host object naming Secrets or
 	// ConfigMaps of its namespace (kinds.Reference).
 	References []kinds.Reference `json:"references,omitempty"`
+	// Fields pin fields of a to-host object to values (kinds.FieldRule).
+	Fields []kinds.FieldRule `json:"fields,omitempty"`
 }
 
 // CustomResources are the enabled custom resource rows: to the host, then
@@ -37,7 +39,7 @@ func (v *Values) CustomResources() []kinds.Custom {
 		rows := v.Sync[dir].CustomResources
 		for _, crd := range sortedKeys(rows) {
 			if r := rows[crd]; r.Enabled != nil && *r.Enabled {
-				out = append(out, kinds.Custom{CRD: crd, FromHost: dir == syncFromHost, References: r.References})
+				out = append(out, kinds.Custom{CRD: crd, FromHost: dir == syncFromHost, References: r.References, Fields: r.Fields})
 			}
 		}
 	}
@@ -63,7 +65,7 @@ func validateCustom(v *Values) field.ErrorList {
 		rows := v.Sync[dir].CustomResources
 		for _, crd := range sortedKeys(rows) {
 			p := field.NewPath("sync", dir, "customResources").Key(crd)
-			row := kinds.Custom{CRD: crd, FromHost: dir == syncFromHost, References: rows[crd].References}
+			row := kinds.Custom{CRD: crd, FromHost: dir == syncFromHost, References: rows[crd].References, Fields: rows[crd].Fields}
 			if err := row.Validate(); err != nil {
 				msg := strings.TrimPrefix(strings.TrimPrefix(err.Error(), row.ValuesPath()), ".")
 				errs = append(errs, field.Invalid(p, crd, strings.TrimPrefix(msg, ": ")))
@@ -99,6 +101,8 @@ func (v *Values) CustomLooserThan(base *Values) isolation.Loosenings {
 			ls.Add(r.ValuesPath()+".enabled", "true", "not enabled by the templates")
 		case !reflect.DeepEqual(slices.Clip(b.References), slices.Clip(r.References)):
 			ls.Add(r.ValuesPath()+".references", fmt.Sprintf("%+v", r.References), fmt.Sprintf("%+v", b.References))
+		case !reflect.DeepEqual(slices.Clip(b.Fields), slices.Clip(r.Fields)):
+			ls.Add(r.ValuesPath()+".fields", fmt.Sprintf("%+v", r.Fields), fmt.Sprintf("%+v", b.Fields))
 		}
 	}
 	return ls

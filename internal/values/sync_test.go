@@ -42,13 +42,13 @@ func TestCustomResourcesArg(t *testing.T) {
 func TestCustomResourcesErrors(t *testing.T) {
 	for doc, want := range map[string]string{
 		"sync: {toHost: {customResources: {certificates: {enabled: true}}}}":                                           "not the name of a CustomResourceDefinition",
-		"sync: {toHost: {customResources: {a.example.com: {enabled: true, references: [{path: spec.x, kind: Pod}]}}}}": `references[0].kind: "Pod" is not one of`,
+		"sync: {toHost: {customResources: {a.example.com: {enabled: true, references: [{path: spec.x, kind: pod}]}}}}": `references[0].kind: "pod" is not a kind's name`,
 		"sync: {toHost: {customResources: {a.example.com: {enabled: true, references: [{pth: spec.x}]}}}}":             `unknown field "sync.toHost.customResources.a.example.com.references[0].pth"`,
 		"sync: {toHost: {customResources: {a.example.com: {enabled: 3}}}}":                                             "enabled: must be true or false",
 		"sync: {toHost: {enabled: true}}":                      "sync.toHost takes only customResources",
 		"sync: {pods: {customResources: {a.example.com: {}}}}": "custom resources go under sync.toHost or sync.fromHost",
 		"sync: {toHost: {customResources: {a.example.com: {enabled: true}}}, fromHost: {customResources: {a.example.com: {enabled: true}}}}": "a kind syncs one way",
-		"sync: {fromHost: {customResources: {a.example.com: {enabled: true, references: [{path: spec.x, kind: Secret}]}}}}":                  "only kinds synced to the host translate references",
+		"sync: {fromHost: {customResources: {a.example.com: {enabled: true, references: [{path: spec.x, kind: Secret}]}}}}":                  "only kinds synced to the host take references and fields",
 	} {
 		if _, err := Merge(Layer{Source: "values", YAML: doc}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", doc, err, want)
@@ -71,6 +71,8 @@ func TestCustomLooserThan(t *testing.T) {
 		{own: "sync: {toHost: {customResources: {certificates.cert-manager.io: {enabled: false}}}}"},
 		{own: "sync: {toHost: {customResources: {certificates.cert-manager.io: {references: []}}}}",
 			want: []string{"sync.toHost.customResources.certificates.cert-manager.io.references"}},
+		{own: "sync: {toHost: {customResources: {certificates.cert-manager.io: {fields: [{path: spec.x, values: [a]}]}}}}",
+			want: []string{"sync.toHost.customResources.certificates.cert-manager.io.fields"}},
 		{own: "sync: {fromHost: {customResources: {issuers.cert-manager.io: {enabled: true}}}}",
 			want: []string{"sync.fromHost.customResources.issuers.cert-manager.io.enabled: true is looser than not enabled by the templates"}},
 		{own: "sync: {toHost: {customResources: {orders.acme.cert-manager.io: {enabled: true}}}}",

@@ -398,6 +398,13 @@ func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane
 	if err != nil {
 		return err
 	}
+	policy, err := isolation.Parse(o.IsolationPolicy)
+	if err != nil {
+		return err
+	}
+	// The host's Gateways come only to a cluster whose routes may attach
+	// to some: the others keep the kind (and the Gateways they make) their own.
+	selected[kinds.Gateways] = selected[kinds.Gateways] && len(policy.Gateways.AllowedParents) > 0
 	handlers.readOnly.guard(selected, custom)
 	virtualCfg, hostSyncCfg := handlers.readOnly.syncerConfig(withThroughput(info.Admin, virtualQPS)), withThroughput(hostCfg, hostQPS)
 	virtual, err := kubernetes.NewForConfig(virtualCfg)
@@ -409,10 +416,6 @@ func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane
 		return fmt.Errorf("pod runtime: %w", err)
 	}
 	podSecurity, err := syncer.NewPodSecurity(o.PodSecurityStandard)
-	if err != nil {
-		return err
-	}
-	policy, err := isolation.Parse(o.IsolationPolicy)
 	if err != nil {
 		return err
 	}

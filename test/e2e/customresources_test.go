@@ -111,6 +111,8 @@ const customValues = `sync:
         references:
         - {path: spec.secretName, kind: Secret, returned: true}
         - {path: "spec.keystores[].passwordSecretRef.name", kind: Secret, optional: true}
+        fields:
+        - {path: spec.issuerRef.kind, values: [ClusterIssuer]}
       widgets.pki.example.com: {enabled: true}
   fromHost:
     customResources:
@@ -142,7 +144,10 @@ func TestAgentCustomResources(t *testing.T) {
 	t.Cleanup(func() {
 		_ = exec.Command("kubectl", "--kubeconfig", hk, "delete", "virtualclustertemplate", tmpl, "--ignore-not-found").Run()
 	})
-	indented := "        " + strings.ReplaceAll(strings.TrimSuffix(customValues, "\n"), "\n", "\n        ")
+	indent := func(v string) string {
+		return "        " + strings.ReplaceAll(strings.TrimSuffix(v, "\n"), "\n", "\n        ")
+	}
+	indented := indent(customValues)
 	kubectl(t, hk, fmt.Sprintf(`apiVersion: storage.loft.sh/v1
 kind: VirtualClusterTemplate
 metadata: {name: %s}
@@ -234,7 +239,12 @@ spec:
 apiVersion: pki.example.com/v1
 kind: Certificate
 metadata: {name: broken, namespace: default}
-spec: {dnsNames: [broken.example.com]}
+spec: {dnsNames: [broken.example.com], issuerRef: {kind: ClusterIssuer, name: x}}
+---
+apiVersion: pki.example.com/v1
+kind: Certificate
+metadata: {name: other-issuer, namespace: default}
+spec: {secretName: o, issuerRef: {name: ca-x-default-x-other}}
 `, "apply", "-f", "-")
 
 	hostCerts := dynamic.NewForConfigOrDie(host.Config).Resource(certificates).Namespace(ns)
@@ -266,12 +276,44 @@ spec: {dnsNames: [broken.example.com]}
 		state, _, _ := unstructured.NestedString(v.Object, "status", "state")
 		return err == nil && state == "Ready", nil
 	})
-	// The returned Secret is not copied to the host again.
-	if _, err := host.Client.CoreV1().Secrets(ns).Get(ctx, "web-tls-x-default-x-pki", metav1.GetOptions{}); err != nil {
+	// The returned Secret is not copied to the host again; the controller's
+	// is marked as returned to this cluster.
+	if s, err := host.Client.CoreV1().Secrets(ns).Get(ctx, "web-tls-x-default-x-pki", metav1.GetOptions{}); err != nil {
 		t.Errorf("the controller's Secret: %v", err)
-	} else if s, _ := host.Client.CoreV1().Secrets(ns).Get(ctx, "web-tls-x-default-x-pki", metav1.GetOptions{}); s.Labels[translate.LabelCopyOf] != "" {
-		t.Errorf("the controller's Secret was overwritten by a copy: labels %v", s.Labels)
+	} else if s.Labels[translate.LabelCopyOf] != "" || s.Labels[translate.LabelReturnedTo] != "pki" {
+		t.Errorf("the controller's Secret: labels %v, want only %s=pki of ours", s.Labels, translate.LabelReturnedTo)
 	}
+
+	// A host Secret older than the object's host copy could be anyone's
+	// (it is named by a name the tenant chose): not returned.
+	_, err := host.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "old-tls-x-default-x-pki"},
+		Data: map[string][]byte{"tls.key": []byte("someone else's")}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubectl(t, vkc, "apiVersion: pki.example.com/v1\nkind: Certificate\nmetadata: {name: old, namespace: default}\nspec: {secretName: old-tls, issuerRef: {kind: ClusterIssuer, name: x}}\n", "apply", "-f", "-")
+	waitEvent(t, vc, "default", "Certificate", "old", "ReturnRefused", "predates this object's host copy")
+	if _, err := vc.CoreV1().Secrets("default").Get(ctx, "old-tls", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a host Secret older than the Certificate was returned (%v)", err)
+	}
+	// A tenant's label does not make its Secret a returned one: it is
+	// copied to the host for the pod that uses it like any other.
+	kubectl(t, vkc, `apiVersion: v1
+kind: Secret
+metadata: {name: forged, namespace: default, labels: {sublet.dev/from-host: "true"}}
+stringData: {a: b}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: uses-forged, namespace: default}
+spec:
+  containers: [{name: c, image: busybox}]
+  volumes: [{name: s, secret: {secretName: forged}}]
+`, "apply", "-f", "-")
+	poll(t, 60*time.Second, "the host copy of a Secret with a forged label", func(ctx context.Context) (bool, error) {
+		s, err := host.Client.CoreV1().Secrets(ns).Get(ctx, "forged-x-default-x-pki", metav1.GetOptions{})
+		return err == nil && s.Labels[translate.LabelCopyOf] == "pki", nil
+	})
 
 	// A pod may mount the returned Secret: its host pod uses the host's.
 	kubectl(t, vkc, `apiVersion: v1
@@ -294,8 +336,13 @@ spec:
 
 	// A required reference that does not resolve: an event, no host copy.
 	waitEvent(t, vc, "default", "Certificate", "broken", "RestrictedByIsolation", "spec.secretName does not resolve")
-	if _, err := hostCerts.Get(ctx, "broken-x-default-x-pki", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Errorf("the refused Certificate has a host copy (%v)", err)
+	// A field outside its rule: the same.
+	waitEvent(t, vc, "default", "Certificate", "other-issuer", "RestrictedByIsolation",
+		`spec.issuerRef.kind is "", and sync.toHost.customResources.certificates.pki.example.com.fields[0] allows only "ClusterIssuer"`)
+	for _, name := range []string{"broken", "other-issuer"} {
+		if _, err := hostCerts.Get(ctx, name+"-x-default-x-pki", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("the refused Certificate %s has a host copy (%v)", name, err)
+		}
 	}
 
 	// Without its user, the password Secret's host copy goes; with the
@@ -308,14 +355,28 @@ spec:
 		return apierrors.IsNotFound(errCert) && apierrors.IsNotFound(errPW) && apierrors.IsNotFound(errTLS), nil
 	})
 
-	// Deleting the virtual cluster deletes its host Certificates.
-	kubectl(t, vkc, "apiVersion: pki.example.com/v1\nkind: Certificate\nmetadata: {name: kept, namespace: default}\nspec: {secretName: kept-tls}\n", "apply", "-f", "-")
-	poll(t, 60*time.Second, "the host copy of the second Certificate", func(ctx context.Context) (bool, error) {
-		_, err := hostCerts.Get(ctx, "kept-x-default-x-pki", metav1.GetOptions{})
+	// Turning the row off in the template deletes its host copies (the
+	// syncer lost the right to write them first); deleting the virtual
+	// cluster deletes the host Secrets returned to it.
+	kubectl(t, vkc, "apiVersion: pki.example.com/v1\nkind: Certificate\nmetadata: {name: kept, namespace: default}\nspec: {secretName: kept-tls, issuerRef: {kind: ClusterIssuer, name: x}}\n", "apply", "-f", "-")
+	poll(t, 60*time.Second, "the second Certificate's Secret returned", func(ctx context.Context) (bool, error) {
+		_, err := vc.CoreV1().Secrets("default").Get(ctx, "kept-tls", metav1.GetOptions{})
 		return err == nil, nil
+	})
+	off := indent(strings.Replace(customValues, "certificates.pki.example.com:\n        enabled: true", "certificates.pki.example.com:\n        enabled: false", 1))
+	if off == indented {
+		t.Fatal("the test's values changed shape")
+	}
+	kubectl(t, hk, fmt.Sprintf("apiVersion: storage.loft.sh/v1\nkind: VirtualClusterTemplate\nmetadata: {name: %s}\nspec:\n  template:\n    helmRelease:\n      values: |\n%s\n", tmpl, off), "apply", "-f", "-")
+	poll(t, 90*time.Second, "the host copy of a Certificate gone with its row", func(ctx context.Context) (bool, error) {
+		_, err := hostCerts.Get(ctx, "kept-x-default-x-pki", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
 	})
 	kubectl(t, hk, "", "delete", "virtualcluster", "pki", "-n", ns, "--timeout=60s")
 	if l, err := hostCerts.List(ctx, metav1.ListOptions{LabelSelector: translate.LabelCopyOf + "=pki"}); err != nil || len(l.Items) != 0 {
 		t.Errorf("host Certificates left after the virtual cluster was deleted: %d (%v)", len(l.Items), err)
+	}
+	if l, err := host.Client.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{LabelSelector: translate.LabelReturnedTo + "=pki"}); err != nil || len(l.Items) != 0 {
+		t.Errorf("host Secrets returned to the virtual cluster left after it was deleted: %d (%v)", len(l.Items), err)
 	}
 }

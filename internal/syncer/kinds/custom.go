@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
-	"slices"
 	"sort"
 	"strings"
 
@@ -28,15 +27,31 @@ type Custom struct {
 	// References are the fields of a to-host object that name other
 	// objects of its namespace.
 	References []Reference `json:"references,omitempty"`
+	// Fields pin fields of a to-host object to values.
+	Fields []FieldRule `json:"fields,omitempty"`
 }
 
-// Reference is a field of a custom object that names a Secret or ConfigMap
-// of the object's namespace. The host copy names that object's host copy.
+// FieldRule pins a field of a custom object: the object reaches the host
+// only if the field holds one of Values ("" stands for the field unset).
+// It keeps fields that name what a reference cannot translate to a safe
+// choice (a Certificate's spec.issuerRef.kind: ClusterIssuer, the host's).
+type FieldRule struct {
+	// Path to the field, as a Reference's.
+	Path string `json:"path"`
+	// Values the field may hold.
+	Values []string `json:"values"`
+}
+
+// Reference is a field of a custom object that names an object of the
+// object's namespace. The host copy names that object's host copy.
 type Reference struct {
 	// Path to the field: names separated by dots; NAME[] walks every
 	// element of a list (spec.tls[].secretName).
 	Path string `json:"path"`
-	// Kind of the object named: Secret or ConfigMap.
+	// Kind of the object named. A Secret or ConfigMap of the tenant's is
+	// copied to the host while an object names it; any other kind (an
+	// Issuer of another row) is only renamed, so the host copy never names
+	// an object of another owner.
 	Kind string `json:"kind"`
 	// Returned: the host's controller writes the named Secret (a
 	// Certificate's); the syncer copies it back into the virtual cluster.
@@ -46,8 +61,12 @@ type Reference struct {
 	Optional bool `json:"optional,omitempty"`
 }
 
-// ReferenceKinds are the kinds a Reference may name.
-var ReferenceKinds = []string{"ConfigMap", "Secret"}
+// CopiedKinds are the kinds whose tenant objects a Reference copies to the
+// host.
+var CopiedKinds = []string{"ConfigMap", "Secret"}
+
+// kindName is a Kind's name.
+var kindName = regexp.MustCompile(`^[A-Z][A-Za-z0-9]*$`)
 
 // pathSegment is one name of a reference's path, with [] for a list.
 var pathSegment = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*(\[\])?$`)
@@ -114,13 +133,22 @@ func (c Custom) Validate() error {
 			return fmt.Errorf("%s: already a built-in kind (sync.%s)", c.ValuesPath(), k.Name)
 		}
 	}
-	if c.FromHost && len(c.References) > 0 {
-		return fmt.Errorf("%s.references: only kinds synced to the host translate references", c.ValuesPath())
+	if c.FromHost && (len(c.References) > 0 || len(c.Fields) > 0) {
+		return fmt.Errorf("%s: only kinds synced to the host take references and fields", c.ValuesPath())
+	}
+	for i, f := range c.Fields {
+		where := fmt.Sprintf("%s.fields[%d]", c.ValuesPath(), i)
+		if _, err := SplitPath(f.Path); err != nil {
+			return fmt.Errorf("%s.path: %w", where, err)
+		}
+		if len(f.Values) == 0 {
+			return fmt.Errorf("%s.values: give the values the field may hold (\"\" for unset)", where)
+		}
 	}
 	for i, r := range c.References {
 		where := fmt.Sprintf("%s.references[%d]", c.ValuesPath(), i)
-		if !slices.Contains(ReferenceKinds, r.Kind) {
-			return fmt.Errorf("%s.kind: %q is not one of %s", where, r.Kind, strings.Join(ReferenceKinds, ", "))
+		if !kindName.MatchString(r.Kind) {
+			return fmt.Errorf("%s.kind: %q is not a kind's name (Secret, ConfigMap, or a kind such as Issuer)", where, r.Kind)
 		}
 		if r.Returned && r.Kind != "Secret" {
 			return fmt.Errorf("%s.returned: only Secrets are returned from the host (a %s is not)", where, r.Kind)
