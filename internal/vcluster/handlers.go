@@ -16,7 +16,9 @@ import (
 	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/rest"
 
+	"github.com/sublet-dev/sublet/internal/isolation"
 	"github.com/sublet-dev/sublet/internal/kubeproxy"
+	"github.com/sublet-dev/sublet/internal/syncer"
 	"github.com/sublet-dev/sublet/internal/syncer/kinds"
 	"github.com/sublet-dev/sublet/internal/vcluster/proxy"
 )
@@ -155,4 +157,34 @@ func (g *readOnly) Wrap(next http.Handler) http.Handler {
 				"Ask the host cluster's admin to change them there, or stop the copy with the value %s",
 			what, ri.Resource, off))
 	})
+}
+
+// syncSettings are what the flags ask of the syncer.
+type syncSettings struct {
+	selected  map[string]bool
+	selectors map[string]labels.Selector
+	custom    []kinds.Custom
+	policy    isolation.Policy
+}
+
+// syncSettings reads the syncer's flags.
+func (o Options) syncSettings() (syncSettings, error) {
+	var s syncSettings
+	var err error
+	if s.selected, err = syncer.Selection(o.Sync, o.DisableSync); err != nil {
+		return s, err
+	}
+	if s.selectors, err = fromHostSelectors(o.FromHostSelectors); err != nil {
+		return s, err
+	}
+	if s.custom, err = kinds.ParseCustom(o.CustomResources); err != nil {
+		return s, err
+	}
+	if s.policy, err = isolation.Parse(o.IsolationPolicy); err != nil {
+		return s, err
+	}
+	// The host's Gateways come only to a cluster whose routes may attach
+	// to some: the others keep the kind (and the Gateways they make) their own.
+	s.selected[kinds.Gateways] = s.selected[kinds.Gateways] && len(s.policy.Gateways.AllowedParents) > 0
+	return s, nil
 }

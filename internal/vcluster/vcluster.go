@@ -386,25 +386,11 @@ func (o *Options) checkHost(ctx context.Context) (*rest.Config, error) {
 // guard what they make reachable.
 func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane, hostCfg *rest.Config, info controlplane.Info,
 	handlers apiHandlers, guard *egress.Guard, metrics *syncer.Metrics, log klog.Logger, ready func(Info) error) error {
-	selected, err := syncer.Selection(o.Sync, o.DisableSync)
+	sync, err := o.syncSettings()
 	if err != nil {
 		return err
 	}
-	selectors, err := fromHostSelectors(o.FromHostSelectors)
-	if err != nil {
-		return err
-	}
-	custom, err := kinds.ParseCustom(o.CustomResources)
-	if err != nil {
-		return err
-	}
-	policy, err := isolation.Parse(o.IsolationPolicy)
-	if err != nil {
-		return err
-	}
-	// The host's Gateways come only to a cluster whose routes may attach
-	// to some: the others keep the kind (and the Gateways they make) their own.
-	selected[kinds.Gateways] = selected[kinds.Gateways] && len(policy.Gateways.AllowedParents) > 0
+	selected, selectors, custom, policy := sync.selected, sync.selectors, sync.custom, sync.policy
 	handlers.readOnly.guard(selected, custom)
 	virtualCfg, hostSyncCfg := handlers.readOnly.syncerConfig(withThroughput(info.Admin, virtualQPS)), withThroughput(hostCfg, hostQPS)
 	virtual, err := kubernetes.NewForConfig(virtualCfg)
