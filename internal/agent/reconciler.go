@@ -55,6 +55,8 @@ type reconciler struct {
 	// keptAsleep: sleeping clusters this agent has seen (by UID), to log
 	// once that it keeps them asleep.
 	keptAsleep sync.Map
+	// crds are host CRDs read for condition HostKindsServed.
+	crds crdCache
 }
 
 func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -113,7 +115,7 @@ func (r *reconciler) reconcile(ctx context.Context, vc *storagev1.VirtualCluster
 	if err := r.grantCustomRights(ctx, vc, eff.Values.CustomResources()); err != nil {
 		return ctrl.Result{}, err
 	}
-	r.checkCustomRows(ctx, vc, eff.Values.CustomResources())
+	r.checkHostKinds(ctx, vc, eff)
 	state, err := r.runtime.Ensure(ctx, vc, eff.RunArgs())
 	if err != nil {
 		r.setCondition(vc, storagev1.ConditionRuntimeReady, false, "RuntimeError", err.Error())

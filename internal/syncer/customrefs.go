@@ -92,6 +92,16 @@ func restrictReferences(c *Context, row kinds.Custom, v, h *unstructured.Unstruc
 			}
 		}
 	}
+	// A Secret both returned and the tenant's would have two writers on
+	// the host: the controller and the syncer.
+	returned, inputs := refsOf(row, v, true), refsOf(row, v, false)
+	for _, k := range returned {
+		if slices.Contains(inputs, k) {
+			_, key := splitKindKey(k)
+			r.add("%s is named both as a Secret the host returns and as one of the tenant's (%s.references); name two Secrets", key, row.ValuesPath())
+			return r, false, nil
+		}
+	}
 	for i, ref := range row.References {
 		steps, err := kinds.SplitPath(ref.Path)
 		if err != nil {

@@ -32,6 +32,8 @@ func TestRestrictReferences(t *testing.T) {
 			spec: "secretName: tls\nkeystores: [{passwordSecretRef: {name: a}}, {passwordSecretRef: {name: b}}, {other: 1}]\nconfig: {name: cm}\n",
 			want: []string{"secretName: tls-x-default-x-vc", "name: a-x-default-x-vc", "name: b-x-default-x-vc", "name: cm-x-default-x-vc", "other: 1"}},
 		{name: "optional ones missing", copied: true, spec: "secretName: tls\n", want: []string{"secretName: tls-x-default-x-vc"}},
+		{name: "returned and the tenant's", spec: "secretName: tls\nkeystores: [{passwordSecretRef: {name: tls}}]\n",
+			want: []string{"default/tls is named both as a Secret the host returns and as one of the tenant's"}},
 		{name: "another row's kind", copied: true, spec: "secretName: tls\nissuerRef: {kind: Issuer, name: ca}\n", want: []string{"name: ca-x-default-x-vc"}},
 		{name: "pinned field", spec: "secretName: tls\nissuerRef: {kind: ClusterIssuer, name: ca}\n",
 			want: []string{`spec.issuerRef.kind is "ClusterIssuer", and sync.toHost.customResources.certificates.cert-manager.io.fields[0] allows only "", "Issuer"`}},

@@ -153,3 +153,46 @@ func validateSync(v *Values) field.ErrorList {
 	}
 	return errs
 }
+
+// syncLists are the kinds the values turn on and off (syncer.extraArgs
+// first, then sync.KIND.enabled), as --sync and --disable-sync-resources
+// carry them.
+func (e *Effective) syncLists() (enable, disable []string) {
+	for _, a := range e.Values.Syncer.ExtraArgs {
+		name, value, _ := flagArg(a)
+		if name == "sync" {
+			enable = append(enable, value)
+		} else {
+			disable = append(disable, value)
+		}
+	}
+	for _, name := range sortedKeys(e.Values.Sync) {
+		if en := e.Values.Sync[name].Enabled; en != nil {
+			if *en {
+				enable = append(enable, name)
+			} else {
+				disable = append(disable, name)
+			}
+		}
+	}
+	return enable, disable
+}
+
+// Selection is the kinds the syncer syncs with these values, as the
+// runtime decides from its flags.
+func (e *Effective) Selection() map[string]bool {
+	enable, disable := e.syncLists()
+	split := func(lists []string) []string {
+		var out []string
+		for _, l := range lists {
+			out = append(out, strings.Split(l, ",")...)
+		}
+		return out
+	}
+	sel, err := kinds.Selection(split(enable), split(disable))
+	if err != nil {
+		return nil // validated: not reached
+	}
+	kinds.ForParents(sel, len(e.Values.Isolation.Gateways.AllowedParents))
+	return sel
+}

@@ -419,29 +419,14 @@ func (e *Effective) RunArgs() []string {
 	if !p.IsZero() {
 		args = append(args, "--isolation-policy="+p.String())
 	}
-	var enable, disable []string
-	for _, a := range e.Values.Syncer.ExtraArgs {
-		name, value, _ := flagArg(a)
-		if name == "sync" {
-			enable = append(enable, value)
-		} else {
-			disable = append(disable, value)
-		}
-	}
 	for _, name := range sortedKeys(e.Values.Sync) {
 		if sel := e.Values.Sync[name].Selector; sel != nil {
 			if s, err := metav1.LabelSelectorAsSelector(sel); err == nil {
 				args = append(args, "--from-host-selector="+name+"="+s.String())
 			}
 		}
-		if en := e.Values.Sync[name].Enabled; en != nil {
-			if *en {
-				enable = append(enable, name)
-			} else {
-				disable = append(disable, name)
-			}
-		}
 	}
+	enable, disable := e.syncLists()
 	if rows := e.Values.CustomResources(); len(rows) > 0 {
 		args = append(args, "--custom-resources="+kinds.FormatCustom(rows))
 	}

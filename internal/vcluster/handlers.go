@@ -183,8 +183,6 @@ func (o Options) syncSettings() (syncSettings, error) {
 	if s.policy, err = isolation.Parse(o.IsolationPolicy); err != nil {
 		return s, err
 	}
-	// The host's Gateways come only to a cluster whose routes may attach
-	// to some: the others keep the kind (and the Gateways they make) their own.
-	s.selected[kinds.Gateways] = s.selected[kinds.Gateways] && len(s.policy.Gateways.AllowedParents) > 0
+	kinds.ForParents(s.selected, len(s.policy.Gateways.AllowedParents))
 	return s, nil
 }

@@ -214,9 +214,9 @@ spec:
 	// A to-host row of a cluster-scoped kind: refused, said once in the
 	// virtual cluster, and in a condition of the VirtualCluster.
 	waitEvent(t, vc, "default", "Namespace", "default", "CustomResourceRefused", "widgets.pki.example.com is Cluster-scoped")
-	poll(t, 60*time.Second, "condition CustomResourcesServed=False naming the row", func(ctx context.Context) (bool, error) {
+	poll(t, 60*time.Second, "condition HostKindsServed=False naming the row", func(ctx context.Context) (bool, error) {
 		out, err := exec.Command("kubectl", "--kubeconfig", hk, "get", "virtualcluster", "pki", "-n", ns, "-o",
-			`jsonpath={.status.conditions[?(@.type=="CustomResourcesServed")]}`).Output()
+			`jsonpath={.status.conditions[?(@.type=="HostKindsServed")]}`).Output()
 		return err == nil && strings.Contains(string(out), `"status":"False"`) &&
 			strings.Contains(string(out), "sync.toHost.customResources.widgets.pki.example.com: the host's widgets.pki.example.com is Cluster-scoped") &&
 			!strings.Contains(string(out), "certificates"), nil

@@ -142,6 +142,13 @@ spec:
 	// The shared host serves no Gateway API here (TestAgentGatewayRoutes
 	// removes the CRDs it installs): the syncer says so, once per route kind.
 	waitEvent(t, vc, "default", "Namespace", "default", "HostLacksKind", "httproutes.gateway.networking.k8s.io")
+	// So does the VirtualCluster's condition, for the platform's users.
+	poll(t, 60*time.Second, "condition HostKindsServed=False naming the route kinds", func(ctx context.Context) (bool, error) {
+		out, err := exec.Command("kubectl", "--kubeconfig", hk, "get", "virtualcluster", "classes", "-n", ns, "-o",
+			`jsonpath={.status.conditions[?(@.type=="HostKindsServed")]}`).Output()
+		return err == nil && strings.Contains(string(out), `"status":"False"`) && strings.Contains(string(out), `"reason":"HostLacksKind"`) &&
+			strings.Contains(string(out), "the host cluster does not serve httproutes, grpcroutes, tlsroutes, gatewayclasses,"), nil
+	})
 
 	// The syncer reads classes with its own cluster-wide reader role, and
 	// may not write them on the host.

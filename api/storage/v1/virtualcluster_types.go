@@ -101,10 +101,10 @@ const (
 	// rights its custom resource rows (sync.toHost/fromHost.customResources)
 	// need; absent without rows.
 	ConditionCustomResourceRightsGranted = "CustomResourceRightsGranted"
-	// ConditionCustomResourcesServed: the host serves every custom
-	// resource row as it needs (the CRD exists, its scope fits); absent
-	// without rows.
-	ConditionCustomResourcesServed = "CustomResourcesServed"
+	// ConditionHostKindsServed: the host serves every kind the cluster
+	// syncs through a CRD (Gateway API kinds, custom resource rows) as it
+	// needs: the CRD exists, a row's scope fits; absent without such kinds.
+	ConditionHostKindsServed = "HostKindsServed"
 	// ConditionRuntimeReady: the runtime runs and the API server answers.
 	ConditionRuntimeReady = "RuntimeReady"
 	// ConditionReady: the virtual cluster is usable.
@@ -124,7 +124,7 @@ type VirtualClusterStatus struct {
 	Message string `json:"message,omitempty"`
 
 	// Conditions: ValuesValid, IsolationAllowed, ConfigurationValid, IsolationApplied, VersionFallback,
-	// CustomResourceRightsGranted, CustomResourcesServed, RuntimeReady, Ready, Sleeping, SleepModeValid.
+	// CustomResourceRightsGranted, HostKindsServed, RuntimeReady, Ready, Sleeping, SleepModeValid.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -236,6 +236,14 @@ func Selection(enable, disable []string) (map[string]bool, error) {
 	return sel, nil
 }
 
+// ForParents turns the Gateways row of selection sel off for a cluster
+// whose routes may attach to no host Gateway (allowedParents of them):
+// the host's Gateways come only where routes use them; elsewhere the kind
+// stays the tenant's own.
+func ForParents(sel map[string]bool, allowedParents int) {
+	sel[Gateways] = sel[Gateways] && allowedParents > 0
+}
+
 // FromHostNames are the names of the kinds copied from the host, in
 // table order.
 func FromHostNames() []string {
