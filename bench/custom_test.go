@@ -40,25 +40,7 @@ func BenchmarkCustomSync(b *testing.B) {
 // installCertificateCRD gives host h a namespaced Certificate kind that
 // keeps any spec and status.
 func installCertificateCRD(b *testing.B, h *testenv.Process) {
-	const crd = `apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: certificates.pki.example.com}
-spec:
-  group: pki.example.com
-  scope: Namespaced
-  names: {plural: certificates, singular: certificate, kind: Certificate, listKind: CertificateList}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    subresources: {status: {}}
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
-          status: {type: object, x-kubernetes-preserve-unknown-fields: true}
-`
+	crd := testenv.OpenCRD("pki.example.com", "certificates", "Certificate", "Namespaced")
 	cmd := exec.Command("kubectl", "--kubeconfig", h.Kubeconfig, "apply", "-f", "-")
 	cmd.Stdin = strings.NewReader(crd)
 	if out, err := cmd.CombinedOutput(); err != nil {

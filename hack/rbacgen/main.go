@@ -77,22 +77,7 @@ metadata:
     {{- include "vcluster.labels" . | nindent 4 }}
 rules:
 ` + rules(namespaced, "  ") + `---
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: {{ include "vcluster.syncer" . }}
-  namespace: {{ .Release.Namespace }}
-  labels:
-    {{- include "vcluster.labels" . | nindent 4 }}
-subjects:
-  - kind: ServiceAccount
-    name: {{ include "vcluster.syncer" . }}
-    namespace: {{ .Release.Namespace }}
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: Role
-  name: {{ include "vcluster.syncer" . }}
-{{- if .Values.rbac.nodes }}
+` + binding("Role", `{{ include "vcluster.syncer" . }}`) + `{{- if .Values.rbac.nodes }}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
@@ -102,21 +87,7 @@ metadata:
     {{- include "vcluster.labels" . | nindent 4 }}
 rules:
 ` + rules(cluster, "  ") + `---
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: sublet:vc:{{ .Release.Namespace }}:{{ .Release.Name }}
-  labels:
-    {{- include "vcluster.labels" . | nindent 4 }}
-subjects:
-  - kind: ServiceAccount
-    name: {{ include "vcluster.syncer" . }}
-    namespace: {{ .Release.Namespace }}
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: sublet:vc:{{ .Release.Namespace }}:{{ .Release.Name }}
-{{- end }}
+` + binding("ClusterRole", `sublet:vc:{{ .Release.Namespace }}:{{ .Release.Name }}`) + `{{- end }}
 `
 }
 
@@ -143,22 +114,7 @@ metadata:
 rules:
   {{- include "vcluster.customResourceRules" (dict "names" $toHost "verbs" "` + verbs(r.write) + `") | trim | nindent 2 }}
 ---
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: {{ include "vcluster.syncer" . }}-custom
-  namespace: {{ .Release.Namespace }}
-  labels:
-    {{- include "vcluster.labels" . | nindent 4 }}
-subjects:
-  - kind: ServiceAccount
-    name: {{ include "vcluster.syncer" . }}
-    namespace: {{ .Release.Namespace }}
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: Role
-  name: {{ include "vcluster.syncer" . }}-custom
-{{- end }}
+` + binding("Role", `{{ include "vcluster.syncer" . }}-custom`) + `{{- end }}
 {{- if or $toHost $fromHost }}
 ---
 # rbac.customResources: reading their CRDs, and the from-host kinds.
@@ -177,21 +133,7 @@ rules:
   {{- include "vcluster.customResourceRules" (dict "names" . "verbs" "` + verbs(r.read) + `") | trim | nindent 2 }}
   {{- end }}
 ---
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: sublet:vc:{{ .Release.Namespace }}:{{ .Release.Name }}:custom
-  labels:
-    {{- include "vcluster.labels" . | nindent 4 }}
-subjects:
-  - kind: ServiceAccount
-    name: {{ include "vcluster.syncer" . }}
-    namespace: {{ .Release.Namespace }}
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: sublet:vc:{{ .Release.Namespace }}:{{ .Release.Name }}:custom
-{{- end }}
+` + binding("ClusterRole", `sublet:vc:{{ .Release.Namespace }}:{{ .Release.Name }}:custom`) + `{{- end }}
 ` + customResourceRules
 }
 
@@ -214,3 +156,27 @@ one rule per API group, groups and resources sorted as kinds sorts them.
 {{- end -}}
 {{- end -}}
 `
+
+// binding is the chart's binding of the syncer's ServiceAccount to its
+// Role or ClusterRole (kind) name, named the same.
+func binding(kind, name string) string {
+	namespace := ""
+	if kind == "Role" {
+		namespace = "  namespace: {{ .Release.Namespace }}\n"
+	}
+	return `apiVersion: rbac.authorization.k8s.io/v1
+kind: ` + kind + `Binding
+metadata:
+  name: ` + name + `
+` + namespace + `  labels:
+    {{- include "vcluster.labels" . | nindent 4 }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ include "vcluster.syncer" . }}
+    namespace: {{ .Release.Namespace }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ` + kind + `
+  name: ` + name + `
+`
+}

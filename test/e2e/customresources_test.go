@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/sublet-dev/sublet/internal/testenv"
 	"github.com/sublet-dev/sublet/internal/translate"
 )
 
@@ -29,34 +30,11 @@ var (
 	clusterIssuer = schema.GroupVersionResource{Group: pkiGroup, Version: "v1", Resource: "clusterissuers"}
 )
 
-// pkiCRD is a CRD of the test's group that keeps any spec and status.
-func pkiCRD(plural, kind, scope string) string {
-	return fmt.Sprintf(`apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: %[1]s.%[4]s}
-spec:
-  group: %[4]s
-  scope: %[3]s
-  names: {plural: %[1]s, singular: %[5]s, kind: %[2]s, listKind: %[2]sList}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    subresources: {status: {}}
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
-          status: {type: object, x-kubernetes-preserve-unknown-fields: true}
-`, plural, kind, scope, pkiGroup, strings.ToLower(kind))
-}
-
 // installPKI gives the shared host the test's CRDs until the test ends.
 func installPKI(t *testing.T) {
 	t.Helper()
-	docs := []string{pkiCRD("certificates", "Certificate", "Namespaced"), pkiCRD("clusterissuers", "ClusterIssuer", "Cluster"),
-		pkiCRD("widgets", "Widget", "Cluster")}
+	docs := []string{testenv.OpenCRD(pkiGroup, "certificates", "Certificate", "Namespaced"),
+		testenv.OpenCRD(pkiGroup, "clusterissuers", "ClusterIssuer", "Cluster"), testenv.OpenCRD(pkiGroup, "widgets", "Widget", "Cluster")}
 	kubectl(t, host.Kubeconfig, strings.Join(docs, "---\n"), "apply", "-f", "-")
 	t.Cleanup(func() {
 		_ = exec.Command("kubectl", "--kubeconfig", host.Kubeconfig, "delete", "crd", "certificates."+pkiGroup, "clusterissuers."+pkiGroup,
@@ -248,12 +226,7 @@ spec: {secretName: o, issuerRef: {name: ca-x-default-x-other}}
 `, "apply", "-f", "-")
 
 	hostCerts := dynamic.NewForConfigOrDie(host.Config).Resource(certificates).Namespace(ns)
-	var h *unstructured.Unstructured
-	poll(t, 60*time.Second, "the host copy of the Certificate", func(ctx context.Context) (bool, error) {
-		var err error
-		h, err = hostCerts.Get(ctx, "web-x-default-x-pki", metav1.GetOptions{})
-		return err == nil, nil
-	})
+	h := waitObject(t, hostCerts, "web-x-default-x-pki", "the host copy of the Certificate")
 	secretName, _, _ := unstructured.NestedString(h.Object, "spec", "secretName")
 	stores, _, _ := unstructured.NestedSlice(h.Object, "spec", "keystores")
 	if secretName != "web-tls-x-default-x-pki" || len(stores) != 1 ||

@@ -156,12 +156,7 @@ spec:
 		route("steal", "shared-gw", "shop.example.com", ""), "apply", "-f", "-")
 
 	hostDyn := dynamic.NewForConfigOrDie(host.Config).Resource(httpRoutes).Namespace(ns)
-	var h *unstructured.Unstructured
-	poll(t, 60*time.Second, "the host copy of the route", func(ctx context.Context) (bool, error) {
-		var err error
-		h, err = hostDyn.Get(ctx, "shop-x-default-x-routes", metav1.GetOptions{})
-		return err == nil, nil
-	})
+	h := waitObject(t, hostDyn, "shop-x-default-x-routes", "the host copy of the route")
 	parents, _, _ := unstructured.NestedSlice(h.Object, "spec", "parentRefs")
 	rules, _, _ := unstructured.NestedSlice(h.Object, "spec", "rules")
 	backend := rules[0].(map[string]interface{})["backendRefs"].([]interface{})[0].(map[string]interface{})
@@ -255,4 +250,17 @@ spec:
 	if l, err := hostDyn.List(ctx, metav1.ListOptions{}); err != nil || len(l.Items) != 0 {
 		t.Errorf("host routes left after the virtual cluster was deleted: %v (%v)", l, err)
 	}
+}
+
+// waitObject polls r until it has object name (what, for the failure),
+// and returns it.
+func waitObject(t *testing.T, r dynamic.ResourceInterface, name, what string) *unstructured.Unstructured {
+	t.Helper()
+	var u *unstructured.Unstructured
+	poll(t, 60*time.Second, what, func(ctx context.Context) (bool, error) {
+		var err error
+		u, err = r.Get(ctx, name, metav1.GetOptions{})
+		return err == nil, nil
+	})
+	return u
 }
