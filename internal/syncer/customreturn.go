@@ -225,7 +225,8 @@ func (r *returner) returnOne(ctx context.Context, owner *unstructured.Unstructur
 // one the host's controller wrote for owner's host copy: not a copy any
 // virtual cluster's syncer made, not returned to another cluster, and
 // either returned to this one already or made after owner's host copy
-// (then labelled as returned to this cluster). A Secret that predates the
+// (creation times are whole seconds: the same second counts as after;
+// then labelled as returned to this cluster). A Secret that predates the
 // host copy may belong to anyone who could name it (another cluster's
 // objects share the namespace): it is not returned, and an event says so.
 func (r *returner) hostSecret(ctx context.Context, owner *unstructured.Unstructured, ns, name string) (*corev1.Secret, bool, error) {

@@ -259,11 +259,16 @@ spec: {secretName: o, issuerRef: {name: ca-x-default-x-other}}
 
 	// A host Secret older than the object's host copy could be anyone's
 	// (it is named by a name the tenant chose): not returned.
-	_, err := host.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "old-tls-x-default-x-pki"},
+	old, err := host.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "old-tls-x-default-x-pki"},
 		Data: map[string][]byte{"tls.key": []byte("someone else's")}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Creation times are in seconds: the Certificate's host copy comes in
+	// a later one (the same second counts as after).
+	poll(t, 5*time.Second, "the next second", func(context.Context) (bool, error) {
+		return time.Now().Unix() > old.CreationTimestamp.Unix(), nil
+	})
 	kubectl(t, vkc, "apiVersion: pki.example.com/v1\nkind: Certificate\nmetadata: {name: old, namespace: default}\nspec: {secretName: old-tls, issuerRef: {kind: ClusterIssuer, name: x}}\n", "apply", "-f", "-")
 	waitEvent(t, vc, "default", "Certificate", "old", "ReturnRefused", "predates this object's host copy")
 	if _, err := vc.CoreV1().Secrets("default").Get(ctx, "old-tls", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
