@@ -183,19 +183,13 @@ func hostCRD(ctx context.Context, c *Context, name string, row kinds.Kind, lacki
 
 // followCRD reinstalls row's CRD in the virtual cluster whenever the
 // host's changes, until ctx ends. It watches that one CRD by name (the
-// syncer may read it by name only). A new storage version is served, but
-// the syncer keeps syncing the version it started with until it restarts.
+// syncer may read it by name only); the first object it sees (also one
+// deleted and made again) is compared with the virtual cluster's. A new
+// storage version is served, but the syncer keeps syncing the version it
+// started with until it restarts.
 func followCRD(c *Context, name string, row kinds.Kind) Runnable {
 	return runnableFunc{name: name + "-crd", run: func(ctx context.Context) error {
-		inf := dynamicinformer.NewFilteredDynamicInformer(c.HostDynamic, crdResource, "", 10*time.Hour, cache.Indexers{},
-			func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + row.CRD })
-		_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{UpdateFunc: func(o, n interface{}) {
-			old, _ := o.(*unstructured.Unstructured)
-			host, _ := n.(*unstructured.Unstructured)
-			if old == nil || host == nil || apiequality.Semantic.DeepEqual(old.Object["spec"], host.Object["spec"]) &&
-				apiequality.Semantic.DeepEqual(old.GetLabels(), host.GetLabels()) && apiequality.Semantic.DeepEqual(old.GetAnnotations(), host.GetAnnotations()) {
-				return
-			}
+		follow := func(host *unstructured.Unstructured) {
 			if served, err := servedRow(kinds.Kind{CRD: row.CRD, FromHost: row.FromHost, Off: row.Off}, host); err == nil && row.Host.Version != "" &&
 				served.Host.Version != "" && served.Host.Version != row.Host.Version {
 				c.Log.Info("the host's CRD stores another version now; synced at the old one until the syncer restarts",
@@ -210,8 +204,40 @@ func followCRD(c *Context, name string, row kinds.Kind) Runnable {
 				return err == nil, nil
 			})
 			c.Log.Info("followed a change of the host's CRD", "syncer", name, "crd", row.CRD)
-		}})
+		}
+		inf := dynamicinformer.NewFilteredDynamicInformer(c.HostDynamic, crdResource, "", 10*time.Hour, cache.Indexers{},
+			func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + row.CRD })
+		_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: func(obj interface{}) {
+				if host, _ := obj.(*unstructured.Unstructured); host != nil && !servedAsHost(ctx, c, host) {
+					follow(host)
+				}
+			},
+			UpdateFunc: func(o, n interface{}) {
+				old, _ := o.(*unstructured.Unstructured)
+				host, _ := n.(*unstructured.Unstructured)
+				if old == nil || host == nil || apiequality.Semantic.DeepEqual(old.Object["spec"], host.Object["spec"]) &&
+					apiequality.Semantic.DeepEqual(old.GetLabels(), host.GetLabels()) && apiequality.Semantic.DeepEqual(old.GetAnnotations(), host.GetAnnotations()) {
+					return
+				}
+				follow(host)
+			},
+		})
 		inf.Informer().Run(ctx.Done())
 		return nil
 	}}
+}
+
+// servedAsHost reports whether the virtual cluster's CRD has host CRD
+// host's spec (but the conversion webhook, never installed).
+func servedAsHost(ctx context.Context, c *Context, host *unstructured.Unstructured) bool {
+	cur, err := c.VirtualDynamic.Resource(crdResource).Get(ctx, host.GetName(), metav1.GetOptions{})
+	if err != nil {
+		return false
+	}
+	want, have := host.DeepCopy(), cur.DeepCopy()
+	for _, u := range []*unstructured.Unstructured{want, have} {
+		unstructured.RemoveNestedField(u.Object, "spec", "conversion")
+	}
+	return apiequality.Semantic.DeepEqual(want.Object["spec"], have.Object["spec"])
 }
