@@ -104,28 +104,25 @@ func newReturner(name string, row kinds.Custom, sctx *Context, sides dynamicSide
 	}
 	_, _ = custom.AddEventHandler(handleAll(enqueue))
 	// A tenant's change to a returned copy: sync its owner again.
-	_, _ = virtualSecrets.AddEventHandler(handleAll(func(obj interface{}) {
+	owners := func(obj interface{}) {
 		if o := metaOf(obj); o != nil && o.GetLabels()[translate.LabelFromHost] == "true" {
 			for _, ref := range o.GetOwnerReferences() {
 				r.queue.Add(o.GetNamespace() + "/" + ref.Name)
 			}
 		}
-	}))
-	return r
-}
-
-// handleAll calls f on every add, update (new object) and delete.
-func handleAll(f func(obj interface{})) cache.ResourceEventHandlerFuncs {
-	return cache.ResourceEventHandlerFuncs{AddFunc: f, UpdateFunc: func(_, n interface{}) { f(n) }, DeleteFunc: f}
-}
-
-// metaOf is obj's metadata, also of a deleted object's last state.
-func metaOf(obj interface{}) metav1.Object {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = d.Obj
 	}
-	o, _ := obj.(metav1.Object)
-	return o
+	gone := func(obj interface{}) {
+		// A copy gone (with its owner, say) is no longer returned: a
+		// Secret the tenant makes under its name is the tenant's.
+		if o := metaOf(obj); o != nil {
+			returned.set(o.GetNamespace()+"/"+o.GetName(), false)
+		}
+		owners(obj)
+	}
+	h := handleAll(owners)
+	h.DeleteFunc = gone
+	_, _ = virtualSecrets.AddEventHandler(h)
+	return r
 }
 
 func (r *returner) Name() string { return r.name }

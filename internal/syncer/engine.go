@@ -174,12 +174,8 @@ func newController[T metav1.Object](name string, s Syncer[T], sctx *Context, vf,
 			}
 		}
 	}
-	_, _ = c.virtual.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: enqueueVirtual, UpdateFunc: func(_, n interface{}) { enqueueVirtual(n) }, DeleteFunc: enqueueVirtual,
-	})
-	_, _ = c.host.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: enqueueHost, UpdateFunc: func(_, n interface{}) { enqueueHost(n) }, DeleteFunc: enqueueHost,
-	})
+	_, _ = c.virtual.AddEventHandler(handleAll(enqueueVirtual))
+	_, _ = c.host.AddEventHandler(handleAll(enqueueHost))
 	for _, t := range triggers {
 		if t.subscribe != nil {
 			t.subscribe(func(key string) {
@@ -318,4 +314,18 @@ func getTyped[T metav1.Object](store cache.Store, key string) (T, bool, error) {
 		return zero, false, fmt.Errorf("object %s is %T", key, obj)
 	}
 	return t, true, nil
+}
+
+// handleAll calls f on every add, update (new object) and delete.
+func handleAll(f func(obj interface{})) cache.ResourceEventHandlerFuncs {
+	return cache.ResourceEventHandlerFuncs{AddFunc: f, UpdateFunc: func(_, n interface{}) { f(n) }, DeleteFunc: f}
+}
+
+// metaOf is obj's metadata, also of a deleted object's last state.
+func metaOf(obj interface{}) metav1.Object {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	o, _ := obj.(metav1.Object)
+	return o
 }

@@ -100,9 +100,7 @@ func (c *fromHostController[T]) watch(virtual, host cache.SharedIndexInformer) {
 		}
 	}
 	for _, inf := range []cache.SharedIndexInformer{virtual, host} {
-		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc: enqueue, UpdateFunc: func(_, n interface{}) { enqueue(n) }, DeleteFunc: enqueue,
-		})
+		_, _ = inf.AddEventHandler(handleAll(enqueue))
 	}
 }
 
