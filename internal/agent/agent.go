@@ -55,6 +55,10 @@ type Options struct {
 	// WarmPool is how many started, unassigned control planes the process
 	// runtime keeps for new virtual clusters.
 	WarmPool int
+	// SnapshotDir holds snapshots kept as files (default STATE-DIR/snapshots).
+	SnapshotDir string
+	// SnapshotRegistries are the OCI repository prefixes snapshots may go to.
+	SnapshotRegistries []string
 }
 
 // NewOptions returns defaults.
@@ -83,6 +87,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.PolicyNamespace, "policy-namespace", o.PolicyNamespace, "Namespace of ConfigMap "+policy.TemplateIsolation+", which the agent keeps for the admission policy of config/policy: the templates that loosen isolation.")
 	fs.StringVar(&o.DefaultTemplate, "default-template", o.DefaultTemplate, "VirtualClusterTemplate whose values every virtual cluster starts from.")
 	fs.IntVar(&o.WarmPool, "warm-pool", o.WarmPool, "Keep this many control planes started and unassigned (process runtime): a new virtual cluster whose values leave the control plane as default (no Kubernetes version, datastore or API server arguments) takes one and is ready in about a second. Each costs an idle control plane's memory and CPU.")
+	pathflag.Var(fs, &o.SnapshotDir, "snapshot-dir", o.SnapshotDir, "Directory of the snapshots kept as files, one subdirectory per namespace; default STATE-DIR/snapshots.")
+	fs.StringSliceVar(&o.SnapshotRegistries, "snapshot-registries", o.SnapshotRegistries, "OCI repository prefixes (REGISTRY/PATH) snapshots may be written to and read from: namespace NS may use oci://PREFIX/NS/...; none: OCI locations are refused.")
 	fs.StringVar(&o.Image, "image", o.Image, "Image (REPO:TAG) the pod runtime runs; default the chart's, built from the repository's Dockerfile.")
 }
 
@@ -128,8 +134,13 @@ func Run(ctx context.Context, o Options, log klog.Logger, started func()) error 
 	if err != nil {
 		return fmt.Errorf("%s runtime: %w", o.Runtime, err)
 	}
-	if err := addVirtualClusterController(mgr, host, rt, o, log); err != nil {
+	snaps := newSnapshots(mgr, host, rt, o, log.WithName("snapshots"))
+	if err := addVirtualClusterController(mgr, host, rt, snaps, o, log); err != nil {
 		return fmt.Errorf("virtual cluster controller: %w", err)
+	}
+	if err := ctrl.NewControllerManagedBy(mgr).For(&storagev1.VirtualClusterSnapshot{}).Named("virtualclustersnapshot").
+		WithOptions(controller.Options{MaxConcurrentReconciles: 2}).Complete(snaps); err != nil {
+		return fmt.Errorf("snapshot controller: %w", err)
 	}
 	if err := policy.EnsureParameter(ctx, host, o.PolicyNamespace); err != nil {
 		return fmt.Errorf("admission policy parameter: %w", err)
@@ -164,6 +175,9 @@ func (o *Options) prepare(ctx context.Context, log klog.Logger) (*rest.Config, e
 	}
 	if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	if o.SnapshotDir == "" {
+		o.SnapshotDir = filepath.Join(o.StateDir, "snapshots")
 	}
 	if o.InstallCRDs {
 		if err := crd.Install(ctx, cfg); err != nil {
@@ -214,7 +228,7 @@ func newRuntime(mgr ctrl.Manager, cfg *rest.Config, host kubernetes.Interface, o
 }
 
 // addVirtualClusterController drives VirtualClusters to rt's state.
-func addVirtualClusterController(mgr ctrl.Manager, host kubernetes.Interface, rt Runtime, o Options, log klog.Logger) error {
+func addVirtualClusterController(mgr ctrl.Manager, host kubernetes.Interface, rt Runtime, snaps *snapshots, o Options, log klog.Logger) error {
 	r := &reconciler{
 		client:          mgr.GetClient(),
 		host:            host,
@@ -223,6 +237,7 @@ func addVirtualClusterController(mgr ctrl.Manager, host kubernetes.Interface, rt
 		defaultTemplate: o.DefaultTemplate,
 		clock:           time.Now,
 		log:             log.WithName("sleepmode"),
+		snaps:           snaps,
 	}
 	// A template change re-evaluates every virtual cluster's values.
 	allVirtualClusters := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
@@ -257,4 +272,12 @@ func addTemplateController(mgr ctrl.Manager, host kubernetes.Interface, o Option
 		Complete(reconcile.Func(func(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 			return reconcile.Result{}, labeler.label(ctx, req.Name)
 		}))
+}
+
+// newSnapshots takes and reads the snapshots of rt's virtual clusters.
+func newSnapshots(mgr ctrl.Manager, host kubernetes.Interface, rt Runtime, o Options, log klog.Logger) *snapshots {
+	return &snapshots{
+		client: mgr.GetClient(), host: host, runtime: rt, recorder: mgr.GetEventRecorder("sublet-agent"), log: log,
+		dir: o.SnapshotDir, keySecret: o.PolicyNamespace, registries: o.SnapshotRegistries, clock: time.Now,
+	}
 }

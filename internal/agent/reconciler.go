@@ -57,6 +57,8 @@ type reconciler struct {
 	keptAsleep sync.Map
 	// crds are host CRDs read for condition HostKindsServed.
 	crds crdCache
+	// snaps reads snapshots for restore-from and fork-from.
+	snaps *snapshots
 }
 
 func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -96,15 +98,28 @@ func (r *reconciler) reconcileAwakeOrAsleep(ctx context.Context, vc *storagev1.V
 		r.setPhase(vc, storagev1.PhaseFailed, "InvalidValues", "invalid values: "+err.Error()+"; fix them and apply again")
 		return ctrl.Result{}, nil
 	}
+	if ok, err := r.seed(ctx, vc); !ok || err != nil {
+		return ctrl.Result{}, err
+	}
+	scheduled, err := r.scheduleSnapshots(ctx, vc, tmpls)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	sleep, err := r.sleepMode(ctx, vc, tmpls)
 	if err != nil || sleep.asleep {
-		return ctrl.Result{RequeueAfter: sleep.after}, err
+		return ctrl.Result{RequeueAfter: sooner(sleep.after, scheduled)}, err
 	}
 	result, err := r.reconcile(ctx, vc, tmpls)
-	if sleep.after > 0 && (result.RequeueAfter == 0 || sleep.after < result.RequeueAfter) {
-		result.RequeueAfter = sleep.after
-	}
+	result.RequeueAfter = sooner(sooner(result.RequeueAfter, sleep.after), scheduled)
 	return result, err
+}
+
+// sooner is the sooner of two requeue delays, 0 meaning none.
+func sooner(a, b time.Duration) time.Duration {
+	if a == 0 || (b > 0 && b < a) {
+		return b
+	}
+	return a
 }
 
 func (r *reconciler) reconcile(ctx context.Context, vc *storagev1.VirtualCluster, tmpls []template) (ctrl.Result, error) {

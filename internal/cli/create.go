@@ -31,7 +31,9 @@ func newCreateCommand() *cobra.Command {
 		Short: "Create a virtual cluster, wait until it is ready and switch kubectl to it",
 		Example: `  sublet create vcluster demo
   sublet create vcluster team-a --cluster local --space team-a --set virtualCluster.image=rancher/k3s:v1.35.0-k3s1
-  sublet create vcluster ci --values values.yaml --no-wait`,
+  sublet create vcluster ci --values values.yaml --no-wait
+  sublet create vcluster debug --from demo                      # fork of virtual cluster demo, now
+  sublet create vcluster ci-2 --from vcluster-ci/ci-20261206-101500   # fork of a snapshot`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runCreate(cmd, o, args[0]) },
 	}
@@ -40,6 +42,7 @@ func newCreateCommand() *cobra.Command {
 	vc.Flags().StringVar(&o.template, "template", "", "VirtualClusterTemplate to start from.")
 	pathflag.VarP(vc.Flags(), &o.valuesFile, "values", "f", "", "Values file (YAML; see the README's \"Values reference\").")
 	vc.Flags().StringArrayVar(&o.sets, "set", nil, "Set a value, e.g. --set virtualCluster.image=rancher/k3s:v1.35.0-k3s1 (repeatable).")
+	vc.Flags().StringVar(&o.from, "from", "", "Fork: start from a virtual cluster's state now (its NAME, snapshotted first) or from a snapshot (NAME, or NAMESPACE/NAME), with a new identity: its own CA, keys, tokens and cluster ID. Values and template default to the source's.")
 	vc.Flags().BoolVar(&o.noWait, "no-wait", false, "Return once the object is created.")
 	vc.Flags().DurationVar(&o.timeout, "timeout", 5*time.Minute, "How long to wait for Ready.")
 	cmd.AddCommand(vc)
@@ -138,6 +141,7 @@ func ensureNamespace(ctx context.Context, c *loginConfig, cluster, ns, vcluster 
 type createOptions struct {
 	target               vclusterTarget
 	template, valuesFile string
+	from                 string
 	sets                 []string
 	noWait, pathForm     bool
 	timeout              time.Duration
@@ -172,7 +176,13 @@ func runCreate(cmd *cobra.Command, o *createOptions, name string) error {
 	if err != nil {
 		return err
 	}
+	out := cmd.OutOrStdout()
 	obj := &storagev1.VirtualCluster{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+	if o.from != "" {
+		if obj, err = forkOf(ctx, out, cl, name, ns, o.from, o.timeout); err != nil {
+			return err
+		}
+	}
 	if doc != "" {
 		obj.Spec.HelmRelease = &storagev1.VirtualClusterHelmRelease{Values: doc}
 	}
@@ -185,10 +195,14 @@ func runCreate(cmd *cobra.Command, o *createOptions, name string) error {
 		}
 		return fmt.Errorf("create virtual cluster %s: %w", name, err)
 	}
-	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "Creating virtual cluster %s in namespace %s of cluster %s\n", name, ns, cluster)
 	if o.noWait {
 		return nil
+	}
+	if from := obj.Annotations[storagev1.AnnotationForkFrom]; from != "" {
+		if err := waitSeeded(ctx, cl, ns, name, storagev1.AnnotationForkFrom, from, o.timeout); err != nil {
+			return err
+		}
 	}
 	if err := waitReady(ctx, out, cl, ns, name, o.timeout); err != nil {
 		if errors.Is(err, errInterrupted) {

@@ -101,9 +101,9 @@ func printList(w io.Writer, output string, items interface{}, header []string, r
 
 func newListCommand() *cobra.Command {
 	var output string
-	cmd := &cobra.Command{Use: "list", Short: "List clusters, virtual clusters or access keys of the platform"}
+	cmd := &cobra.Command{Use: "list", Short: "List clusters, virtual clusters, snapshots or access keys of the platform"}
 	cmd.PersistentFlags().StringVarP(&output, "output", "o", "table", "Output format: table, json or yaml.")
-	cmd.AddCommand(newListAccessKeysCommand(&output))
+	cmd.AddCommand(newListAccessKeysCommand(&output), newListSnapshotsCommand(&output))
 	cmd.AddCommand(&cobra.Command{
 		Use: "clusters", Aliases: []string{"cluster"}, Short: "List the connected host clusters", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -33,10 +33,17 @@ type platform struct {
 // `sublet server`.
 func startPlatform(t *testing.T, serverArgs ...string) *platform {
 	t.Helper()
+	return startPlatformAgent(t, nil, serverArgs...)
+}
+
+// startPlatformAgent starts the platform with agentArgs, extra flags of
+// `sublet agent`.
+func startPlatformAgent(t *testing.T, agentArgs []string, serverArgs ...string) *platform {
+	t.Helper()
 	p := &platform{stateDir: t.TempDir(), cluster: "e2e-local"}
 	p.auditLog = filepath.Join(p.stateDir, "audit.log")
 	t.Cleanup(func() { killChildren(p.stateDir) })
-	p.agent = startAgent(t, p.stateDir)
+	p.agent = startAgent(t, p.stateDir, agentArgs...)
 	srv, url, err := testenv.StartUntil(context.Background(), "Sublet server is running at ", append([]string{
 		"server", "--kubeconfig", host.Kubeconfig, "--listen", "127.0.0.1:0", "--state-dir", p.stateDir, "--audit-log", p.auditLog}, serverArgs...)...)
 	if err != nil {

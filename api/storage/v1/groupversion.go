@@ -31,6 +31,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 		&VirtualClusterTemplate{}, &VirtualClusterTemplateList{},
 		&Cluster{}, &ClusterList{},
 		&AccessKey{}, &AccessKeyList{},
+		&VirtualClusterSnapshot{}, &VirtualClusterSnapshotList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

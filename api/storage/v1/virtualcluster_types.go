@@ -124,7 +124,7 @@ type VirtualClusterStatus struct {
 	Message string `json:"message,omitempty"`
 
 	// Conditions: ValuesValid, IsolationAllowed, ConfigurationValid, IsolationApplied, VersionFallback,
-	// CustomResourceRightsGranted, HostKindsServed, RuntimeReady, Ready, Sleeping, SleepModeValid.
+	// CustomResourceRightsGranted, HostKindsServed, RuntimeReady, Ready, Sleeping, SleepModeValid, Restored.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

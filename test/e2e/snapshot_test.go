@@ -1,0 +1,379 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/snapshot"
+	"github.com/sublet-dev/sublet/internal/testenv"
+	"github.com/sublet-dev/sublet/internal/translate"
+)
+
+// TestSnapshots, as a team that may manage VirtualClusters and their
+// snapshots in its own namespace and nothing else: a snapshot of a running
+// cluster (to a file and to an OCI registry started here) keeps it
+// running; a fork has the objects and data but a new CA, service-account
+// key, cluster ID and tokens, and its own host pods; a snapshot of a
+// sleeping cluster leaves it asleep; snapshot → delete → restore brings
+// every object back with its UID, the same identity (old tokens valid) and
+// the host pod; bad input (locations outside the team's, a snapshot of
+// another platform, a corrupt one, unknown names) is a one-line error that
+// leaves every cluster as it was.
+func TestSnapshots(t *testing.T) {
+	needHost(t)
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(reg.Close)
+	regHost := strings.TrimPrefix(reg.URL, "http://")
+	p := startPlatformAgent(t, []string{"--snapshot-registries", regHost + "/snaps"})
+	tm := newTeam(t, p)
+	kubectl(t, host.Kubeconfig, "", "create", "role", "vc-snapshots", "-n", tm.ns, "--verb=get,list,watch,create,delete",
+		"--resource=virtualclustersnapshots.storage.loft.sh")
+	kubectl(t, host.Kubeconfig, "", "create", "rolebinding", "vc-snapshots", "-n", tm.ns, "--role=vc-snapshots", "--user="+tm.user)
+	at := []string{"--cluster", p.cluster, "--space", tm.ns}
+
+	if out, ok := tm.create(t, "src"); !ok {
+		t.Fatalf("create src: %s", out)
+	}
+	src := tm.client(t)
+	ctx := context.Background()
+	kubectl(t, tm.kubeconfig, "", "create", "configmap", "data", "--from-literal=k=before")
+	kubectl(t, tm.kubeconfig, "", "run", "web", "--image=nginx")
+	kubectl(t, tm.kubeconfig, "", "wait", "--for=condition=Ready", "pod/web", "--timeout=90s")
+	tokenSecret := `apiVersion: v1
+kind: Secret
+metadata: {name: legacy, annotations: {kubernetes.io/service-account.name: default}}
+type: kubernetes.io/service-account-token
+`
+	kubectl(t, tm.kubeconfig, tokenSecret, "apply", "-f", "-")
+	srcLegacy := waitTokenSecret(t, src, "")
+	cm, err := src.CoreV1().ConfigMaps("default").Get(ctx, "data", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcID := clusterID(t, src)
+	srcToken := serviceAccountToken(t, src)
+	srcDirect := directConfig(t, tm.ns, "src")
+	if !tokenValid(t, srcDirect, srcToken) {
+		t.Fatal("a fresh token of the source is refused by the source")
+	}
+
+	var snap string
+	step(t, "snapshot of a running cluster", func(t *testing.T) {
+		out := sublet(t, append([]string{"snapshot", "vcluster", "src"}, at...)...)
+		snap = lastLine(out)
+		s := snapshotObject(t, tm.ns, snap)
+		if s.Status.Phase != storagev1.SnapshotCompleted || s.Status.Size == 0 || s.Status.SourceSleeping || s.Status.KubernetesVersion == "" {
+			t.Fatalf("snapshot %s: %+v", snap, s.Status)
+		}
+		file := filepath.Join(p.stateDir, "snapshots", tm.ns, snap+".snapshot")
+		if s.Status.Location != file {
+			t.Fatalf("location %q, want %q", s.Status.Location, file)
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(data), "BEGIN EC PRIVATE KEY") || strings.Contains(string(data), "BEGIN RSA PRIVATE KEY") {
+			t.Fatal("the snapshot holds a private key in the clear")
+		}
+		if vcStatus(t, tm.ns, "src").Status.Phase != storagev1.PhaseReady {
+			t.Fatal("the source is not Ready after its snapshot")
+		}
+		if _, err := src.CoreV1().ConfigMaps("default").Get(ctx, "data", metav1.GetOptions{}); err != nil {
+			t.Fatalf("the source does not answer after its snapshot: %v", err)
+		}
+		listed := sublet(t, "list", "snapshots", "--cluster", p.cluster, "--space", tm.ns)
+		if !strings.Contains(listed, snap) || !strings.Contains(listed, "Completed") {
+			t.Fatalf("sublet list snapshots:\n%s", listed)
+		}
+	})
+
+	step(t, "snapshot to an OCI registry", func(t *testing.T) {
+		ref := fmt.Sprintf("%s/snaps/%s/src:t1", regHost, tm.ns)
+		out := sublet(t, append([]string{"snapshot", "vcluster", "src", "--to", "oci://" + ref, "--name", "src-oci"}, at...)...)
+		if lastLine(out) != "src-oci" {
+			t.Fatalf("last line of:\n%s", out)
+		}
+		r, err := name.ParseReference(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		desc, err := remote.Head(r)
+		if err != nil {
+			t.Fatalf("the registry has no %s: %v", ref, err)
+		}
+		if s := snapshotObject(t, tm.ns, "src-oci"); s.Status.Location != "oci://"+ref || desc.Digest.String() == "" {
+			t.Fatalf("snapshot src-oci: %+v", s.Status)
+		}
+	})
+
+	step(t, "bad locations and names are refused and change nothing", func(t *testing.T) {
+		for _, c := range []struct{ to, want string }{
+			{"/etc/sublet-snapshot", "is outside"},
+			{"oci://" + regHost + "/snaps/other-team/src:x", "is not one snapshots of namespace " + tm.ns + " may use"},
+			{"oci://" + regHost + "/elsewhere/" + tm.ns + "/src:x", "is not one snapshots of namespace"},
+			{"relative/path", "absolute"},
+		} {
+			out, code, err := testenv.Run(time.Minute, append([]string{"snapshot", "vcluster", "src", "--to", c.to}, at...)...)
+			if err != nil || code == 0 || !strings.Contains(out, c.want) {
+				t.Errorf("snapshot --to %s: exit %d, %v, want %q in:\n%s", c.to, code, err, c.want, out)
+			}
+		}
+		failFast(t, []string{"virtual cluster nope does not exist"}, append([]string{"snapshot", "vcluster", "nope"}, at...)...)
+		failFast(t, []string{"snapshot nope does not exist"}, append([]string{"restore", "vcluster", "src", "--from", "nope"}, at...)...)
+		if _, err := os.Stat("/etc/sublet-snapshot"); err == nil {
+			t.Fatal("a snapshot was written outside the snapshot dir")
+		}
+	})
+
+	step(t, "fork", func(t *testing.T) {
+		out, ok := tm.create(t, "fork", "--from", "src")
+		if !ok {
+			t.Fatalf("fork: %s", out)
+		}
+		fork := tm.client(t)
+		got, err := fork.CoreV1().ConfigMaps("default").Get(ctx, "data", metav1.GetOptions{})
+		if err != nil || got.Data["k"] != "before" {
+			t.Fatalf("the fork's configmap: %v %+v", err, got)
+		}
+		if id := clusterID(t, fork); id == srcID {
+			t.Fatalf("the fork kept the source's cluster ID %s", id)
+		}
+		forkDirect := directConfig(t, tm.ns, "fork")
+		if string(forkDirect.CAData) == string(srcDirect.CAData) {
+			t.Fatal("the fork kept the source's CA")
+		}
+		if tokenValid(t, forkDirect, srcToken) {
+			t.Fatal("a token of the source is valid in the fork")
+		}
+		if !tokenValid(t, forkDirect, serviceAccountToken(t, fork)) {
+			t.Fatal("the fork refuses its own token")
+		}
+		if legacy := waitTokenSecret(t, fork, srcLegacy); legacy == srcLegacy {
+			t.Fatal("the fork's service-account token secret kept the source's token")
+		}
+		waitHostPod(t, tm.ns, "fork", "web")
+		if c := findCond(vcStatus(t, tm.ns, "fork").Status.Conditions, storagev1.ConditionRestored); c == nil || c.Reason != "Forked" {
+			t.Fatalf("condition Restored of the fork: %+v", c)
+		}
+	})
+
+	step(t, "snapshot of a sleeping cluster leaves it asleep", func(t *testing.T) {
+		sublet(t, append([]string{"sleep", "vcluster", "fork"}, at...)...)
+		out := sublet(t, append([]string{"snapshot", "vcluster", "fork"}, at...)...)
+		s := snapshotObject(t, tm.ns, lastLine(out))
+		if !s.Status.SourceSleeping || s.Status.Phase != storagev1.SnapshotCompleted {
+			t.Fatalf("snapshot of the sleeping fork: %+v", s.Status)
+		}
+		if vc := vcStatus(t, tm.ns, "fork"); vc.Status.Phase != storagev1.PhaseSleeping || vc.Annotations[storagev1.AnnotationSleepingSince] == "" {
+			t.Fatalf("the fork is %s after a snapshot while asleep", vc.Status.Phase)
+		}
+	})
+
+	step(t, "snapshot, delete, restore", func(t *testing.T) {
+		sublet(t, append([]string{"use", "vcluster", "src"}, at...)...)
+		kubectl(t, tm.kubeconfig, "", "create", "configmap", "after", "--from-literal=k=v")
+		kubectl(t, tm.kubeconfig, "", "patch", "configmap", "data", "-p", `{"data":{"k":"changed"}}`)
+		sublet(t, append([]string{"delete", "vcluster", "src"}, at...)...)
+		out := sublet(t, append([]string{"restore", "vcluster", "src", "--from", snap}, at...)...)
+		if !strings.Contains(out, "restored") {
+			t.Fatalf("restore:\n%s", out)
+		}
+		sublet(t, append([]string{"use", "vcluster", "src"}, at...)...)
+		src = tm.client(t)
+		got, err := src.CoreV1().ConfigMaps("default").Get(ctx, "data", metav1.GetOptions{})
+		if err != nil || got.Data["k"] != "before" || got.UID != cm.UID {
+			t.Fatalf("restored configmap: %v %+v (UID before %s)", err, got, cm.UID)
+		}
+		if _, err := src.CoreV1().ConfigMaps("default").Get(ctx, "after", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("a configmap made after the snapshot is back: %v", err)
+		}
+		if id := clusterID(t, src); id != srcID {
+			t.Fatalf("cluster ID %s after restore, want %s", id, srcID)
+		}
+		if !tokenValid(t, directConfig(t, tm.ns, "src"), srcToken) {
+			t.Fatal("a token issued before the snapshot is refused after the restore")
+		}
+		waitHostPod(t, tm.ns, "src", "web")
+	})
+
+	step(t, "a snapshot of another platform, or corrupt, is refused and the cluster keeps serving", func(t *testing.T) {
+		dir := filepath.Join(p.stateDir, "snapshots", tm.ns)
+		foreign := filepath.Join(dir, "foreign.snapshot")
+		writeForeignSnapshot(t, foreign, tm.ns)
+		corrupt := filepath.Join(dir, "corrupt.snapshot")
+		data, err := os.ReadFile(filepath.Join(dir, snap+".snapshot"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(corrupt, data[:len(data)/2], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct{ from, want string }{{foreign, "another platform"}, {corrupt, "corrupt"}} {
+			out, code, err := testenv.Run(2*time.Minute, append([]string{"restore", "vcluster", "src", "--from", c.from}, at...)...)
+			if err != nil || code == 0 || !strings.Contains(out, c.want) {
+				t.Errorf("restore --from %s: exit %d, %v, want %q in:\n%s", c.from, code, err, c.want, out)
+			}
+			if got, err := src.CoreV1().ConfigMaps("default").Get(ctx, "data", metav1.GetOptions{}); err != nil || got.UID != cm.UID {
+				t.Fatalf("src after a refused restore: %v %+v", err, got)
+			}
+		}
+		out, ok := tm.create(t, "stranger", "--from", foreign)
+		if ok || !strings.Contains(out, "another platform") {
+			t.Fatalf("a fork of a foreign snapshot: %s", out)
+		}
+		if vc := vcStatus(t, tm.ns, "stranger"); vc.Status.Phase != storagev1.PhaseFailed {
+			t.Fatalf("the refused fork is %s, want Failed", vc.Status.Phase)
+		}
+	})
+}
+
+// writeForeignSnapshot writes a snapshot made with another platform's key.
+func writeForeignSnapshot(t *testing.T, path, ns string) {
+	t.Helper()
+	k, err := snapshot.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "sublet-data-dir.json"), []byte(`{"datastore":"sqlite"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := snapshot.Write(f, snapshot.Manifest{Name: "foreign", Source: snapshot.Source{Namespace: ns, Name: "src"}, Datastore: "sqlite", Created: time.Now()}, k, dir); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+func snapshotObject(t *testing.T, ns, name string) *storagev1.VirtualClusterSnapshot {
+	t.Helper()
+	out := kubectl(t, host.Kubeconfig, "", "get", "virtualclustersnapshot", name, "-n", ns, "-o", "json")
+	s := &storagev1.VirtualClusterSnapshot{}
+	if err := json.Unmarshal([]byte(out), s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func findCond(conds []metav1.Condition, typ string) *metav1.Condition {
+	for i := range conds {
+		if conds[i].Type == typ {
+			return &conds[i]
+		}
+	}
+	return nil
+}
+
+// clusterID is the UID of kube-system.
+func clusterID(t *testing.T, cs kubernetes.Interface) string {
+	t.Helper()
+	ns, err := cs.CoreV1().Namespaces().Get(context.Background(), "kube-system", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(ns.UID)
+}
+
+// serviceAccountToken asks for a token of default/default.
+func serviceAccountToken(t *testing.T, cs kubernetes.Interface) string {
+	t.Helper()
+	var tr *authenticationv1.TokenRequest
+	poll(t, time.Minute, "a token of default/default", func(ctx context.Context) (bool, error) {
+		var err error
+		tr, err = cs.CoreV1().ServiceAccounts("default").CreateToken(ctx, "default", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+		return err == nil, nil
+	})
+	return tr.Status.Token
+}
+
+// directConfig is the virtual API server's address and CA, from the admin
+// kubeconfig the agent published, without credentials.
+func directConfig(t *testing.T, ns, name string) *rest.Config {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", publishedKubeconfig(t, ns, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rest.Config{Host: cfg.Host, TLSClientConfig: rest.TLSClientConfig{CAData: cfg.CAData, CAFile: cfg.CAFile}}
+}
+
+// tokenValid reports whether the virtual API server at cfg takes token.
+func tokenValid(t *testing.T, cfg *rest.Config, token string) bool {
+	t.Helper()
+	c := rest.CopyConfig(cfg)
+	c.BearerToken = token
+	cs := kubernetes.NewForConfigOrDie(c)
+	_, err := cs.CoreV1().Namespaces().Get(context.Background(), "default", metav1.GetOptions{})
+	switch {
+	case err == nil, apierrors.IsForbidden(err):
+		return true
+	case apierrors.IsUnauthorized(err):
+		return false
+	}
+	t.Fatalf("ask the virtual API server with a token: %v", err)
+	return false
+}
+
+// waitTokenSecret waits until secret default/legacy holds a token other
+// than not, and returns it.
+func waitTokenSecret(t *testing.T, cs kubernetes.Interface, not string) string {
+	t.Helper()
+	var token string
+	poll(t, time.Minute, "the token controller to fill secret legacy", func(ctx context.Context) (bool, error) {
+		s, err := cs.CoreV1().Secrets("default").Get(ctx, "legacy", metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		token = string(s.Data[corev1.ServiceAccountTokenKey])
+		return token != "" && token != not, nil
+	})
+	return token
+}
+
+// waitHostPod waits until virtual pod default/pod of virtual cluster vc has
+// its host pod.
+func waitHostPod(t *testing.T, ns, vc, pod string) {
+	t.Helper()
+	poll(t, time.Minute, "host pod of "+vc+"/"+pod, func(ctx context.Context) (bool, error) {
+		list, err := host.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: translate.LabelCopyOf + "=" + vc})
+		if err != nil {
+			return false, nil
+		}
+		for _, p := range list.Items {
+			if p.Name == (translate.Translator{VCluster: vc, HostNamespace: ns}).HostName("default", pod) {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+}
