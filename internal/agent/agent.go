@@ -275,7 +275,12 @@ func addTemplateController(mgr ctrl.Manager, host kubernetes.Interface, o Option
 }
 
 // newSnapshots takes and reads the snapshots of rt's virtual clusters.
+// Work a stopped agent left in the snapshot dir is removed: the snapshots
+// it was writing are taken again.
 func newSnapshots(mgr ctrl.Manager, host kubernetes.Interface, rt Runtime, o Options, log klog.Logger) *snapshots {
+	if err := os.RemoveAll(filepath.Join(o.SnapshotDir, ".work")); err != nil {
+		log.Error(err, "remove the work of snapshots a stopped agent left")
+	}
 	return &snapshots{
 		client: mgr.GetClient(), host: host, runtime: rt, recorder: mgr.GetEventRecorder("sublet-agent"), log: log,
 		dir: o.SnapshotDir, keySecret: o.PolicyNamespace, registries: o.SnapshotRegistries, clock: time.Now,

@@ -113,7 +113,7 @@ func (s *snapshots) seed(ctx context.Context, vc *storagev1.VirtualCluster, q se
 	if err != nil {
 		return "SnapshotNotFound", err
 	}
-	key, err := s.platformKey(ctx)
+	keys, err := s.keys(ctx)
 	if err != nil {
 		return "NoKey", err
 	}
@@ -122,7 +122,9 @@ func (s *snapshots) seed(ctx context.Context, vc *storagev1.VirtualCluster, q se
 		return "StageFailed", err
 	}
 	defer os.RemoveAll(stage) // gone by rename when all went well
-	m, err := extract(ctx, loc, key, stage)
+	ctx, cancel := context.WithTimeout(ctx, operationTimeout)
+	defer cancel()
+	m, err := extract(ctx, loc, keys, stage)
 	if err != nil {
 		if errors.Is(err, snapshot.ErrKeyMismatch) {
 			return "KeyMismatch", err
@@ -148,14 +150,23 @@ func (s *snapshots) seed(ctx context.Context, vc *storagev1.VirtualCluster, q se
 	return "", nil
 }
 
-// extract reads the snapshot at loc into stage.
-func extract(ctx context.Context, loc snapshot.Location, key *snapshot.Key, stage string) (snapshot.Manifest, error) {
+// extract reads the snapshot at loc into stage, with the key of keys its
+// manifest names (read first: the platform may have had several).
+func extract(ctx context.Context, loc snapshot.Location, keys *snapshot.Keyring, stage string) (snapshot.Manifest, error) {
 	rc, err := snapshot.Open(ctx, loc)
 	if err != nil {
 		return snapshot.Manifest{}, err
 	}
+	m, err := snapshot.ReadManifest(rc)
+	rc.Close()
+	if err != nil {
+		return m, err
+	}
+	if rc, err = snapshot.Open(ctx, loc); err != nil {
+		return snapshot.Manifest{}, err
+	}
 	defer rc.Close()
-	return snapshot.Extract(rc, key, stage)
+	return snapshot.Extract(rc, keys.For(m.Recipient), stage)
 }
 
 // fits refuses a snapshot whose sealed manifest says it is of a cluster

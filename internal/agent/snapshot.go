@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,11 +21,15 @@ import (
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/internal/controlplane"
+	"github.com/sublet-dev/sublet/internal/controlplane/readiness"
 	"github.com/sublet-dev/sublet/internal/snapshot"
 )
 
 // snapshotFinalizer keeps a VirtualClusterSnapshot until its file is gone.
 const snapshotFinalizer = "storage.loft.sh/snapshot-cleanup"
+
+// operationTimeout bounds writing or reading one snapshot.
+const operationTimeout = 30 * time.Minute
 
 // snapshots takes the snapshots VirtualClusterSnapshot objects ask for and
 // reads them back for restores and forks. Where snapshots may go is the
@@ -44,23 +47,12 @@ type snapshots struct {
 	// registries are the OCI repository prefixes snapshots may use.
 	registries []string
 	clock      func() time.Time
-
-	keyMu sync.Mutex
-	key   *snapshot.Key
 }
 
-// platformKey is the platform's snapshot key, read (or made) once.
-func (s *snapshots) platformKey(ctx context.Context) (*snapshot.Key, error) {
-	s.keyMu.Lock()
-	defer s.keyMu.Unlock()
-	if s.key == nil {
-		k, err := snapshotKey(ctx, s.host, s.keySecret)
-		if err != nil {
-			return nil, err
-		}
-		s.key = k
-	}
-	return s.key, nil
+// keys reads the platform's snapshot keys, making the first on first use.
+// They are read each time: the platform server may share another.
+func (s *snapshots) keys(ctx context.Context) (*snapshot.Keyring, error) {
+	return snapshot.LoadKeyring(ctx, s.host, s.keySecret)
 }
 
 func (s *snapshots) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -118,12 +110,14 @@ func (s *snapshots) take(ctx context.Context, snap *storagev1.VirtualClusterSnap
 	if err != nil {
 		return "NoData", err
 	}
-	key, err := s.platformKey(ctx)
+	keys, err := s.keys(ctx)
 	if err != nil {
 		return "NoKey", err
 	}
 	start := s.clock()
-	m, digest, size, err := s.write(ctx, vc, snap.Name, data, key, loc)
+	ctx, cancel := context.WithTimeout(ctx, operationTimeout)
+	defer cancel()
+	m, digest, size, err := s.write(ctx, vc, snap.Name, data, keys.Current, loc)
 	if err != nil {
 		return "WriteFailed", err
 	}
@@ -200,6 +194,14 @@ func copyDataDir(ctx context.Context, data, stage string) (string, error) {
 	}
 	if err := copyFile(filepath.Join(data, "sublet-data-dir.json"), filepath.Join(stage, "sublet-data-dir.json")); err != nil {
 		return "", err
+	}
+	// The datastore holds what bootstrapping writes (default RBAC, priority
+	// classes): a restore or fork starts as a restart does, without
+	// waiting for those hooks again.
+	if readiness.Bootstrapped(data) {
+		if err := readiness.MarkBootstrapped(stage); err != nil {
+			return "", err
+		}
 	}
 	return datastore, copyTree(filepath.Join(data, "pki"), filepath.Join(stage, "pki"))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/types"
@@ -34,18 +35,24 @@ func contextName(cluster, ns, name string) string {
 // the server is the seed's form …/kubernetes/virtualcluster/C/NS/NAME.
 // Other contexts stay as they are.
 func useContext(ctx context.Context, c *loginConfig, cluster, ns, name string, pathForm bool) (string, error) {
+	ctxName := contextName(cluster, ns, name)
+	return ctxName, writeContext(ctx, c, ctxName, cluster, ns, name, pathForm, true)
+}
+
+// writeContext writes kube-context ctxName for virtual cluster ns/name of
+// cluster, and makes it the current one if current.
+func writeContext(ctx context.Context, c *loginConfig, ctxName, cluster, ns, name string, pathForm, current bool) error {
 	po := clientcmd.NewDefaultPathOptions()
 	cfg, err := po.GetStartingConfig()
 	if err != nil {
-		return "", err
+		return err
 	}
-	ctxName := contextName(cluster, ns, name)
 	// The CA goes in inline: a path would be resolved against the
 	// kubeconfig's folder by kubectl and not at all by other clients.
 	var caData []byte
 	if c.CAFile != "" {
 		if caData, err = os.ReadFile(c.CAFile); err != nil {
-			return "", fmt.Errorf("read the platform server's CA (log in again with --ca-file): %w", err)
+			return fmt.Errorf("read the platform server's CA (log in again with --ca-file): %w", err)
 		}
 	}
 	old := ""
@@ -54,7 +61,7 @@ func useContext(ctx context.Context, c *loginConfig, cluster, ns, name string, p
 	}
 	token, err := scopedKey(ctx, c, ctxName, old, storagev1.VirtualClusterScope{Cluster: cluster, Namespace: ns, Name: name})
 	if err != nil {
-		return "", err
+		return err
 	}
 	srv := c.Server
 	if pathForm {
@@ -63,8 +70,28 @@ func useContext(ctx context.Context, c *loginConfig, cluster, ns, name string, p
 	cfg.Clusters[ctxName] = &clientcmdapi.Cluster{Server: srv, CertificateAuthorityData: caData, InsecureSkipTLSVerify: c.Insecure}
 	cfg.AuthInfos[ctxName] = &clientcmdapi.AuthInfo{Token: token}
 	cfg.Contexts[ctxName] = &clientcmdapi.Context{Cluster: ctxName, AuthInfo: ctxName}
-	cfg.CurrentContext = ctxName
-	return ctxName, clientcmd.ModifyConfig(po, *cfg, true)
+	if current {
+		cfg.CurrentContext = ctxName
+	}
+	return clientcmd.ModifyConfig(po, *cfg, true)
+}
+
+// moveContext points the kube-context of virtual cluster ns/name of
+// cluster from, if there is one, at the cluster of that name in cluster
+// to: same context name, a key scoped to the new one, the same form of
+// server URL. It reports whether there was one.
+func moveContext(ctx context.Context, c *loginConfig, from, to, ns, name string) (string, bool, error) {
+	cfg, err := clientcmd.NewDefaultPathOptions().GetStartingConfig()
+	if err != nil {
+		return "", false, err
+	}
+	ctxName := contextName(from, ns, name)
+	cl := cfg.Clusters[ctxName]
+	if cl == nil || cfg.Contexts[ctxName] == nil {
+		return ctxName, false, nil
+	}
+	pathForm := strings.Contains(cl.Server, "/kubernetes/virtualcluster/")
+	return ctxName, true, writeContext(ctx, c, ctxName, to, ns, name, pathForm, cfg.CurrentContext == ctxName)
 }
 
 // scopedKey returns the token for a kube-context of virtual cluster sc:

@@ -50,7 +50,7 @@ else stays in the virtual cluster.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return exitcode.Configf("%w (see '%s --help')", err, c.CommandPath())
 	})
-	root.AddCommand(newUpCommand(), newLoginCommand(), newLogoutCommand(), newCreateCommand(), newUseCommand(), newDeleteCommand(), newSleepCommand(), newWakeupCommand(), newSnapshotCommand(), newRestoreCommand(), newListCommand(), newConnectCommand(),
+	root.AddCommand(newUpCommand(), newLoginCommand(), newLogoutCommand(), newCreateCommand(), newUseCommand(), newDeleteCommand(), newSleepCommand(), newWakeupCommand(), newSnapshotCommand(), newRestoreCommand(), newMoveCommand(), newListCommand(), newConnectCommand(),
 		newHostCommand(), newVClusterCommand(), newAgentCommand(), newServerCommand(), newControlPlaneCommand(), newVersionCommand())
 	return root
 }

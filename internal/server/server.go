@@ -161,6 +161,7 @@ func (s *Server) updateOneClusterStatus(ctx context.Context, c *storagev1.Cluste
 		var v *version.Info
 		if v, err = cc.kube.Discovery().ServerVersion(); err == nil {
 			st.KubernetesVersion = v.GitVersion
+			s.shareSnapshotKey(ctx, cc)
 		}
 	}
 	if err != nil {

@@ -31,8 +31,17 @@ const (
 	ConfigMediaType types.MediaType = "application/vnd.sublet.snapshot.config.v1+json"
 )
 
+// registryTransport is the default transport with a bound on how long a
+// registry may take to answer, so one that stops answering fails the
+// snapshot rather than holding it forever.
+var registryTransport = func() http.RoundTripper {
+	t := remote.DefaultTransport.(*http.Transport).Clone()
+	t.ResponseHeaderTimeout = time.Minute
+	return t
+}()
+
 func remoteOptions(ctx context.Context) []remote.Option {
-	return []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}
+	return []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain), remote.WithTransport(registryTransport)}
 }
 
 // storeOCI pushes the archive f, whose manifest is m, to loc's tag.

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,6 +46,14 @@ func startPlatformAgent(t *testing.T, agentArgs []string, serverArgs ...string) 
 	p.auditLog = filepath.Join(p.stateDir, "audit.log")
 	t.Cleanup(func() { killChildren(p.stateDir) })
 	p.agent = startAgent(t, p.stateDir, agentArgs...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			// Its goroutines too, to tell where it waits.
+			_ = syscall.Kill(p.agent.Pid(), syscall.SIGQUIT)
+			time.Sleep(time.Second)
+			t.Logf("the agent's last output:\n%s", lastLines(p.agent.Output(), 400))
+		}
+	})
 	srv, url, err := testenv.StartUntil(context.Background(), "Sublet server is running at ", append([]string{
 		"server", "--kubeconfig", host.Kubeconfig, "--listen", "127.0.0.1:0", "--state-dir", p.stateDir, "--audit-log", p.auditLog}, serverArgs...)...)
 	if err != nil {
@@ -220,4 +230,13 @@ func (p *platform) httpClient(t *testing.T) *http.Client {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 30 * time.Second}
+}
+
+// lastLines is the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

@@ -20,6 +20,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -45,7 +47,9 @@ func TestSnapshots(t *testing.T) {
 	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(reg.Close)
 	regHost := strings.TrimPrefix(reg.URL, "http://")
-	p := startPlatformAgent(t, []string{"--snapshot-registries", regHost + "/snaps"})
+	agentArgs := []string{"--snapshot-registries", regHost + "/snaps"}
+	p := startPlatformAgent(t, agentArgs)
+	whole := t // the agent started again outlives the step
 	tm := newTeam(t, p)
 	kubectl(t, host.Kubeconfig, "", "create", "role", "vc-snapshots", "-n", tm.ns, "--verb=get,list,watch,create,delete",
 		"--resource=virtualclustersnapshots.storage.loft.sh")
@@ -109,9 +113,40 @@ type: kubernetes.io/service-account-token
 		}
 	})
 
+	step(t, "an agent killed while it writes a snapshot", func(t *testing.T) {
+		gvr := storagev1.GroupVersion.WithResource("virtualclustersnapshots")
+		w, err := dynamic.NewForConfigOrDie(restConfigOf(t, host.Kubeconfig)).Resource(gvr).Namespace(tm.ns).
+			Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=killed"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Stop()
+		kubectl(t, host.Kubeconfig, fmt.Sprintf("apiVersion: storage.loft.sh/v1\nkind: VirtualClusterSnapshot\nmetadata: {name: killed, namespace: %s}\nspec: {virtualCluster: src}\n", tm.ns), "apply", "-f", "-")
+		for ev := range w.ResultChan() {
+			if u, ok := ev.Object.(*unstructured.Unstructured); ok {
+				if phase, _, _ := unstructured.NestedString(u.Object, "status", "phase"); phase != "" {
+					break // InProgress, or already done
+				}
+			}
+		}
+		p.agent.Kill()
+		mid := snapshotObject(t, tm.ns, "killed").Status.Phase
+		t.Logf("the agent was killed with the snapshot %s", mid)
+		if _, err := src.CoreV1().ConfigMaps("default").Get(ctx, "data", metav1.GetOptions{}); err != nil {
+			t.Fatalf("the source does not answer with its agent killed mid-snapshot: %v", err)
+		}
+		p.agent = startAgent(whole, p.stateDir, agentArgs...)
+		poll(t, time.Minute, "the snapshot to be taken again", func(context.Context) (bool, error) {
+			return snapshotObject(t, tm.ns, "killed").Status.Phase == storagev1.SnapshotCompleted, nil
+		})
+		if work, _ := filepath.Glob(filepath.Join(p.stateDir, "snapshots", ".work", "*")); len(work) > 0 {
+			t.Fatalf("work left behind: %v", work)
+		}
+	})
+
 	step(t, "snapshot to an OCI registry", func(t *testing.T) {
 		ref := fmt.Sprintf("%s/snaps/%s/src:t1", regHost, tm.ns)
-		out := sublet(t, append([]string{"snapshot", "vcluster", "src", "--to", "oci://" + ref, "--name", "src-oci"}, at...)...)
+		out := sublet(t, append([]string{"snapshot", "vcluster", "src", "--to", "oci://" + ref, "--name", "src-oci", "--timeout", "90s"}, at...)...)
 		if lastLine(out) != "src-oci" {
 			t.Fatalf("last line of:\n%s", out)
 		}
@@ -142,6 +177,12 @@ type: kubernetes.io/service-account-token
 		}
 		failFast(t, []string{"virtual cluster nope does not exist"}, append([]string{"snapshot", "vcluster", "nope"}, at...)...)
 		failFast(t, []string{"snapshot nope does not exist"}, append([]string{"restore", "vcluster", "src", "--from", "nope"}, at...)...)
+		// A snapshot of a namespace the team may not read is refused at
+		// admission, whatever its name.
+		vc := fmt.Sprintf("apiVersion: storage.loft.sh/v1\nkind: VirtualCluster\nmetadata: {name: thief, namespace: %s, annotations: {storage.loft.sh/fork-from: sublet-system/any}}\n", tm.ns)
+		if out := kubectlFails(t, host.Kubeconfig, "--as", tm.user, "apply", "-f", writeTemp(t, vc)); !strings.Contains(out, "is not one you may read") {
+			t.Fatalf("fork from another namespace's snapshot:\n%s", out)
+		}
 		if _, err := os.Stat("/etc/sublet-snapshot"); err == nil {
 			t.Fatal("a snapshot was written outside the snapshot dir")
 		}
@@ -320,7 +361,13 @@ func serviceAccountToken(t *testing.T, cs kubernetes.Interface) string {
 // kubeconfig the agent published, without credentials.
 func directConfig(t *testing.T, ns, name string) *rest.Config {
 	t.Helper()
-	cfg, err := clientcmd.BuildConfigFromFlags("", publishedKubeconfig(t, ns, name))
+	return directConfigFrom(t, host, ns, name)
+}
+
+// directConfigFrom is directConfig for a virtual cluster of cluster c.
+func directConfigFrom(t *testing.T, c *testenv.Process, ns, name string) *rest.Config {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", publishedKubeconfigFrom(t, c, ns, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,4 +423,14 @@ func waitHostPod(t *testing.T, ns, vc, pod string) {
 		}
 		return false, nil
 	})
+}
+
+// writeTemp writes content to a file of the test's and returns its path.
+func writeTemp(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "object.yaml")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

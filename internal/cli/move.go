@@ -1,0 +1,222 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/platformapi"
+)
+
+// annotationMovedFrom marks a virtual cluster made by a move with the
+// cluster it came from.
+const annotationMovedFrom = "storage.loft.sh/moved-from"
+
+type moveOptions struct {
+	target  vclusterTarget
+	to, via string
+	timeout time.Duration
+}
+
+func newMoveCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "move", Short: "Move a virtual cluster to another connected cluster"}
+	o := &moveOptions{}
+	vc := &cobra.Command{
+		Use:   "vcluster NAME --to-cluster OTHER --via oci://REGISTRY/PREFIX/NAMESPACE/REPO:TAG",
+		Short: "Move a virtual cluster to another connected cluster, same name, namespace and identity",
+		Long: `Moves virtual cluster NAME to connected cluster OTHER: a snapshot of it is written to the OCI
+location --via (a repository both clusters' agents allow, see their --snapshot-registries), restored
+in OTHER under the same name and namespace with the same identity (CA, service-account key: tokens
+stay valid), and once it answers there through the platform, your kube-context of it is pointed at
+the new one (same context name) and the source is deleted. Until then the source keeps serving: a
+failure at any step deletes what was made in OTHER and leaves the source as it was.
+Objects written to the source after its snapshot are not carried over: move a quiet cluster.`,
+		Example: `  sublet move vcluster demo --to-cluster eu-2 --via oci://registry.example.com/snapshots/vcluster-demo/demo:move`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runMove(cmd, o, args[0])
+		},
+	}
+	o.target.addFlags(vc)
+	vc.Flags().StringVar(&o.to, "to-cluster", "", "Connected cluster to move to (required).")
+	vc.Flags().StringVar(&o.via, "via", "", "OCI location the snapshot travels through, oci://REGISTRY/PREFIX/NAMESPACE/REPO:TAG (required).")
+	vc.Flags().DurationVar(&o.timeout, "timeout", 10*time.Minute, "How long each step may take.")
+	cmd.AddCommand(vc)
+	return cmd
+}
+
+// move is one move, as it goes.
+type move struct {
+	o              *moveOptions
+	c              *loginConfig
+	out            io.Writer
+	name, ns       string
+	from           string
+	src, dst       client.Client
+	srcVC, created *storagev1.VirtualCluster
+}
+
+func runMove(cmd *cobra.Command, o *moveOptions, name string) error {
+	m, err := prepareMove(cmd.Context(), cmd.OutOrStdout(), o, name)
+	if err != nil {
+		return err
+	}
+	if err := m.copy(cmd.Context()); err != nil {
+		if m.created != nil {
+			// Nothing of the move stays: the source serves as before.
+			_ = m.dst.Delete(context.WithoutCancel(cmd.Context()), m.created)
+		}
+		return fmt.Errorf("%w; virtual cluster %s keeps serving in cluster %s", err, name, m.from)
+	}
+	return m.switchOver(cmd.Context())
+}
+
+// prepareMove checks everything a move needs before it changes anything.
+func prepareMove(ctx context.Context, out io.Writer, o *moveOptions, name string) (*move, error) {
+	switch {
+	case o.to == "":
+		return nil, fmt.Errorf("--to-cluster is required: the connected cluster to move to (sublet list clusters)")
+	case o.via == "":
+		return nil, fmt.Errorf("--via is required: an OCI location oci://REGISTRY/PREFIX/NAMESPACE/REPO:TAG both clusters' agents allow (their --snapshot-registries)")
+	}
+	if err := validateTarget(name, o.target.space); err != nil {
+		return nil, err
+	}
+	c, err := loadLogin()
+	if err != nil {
+		return nil, err
+	}
+	m := &move{o: o, c: c, out: out, name: name}
+	if m.from, m.ns, err = o.target.resolve(ctx, c, name); err != nil {
+		return nil, err
+	}
+	to := o.to
+	if err := connected(ctx, c, to); err != nil {
+		return nil, err
+	}
+	if to == m.from {
+		return nil, fmt.Errorf("virtual cluster %s is already in cluster %s", name, to)
+	}
+	if m.src, err = c.clusterClient(m.from); err != nil {
+		return nil, err
+	}
+	if m.dst, err = c.clusterClient(to); err != nil {
+		return nil, err
+	}
+	m.srcVC = &storagev1.VirtualCluster{}
+	if err := m.src.Get(ctx, types.NamespacedName{Namespace: m.ns, Name: name}, m.srcVC); err != nil {
+		return nil, fmt.Errorf("virtual cluster %s in namespace %s of cluster %s: %w", name, m.ns, m.from, err)
+	}
+	return m, m.clearTarget(ctx)
+}
+
+// clearTarget refuses a move onto a virtual cluster of that name in the
+// target cluster, unless it is what an interrupted move of this one left
+// (annotated moved-from the source's cluster): that is deleted, and the
+// move starts again.
+func (m *move) clearTarget(ctx context.Context) error {
+	key := types.NamespacedName{Namespace: m.ns, Name: m.name}
+	old := &storagev1.VirtualCluster{}
+	err := m.dst.Get(ctx, key, old)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cluster %s: %w", m.o.to, err)
+	}
+	if old.Annotations[annotationMovedFrom] != m.from {
+		return fmt.Errorf("virtual cluster %s already exists in namespace %s of cluster %s; nothing was moved", m.name, m.ns, m.o.to)
+	}
+	fmt.Fprintf(m.out, "Deleting what an interrupted move left in cluster %s\n", m.o.to)
+	if err := m.dst.Delete(ctx, old); err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	return poll(ctx, 300*time.Millisecond, m.o.timeout, func(ctx context.Context) (bool, error) {
+		return apierrors.IsNotFound(m.dst.Get(ctx, key, &storagev1.VirtualCluster{})), nil
+	})
+}
+
+// copy snapshots the source to --via and restores it in --to-cluster
+// until it answers there through the platform.
+func (m *move) copy(ctx context.Context) error {
+	snap, err := createSnapshot(ctx, m.src, m.ns, m.name, "", m.o.via)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(m.out, "Snapshotting virtual cluster %s (namespace %s, cluster %s) to %s\n", m.name, m.ns, m.from, m.o.via)
+	if snap, err = waitSnapshot(ctx, m.out, m.src, m.ns, snap.Name, m.o.timeout); err != nil {
+		return err
+	}
+	if err := ensureNamespace(ctx, m.c, m.o.to, m.ns, m.name); err != nil {
+		return err
+	}
+	vc := fromSnapshot(m.name, m.ns, snap, storagev1.AnnotationRestoreFrom, snap.Status.Location)
+	vc.Spec = *m.srcVC.Spec.DeepCopy()
+	vc.Annotations[annotationMovedFrom] = m.from
+	if err := m.dst.Create(ctx, vc); err != nil {
+		return fmt.Errorf("make virtual cluster %s in cluster %s: %w", m.name, m.o.to, err)
+	}
+	m.created = vc
+	fmt.Fprintf(m.out, "Restoring it in cluster %s\n", m.o.to)
+	if err := waitSeeded(ctx, m.dst, m.ns, m.name, storagev1.AnnotationRestoreFrom, snap.Status.Location, m.o.timeout); err != nil {
+		return err
+	}
+	if err := waitReady(ctx, m.out, m.dst, m.ns, m.name, m.o.timeout); err != nil {
+		return err
+	}
+	return m.answers(ctx)
+}
+
+// answers checks that the moved cluster answers through the platform.
+func (m *move) answers(ctx context.Context) error {
+	kube, err := kubernetes.NewForConfig(m.c.restConfig(fmt.Sprintf("/kubernetes/virtualcluster/%s/%s/%s", m.o.to, m.ns, m.name)))
+	if err != nil {
+		return err
+	}
+	return poll(ctx, 200*time.Millisecond, m.o.timeout, func(ctx context.Context) (bool, error) {
+		_, err := kube.Discovery().ServerVersion()
+		return err == nil, nil
+	})
+}
+
+// switchOver points the kube-context at the moved cluster and deletes the
+// source.
+func (m *move) switchOver(ctx context.Context) error {
+	ctxName, had, err := moveContext(ctx, m.c, m.from, m.o.to, m.ns, m.name)
+	if err != nil {
+		return fmt.Errorf("virtual cluster %s runs in cluster %s, but its kube-context %s could not be switched (%w); the source in cluster %s is kept: delete it once done", m.name, m.o.to, ctxName, err, m.from)
+	}
+	if err := m.src.Delete(ctx, m.srcVC); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("virtual cluster %s runs in cluster %s, but the source in cluster %s could not be deleted: %w", m.name, m.o.to, m.from, err)
+	}
+	if had {
+		fmt.Fprintf(m.out, "kube-context %s now reaches it in cluster %s\n", ctxName, m.o.to)
+	}
+	fmt.Fprintf(m.out, "Moved virtual cluster %s (namespace %s) from cluster %s to cluster %s\n", m.name, m.ns, m.from, m.o.to)
+	return nil
+}
+
+// connected fails unless cluster name is connected to the platform.
+func connected(ctx context.Context, c *loginConfig, name string) error {
+	var clusters []platformapi.ClusterInfo
+	if err := c.getJSON(ctx, "/api/v1/clusters", &clusters); err != nil {
+		return err
+	}
+	var names []string
+	for _, cl := range clusters {
+		if cl.Name == name {
+			return nil
+		}
+		names = append(names, cl.Name)
+	}
+	return fmt.Errorf("cluster %q is not connected (connected: %s)", name, strings.Join(names, ", "))
+}

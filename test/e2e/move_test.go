@@ -1,0 +1,195 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/snapshot"
+	"github.com/sublet-dev/sublet/internal/testenv"
+	"github.com/sublet-dev/sublet/internal/translate"
+)
+
+// TestMove: a team moves its virtual cluster between two connected local
+// hosts through an OCI registry started here. The platform shares its
+// snapshot key with both agents; a move that cannot be done (a location
+// the agents refuse, a name taken in the target) changes nothing; a move
+// whose CLI is killed halfway leaves the source serving, and the next move
+// replaces what it left; a move carries objects, identity and pods over,
+// and the team's kube-context (same name) reaches the moved cluster.
+func TestMove(t *testing.T) {
+	needHost(t)
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(reg.Close)
+	regHost := strings.TrimPrefix(reg.URL, "http://")
+	agentArgs := []string{"--snapshot-registries", regHost + "/snaps"}
+	p := startPlatformAgent(t, agentArgs)
+	other, err := testenv.StartHost(context.Background(), t.TempDir(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Kill)
+	otherState := t.TempDir()
+	t.Cleanup(func() { killChildren(otherState) })
+	agent2, _, err := testenv.StartUntil(context.Background(), "Sublet agent is running", append([]string{"agent", "--kubeconfig", other.Kubeconfig,
+		"--state-dir", otherState, "--metrics-bind-address", "0", "--leader-elect=false"}, agentArgs...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(agent2.Kill)
+	t.Cleanup(func() {
+		if t.Failed() {
+			_ = syscall.Kill(agent2.Pid(), syscall.SIGQUIT)
+			<-time.After(2 * time.Second)
+			t.Logf("the other cluster's agent's last output:\n%s", lastLines(agent2.Output(), 400))
+		}
+	})
+	p.connect(t, "e2e-other", other.Kubeconfig)
+	tm := newTeam(t, p)
+	// The same team, namespace and rights in the other cluster.
+	kubectl(t, other.Kubeconfig, "", "create", "namespace", tm.ns)
+	kubectl(t, other.Kubeconfig, "", "create", "role", "vc-manager", "-n", tm.ns, "--verb=get,list,watch,create,update,patch,delete",
+		"--resource=virtualclusters.storage.loft.sh,virtualclustersnapshots.storage.loft.sh")
+	kubectl(t, other.Kubeconfig, "", "create", "rolebinding", "vc-manager", "-n", tm.ns, "--role=vc-manager", "--user="+tm.user)
+	kubectl(t, host.Kubeconfig, "", "create", "role", "vc-snapshots", "-n", tm.ns, "--verb=get,list,watch,create,delete",
+		"--resource=virtualclustersnapshots.storage.loft.sh")
+	kubectl(t, host.Kubeconfig, "", "create", "rolebinding", "vc-snapshots", "-n", tm.ns, "--role=vc-snapshots", "--user="+tm.user)
+	waitSharedKey(t, other)
+
+	if out, ok := tm.create(t, "mover"); !ok {
+		t.Fatalf("create: %s", out)
+	}
+	kubectl(t, tm.kubeconfig, "", "create", "configmap", "data", "--from-literal=k=v")
+	kubectl(t, tm.kubeconfig, "", "run", "web", "--image=nginx")
+	kubectl(t, tm.kubeconfig, "", "wait", "--for=condition=Ready", "pod/web", "--timeout=90s")
+	src := tm.client(t)
+	id, token := clusterID(t, src), serviceAccountToken(t, src)
+	ctxName := fmt.Sprintf("sublet_%s_%s_mover", p.cluster, tm.ns)
+	via := fmt.Sprintf("oci://%s/snaps/%s/mover:move", regHost, tm.ns)
+	move := []string{"move", "vcluster", "mover", "--cluster", p.cluster, "--space", tm.ns, "--to-cluster", "e2e-other"}
+	sourceServes := func(t *testing.T) {
+		t.Helper()
+		if vc := vcStatus(t, tm.ns, "mover"); vc.Status.Phase != storagev1.PhaseReady {
+			t.Fatalf("the source is %s", vc.Status.Phase)
+		}
+		if got := kubectl(t, tm.kubeconfig, "", "--context", ctxName, "get", "configmap", "data", "-o", "jsonpath={.data.k}"); got != "v" {
+			t.Fatalf("the source answers %q", got)
+		}
+	}
+
+	step(t, "moves that cannot be done change nothing", func(t *testing.T) {
+		out, code, err := testenv.Run(3*time.Minute, append(move, "--via", "oci://"+regHost+"/elsewhere/"+tm.ns+"/mover:x")...)
+		if err != nil || code == 0 || !strings.Contains(out, "is not one snapshots of namespace") || !strings.Contains(out, "keeps serving") {
+			t.Fatalf("move via a refused location: exit %d, %v:\n%s", code, err, out)
+		}
+		failFast(t, []string{"--via is required"}, move...)
+		failFast(t, []string{`cluster "nowhere" is not connected`}, "move", "vcluster", "mover", "--cluster", p.cluster, "--space", tm.ns, "--to-cluster", "nowhere", "--via", via)
+		sourceServes(t)
+		if _, err := other.Client.CoreV1().Namespaces().Get(context.Background(), tm.ns, metav1.GetOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if vcs := virtualClustersIn(t, other, tm.ns); len(vcs) != 0 {
+			t.Fatalf("a refused move left %v in the target", vcs)
+		}
+	})
+
+	step(t, "a move killed halfway leaves the source serving", func(t *testing.T) {
+		bin, err := testenv.Binary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, append(move, "--via", via)...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, 2*time.Minute, "the move to make the target", func(context.Context) (bool, error) {
+			return len(virtualClustersIn(t, other, tm.ns)) > 0, nil
+		})
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		sourceServes(t)
+	})
+
+	step(t, "move", func(t *testing.T) {
+		out := sublet(t, append(move, "--via", via)...)
+		if !strings.Contains(out, "Moved virtual cluster mover") || !strings.Contains(out, "interrupted move") {
+			t.Fatalf("move:\n%s", out)
+		}
+		poll(t, time.Minute, "the source to go", func(ctx context.Context) (bool, error) {
+			err := host.Client.CoreV1().RESTClient().Get().AbsPath("/apis/storage.loft.sh/v1/namespaces/" + tm.ns + "/virtualclusters/mover").Do(ctx).Error()
+			return apierrors.IsNotFound(err), nil
+		})
+		if got := kubectl(t, tm.kubeconfig, "", "--context", ctxName, "get", "configmap", "data", "-o", "jsonpath={.data.k}"); got != "v" {
+			t.Fatalf("through kube-context %s after the move: %q", ctxName, got)
+		}
+		moved := tm.client(t)
+		if got := clusterID(t, moved); got != id {
+			t.Fatalf("cluster ID %s after the move, want %s", got, id)
+		}
+		if !tokenValid(t, directConfigFrom(t, other, tm.ns, "mover"), token) {
+			t.Fatal("a token issued before the move is refused after it")
+		}
+		poll(t, time.Minute, "the host pod in the other cluster", func(ctx context.Context) (bool, error) {
+			_, err := other.Client.CoreV1().Pods(tm.ns).Get(ctx, (translate.Translator{VCluster: "mover", HostNamespace: tm.ns}).HostName("default", "web"), metav1.GetOptions{})
+			return err == nil, nil
+		})
+	})
+}
+
+// connect connects cluster name (kubeconfig) to the platform.
+func (p *platform) connect(t *testing.T, name, kubeconfig string) {
+	t.Helper()
+	ns := createNamespace(t, host.Client, "connect")
+	kc, err := os.ReadFile(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := host.Client.CoreV1().Secrets(ns).Create(context.Background(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "cluster"}, Data: map[string][]byte{"config": kc}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kubectl(t, host.Kubeconfig, fmt.Sprintf("apiVersion: storage.loft.sh/v1\nkind: Cluster\nmetadata: {name: %s}\nspec:\n  config: {name: cluster, namespace: %s}\n", name, ns), "apply", "-f", "-")
+	t.Cleanup(func() {
+		_ = exec.Command("kubectl", "--kubeconfig", host.Kubeconfig, "delete", "cluster.storage.loft.sh", name).Run()
+	})
+}
+
+// waitSharedKey waits until the platform has given cluster c its snapshot
+// key (the management cluster's).
+func waitSharedKey(t *testing.T, c *testenv.Process) {
+	t.Helper()
+	poll(t, 2*time.Minute, "the platform to share its snapshot key", func(ctx context.Context) (bool, error) {
+		mine, err := host.Client.CoreV1().Secrets("sublet-system").Get(ctx, snapshot.KeySecret, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		theirs, err := c.Client.CoreV1().Secrets("sublet-system").Get(ctx, snapshot.KeySecret, metav1.GetOptions{})
+		return err == nil && bytes.Equal(mine.Data["key"], theirs.Data["key"]), nil
+	})
+}
+
+func virtualClustersIn(t *testing.T, c *testenv.Process, ns string) []string {
+	t.Helper()
+	out, err := exec.Command("kubectl", "--kubeconfig", c.Kubeconfig, "get", "virtualclusters", "-n", ns, "-o", "name").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Fields(string(out))
+}
