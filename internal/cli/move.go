@@ -159,7 +159,7 @@ func (m *move) copy(ctx context.Context) error {
 	if err := ensureNamespace(ctx, m.c, m.o.to, m.ns, m.name); err != nil {
 		return err
 	}
-	vc := fromSnapshot(m.name, m.ns, snap, storagev1.AnnotationRestoreFrom, snap.Status.Location)
+	vc := storagev1.StartedFrom(m.name, m.ns, snap, storagev1.AnnotationRestoreFrom, snap.Status.Location)
 	vc.Spec = *m.srcVC.Spec.DeepCopy()
 	vc.Annotations[annotationMovedFrom] = m.from
 	if err := m.dst.Create(ctx, vc); err != nil {

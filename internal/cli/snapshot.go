@@ -93,13 +93,10 @@ func runSnapshot(cmd *cobra.Command, t *vclusterTarget, vcName, name, to string,
 // The default name is NAME-YYYYMMDD-HHMMSS, with -2, -3… when several are
 // made in one second.
 func createSnapshot(ctx context.Context, cl client.Client, ns, vcName, name, to string) (*storagev1.VirtualClusterSnapshot, error) {
-	given, base := name != "", vcName+"-"+time.Now().UTC().Format("20060102-150405")
+	given, now := name != "", time.Now()
 	for i := 1; ; i++ {
 		if !given {
-			name = base
-			if i > 1 {
-				name = fmt.Sprintf("%s-%d", base, i)
-			}
+			name = storagev1.SnapshotName(vcName, now, i)
 		}
 		snap := &storagev1.VirtualClusterSnapshot{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
@@ -195,7 +192,7 @@ func runRestore(cmd *cobra.Command, t *vclusterTarget, name, from string, timeou
 	err = cl.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, vc)
 	switch {
 	case apierrors.IsNotFound(err):
-		vc = fromSnapshot(name, ns, snap, storagev1.AnnotationRestoreFrom, from)
+		vc = storagev1.StartedFrom(name, ns, snap, storagev1.AnnotationRestoreFrom, from)
 		if err := cl.Create(ctx, vc); err != nil {
 			return fmt.Errorf("make virtual cluster %s again: %w", name, err)
 		}
@@ -244,21 +241,6 @@ func cmpOr(a, b string) string {
 		return a
 	}
 	return b
-}
-
-// fromSnapshot is a new VirtualCluster name in ns annotated to start from
-// a snapshot, with the snapshot's source's template and values.
-func fromSnapshot(name, ns string, snap *storagev1.VirtualClusterSnapshot, annotation, from string) *storagev1.VirtualCluster {
-	vc := &storagev1.VirtualCluster{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: map[string]string{annotation: from}}}
-	if snap != nil {
-		if snap.Status.SourceTemplate != "" {
-			vc.Spec.TemplateRef = &storagev1.TemplateRef{Name: snap.Status.SourceTemplate}
-		}
-		if snap.Status.SourceValues != "" {
-			vc.Spec.HelmRelease = &storagev1.VirtualClusterHelmRelease{Values: snap.Status.SourceValues}
-		}
-	}
-	return vc
 }
 
 // waitSeeded waits until the agent has carried out annotation (value from)
@@ -331,14 +313,14 @@ func newListSnapshotsCommand(output *string) *cobra.Command {
 // location. It has the source's template and values.
 func forkOf(ctx context.Context, w io.Writer, cl client.Client, name, ns, from string, timeout time.Duration) (*storagev1.VirtualCluster, error) {
 	if strings.Contains(from, ":") || strings.HasPrefix(from, "/") {
-		return fromSnapshot(name, ns, nil, storagev1.AnnotationForkFrom, from), nil
+		return storagev1.StartedFrom(name, ns, nil, storagev1.AnnotationForkFrom, from), nil
 	}
 	if srcNS, snapName, ok := strings.Cut(from, "/"); ok {
 		snap, err := completedSnapshot(ctx, cl, srcNS, snapName)
 		if err != nil {
 			return nil, err
 		}
-		return fromSnapshot(name, ns, snap, storagev1.AnnotationForkFrom, snapshotRef(srcNS, snapName, ns)), nil
+		return storagev1.StartedFrom(name, ns, snap, storagev1.AnnotationForkFrom, storagev1.SnapshotRef(srcNS, snapName, ns)), nil
 	}
 	// A virtual cluster of the fork's namespace, else of its own default.
 	srcNS := ns
@@ -356,7 +338,7 @@ func forkOf(ctx context.Context, w io.Writer, cl client.Client, name, ns, from s
 		if snap, err = waitSnapshot(ctx, w, cl, srcNS, snap.Name, timeout); err != nil {
 			return nil, err
 		}
-		return fromSnapshot(name, ns, snap, storagev1.AnnotationForkFrom, snapshotRef(srcNS, snap.Name, ns)), nil
+		return storagev1.StartedFrom(name, ns, snap, storagev1.AnnotationForkFrom, storagev1.SnapshotRef(srcNS, snap.Name, ns)), nil
 	}
 	if !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("--from %s: %w", from, err)
@@ -365,13 +347,5 @@ func forkOf(ctx context.Context, w io.Writer, cl client.Client, name, ns, from s
 	if err != nil {
 		return nil, fmt.Errorf("--from %s is neither a virtual cluster in namespace %s nor a completed snapshot in namespace %s (%v); name a snapshot of another namespace as NAMESPACE/NAME", from, srcNS, ns, err)
 	}
-	return fromSnapshot(name, ns, snap, storagev1.AnnotationForkFrom, from), nil
-}
-
-// snapshotRef names snapshot name of namespace snapNS from namespace ns.
-func snapshotRef(snapNS, name, ns string) string {
-	if snapNS == ns {
-		return name
-	}
-	return snapNS + "/" + name
+	return storagev1.StartedFrom(name, ns, snap, storagev1.AnnotationForkFrom, from), nil
 }

@@ -239,6 +239,20 @@ func (cc *clusterConfig) virtual(ctx context.Context, namespace, name string) (*
 	return nv.vc, nv.backend, nil
 }
 
+// virtualFor is virtual, read again when the cached one is not the one
+// u's key is scoped to: the cluster may have been made again (a restore)
+// since it was cached, and only what it is now revokes a key.
+func (cc *clusterConfig) virtualFor(ctx context.Context, u *User, namespace, name string) (*storagev1.VirtualCluster, *backend, error) {
+	vc, b, err := cc.virtual(ctx, namespace, name)
+	if err != nil || u.Scope == nil || u.Scope.UID == "" || vc == nil || vc.UID == u.Scope.UID {
+		return vc, b, err
+	}
+	cc.mu.Lock()
+	delete(cc.virtuals, namespace+"/"+name)
+	cc.mu.Unlock()
+	return cc.virtual(ctx, namespace, name)
+}
+
 // cluster looks up a connected cluster by name: 404 if unknown.
 func (s *Server) cluster(w http.ResponseWriter, r *http.Request, name string) *clusterConfig {
 	c := &storagev1.Cluster{}
@@ -307,7 +321,7 @@ func (s *Server) proxyVirtual(w http.ResponseWriter, r *http.Request, u *User, f
 			u.Name, ns, name, clusterName, ns, shortDuration(recheckEvery)))
 		return
 	}
-	vc, b, err := cc.virtual(r.Context(), ns, name)
+	vc, b, err := cc.virtualFor(r.Context(), u, ns, name)
 	switch {
 	case err != nil:
 		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, err.Error())

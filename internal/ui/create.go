@@ -78,12 +78,7 @@ func (u *UI) create(w http.ResponseWriter, r *http.Request, sess *session) {
 		u.render(w, http.StatusUnprocessableEntity, "new", pageData{Title: "Create a virtual cluster", Nav: "new", User: sess.user, CSRF: sess.csrf, Data: d})
 		return
 	}
-	base := "/kubernetes/cluster/" + url.PathEscape(d.Cluster)
-	// As the CLI: a namespace the user may not create may still exist.
-	_ = u.call(r, sess.key, http.MethodPost, base+"/api/v1/namespaces", "", &corev1.Namespace{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
-		ObjectMeta: metav1.ObjectMeta{Name: d.Namespace, Labels: map[string]string{storagev1.LabelNamespaceFor: d.Name}},
-	}, nil)
+	u.ensureNamespace(r, sess, d.Cluster, d.Namespace, d.Name)
 	vc := &storagev1.VirtualCluster{TypeMeta: metav1.TypeMeta{APIVersion: storagev1.GroupVersion.String(), Kind: "VirtualCluster"},
 		ObjectMeta: metav1.ObjectMeta{Name: d.Name, Namespace: d.Namespace}}
 	if doc != "" {
@@ -95,13 +90,23 @@ func (u *UI) create(w http.ResponseWriter, r *http.Request, sess *session) {
 	if d.SleepAfter != "" {
 		vc.Annotations = map[string]string{storagev1.AnnotationSleepAfter: d.SleepAfter}
 	}
-	if err := u.call(r, sess.key, http.MethodPost, base+"/apis/storage.loft.sh/v1/namespaces/"+url.PathEscape(d.Namespace)+"/virtualclusters", "", vc, nil); err != nil {
+	if err := u.call(r, sess.key, http.MethodPost, storagePath(d.Cluster, d.Namespace, "virtualclusters"), "", vc, nil); err != nil {
 		d.Problems = "The virtual cluster was not created: " + err.Error()
 		u.newForm(r, sess, d)
 		u.render(w, http.StatusUnprocessableEntity, "new", pageData{Title: "Create a virtual cluster", Nav: "new", User: sess.user, CSRF: sess.csrf, Data: d})
 		return
 	}
 	http.Redirect(w, r, vcURL(d.Cluster, d.Namespace, d.Name), http.StatusSeeOther)
+}
+
+// ensureNamespace creates namespace ns of cluster for virtual cluster
+// vcName, as the CLI does: a namespace the user may not create may still
+// exist, and the VirtualCluster's create says whether they may use it.
+func (u *UI) ensureNamespace(r *http.Request, sess *session, cluster, ns, vcName string) {
+	_ = u.call(r, sess.key, http.MethodPost, "/kubernetes/cluster/"+url.PathEscape(cluster)+"/api/v1/namespaces", "", &corev1.Namespace{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
+		ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{storagev1.LabelNamespaceFor: vcName}},
+	}, nil)
 }
 
 // valuesWithVersion adds the chosen Kubernetes version to the values as

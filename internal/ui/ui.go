@@ -151,9 +151,8 @@ func (u *UI) render(w http.ResponseWriter, code int, name string, d pageData) {
 	w.Header().Set("Cache-Control", "no-store")
 	var buf bytes.Buffer
 	tmpl := "base.html"
-	if name == "rows" || name == "status" {
-		tmpl = name // a fragment for live updates
-		name = map[string]string{"rows": "list", "status": "detail"}[name]
+	if page, ok := map[string]string{"rows": "list", "status": "detail", "snapshots": "detail"}[name]; ok {
+		tmpl, name = name, page // a fragment for live updates
 	}
 	if err := u.pages[name].ExecuteTemplate(&buf, tmpl, d); err != nil {
 		http.Error(w, "render "+name+": "+err.Error(), http.StatusInternalServerError)
@@ -165,13 +164,9 @@ func (u *UI) render(w http.ResponseWriter, code int, name string, d pageData) {
 
 // failPage renders an error page with the call's status (403 stays 403).
 func (u *UI) failPage(w http.ResponseWriter, sess *session, title string, err error) {
-	code := callCode(err)
-	if code == 0 {
-		code = http.StatusBadGateway
-	}
 	d := sessionPage(sess, title, "", nil)
 	d.Error = err.Error()
-	u.render(w, code, "error", d)
+	u.render(w, problemCode(err), "error", d)
 }
 
 type pageFunc func(w http.ResponseWriter, r *http.Request, sess *session)

@@ -33,10 +33,14 @@ type detailData struct {
 	EventsError              string
 	Kubeconfig, DownloadID   string
 	Asleep, Age              string
+	Snapshots                []snapshotRow
+	SnapshotsError           string
+	// Fork is the fork form sent back with what is wrong with it.
+	Fork forkForm
 }
 
 func (u *UI) vcPath(cluster, ns, name string) string {
-	return "/kubernetes/cluster/" + url.PathEscape(cluster) + "/apis/storage.loft.sh/v1/namespaces/" + url.PathEscape(ns) + "/virtualclusters/" + url.PathEscape(name)
+	return storagePath(cluster, ns, "virtualclusters/"+url.PathEscape(name))
 }
 
 func (u *UI) detail(r *http.Request, sess *session) (*detailData, error) {
@@ -63,6 +67,44 @@ func (u *UI) detail(r *http.Request, sess *session) (*detailData, error) {
 	return d, nil
 }
 
+// SnapshotsBusy: a snapshot is still being written, so the list changes.
+func (d *detailData) SnapshotsBusy() bool {
+	for _, s := range d.Snapshots {
+		if !s.Completed && s.Phase != string(storagev1.SnapshotFailed) {
+			return true
+		}
+	}
+	return false
+}
+
+// fullDetail is detail with the cluster's snapshots, for the whole page.
+func (u *UI) fullDetail(r *http.Request, sess *session) (*detailData, error) {
+	d, err := u.detail(r, sess)
+	if err != nil {
+		return nil, err
+	}
+	if d.Snapshots, err = u.snapshots(r, sess, d.Cluster, d.Namespace, d.Name); err != nil {
+		d.SnapshotsError = "Snapshots are not shown: " + err.Error()
+	}
+	return d, nil
+}
+
+// renderDetailProblem shows the detail page again with problem (and the
+// fork form f as sent, if any) after an action that did not happen.
+func (u *UI) renderDetailProblem(w http.ResponseWriter, r *http.Request, sess *session, code int, problem string, f *forkForm) {
+	d, err := u.fullDetail(r, sess)
+	if err != nil {
+		u.failPage(w, sess, "Virtual cluster "+r.PathValue("name"), err)
+		return
+	}
+	if f != nil {
+		d.Fork = *f
+	}
+	page := sessionPage(sess, "Virtual cluster "+d.Name, "list", d)
+	page.Error = problem
+	u.render(w, code, "detail", page)
+}
+
 func eventTime(e *corev1.Event) time.Time {
 	if !e.LastTimestamp.IsZero() {
 		return e.LastTimestamp.Time
@@ -74,20 +116,29 @@ func eventTime(e *corev1.Event) time.Time {
 }
 
 func (u *UI) detailPage(w http.ResponseWriter, r *http.Request, sess *session) {
-	d, err := u.detail(r, sess)
+	name := r.URL.Query().Get("fragment")
+	var d *detailData
+	var err error
+	switch name {
+	case "status":
+		d, err = u.detail(r, sess)
+	case "snapshots":
+		d = &detailData{Cluster: r.PathValue("cluster"), Namespace: r.PathValue("namespace"), Name: r.PathValue("name")}
+		d.Snapshots, err = u.snapshots(r, sess, d.Cluster, d.Namespace, d.Name)
+	default:
+		name = "detail"
+		d, err = u.fullDetail(r, sess)
+	}
 	if err != nil {
 		u.failPage(w, sess, "Virtual cluster "+r.PathValue("name"), err)
 		return
-	}
-	name := "detail"
-	if r.URL.Query().Get("fragment") == "status" {
-		name = "status"
 	}
 	u.render(w, http.StatusOK, name, pageData{Title: "Virtual cluster " + d.Name, Nav: "list", User: sess.user, CSRF: sess.csrf, Flash: r.URL.Query().Get("flash"), Data: d})
 }
 
 // vcAction: sleep, wake, delete (the name typed to confirm), connect (an
-// access key and a kubeconfig for this cluster).
+// access key and a kubeconfig for this cluster), snapshot (take one),
+// fork (a new cluster from one of its snapshots).
 func (u *UI) vcAction(w http.ResponseWriter, r *http.Request, sess *session) {
 	cluster, ns, name, action := r.PathValue("cluster"), r.PathValue("namespace"), r.PathValue("name"), r.PathValue("action")
 	path := u.vcPath(cluster, ns, name)
@@ -106,13 +157,7 @@ func (u *UI) vcAction(w http.ResponseWriter, r *http.Request, sess *session) {
 		flash = "Waking up."
 	case "delete":
 		if r.PostFormValue("confirm") != name {
-			d, derr := u.detail(r, sess)
-			if derr != nil {
-				u.failPage(w, sess, "Virtual cluster "+name, derr)
-				return
-			}
-			u.render(w, http.StatusUnprocessableEntity, "detail", pageData{Title: "Virtual cluster " + name, Nav: "list", User: sess.user, CSRF: sess.csrf,
-				Error: fmt.Sprintf("To delete it, type its name, %s, in the box.", name), Data: d})
+			u.renderDetailProblem(w, r, sess, http.StatusUnprocessableEntity, fmt.Sprintf("To delete it, type its name, %s, in the box.", name), nil)
 			return
 		}
 		if err = u.call(r, sess.key, http.MethodDelete, path, "", nil, nil); err == nil {
@@ -121,6 +166,16 @@ func (u *UI) vcAction(w http.ResponseWriter, r *http.Request, sess *session) {
 		}
 	case "connect":
 		u.connect(w, r, sess, cluster, ns, name)
+		return
+	case "snapshot":
+		snap, serr := u.takeSnapshot(r, sess, cluster, ns, name)
+		if serr != nil {
+			u.renderDetailProblem(w, r, sess, problemCode(serr), serr.Error(), nil)
+			return
+		}
+		flash = "Taking snapshot " + snap + "; it is listed under Snapshots."
+	case "fork":
+		u.fork(w, r, sess, cluster, ns, name)
 		return
 	default:
 		http.NotFound(w, r)
@@ -137,7 +192,7 @@ func (u *UI) vcAction(w http.ResponseWriter, r *http.Request, sess *session) {
 // with the session's key, if that expires) and shows a kubeconfig with it:
 // the platform's address alone, which the key routes to the cluster.
 func (u *UI) connect(w http.ResponseWriter, r *http.Request, sess *session, cluster, ns, name string) {
-	d, err := u.detail(r, sess)
+	d, err := u.fullDetail(r, sess)
 	if err != nil {
 		u.failPage(w, sess, "Virtual cluster "+name, err)
 		return

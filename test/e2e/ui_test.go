@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -210,6 +211,10 @@ func TestWebUI(t *testing.T) {
 		t.Errorf("kubectl with the UI's kubeconfig:\n%s", out)
 	}
 
+	// Snapshot it from its page, fork the snapshot: the fork has its data.
+	kubectl(t, kcFile, "", "create", "configmap", "ui-data", "--from-literal=k=before")
+	snapshotAndFork(t, b, p, ns, detailURL)
+
 	// Sleep, then wake.
 	b.run("sleep", chromedp.Navigate(detailURL), chromedp.WaitVisible(chromedp.CSS("#actions-h")),
 		chromedp.Click(chromedp.Search(`//button[text()="Sleep"]`)), chromedp.WaitVisible(chromedp.CSS(".flash")))
@@ -251,12 +256,80 @@ func TestWebUI(t *testing.T) {
 	kubectl(t, hk, "", "wait", "--for=delete", "virtualcluster/webui", "-n", ns, "--timeout=60s")
 }
 
+// snapshotAndFork, as uma (RBAC in namespace ns alone): take a snapshot of
+// virtual cluster webui on its page and see it Completed; fork it with a
+// bad name, into the default namespace (not hers), under a taken name,
+// each refused with why on the same page; then as webui-fork in ns, follow
+// the fork to Ready and read the source's ConfigMap ui-data in it with the
+// fork's own kubeconfig from its page. The fork is deleted at the end.
+func snapshotAndFork(t *testing.T, b *browser, p *platform, ns, detailURL string) {
+	t.Helper()
+	defer func() {
+		if t.Failed() {
+			out, _ := exec.Command("kubectl", "--kubeconfig", host.Kubeconfig, "get", "virtualclusters,virtualclustersnapshots", "-n", ns, "-o", "yaml").CombinedOutput()
+			t.Logf("DEBUG virtual clusters and snapshots:\n%s\nagent:\n%s", out, testenv.Tail(p.agent.Output(), 3000))
+		}
+	}()
+	b.run("take a snapshot", chromedp.Navigate(detailURL), chromedp.WaitVisible(chromedp.CSS("#snapshots-h")),
+		chromedp.Click(chromedp.Search(`//button[text()="Take snapshot"]`)), chromedp.WaitVisible(chromedp.CSS(".flash")))
+	snap := b.get("the snapshot's name", chromedp.Evaluate[string](`document.querySelector("#snapshots tr[data-snapshot]").dataset.snapshot`))
+	if !regexp.MustCompile(`^webui-[0-9]{8}-[0-9]{6}$`).MatchString(snap) || !strings.Contains(b.text(".flash"), snap) {
+		t.Fatalf("snapshot %q (want webui-YYYYMMDD-HHMMSS), flash %q", snap, b.text(".flash"))
+	}
+	row := `#snapshots tr[data-snapshot="` + snap + `"]`
+	b.waitText(row, "Completed", 120*time.Second)
+	if s := b.text(row); !regexp.MustCompile(`[0-9.]+ (B|KiB|MiB|GiB)`).MatchString(s) || !strings.Contains(s, "v1.") {
+		t.Errorf("the snapshot's row shows no size or Kubernetes version: %q", s)
+	}
+	b.shot("snapshot-completed")
+
+	// From the cluster's page (no message on it yet); a refusal comes back
+	// on that page with why, the fork goes to its own.
+	fork := func(what, name, namespace string) {
+		t.Helper()
+		b.run(what, chromedp.Navigate(detailURL), chromedp.WaitVisible(chromedp.CSS(row+` input[name="name"]`)),
+			chromedp.SendKeys(chromedp.CSS(row+` input[name="name"]`), name))
+		if namespace != "" { // else left empty, as a user would
+			b.run(what, chromedp.SendKeys(chromedp.CSS(row+` input[name="namespace"]`), namespace))
+		}
+		b.run(what, chromedp.Click(chromedp.CSS(row+` button[type="submit"]`)), chromedp.WaitVisible(chromedp.CSS("p.error, .flash")))
+	}
+	for _, c := range []struct{ what, name, namespace, want string }{
+		{"fork with a bad name", "Web_Fork", ns, `name "Web_Fork"`},
+		{"fork into a namespace not hers", "webui-fork", "", "forbidden"},
+		{"fork under a taken name", "webui", ns, "already exists"},
+	} {
+		fork(c.what, c.name, c.namespace)
+		if msg := b.text("main"); !strings.Contains(msg, "was not created") || !strings.Contains(msg, c.want) {
+			t.Errorf("%s: want %q on the page, got %q", c.what, c.want, msg)
+		}
+		b.shot(strings.ReplaceAll(c.what, " ", "-"))
+	}
+	fork("fork", "webui-fork", ns)
+	b.waitText("h1", "webui-fork", 10*time.Second)
+	b.shot("fork-deploying")
+	b.waitText("#status .phase", "Ready", 180*time.Second)
+	if s := b.text("#status"); !strings.Contains(s, "Forked") || !strings.Contains(s, "e2e-ui-small") {
+		t.Errorf("the fork's status names no fork or not the source's template: %q", s)
+	}
+	b.shot("fork-ready")
+	b.run("connect to the fork", chromedp.Click(chromedp.Search(`//button[text()="Get a kubeconfig"]`)), chromedp.WaitVisible(chromedp.CSS("#kubeconfig")))
+	kcFile := filepath.Join(t.TempDir(), "webui-fork.kubeconfig")
+	if err := os.WriteFile(kcFile, []byte(b.get("read the fork's kubeconfig", chromedp.Value(chromedp.CSS("#kubeconfig")))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if k := kubectl(t, kcFile, "", "get", "configmap", "ui-data", "-o", "jsonpath={.data.k}"); k != "before" {
+		t.Errorf("configmap ui-data in the fork: k=%q, want before", k)
+	}
+	kubectl(t, host.Kubeconfig, "", "delete", "virtualcluster", "webui-fork", "-n", ns, "--timeout=90s")
+}
+
 // grantUma lets uma manage virtual clusters in ns and read templates,
 // among them template e2e-ui-small.
 func grantUma(t *testing.T, ns string) {
 	t.Helper()
 	hk := host.Kubeconfig
-	kubectl(t, hk, "", "create", "role", "vc-admin", "-n", ns, "--verb=get,list,watch,create,patch,delete", "--resource=virtualclusters.storage.loft.sh,events")
+	kubectl(t, hk, "", "create", "role", "vc-admin", "-n", ns, "--verb=get,list,watch,create,patch,delete", "--resource=virtualclusters.storage.loft.sh,virtualclustersnapshots.storage.loft.sh,events")
 	kubectl(t, hk, "", "create", "rolebinding", "uma", "-n", ns, "--role=vc-admin", "--user=uma")
 	kubectl(t, hk, "", "create", "clusterrole", "e2e-template-reader", "--verb=get,list", "--resource=virtualclustertemplates.storage.loft.sh")
 	kubectl(t, hk, "", "create", "clusterrolebinding", "e2e-uma-templates", "--clusterrole=e2e-template-reader", "--user=uma")

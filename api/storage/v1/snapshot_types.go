@@ -1,6 +1,9 @@
 package v1
 
 import (
+	"fmt"
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -145,3 +148,41 @@ const (
 	// out (True) or refused (False, with why).
 	ConditionRestored = "Restored"
 )
+
+// SnapshotName is the i-th name (from 1) tried for a snapshot of virtual
+// cluster vc taken at now: VC-YYYYMMDD-HHMMSS (UTC), then with -2, -3…
+// when that second has one. The CLI and the UI name snapshots so.
+func SnapshotName(vc string, now time.Time, i int) string {
+	name := vc + "-" + now.UTC().Format("20060102-150405")
+	if i > 1 {
+		name = fmt.Sprintf("%s-%d", name, i)
+	}
+	return name
+}
+
+// SnapshotRef names snapshot name of namespace snapNS as seen from
+// namespace ns: NAME in its own namespace, NAMESPACE/NAME from another.
+func SnapshotRef(snapNS, name, ns string) string {
+	if snapNS == ns {
+		return name
+	}
+	return snapNS + "/" + name
+}
+
+// StartedFrom is a new VirtualCluster name in namespace ns whose annotation
+// (AnnotationRestoreFrom or AnnotationForkFrom) is from, with the template
+// and values of the cluster snap was taken of (snap may be nil: a
+// location).
+func StartedFrom(name, ns string, snap *VirtualClusterSnapshot, annotation, from string) *VirtualCluster {
+	vc := &VirtualCluster{
+		TypeMeta:   metav1.TypeMeta{APIVersion: GroupVersion.String(), Kind: "VirtualCluster"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: map[string]string{annotation: from}},
+	}
+	if snap != nil && snap.Status.SourceTemplate != "" {
+		vc.Spec.TemplateRef = &TemplateRef{Name: snap.Status.SourceTemplate}
+	}
+	if snap != nil && snap.Status.SourceValues != "" {
+		vc.Spec.HelmRelease = &VirtualClusterHelmRelease{Values: snap.Status.SourceValues}
+	}
+	return vc
+}
