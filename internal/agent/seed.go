@@ -134,6 +134,15 @@ func (s *snapshots) seed(ctx context.Context, vc *storagev1.VirtualCluster, q se
 	if reason, err := fits(m, owner); err != nil {
 		return reason, err
 	}
+	if m.Datastore == controlplane.DatastoreEtcd {
+		file := filepath.Join(stage, etcdSnapshotFile)
+		if err := controlplane.RestoreEtcd(ctx, file, stage); err != nil {
+			return "InvalidSnapshot", fmt.Errorf("restore its etcd datastore: %w", err)
+		}
+		if err := os.Remove(file); err != nil {
+			return "StageFailed", err
+		}
+	}
 	if q.fork {
 		if err := os.RemoveAll(filepath.Join(stage, "pki")); err != nil {
 			return "StageFailed", err

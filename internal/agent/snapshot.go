@@ -183,13 +183,7 @@ func copyDataDir(ctx context.Context, data, stage string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if datastore != controlplane.DatastoreSQLite {
-		return "", fmt.Errorf("the virtual cluster runs on %s: only SQLite-backed clusters (the default datastore) can be snapshotted yet", datastore)
-	}
-	if err := os.MkdirAll(filepath.Join(stage, "db"), 0o700); err != nil {
-		return "", err
-	}
-	if err := controlplane.BackupSQLite(ctx, data, filepath.Join(stage, "db", "state.db")); err != nil {
+	if err := backupDatastore(ctx, datastore, data, stage); err != nil {
 		return "", fmt.Errorf("back up the datastore: %w", err)
 	}
 	if err := copyFile(filepath.Join(data, "sublet-data-dir.json"), filepath.Join(stage, "sublet-data-dir.json")); err != nil {
@@ -204,6 +198,26 @@ func copyDataDir(ctx context.Context, data, stage string) (string, error) {
 		}
 	}
 	return datastore, copyTree(filepath.Join(data, "pki"), filepath.Join(stage, "pki"))
+}
+
+// etcdSnapshotFile is where a snapshot keeps an etcd datastore: etcd's own
+// snapshot (its API's, or the database of a stopped member), restored into
+// an etcd data dir when the snapshot is.
+const etcdSnapshotFile = "etcd-snapshot.db"
+
+// backupDatastore writes the datastore's own backup of data dir data into
+// stage: SQLite's online backup, or etcd's snapshot.
+func backupDatastore(ctx context.Context, datastore, data, stage string) error {
+	if datastore == controlplane.DatastoreEtcd {
+		if err := os.MkdirAll(stage, 0o700); err != nil {
+			return err
+		}
+		return controlplane.BackupEtcd(ctx, data, filepath.Join(stage, etcdSnapshotFile))
+	}
+	if err := os.MkdirAll(filepath.Join(stage, "db"), 0o700); err != nil {
+		return err
+	}
+	return controlplane.BackupSQLite(ctx, data, filepath.Join(stage, "db", "state.db"))
 }
 
 // tempDir is a new directory for one snapshot's work, under dir so its

@@ -50,11 +50,12 @@ func (d dataDir) path(elem ...string) string {
 // dir.
 func PKI(dir string) pki.Dir { return dataDir{root: dir}.pkiDir() }
 
-func (d dataDir) pkiDir() pki.Dir         { return pki.Dir{Path: d.path("pki")} }
-func (d dataDir) etcd() string            { return d.path("etcd") }
-func (d dataDir) sqlite() string          { return d.path("db", "state.db") }
-func (d dataDir) logs() string            { return d.path("logs") }
-func (d dataDir) AdminKubeconfig() string { return d.path("admin.kubeconfig") }
+func (d dataDir) pkiDir() pki.Dir           { return pki.Dir{Path: d.path("pki")} }
+func (d dataDir) etcd() string              { return d.path("etcd") }
+func (d dataDir) etcdClientURLFile() string { return d.path("etcd-client-url") }
+func (d dataDir) sqlite() string            { return d.path("db", "state.db") }
+func (d dataDir) logs() string              { return d.path("logs") }
+func (d dataDir) AdminKubeconfig() string   { return d.path("admin.kubeconfig") }
 func (d dataDir) egressSelectorConfig() string {
 	return d.path("components", "egress-selector.json")
 }

@@ -22,11 +22,47 @@ import (
 // bulk of an idle data dir.
 const etcdWALSegmentBytes = 8 * 1000 * 1000
 
+// etcdMemberName is the name of the one member of a control plane's etcd.
+const etcdMemberName = "sublet"
+
 type etcdStore struct {
 	dir     string
 	pki     pki.Dir
 	logFile string
+	// urlFile, if set, is where start records the client URL, which is new
+	// at each start, for BackupEtcd to find the running etcd.
+	urlFile string
 	etcd    *embed.Etcd
+}
+
+// etcdStore is the datastore of a control plane started with
+// --datastore=etcd on the data dir.
+func (d dataDir) etcdStore(p pki.Dir) *etcdStore {
+	return &etcdStore{dir: d.etcd(), pki: p, logFile: d.path("logs", "etcd.log"), urlFile: d.etcdClientURLFile()}
+}
+
+// etcdMember is the configuration of the one member of a control plane's
+// etcd, with peer URL peer. The first start of a member, or a restore,
+// derives the member and cluster IDs from its peer URL and cluster token
+// and records them; a restart takes them from the write-ahead log and
+// ignores the initial cluster, so the peer port may change at each start.
+func etcdMember(peer url.URL) *embed.Config {
+	cfg := embed.NewConfig()
+	cfg.Name = etcdMemberName
+	cfg.ListenPeerUrls = []url.URL{peer}
+	cfg.AdvertisePeerUrls = []url.URL{peer}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	return cfg
+}
+
+// freePeerURL is a peer URL on a free port of the loopback address. The
+// member listens there but has no peer to talk to.
+func freePeerURL() (url.URL, error) {
+	port, err := FreePort("127.0.0.1")
+	if err != nil {
+		return url.URL{}, err
+	}
+	return url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", port)}, nil
 }
 
 // checkEtcdDir fails if dir exists but does not look like etcd's data.
@@ -62,21 +98,16 @@ func (s *etcdStore) start(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	peerPort, err := FreePort("127.0.0.1")
+	peerURL, err := freePeerURL()
 	if err != nil {
 		return "", err
 	}
 	clientURL := url.URL{Scheme: "https", Host: fmt.Sprintf("127.0.0.1:%d", clientPort)}
-	peerURL := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", peerPort)}
 
-	cfg := embed.NewConfig()
-	cfg.Name = "sublet"
+	cfg := etcdMember(peerURL)
 	cfg.Dir = s.dir
 	cfg.ListenClientUrls = []url.URL{clientURL}
 	cfg.AdvertiseClientUrls = []url.URL{clientURL}
-	cfg.ListenPeerUrls = []url.URL{peerURL}
-	cfg.AdvertisePeerUrls = []url.URL{peerURL}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.ClientTLSInfo = transport.TLSInfo{
 		CertFile:       s.pki.ClientCert(pki.EtcdServer),
 		KeyFile:        s.pki.ClientKey(pki.EtcdServer),
@@ -104,11 +135,20 @@ func (s *etcdStore) start(ctx context.Context) (string, error) {
 		e.Close()
 		return "", ctx.Err()
 	}
+	if s.urlFile != "" {
+		if err := pki.WriteFileAtomic(s.urlFile, []byte(clientURL.String()+"\n"), 0o600); err != nil {
+			e.Close()
+			return "", fmt.Errorf("record the etcd client URL: %w", err)
+		}
+	}
 	s.etcd = e
 	return clientURL.String(), nil
 }
 
 func (s *etcdStore) stop() {
+	if s.urlFile != "" {
+		_ = os.Remove(s.urlFile)
+	}
 	if s.etcd != nil {
 		s.etcd.Close()
 	}

@@ -108,7 +108,7 @@ func (d dataDir) datastoreAlone(ds string, p pki.Dir) (datastore, error) {
 	if err := os.MkdirAll(d.logs(), 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", d.logs(), err)
 	}
-	return &etcdStore{dir: d.etcd(), pki: p, logFile: d.path("logs", "etcd.log")}, nil
+	return d.etcdStore(p), nil
 }
 
 // dialDatastore connects to the datastore at url as the API server does.

@@ -124,7 +124,7 @@ func (cp *ControlPlane) startDatastore(ctx context.Context, p pki.Dir) (string, 
 	if cp.opts.Datastore == DatastoreSQLite {
 		store = &kineStore{file: cp.dir.sqlite(), pki: p, log: cp.log}
 	} else {
-		store = &etcdStore{dir: cp.dir.etcd(), pki: p, logFile: cp.dir.path("logs", "etcd.log")}
+		store = cp.dir.etcdStore(p)
 	}
 	url, err := store.start(ctx)
 	if err != nil {

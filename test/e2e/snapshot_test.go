@@ -232,6 +232,34 @@ type: kubernetes.io/service-account-token
 		}
 	})
 
+	step(t, "scheduled snapshots keep the last N", func(t *testing.T) {
+		kubectl(t, host.Kubeconfig, "", "annotate", "virtualcluster", "src", "-n", tm.ns,
+			storagev1.AnnotationSnapshotSchedule+"=@every 2s", storagev1.AnnotationSnapshotKeep+"=2")
+		seen := map[string]bool{}
+		var live []storagev1.VirtualClusterSnapshot
+		poll(t, 2*time.Minute, "three scheduled snapshots, two kept", func(ctx context.Context) (bool, error) {
+			list := &storagev1.VirtualClusterSnapshotList{}
+			out := kubectl(t, host.Kubeconfig, "", "get", "virtualclustersnapshots", "-n", tm.ns, "-l", storagev1.LabelScheduled+"=src", "-o", "json")
+			if err := json.Unmarshal([]byte(out), list); err != nil {
+				return false, err
+			}
+			live = list.Items
+			completed := 0
+			for _, s := range live {
+				seen[s.Name] = true
+				if s.Status.Phase == storagev1.SnapshotCompleted {
+					completed++
+				}
+			}
+			return len(seen) >= 4 && completed == 2, nil
+		})
+		if len(live) > 3 {
+			t.Fatalf("%d scheduled snapshots kept with snapshot-keep 2", len(live))
+		}
+		kubectl(t, host.Kubeconfig, "", "annotate", "virtualcluster", "src", "-n", tm.ns,
+			storagev1.AnnotationSnapshotSchedule+"-", storagev1.AnnotationSnapshotKeep+"-")
+	})
+
 	step(t, "snapshot, delete, restore", func(t *testing.T) {
 		sublet(t, append([]string{"use", "vcluster", "src"}, at...)...)
 		kubectl(t, tm.kubeconfig, "", "create", "configmap", "after", "--from-literal=k=v")
@@ -433,4 +461,71 @@ func writeTemp(t *testing.T, content string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// TestSnapshotsEtcd: a cluster on etcd is snapshotted through etcd's
+// snapshot API while it runs and from its stopped member's database while
+// it sleeps, and both restore: a fork of the first has its objects and a
+// new cluster ID, a restore of the second its objects and the same one.
+func TestSnapshotsEtcd(t *testing.T) {
+	needHost(t)
+	_, _, ns := agentWithNamespace(t, "snap-etcd")
+	hk := host.Kubeconfig
+	apply := func(kind, name, rest string) {
+		t.Helper()
+		kubectl(t, hk, fmt.Sprintf("apiVersion: storage.loft.sh/v1\nkind: %s\nmetadata:\n  name: %s\n  namespace: %s\n%s", kind, name, ns, rest), "apply", "-f", "-")
+	}
+	completed := func(name string) *storagev1.VirtualClusterSnapshot {
+		t.Helper()
+		var s *storagev1.VirtualClusterSnapshot
+		poll(t, time.Minute, "snapshot "+name, func(context.Context) (bool, error) {
+			s = snapshotObject(t, ns, name)
+			if s.Status.Phase == storagev1.SnapshotFailed {
+				return false, fmt.Errorf("snapshot %s failed: %s", name, s.Status.Message)
+			}
+			return s.Status.Phase == storagev1.SnapshotCompleted, nil
+		})
+		return s
+	}
+	client := func(name string) kubernetes.Interface {
+		t.Helper()
+		waitVCPhase(t, ns, name, storagev1.PhaseReady, 2*time.Minute)
+		return kubernetes.NewForConfigOrDie(restConfigOf(t, publishedKubeconfig(t, ns, name)))
+	}
+	apply("VirtualCluster", "ed", "spec:\n  helmRelease:\n    values: |\n      virtualCluster:\n        extraArgs: [--datastore=etcd]\n")
+	ed := client("ed")
+	ctx := context.Background()
+	if _, err := ed.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "data"}, Data: map[string]string{"k": "v"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	id := clusterID(t, ed)
+
+	apply("VirtualClusterSnapshot", "ed-live", "spec: {virtualCluster: ed}\n")
+	if s := completed("ed-live"); s.Status.Datastore != "etcd" || s.Status.SourceSleeping {
+		t.Fatalf("snapshot of the running etcd cluster: %+v", s.Status)
+	}
+	apply("VirtualCluster", "ed-fork", "  annotations: {storage.loft.sh/fork-from: ed-live}\nspec:\n  helmRelease:\n    values: |\n      virtualCluster:\n        extraArgs: [--datastore=etcd]\n")
+	fork := client("ed-fork")
+	if cm, err := fork.CoreV1().ConfigMaps("default").Get(ctx, "data", metav1.GetOptions{}); err != nil || cm.Data["k"] != "v" {
+		t.Fatalf("the etcd fork's configmap: %v %+v", err, cm)
+	}
+	if clusterID(t, fork) == id {
+		t.Fatal("the etcd fork kept the source's cluster ID")
+	}
+
+	kubectl(t, hk, "", "annotate", "virtualcluster", "ed", "-n", ns, storagev1.AnnotationForceSleep+"=true")
+	waitVCPhase(t, ns, "ed", storagev1.PhaseSleeping, 2*time.Minute)
+	apply("VirtualClusterSnapshot", "ed-asleep", "spec: {virtualCluster: ed}\n")
+	if s := completed("ed-asleep"); !s.Status.SourceSleeping {
+		t.Fatalf("snapshot of the sleeping etcd cluster: %+v", s.Status)
+	}
+	kubectl(t, hk, "", "delete", "virtualcluster", "ed", "-n", ns, "--timeout=60s")
+	apply("VirtualCluster", "ed", "  annotations: {storage.loft.sh/restore-from: ed-asleep}\nspec:\n  helmRelease:\n    values: |\n      virtualCluster:\n        extraArgs: [--datastore=etcd]\n")
+	restored := client("ed")
+	if cm, err := restored.CoreV1().ConfigMaps("default").Get(ctx, "data", metav1.GetOptions{}); err != nil || cm.Data["k"] != "v" {
+		t.Fatalf("the restored etcd cluster's configmap: %v %+v", err, cm)
+	}
+	if got := clusterID(t, restored); got != id {
+		t.Fatalf("cluster ID %s after the restore, want %s", got, id)
+	}
 }
