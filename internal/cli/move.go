@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -173,19 +174,25 @@ func (m *move) copy(ctx context.Context) error {
 	if err := waitReady(ctx, m.out, m.dst, m.ns, m.name, m.o.timeout); err != nil {
 		return err
 	}
-	return m.answers(ctx)
+	return waitAnswers(ctx, m.c, m.o.to, m.ns, m.name, m.o.timeout)
 }
 
-// answers checks that the moved cluster answers through the platform.
-func (m *move) answers(ctx context.Context) error {
-	kube, err := kubernetes.NewForConfig(m.c.restConfig(fmt.Sprintf("/kubernetes/virtualcluster/%s/%s/%s", m.o.to, m.ns, m.name)))
+// waitAnswers waits until virtual cluster ns/name of cluster answers
+// through the platform (which may still hold the address it had before a
+// restart for a few seconds).
+func waitAnswers(ctx context.Context, c *loginConfig, cluster, ns, name string, timeout time.Duration) error {
+	kube, err := kubernetes.NewForConfig(c.restConfig(fmt.Sprintf("/kubernetes/virtualcluster/%s/%s/%s", cluster, ns, name)))
 	if err != nil {
 		return err
 	}
-	return poll(ctx, 200*time.Millisecond, m.o.timeout, func(ctx context.Context) (bool, error) {
+	err = poll(ctx, 200*time.Millisecond, timeout, func(ctx context.Context) (bool, error) {
 		_, err := kube.Discovery().ServerVersion()
 		return err == nil, nil
 	})
+	if errors.Is(err, errTimedOut) {
+		return fmt.Errorf("virtual cluster %s is ready but does not answer through the platform after %s", name, timeout)
+	}
+	return err
 }
 
 // switchOver points the kube-context at the moved cluster and deletes the

@@ -212,6 +212,13 @@ func runRestore(cmd *cobra.Command, t *vclusterTarget, name, from string, timeou
 	if err := waitReady(ctx, out, cl, ns, name, timeout); err != nil {
 		return err
 	}
+	c, err := loadLogin()
+	if err != nil {
+		return err
+	}
+	if err := waitAnswers(ctx, c, cluster, ns, name, timeout); err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "Virtual cluster %s is restored from %s and ready\n", name, from)
 	return nil
 }

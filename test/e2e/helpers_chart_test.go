@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,8 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/sublet-dev/sublet/charts"
+	"github.com/sublet-dev/sublet/config/crd"
+	"github.com/sublet-dev/sublet/config/policy"
 )
 
 // chartNamespace is where the platform chart must be installed.
@@ -104,11 +107,26 @@ func chartValues(extra map[string]interface{}) map[string]interface{} {
 // ownership metadata), as an admin moving to the chart would.
 func adoptCRDs(t *testing.T) {
 	t.Helper()
+	// Every CRD and policy the agent installs, as config/ holds them.
 	var objects []string
-	for _, name := range []string{"virtualclusters", "virtualclustertemplates", "clusters", "accesskeys"} {
-		objects = append(objects, "crd/"+name+".storage.loft.sh")
+	files, err := fs.Glob(crd.Files, "*.yaml")
+	if err != nil {
+		t.Fatal(err)
 	}
-	objects = append(objects, "validatingadmissionpolicy/sublet-template-use", "validatingadmissionpolicybinding/sublet-template-use")
+	for _, f := range files {
+		group, resource, _ := strings.Cut(strings.TrimSuffix(f, ".yaml"), "_")
+		objects = append(objects, "crd/"+resource+"."+group)
+	}
+	policies, bindings, err := policy.Objects()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range policies {
+		objects = append(objects, "validatingadmissionpolicy/"+p.Name)
+	}
+	for _, b := range bindings {
+		objects = append(objects, "validatingadmissionpolicybinding/"+b.Name)
+	}
 	for _, obj := range objects {
 		out, err := exec.Command("kubectl", "--kubeconfig", host.Kubeconfig, "get", obj, "-o", "name").CombinedOutput()
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"log"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -256,6 +257,20 @@ type: kubernetes.io/service-account-token
 		if len(live) > 3 {
 			t.Fatalf("%d scheduled snapshots kept with snapshot-keep 2", len(live))
 		}
+		// A deleted snapshot's file goes with it (the finalizer runs before
+		// the object is gone, so the first ones' files are gone by now).
+		for name := range seen {
+			kept := false
+			for _, s := range live {
+				kept = kept || s.Name == name
+			}
+			_, err := os.Stat(filepath.Join(p.stateDir, "snapshots", tm.ns, name+".snapshot"))
+			if !kept && err == nil {
+				if _, gone := snapshotGone(t, tm.ns, name); gone {
+					t.Errorf("the file of deleted snapshot %s is still there", name)
+				}
+			}
+		}
 		kubectl(t, host.Kubeconfig, "", "annotate", "virtualcluster", "src", "-n", tm.ns,
 			storagev1.AnnotationSnapshotSchedule+"-", storagev1.AnnotationSnapshotKeep+"-")
 	})
@@ -284,6 +299,29 @@ type: kubernetes.io/service-account-token
 		if !tokenValid(t, directConfig(t, tm.ns, "src"), srcToken) {
 			t.Fatal("a token issued before the snapshot is refused after the restore")
 		}
+		waitHostPod(t, tm.ns, "src", "web")
+	})
+
+	step(t, "restore in place removes what came after", func(t *testing.T) {
+		kubectl(t, tm.kubeconfig, "", "run", "late", "--image=nginx")
+		kubectl(t, tm.kubeconfig, "", "wait", "--for=condition=Ready", "pod/late", "--timeout=90s")
+		late := (translate.Translator{VCluster: "src", HostNamespace: tm.ns}).HostName("default", "late")
+		if _, err := host.Client.CoreV1().Pods(tm.ns).Get(ctx, late, metav1.GetOptions{}); err != nil {
+			t.Fatalf("the late pod's host pod: %v", err)
+		}
+		out := sublet(t, append([]string{"restore", "vcluster", "src", "--from", snap}, at...)...)
+		if !strings.Contains(out, "Restoring virtual cluster src") {
+			t.Fatalf("restore in place:\n%s", out)
+		}
+		sublet(t, append([]string{"use", "vcluster", "src"}, at...)...)
+		src = tm.client(t)
+		if _, err := src.CoreV1().Pods("default").Get(ctx, "late", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("a pod made after the snapshot is back: %v", err)
+		}
+		poll(t, time.Minute, "the host pod of a pod the snapshot lacks to go", func(ctx context.Context) (bool, error) {
+			_, err := host.Client.CoreV1().Pods(tm.ns).Get(ctx, late, metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
 		waitHostPod(t, tm.ns, "src", "web")
 	})
 
@@ -528,4 +566,14 @@ func TestSnapshotsEtcd(t *testing.T) {
 	if got := clusterID(t, restored); got != id {
 		t.Fatalf("cluster ID %s after the restore, want %s", got, id)
 	}
+}
+
+// snapshotGone reports whether snapshot ns/name no longer exists.
+func snapshotGone(t *testing.T, ns, name string) (string, bool) {
+	t.Helper()
+	out, err := exec.Command("kubectl", "--kubeconfig", host.Kubeconfig, "get", "virtualclustersnapshot", name, "-n", ns, "--ignore-not-found", "-o", "name").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), strings.TrimSpace(string(out)) == ""
 }
