@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -238,16 +240,9 @@ func completedSnapshot(ctx context.Context, cl client.Client, ns, from string) (
 		return nil, fmt.Errorf("snapshot %s: %w", from, err)
 	}
 	if snap.Status.Phase != storagev1.SnapshotCompleted {
-		return nil, fmt.Errorf("snapshot %s is %s, not Completed: %s", from, cmpOr(string(snap.Status.Phase), "Pending"), snap.Status.Message)
+		return nil, fmt.Errorf("snapshot %s is %s, not Completed: %s", from, cmp.Or(string(snap.Status.Phase), "Pending"), snap.Status.Message)
 	}
 	return snap, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // waitSeeded waits until the agent has carried out annotation (value from)
@@ -258,9 +253,13 @@ func waitSeeded(ctx context.Context, cl client.Client, ns, name, annotation, fro
 		if err := cl.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, vc); err != nil {
 			return false, nil
 		}
-		c := findCondition(vc.Status.Conditions, storagev1.ConditionRestored)
-		if vc.Annotations[storagev1.AnnotationSeedFailed] == from || (vc.Annotations[annotation] == "" && c != nil && c.Status == metav1.ConditionFalse && strings.Contains(c.Message, from)) {
+		c := meta.FindStatusCondition(vc.Status.Conditions, storagev1.ConditionRestored)
+		failed := c != nil && c.Status == metav1.ConditionFalse && strings.Contains(c.Message, from)
+		switch {
+		case failed && (vc.Annotations[annotation] == "" || vc.Annotations[storagev1.AnnotationSeedFailed] == from):
 			return false, fmt.Errorf("%s", c.Message)
+		case vc.Annotations[storagev1.AnnotationSeedFailed] == from:
+			return false, nil // refused; its condition is on its way
 		}
 		return vc.Annotations[annotation] == "", nil
 	})
@@ -268,15 +267,6 @@ func waitSeeded(ctx context.Context, cl client.Client, ns, name, annotation, fro
 		return fmt.Errorf("the agent has not taken up %s=%s on virtual cluster %s after %s; see its status", annotation, from, name, timeout)
 	}
 	return err
-}
-
-func findCondition(conds []metav1.Condition, typ string) *metav1.Condition {
-	for i := range conds {
-		if conds[i].Type == typ {
-			return &conds[i]
-		}
-	}
-	return &metav1.Condition{Type: typ}
 }
 
 func newListSnapshotsCommand(output *string) *cobra.Command {

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
@@ -14,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/registry"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,9 +30,7 @@ import (
 // and the team's kube-context (same name) reaches the moved cluster.
 func TestMove(t *testing.T) {
 	needHost(t)
-	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(reg.Close)
-	regHost := strings.TrimPrefix(reg.URL, "http://")
+	regHost := startRegistry(t)
 	agentArgs := []string{"--snapshot-registries", regHost + "/snaps"}
 	p := startPlatformAgent(t, agentArgs)
 	other, err := testenv.StartHost(context.Background(), t.TempDir(), 1)

@@ -20,6 +20,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
@@ -45,9 +46,7 @@ import (
 // leaves every cluster as it was.
 func TestSnapshots(t *testing.T) {
 	needHost(t)
-	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(reg.Close)
-	regHost := strings.TrimPrefix(reg.URL, "http://")
+	regHost := startRegistry(t)
 	agentArgs := []string{"--snapshot-registries", regHost + "/snaps"}
 	p := startPlatformAgent(t, agentArgs)
 	whole := t // the agent started again outlives the step
@@ -216,7 +215,7 @@ type: kubernetes.io/service-account-token
 			t.Fatal("the fork's service-account token secret kept the source's token")
 		}
 		waitHostPod(t, tm.ns, "fork", "web")
-		if c := findCond(vcStatus(t, tm.ns, "fork").Status.Conditions, storagev1.ConditionRestored); c == nil || c.Reason != "Forked" {
+		if c := meta.FindStatusCondition(vcStatus(t, tm.ns, "fork").Status.Conditions, storagev1.ConditionRestored); c == nil || c.Reason != "Forked" {
 			t.Fatalf("condition Restored of the fork: %+v", c)
 		}
 	})
@@ -390,15 +389,6 @@ func snapshotObject(t *testing.T, ns, name string) *storagev1.VirtualClusterSnap
 		t.Fatal(err)
 	}
 	return s
-}
-
-func findCond(conds []metav1.Condition, typ string) *metav1.Condition {
-	for i := range conds {
-		if conds[i].Type == typ {
-			return &conds[i]
-		}
-	}
-	return nil
 }
 
 // clusterID is the UID of kube-system.
@@ -576,4 +566,13 @@ func snapshotGone(t *testing.T, ns, name string) (string, bool) {
 		t.Fatal(err)
 	}
 	return string(out), strings.TrimSpace(string(out)) == ""
+}
+
+// startRegistry serves an OCI registry on loopback for the test and
+// returns its HOST:PORT.
+func startRegistry(t *testing.T) string {
+	t.Helper()
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(reg.Close)
+	return strings.TrimPrefix(reg.URL, "http://")
 }
