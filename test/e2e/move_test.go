@@ -113,11 +113,18 @@ func TestMove(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
 		poll(t, 2*time.Minute, "the move to make the target", func(context.Context) (bool, error) {
+			select {
+			case err := <-exited:
+				return false, fmt.Errorf("the move exited (%v) before it made the target:\n%s", err, out.String())
+			default:
+			}
 			return len(virtualClustersIn(t, other, tm.ns)) > 0, nil
 		})
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		<-exited
 		sourceServes(t)
 	})
 
