@@ -4,7 +4,10 @@
 package kubeproxy
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -56,6 +59,8 @@ func (b *Backend) Serve(w http.ResponseWriter, r *http.Request, path string, que
 	rt := b.transport
 	if r.Header.Get("Upgrade") != "" {
 		rt = b.upgrade
+	} else if !bufferBody(w, r) {
+		return
 	}
 	if as != nil {
 		rt = transport.NewImpersonatingRoundTripper(*as, rt)
@@ -83,6 +88,37 @@ func (b *Backend) Serve(w http.ResponseWriter, r *http.Request, path string, que
 		},
 	}
 	p.ServeHTTP(w, r)
+}
+
+// MaxBody bounds the request bodies Serve reads before forwarding; the API
+// server's own limit is 3 MiB.
+const MaxBody = 8 << 20
+
+// bufferBody reads r's body whole before r is forwarded, and reports
+// whether it could. An API server answers a request it refuses (403, 409)
+// before it reads the body; HTTP/2 clients then stop sending theirs, while
+// the proxy's request to the API server still waits for it, and closing
+// that response waits for the request (golang/go#48908): both sides hang.
+// With the body read first, nothing waits for the client.
+func bufferBody(w http.ResponseWriter, r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return true
+	}
+	if r.ContentLength > MaxBody {
+		WriteStatus(w, http.StatusRequestEntityTooLarge, metav1.StatusReasonRequestEntityTooLarge, fmt.Sprintf("the request body has %d bytes, over the %d this proxy forwards", r.ContentLength, MaxBody))
+		return false
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
+	switch {
+	case err != nil:
+		WriteStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, "read the request body: "+err.Error())
+		return false
+	case len(body) > MaxBody:
+		WriteStatus(w, http.StatusRequestEntityTooLarge, metav1.StatusReasonRequestEntityTooLarge, fmt.Sprintf("the request body is over the %d bytes this proxy forwards", MaxBody))
+		return false
+	}
+	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	return true
 }
 
 // WriteStatus writes a Kubernetes Status error, which kubectl prints.

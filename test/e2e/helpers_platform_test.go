@@ -46,20 +46,14 @@ func startPlatformAgent(t *testing.T, agentArgs []string, serverArgs ...string) 
 	p.auditLog = filepath.Join(p.stateDir, "audit.log")
 	t.Cleanup(func() { killChildren(p.stateDir) })
 	p.agent = startAgent(t, p.stateDir, agentArgs...)
-	t.Cleanup(func() {
-		if t.Failed() {
-			// Its goroutines too, to tell where it waits.
-			_ = syscall.Kill(p.agent.Pid(), syscall.SIGQUIT)
-			time.Sleep(time.Second)
-			t.Logf("the agent's last output:\n%s", lastLines(p.agent.Output(), 400))
-		}
-	})
+	t.Cleanup(func() { dumpOnFailure(t, "the agent", p.agent) })
 	srv, url, err := testenv.StartUntil(context.Background(), "Sublet server is running at ", append([]string{
 		"server", "--kubeconfig", host.Kubeconfig, "--listen", "127.0.0.1:0", "--state-dir", p.stateDir, "--audit-log", p.auditLog}, serverArgs...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Kill)
+	t.Cleanup(func() { dumpOnFailure(t, "the server", srv) })
 	p.url = url
 	p.caFile = filepath.Join(p.stateDir, "pki", "ca.crt")
 	ns := createNamespace(t, host.Client, "platform")
@@ -230,6 +224,28 @@ func (p *platform) httpClient(t *testing.T) *http.Client {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 30 * time.Second}
+}
+
+// dumpOnFailure logs, when t failed, the last lines process p logged and
+// the stacks of its goroutines that run our code or a registry client's,
+// to tell where it waits.
+func dumpOnFailure(t *testing.T, name string, p *testenv.Process) {
+	if !t.Failed() {
+		return
+	}
+	_ = syscall.Kill(p.Pid(), syscall.SIGQUIT)
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end) && !strings.Contains(p.Output(), "\ngoroutine "); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // the rest of the dump
+	logs, stacks, _ := strings.Cut(p.Output(), "SIGQUIT: quit")
+	var ours []string
+	for _, g := range strings.Split(stacks, "\n\n") {
+		if strings.Contains(g, "sublet-dev/sublet/") || strings.Contains(g, "go-containerregistry") {
+			ours = append(ours, g)
+		}
+	}
+	t.Logf("%s's last output:\n%s\n\n%s's goroutines in our code:\n%s", name, lastLines(logs, 200), name, strings.Join(ours, "\n\n"))
 }
 
 // lastLines is the last n lines of s.
