@@ -32,24 +32,29 @@ func newMoveCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "move", Short: "Move a virtual cluster to another connected cluster"}
 	o := &moveOptions{}
 	vc := &cobra.Command{
-		Use:   "vcluster NAME --to-cluster OTHER --via oci://REGISTRY/PREFIX/NAMESPACE/REPO:TAG",
+		Use:   "vcluster NAME --to-cluster OTHER [--via oci://REGISTRY/PREFIX/NAMESPACE/REPO:TAG]",
 		Short: "Move a virtual cluster to another connected cluster, same name, namespace and identity",
 		Long: `Moves virtual cluster NAME to connected cluster OTHER: a snapshot of it is written to the OCI
-location --via (a repository both clusters' agents allow, see their --snapshot-registries), restored
+location --via (a repository both clusters' agents allow, see their --snapshot-registries; default
+oci://MOVE-REGISTRY/NAMESPACE/NAME:move-TIME when the platform names one, its server's --move-registry), restored
 in OTHER under the same name and namespace with the same identity (CA, service-account key: tokens
 stay valid), and once it answers there through the platform, your kube-context of it is pointed at
 the new one (same context name) and the source is deleted. Until then the source keeps serving: a
 failure at any step deletes what was made in OTHER and leaves the source as it was.
 Objects written to the source after its snapshot are not carried over: move a quiet cluster.`,
-		Example: `  sublet move vcluster demo --to-cluster eu-2 --via oci://registry.example.com/snapshots/vcluster-demo/demo:move`,
-		Args:    cobra.ExactArgs(1),
+		Example: `  # Through the platform's move registry
+  sublet move vcluster demo --to-cluster eu-2
+
+  # Through a location of your own
+  sublet move vcluster demo --to-cluster eu-2 --via oci://registry.example.com/snapshots/vcluster-demo/demo:move`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runMove(cmd, o, args[0])
 		},
 	}
 	o.target.addFlags(vc)
 	vc.Flags().StringVar(&o.to, "to-cluster", "", "Connected cluster to move to (required).")
-	vc.Flags().StringVar(&o.via, "via", "", "OCI location the snapshot travels through, oci://REGISTRY/PREFIX/NAMESPACE/REPO:TAG (required).")
+	vc.Flags().StringVar(&o.via, "via", "", "OCI location the snapshot travels through, oci://REGISTRY/PREFIX/NAMESPACE/REPO:TAG; default: under the platform's move registry.")
 	vc.Flags().DurationVar(&o.timeout, "timeout", 10*time.Minute, "How long each step may take.")
 	cmd.AddCommand(vc)
 	return cmd
@@ -57,11 +62,14 @@ Objects written to the source after its snapshot are not carried over: move a qu
 
 // move is one move, as it goes.
 type move struct {
-	o              *moveOptions
-	c              *loginConfig
-	out            io.Writer
-	name, ns       string
-	from           string
+	o        *moveOptions
+	c        *loginConfig
+	out      io.Writer
+	name, ns string
+	from     string
+	// via is where the snapshot travels: --via, or under the platform's
+	// move registry.
+	via            string
 	src, dst       client.Client
 	srcVC, created *storagev1.VirtualCluster
 }
@@ -86,8 +94,6 @@ func prepareMove(ctx context.Context, out io.Writer, o *moveOptions, name string
 	switch {
 	case o.to == "":
 		return nil, fmt.Errorf("--to-cluster is required: the connected cluster to move to (sublet list clusters)")
-	case o.via == "":
-		return nil, fmt.Errorf("--via is required: an OCI location oci://REGISTRY/PREFIX/NAMESPACE/REPO:TAG both clusters' agents allow (their --snapshot-registries)")
 	}
 	if err := validateTarget(name, o.target.space); err != nil {
 		return nil, err
@@ -102,6 +108,9 @@ func prepareMove(ctx context.Context, out io.Writer, o *moveOptions, name string
 	}
 	to := o.to
 	if err := connected(ctx, c, to); err != nil {
+		return nil, err
+	}
+	if m.via, err = moveVia(ctx, c, o.via, m.ns, name); err != nil {
 		return nil, err
 	}
 	if to == m.from {
@@ -149,11 +158,11 @@ func (m *move) clearTarget(ctx context.Context) error {
 // copy snapshots the source to --via and restores it in --to-cluster
 // until it answers there through the platform.
 func (m *move) copy(ctx context.Context) error {
-	snap, err := createSnapshot(ctx, m.src, m.ns, m.name, "", m.o.via)
+	snap, err := createSnapshot(ctx, m.src, m.ns, m.name, "", m.via)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(m.out, "Snapshotting virtual cluster %s (namespace %s, cluster %s) to %s\n", m.name, m.ns, m.from, m.o.via)
+	fmt.Fprintf(m.out, "Snapshotting virtual cluster %s (namespace %s, cluster %s) to %s\n", m.name, m.ns, m.from, m.via)
 	if snap, err = waitSnapshot(ctx, m.out, m.src, m.ns, snap.Name, m.o.timeout); err != nil {
 		return err
 	}
@@ -210,6 +219,22 @@ func (m *move) switchOver(ctx context.Context) error {
 	}
 	fmt.Fprintf(m.out, "Moved virtual cluster %s (namespace %s) from cluster %s to cluster %s\n", m.name, m.ns, m.from, m.o.to)
 	return nil
+}
+
+// moveVia is the location a move of ns/name goes through: via, or one
+// under the platform's move registry.
+func moveVia(ctx context.Context, c *loginConfig, via, ns, name string) (string, error) {
+	if via != "" {
+		return via, nil
+	}
+	var info platformapi.Info
+	if err := c.getJSON(ctx, "/api/v1/info", &info); err != nil {
+		return "", err
+	}
+	if info.MoveRegistry == "" {
+		return "", fmt.Errorf("--via is required: this platform names no move registry (its server's --move-registry); give an OCI location oci://REGISTRY/PREFIX/NAMESPACE/REPO:TAG both clusters' agents allow (their --snapshot-registries)")
+	}
+	return fmt.Sprintf("oci://%s/%s/%s:move-%s", info.MoveRegistry, ns, name, time.Now().UTC().Format("20060102-150405")), nil
 }
 
 // connected fails unless cluster name is connected to the platform.

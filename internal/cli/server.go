@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -20,6 +21,7 @@ import (
 	"github.com/sublet-dev/sublet/internal/pki"
 	"github.com/sublet-dev/sublet/internal/restconfig"
 	"github.com/sublet-dev/sublet/internal/server"
+	"github.com/sublet-dev/sublet/internal/snapshot"
 )
 
 // serverReadyPrefix starts the line the server prints once it serves.
@@ -37,6 +39,8 @@ type platformOptions struct {
 	auditLog    string
 	installCRDs bool
 	limits      server.Limits
+	// moveRegistry is the OCI repository prefix moves go through.
+	moveRegistry string
 }
 
 func newServerCommand() *cobra.Command {
@@ -95,6 +99,7 @@ Retry-After, or 422 at the access key cap).`,
 	f.StringSliceVar(&o.sans, "tls-san", o.sans, "Extra DNS name or IP for the server's own certificate (repeatable).")
 	pathflag.Var(f, &o.auditLog, "audit-log", o.auditLog, "File the JSON audit log is appended to; - for stderr.")
 	f.BoolVar(&o.installCRDs, "install-crds", o.installCRDs, "Create or upgrade the storage.loft.sh CRDs in the management cluster at start.")
+	f.StringVar(&o.moveRegistry, "move-registry", o.moveRegistry, "OCI repository prefix REGISTRY/PATH that 'sublet move vcluster' goes through when not given --via: a move of NAMESPACE/NAME snapshots to oci://REGISTRY/PATH/NAMESPACE/NAME:move-TIME. Every connected cluster's agent must allow it (its --snapshot-registries).")
 	o.limits.AddFlags(f)
 	return cmd
 }
@@ -111,6 +116,11 @@ func runPlatformServer(cmd *cobra.Command, o *platformOptions) error {
 	}
 	if err := o.limits.Validate(); err != nil {
 		return err
+	}
+	if o.moveRegistry = strings.TrimSuffix(o.moveRegistry, "/"); o.moveRegistry != "" {
+		if _, err := snapshot.ParseLocation("oci://" + o.moveRegistry + "/ns/name:tag"); err != nil {
+			return fmt.Errorf("--move-registry %q: want an OCI repository prefix REGISTRY/PATH, such as registry.example.com/sublet-moves", o.moveRegistry)
+		}
 	}
 	l, err := listenPlatform(o.listen)
 	if err != nil {
@@ -195,6 +205,7 @@ func startPlatformServer(ctx context.Context, cfg *rest.Config, o *platformOptio
 	}
 	srv, err := server.New(ctx, cfg, slog.New(slog.NewJSONHandler(auditOut, nil)).With("log", "audit"), o.limits)
 	if err == nil {
+		srv.SetMoveRegistry(o.moveRegistry)
 		err = srv.Start(ctx)
 	}
 	if err != nil {

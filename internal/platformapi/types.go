@@ -85,6 +85,11 @@ type Info struct {
 	// is also served at the root of the server's address to clients that
 	// use its server name in the TLS handshake.
 	VirtualClusterServerNameSuffix string `json:"virtualClusterServerNameSuffix,omitempty"`
+	// MoveRegistry, when set, is the OCI repository prefix REGISTRY/PATH
+	// that moves between connected clusters go through: a move of
+	// NAMESPACE/NAME without a location of its own uses
+	// oci://MOVEREGISTRY/NAMESPACE/NAME:move-TIME.
+	MoveRegistry string `json:"moveRegistry,omitempty"`
 }
 
 // ScopedKeyKind is the kind in the details of the 403 Status that refuses a

@@ -50,7 +50,10 @@ type Server struct {
 	// serverNames: TLSConfig issues certificates for virtual clusters'
 	// server names.
 	serverNames bool
-	activity    *activity
+	// moveRegistry is the OCI repository prefix moves go through by
+	// default (/api/v1/info), or "".
+	moveRegistry string
+	activity     *activity
 	// caPEM is the CA clients trust for this server, when it has its own
 	// (kubeconfigs the UI hands out carry it).
 	caPEM []byte
@@ -64,6 +67,10 @@ type Server struct {
 
 // New connects to the management cluster and prepares the handlers; Run
 // serves them. Limits left zero get their defaults.
+// SetMoveRegistry makes prefix (REGISTRY/PATH) the repository prefix that
+// /api/v1/info tells clients moves go through. Call it before Start.
+func (s *Server) SetMoveRegistry(prefix string) { s.moveRegistry = prefix }
+
 func New(ctx context.Context, mgmtCfg *rest.Config, audit *slog.Logger, limits Limits) (*Server, error) {
 	limits = limits.complete()
 	if err := limits.Validate(); err != nil {

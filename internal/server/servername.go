@@ -123,5 +123,6 @@ func (s *Server) info(w http.ResponseWriter, _ *http.Request, _ *User) {
 	if s.serverNames {
 		i.VirtualClusterServerNameSuffix = ServerNameSuffix
 	}
+	i.MoveRegistry = s.moveRegistry
 	writeJSON(w, i)
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,7 +21,8 @@ import (
 )
 
 // TestMove: a team moves its virtual cluster between two connected local
-// hosts through an OCI registry started here. The platform shares its
+// hosts through an OCI registry started here (the platform's move
+// registry, or a location the team names). The platform shares its
 // snapshot key with both agents; a move that cannot be done (a location
 // the agents refuse, a name taken in the target) changes nothing; a move
 // whose CLI is killed halfway leaves the source serving, and the next move
@@ -32,7 +32,7 @@ func TestMove(t *testing.T) {
 	needHost(t)
 	regHost := startRegistry(t)
 	agentArgs := []string{"--snapshot-registries", regHost + "/snaps"}
-	p := startPlatformAgent(t, agentArgs)
+	p := startPlatformAgent(t, agentArgs, "--move-registry", regHost+"/snaps")
 	other, err := testenv.StartHost(context.Background(), t.TempDir(), 1)
 	if err != nil {
 		t.Fatal(err)
@@ -46,13 +46,7 @@ func TestMove(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(agent2.Kill)
-	t.Cleanup(func() {
-		if t.Failed() {
-			_ = syscall.Kill(agent2.Pid(), syscall.SIGQUIT)
-			<-time.After(2 * time.Second)
-			t.Logf("the other cluster's agent's last output:\n%s", lastLines(agent2.Output(), 400))
-		}
-	})
+	t.Cleanup(func() { dumpOnFailure(t, "the other cluster's agent", agent2) })
 	p.connect(t, "e2e-other", other.Kubeconfig)
 	tm := newTeam(t, p)
 	// The same team, namespace and rights in the other cluster.
@@ -91,7 +85,6 @@ func TestMove(t *testing.T) {
 		if err != nil || code == 0 || !strings.Contains(out, "is not one snapshots of namespace") || !strings.Contains(out, "keeps serving") {
 			t.Fatalf("move via a refused location: exit %d, %v:\n%s", code, err, out)
 		}
-		failFast(t, []string{"--via is required"}, move...)
 		failFast(t, []string{`cluster "nowhere" is not connected`}, "move", "vcluster", "mover", "--cluster", p.cluster, "--space", tm.ns, "--to-cluster", "nowhere", "--via", via)
 		sourceServes(t)
 		if _, err := other.Client.CoreV1().Namespaces().Get(context.Background(), tm.ns, metav1.GetOptions{}); err != nil {
@@ -115,6 +108,11 @@ func TestMove(t *testing.T) {
 		}
 		exited := make(chan error, 1)
 		go func() { exited <- cmd.Wait() }()
+		defer func() {
+			if t.Failed() {
+				t.Logf("the move's output:\n%s", out.String())
+			}
+		}()
 		poll(t, 2*time.Minute, "the move to make the target", func(context.Context) (bool, error) {
 			select {
 			case err := <-exited:
@@ -129,8 +127,10 @@ func TestMove(t *testing.T) {
 	})
 
 	step(t, "move", func(t *testing.T) {
-		out := sublet(t, append(move, "--via", via)...)
-		if !strings.Contains(out, "Moved virtual cluster mover") || !strings.Contains(out, "interrupted move") {
+		// As typed: through the platform's move registry.
+		out := sublet(t, move...)
+		if !strings.Contains(out, "Moved virtual cluster mover") || !strings.Contains(out, "interrupted move") ||
+			!strings.Contains(out, "oci://"+regHost+"/snaps/"+tm.ns+"/mover:move-") {
 			t.Fatalf("move:\n%s", out)
 		}
 		poll(t, time.Minute, "the source to go", func(ctx context.Context) (bool, error) {
