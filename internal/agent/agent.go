@@ -31,8 +31,10 @@ import (
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/config/crd"
 	"github.com/sublet-dev/sublet/config/policy"
+	"github.com/sublet-dev/sublet/internal/controlplane"
 	"github.com/sublet-dev/sublet/internal/pathflag"
 	"github.com/sublet-dev/sublet/internal/restconfig"
+	"github.com/sublet-dev/sublet/internal/snapshot"
 )
 
 // Options configure the agent.
@@ -59,6 +61,11 @@ type Options struct {
 	SnapshotDir string
 	// SnapshotRegistries are the OCI repository prefixes snapshots may go to.
 	SnapshotRegistries []string
+	// SnapshotMinInterval is the shortest time between two scheduled
+	// snapshots of one virtual cluster.
+	SnapshotMinInterval time.Duration
+	// SnapshotMaxSize bounds a snapshot's data, taken or restored.
+	SnapshotMaxSize int64
 }
 
 // NewOptions returns defaults.
@@ -72,6 +79,8 @@ func NewOptions() *Options {
 		LeaderElectionNamespace: "kube-system",
 		MetricsAddr:             "127.0.0.1:9464",
 		PolicyNamespace:         policy.DefaultNamespace,
+		SnapshotMinInterval:     DefaultSnapshotMinInterval,
+		SnapshotMaxSize:         snapshot.DefaultLimits.Bytes,
 	}
 }
 
@@ -89,6 +98,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.WarmPool, "warm-pool", o.WarmPool, "Keep this many control planes started and unassigned (process runtime): a new virtual cluster whose values leave the control plane as default (no Kubernetes version, datastore or API server arguments) takes one and is ready in about a second. Each costs an idle control plane's memory and CPU.")
 	pathflag.Var(fs, &o.SnapshotDir, "snapshot-dir", o.SnapshotDir, "Directory of the snapshots kept as files, one subdirectory per namespace; default STATE-DIR/snapshots.")
 	fs.StringSliceVar(&o.SnapshotRegistries, "snapshot-registries", o.SnapshotRegistries, "OCI repository prefixes (REGISTRY/PATH) snapshots may be written to and read from: namespace NS may use oci://PREFIX/NS/...; none: OCI locations are refused.")
+	fs.DurationVar(&o.SnapshotMinInterval, "snapshot-min-interval", o.SnapshotMinInterval, "Shortest time between two scheduled snapshots of one virtual cluster: a storage.loft.sh/snapshot-schedule that runs more often is refused (condition SnapshotScheduleValid=False).")
+	controlplane.BytesVar(fs, &o.SnapshotMaxSize, "snapshot-max-size", "Most data a snapshot may hold (e.g. 8Gi): larger clusters are not snapshotted, and larger snapshots are not unpacked (a snapshot is compressed, so its own size says nothing of this).")
 	fs.StringVar(&o.Image, "image", o.Image, "Image (REPO:TAG) the pod runtime runs; default the chart's, built from the repository's Dockerfile.")
 }
 
@@ -105,6 +116,12 @@ func (o *Options) Validate() error {
 	}
 	if o.WarmPool < 0 {
 		errs = append(errs, fmt.Errorf("--warm-pool %d: must be 0 (none) or more", o.WarmPool))
+	}
+	if o.SnapshotMinInterval < 0 {
+		errs = append(errs, fmt.Errorf("--snapshot-min-interval %s: must not be negative", o.SnapshotMinInterval))
+	}
+	if o.SnapshotMaxSize <= 0 {
+		errs = append(errs, fmt.Errorf("--snapshot-max-size %d: must be more than 0", o.SnapshotMaxSize))
 	}
 	if o.WarmPool > 0 && o.Runtime != "process" {
 		errs = append(errs, fmt.Errorf("--warm-pool needs --runtime process (the pod runtime keeps no pool)"))
@@ -284,5 +301,6 @@ func newSnapshots(mgr ctrl.Manager, host kubernetes.Interface, rt Runtime, o Opt
 	return &snapshots{
 		client: mgr.GetClient(), host: host, runtime: rt, recorder: mgr.GetEventRecorder("sublet-agent"), log: log,
 		dir: o.SnapshotDir, keySecret: o.PolicyNamespace, registries: o.SnapshotRegistries, clock: time.Now,
+		minInterval: o.SnapshotMinInterval, limits: snapshot.Limits{Bytes: o.SnapshotMaxSize, Entries: snapshot.DefaultLimits.Entries},
 	}
 }

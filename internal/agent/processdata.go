@@ -32,7 +32,7 @@ var _ dataRuntime = (*processRuntime)(nil)
 
 func (r *processRuntime) DataDir(vc *storagev1.VirtualCluster) (string, error) {
 	data := filepath.Join(r.dir(vc), "data")
-	if _, err := os.Stat(filepath.Join(data, "sublet-data-dir.json")); err != nil {
+	if _, err := os.Stat(filepath.Join(data, markerFile)); err != nil {
 		return "", fmt.Errorf("virtual cluster %s/%s has no data yet (it never started)", vc.Namespace, vc.Name)
 	}
 	return data, nil

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"time"
@@ -22,8 +23,16 @@ import (
 const ConditionSnapshotScheduleValid = "SnapshotScheduleValid"
 
 // defaultKeep is how many scheduled snapshots are kept without
-// storage.loft.sh/snapshot-keep.
-const defaultKeep = 3
+// storage.loft.sh/snapshot-keep; maxKeep, the most it may ask to keep.
+const (
+	defaultKeep = 3
+	maxKeep     = 100
+)
+
+// DefaultSnapshotMinInterval is the shortest time between two scheduled
+// snapshots of one cluster an agent allows by default: a schedule is the
+// tenant's, and each snapshot costs the host CPU and disk.
+const DefaultSnapshotMinInterval = 10 * time.Minute
 
 var scheduleParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
@@ -34,7 +43,9 @@ type snapshotSchedule struct {
 	keep     int
 }
 
-func parseSnapshotSchedule(vc *storagev1.VirtualCluster, tmpls []template) (*snapshotSchedule, error) {
+// parseSnapshotSchedule reads vc's schedule; one that would run more often
+// than every minInterval is refused.
+func parseSnapshotSchedule(vc *storagev1.VirtualCluster, tmpls []template, minInterval time.Duration) (*snapshotSchedule, error) {
 	ann := map[string]string{}
 	for _, layer := range append(templateAnnotations(tmpls), vc.Annotations) {
 		for _, k := range []string{storagev1.AnnotationSnapshotSchedule, storagev1.AnnotationSnapshotKeep} {
@@ -51,13 +62,37 @@ func parseSnapshotSchedule(vc *storagev1.VirtualCluster, tmpls []template) (*sna
 	if err != nil {
 		return nil, fmt.Errorf("%s %q: %v (five cron fields, UTC, e.g. \"0 3 * * *\")", storagev1.AnnotationSnapshotSchedule, spec, err)
 	}
+	if gap := shortestGap(s); gap < minInterval {
+		return nil, fmt.Errorf("%s %q runs every %s; this host allows a scheduled snapshot every %s at most (the agent's --snapshot-min-interval)",
+			storagev1.AnnotationSnapshotSchedule, spec, gap, minInterval)
+	}
 	keep := defaultKeep
 	if v, ok := ann[storagev1.AnnotationSnapshotKeep]; ok {
-		if keep, err = strconv.Atoi(v); err != nil || keep < 1 {
-			return nil, fmt.Errorf("%s %q: must be a whole number of at least 1", storagev1.AnnotationSnapshotKeep, v)
+		if keep, err = strconv.Atoi(v); err != nil || keep < 1 || keep > maxKeep {
+			return nil, fmt.Errorf("%s %q: must be a whole number from 1 to %d", storagev1.AnnotationSnapshotKeep, v, maxKeep)
 		}
 	}
 	return &snapshotSchedule{schedule: s, keep: keep}, nil
+}
+
+// shortestGap is the shortest time between two runs of s: @every's delay,
+// or the least gap between a cron schedule's first 1000 runs in 2025 and
+// 2026 (a cron field's finest step is a minute, so only minimums over a
+// minute depend on this sampling).
+func shortestGap(s cron.Schedule) time.Duration {
+	if every, ok := s.(cron.ConstantDelaySchedule); ok {
+		return every.Delay
+	}
+	gap, end := time.Duration(math.MaxInt64), time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	prev := s.Next(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	for range 1000 {
+		next := s.Next(prev)
+		if next.IsZero() || next.After(end) {
+			break
+		}
+		gap, prev = min(gap, next.Sub(prev)), next
+	}
+	return gap
 }
 
 func templateAnnotations(tmpls []template) []map[string]string {
@@ -73,7 +108,7 @@ func templateAnnotations(tmpls []template) []map[string]string {
 // past its retention, oldest first. It returns when it should look again
 // (0: no schedule).
 func (r *reconciler) scheduleSnapshots(ctx context.Context, vc *storagev1.VirtualCluster, tmpls []template) (time.Duration, error) {
-	sched, err := parseSnapshotSchedule(vc, tmpls)
+	sched, err := parseSnapshotSchedule(vc, tmpls, r.snapshotMinInterval())
 	if err != nil {
 		if r.setCondition(vc, ConditionSnapshotScheduleValid, false, "InvalidAnnotation", err.Error()+"; no snapshot is scheduled until it is fixed") {
 			r.recorder.Eventf(vc, nil, corev1.EventTypeWarning, "InvalidSnapshotSchedule", "Snapshot", "%s", err.Error())
@@ -113,6 +148,15 @@ func (r *reconciler) scheduleSnapshots(ctx context.Context, vc *storagev1.Virtua
 		return 0, err
 	}
 	return next.Sub(now), nil
+}
+
+// snapshotMinInterval is the shortest time between scheduled snapshots
+// this agent allows.
+func (r *reconciler) snapshotMinInterval() time.Duration {
+	if r.snaps == nil {
+		return DefaultSnapshotMinInterval
+	}
+	return r.snaps.minInterval
 }
 
 // prune deletes the oldest of items (oldest first) beyond keep; a snapshot

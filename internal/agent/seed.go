@@ -124,15 +124,20 @@ func (s *snapshots) seed(ctx context.Context, vc *storagev1.VirtualCluster, q se
 	defer os.RemoveAll(stage) // gone by rename when all went well
 	ctx, cancel := context.WithTimeout(ctx, operationTimeout)
 	defer cancel()
-	m, err := extract(ctx, loc, keys, stage)
-	if err != nil {
-		if errors.Is(err, snapshot.ErrKeyMismatch) {
-			return "KeyMismatch", err
-		}
+	m, err := extract(ctx, loc, keys, stage, s.limits)
+	switch {
+	case errors.Is(err, snapshot.ErrKeyMismatch):
+		return "KeyMismatch", err
+	case errors.Is(err, snapshot.ErrTooLarge):
+		return "SnapshotTooLarge", err
+	case err != nil:
 		return "InvalidSnapshot", err
 	}
 	if reason, err := fits(m, owner); err != nil {
 		return reason, err
+	}
+	if err := checkLayout(stage, m.Datastore); err != nil {
+		return "InvalidSnapshot", fmt.Errorf("the snapshot is not a data dir Sublet wrote: %w", err)
 	}
 	if m.Datastore == controlplane.DatastoreEtcd {
 		file := filepath.Join(stage, etcdSnapshotFile)
@@ -160,8 +165,9 @@ func (s *snapshots) seed(ctx context.Context, vc *storagev1.VirtualCluster, q se
 }
 
 // extract reads the snapshot at loc into stage, with the key of keys its
-// manifest names (read first: the platform may have had several).
-func extract(ctx context.Context, loc snapshot.Location, keys *snapshot.Keyring, stage string) (snapshot.Manifest, error) {
+// manifest names (read first: the platform may have had several), within
+// limits lim.
+func extract(ctx context.Context, loc snapshot.Location, keys *snapshot.Keyring, stage string, lim snapshot.Limits) (snapshot.Manifest, error) {
 	rc, err := snapshot.Open(ctx, loc)
 	if err != nil {
 		return snapshot.Manifest{}, err
@@ -175,7 +181,7 @@ func extract(ctx context.Context, loc snapshot.Location, keys *snapshot.Keyring,
 		return snapshot.Manifest{}, err
 	}
 	defer rc.Close()
-	return snapshot.Extract(rc, keys.For(m.Recipient), stage)
+	return snapshot.ExtractWithin(rc, keys.For(m.Recipient), stage, lim)
 }
 
 // fits refuses a snapshot whose sealed manifest says it is of a cluster

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -47,6 +48,10 @@ type snapshots struct {
 	// registries are the OCI repository prefixes snapshots may use.
 	registries []string
 	clock      func() time.Time
+	// minInterval: the shortest time between scheduled snapshots; limits:
+	// the most a snapshot may hold.
+	minInterval time.Duration
+	limits      snapshot.Limits
 }
 
 // keys reads the platform's snapshot keys, making the first on first use.
@@ -145,6 +150,9 @@ func (s *snapshots) write(ctx context.Context, vc *storagev1.VirtualCluster, nam
 	if err != nil {
 		return snapshot.Manifest{}, "", 0, err
 	}
+	if n, err := dirSize(stage); err != nil || n > s.limits.Bytes {
+		return snapshot.Manifest{}, "", 0, cmp.Or(err, fmt.Errorf("the cluster's data is %d bytes, over this agent's --snapshot-max-size of %d: no agent with that limit could restore it", n, s.limits.Bytes))
+	}
 	m := snapshot.Manifest{
 		Name:   name,
 		Source: snapshot.Source{Namespace: vc.Namespace, Name: vc.Name, UID: string(vc.UID)},
@@ -186,7 +194,7 @@ func copyDataDir(ctx context.Context, data, stage string) (string, error) {
 	if err := backupDatastore(ctx, datastore, data, stage); err != nil {
 		return "", fmt.Errorf("back up the datastore: %w", err)
 	}
-	if err := copyFile(filepath.Join(data, "sublet-data-dir.json"), filepath.Join(stage, "sublet-data-dir.json")); err != nil {
+	if err := copyFile(filepath.Join(data, markerFile), filepath.Join(stage, markerFile)); err != nil {
 		return "", err
 	}
 	// The datastore holds what bootstrapping writes (default RBAC, priority

@@ -234,3 +234,9 @@ func (q *quantityValue) Set(s string) error {
 }
 
 func (q *quantityValue) Type() string { return "quantity" }
+
+// BytesVar defines flag name of fs, a byte count written as a Kubernetes
+// quantity, stored in p.
+func BytesVar(fs *pflag.FlagSet, p *int64, name, usage string) {
+	fs.Var(&quantityValue{p}, name, usage)
+}

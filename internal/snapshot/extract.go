@@ -70,8 +70,14 @@ func parseManifest(tr *tar.Reader, hdr *tar.Header, what string) (Manifest, erro
 // sealed manifest, or the zero Manifest on error. Errors match ErrCorrupt for
 // data that is not a snapshot, is damaged or whose clear manifest was
 // altered, and ErrKeyMismatch for a snapshot made for another key. On error,
-// it removes what it wrote under dir.
+// it removes what it wrote under dir. It unpacks at most DefaultLimits.
 func Extract(r io.Reader, k *Key, dir string) (Manifest, error) {
+	return ExtractWithin(r, k, dir, DefaultLimits)
+}
+
+// ExtractWithin is Extract with limits lim: a payload over them is an
+// error matching ErrTooLarge, and what was written is removed.
+func ExtractWithin(r io.Reader, k *Key, dir string, lim Limits) (Manifest, error) {
 	existed, err := checkTarget(dir)
 	if err != nil {
 		return Manifest{}, err
@@ -89,6 +95,7 @@ func Extract(r io.Reader, k *Key, dir string) (Manifest, error) {
 	if err != nil {
 		return Manifest{}, err
 	}
+	p.lim = lim
 	if !existed {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return Manifest{}, fmt.Errorf("extract snapshot into %s: %w", dir, err)

@@ -16,6 +16,10 @@ type payload struct {
 	gz       *gzip.Reader
 	tr       *tar.Reader
 	manifest Manifest
+	// lim bounds what is written; entries and written count it.
+	lim     Limits
+	entries int
+	written int64
 }
 
 // openSealed starts reading the decrypted payload, and reads its sealed
@@ -52,6 +56,9 @@ func extractPayload(p *payload, dir string) error {
 		if err != nil {
 			return corrupt(theArchive, fmt.Errorf("payload: %w", err))
 		}
+		if err := p.take(hdr); err != nil {
+			return err
+		}
 		e, err := extractEntry(tr, hdr, dir)
 		if err != nil {
 			return err
@@ -71,6 +78,23 @@ func extractPayload(p *payload, dir string) error {
 			return fmt.Errorf("extract snapshot: %w", err)
 		}
 	}
+	return nil
+}
+
+// take counts entry hdr against p's limits. A regular file's header gives
+// the size tar reads of it (a sparse file's too, holes included).
+func (p *payload) take(hdr *tar.Header) error {
+	p.entries++
+	if p.entries > p.lim.Entries {
+		return tooLarge(fmt.Sprintf("the snapshot holds more than %d files and directories, the most this agent unpacks: it is not a data dir Sublet wrote", p.lim.Entries))
+	}
+	if hdr.Typeflag != tar.TypeReg {
+		return nil
+	}
+	if hdr.Size < 0 || hdr.Size > p.lim.Bytes-p.written {
+		return tooLarge(fmt.Sprintf("the snapshot unpacks to more than %d bytes (at %s), this agent's limit: raise its --snapshot-max-size to restore it", p.lim.Bytes, hdr.Name))
+	}
+	p.written += hdr.Size
 	return nil
 }
 

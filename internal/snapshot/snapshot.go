@@ -76,7 +76,28 @@ var (
 	// ErrNotFound is matched by the error of Open for a location that holds
 	// nothing.
 	ErrNotFound = errors.New("snapshot not found")
+	// ErrTooLarge is matched by the error of Extract for a payload that
+	// unpacks to more bytes or files than its Limits allow.
+	ErrTooLarge = errors.New("snapshot too large")
 )
+
+// Limits bound what Extract writes: a payload is compressed, and anyone who
+// knows the platform's recipient (it is in every manifest) can encrypt one,
+// so its size says nothing of what it unpacks to.
+type Limits struct {
+	// Bytes is the most its files may hold in all.
+	Bytes int64
+	// Entries is the most files and directories it may hold.
+	Entries int
+}
+
+// DefaultLimits: 8 GiB, etcd's largest recommended database, and far more
+// entries than a data dir has (its datastore, marker and PKI).
+var DefaultLimits = Limits{Bytes: 8 << 30, Entries: 1000}
+
+func tooLarge(msg string) error {
+	return &snapshotError{sentinel: ErrTooLarge, msg: msg}
+}
 
 // snapshotError carries a full one-line message and the sentinel it matches.
 type snapshotError struct {

@@ -47,7 +47,7 @@ import (
 func TestSnapshots(t *testing.T) {
 	needHost(t)
 	regHost := startRegistry(t)
-	agentArgs := []string{"--snapshot-registries", regHost + "/snaps"}
+	agentArgs := []string{"--snapshot-registries", regHost + "/snaps", "--snapshot-min-interval", "2s"}
 	p := startPlatformAgent(t, agentArgs)
 	whole := t // the agent started again outlives the step
 	tm := newTeam(t, p)
@@ -233,7 +233,13 @@ type: kubernetes.io/service-account-token
 	})
 
 	step(t, "scheduled snapshots keep the last N", func(t *testing.T) {
-		kubectl(t, host.Kubeconfig, "", "annotate", "virtualcluster", "src", "-n", tm.ns,
+		// More often than the agent allows: refused, and said.
+		kubectl(t, host.Kubeconfig, "", "annotate", "virtualcluster", "src", "-n", tm.ns, storagev1.AnnotationSnapshotSchedule+"=@every 1s")
+		poll(t, time.Minute, "the schedule refused", func(context.Context) (bool, error) {
+			c := meta.FindStatusCondition(vcStatus(t, tm.ns, "src").Status.Conditions, "SnapshotScheduleValid")
+			return c != nil && c.Status == metav1.ConditionFalse && strings.Contains(c.Message, "--snapshot-min-interval"), nil
+		})
+		kubectl(t, host.Kubeconfig, "", "annotate", "--overwrite", "virtualcluster", "src", "-n", tm.ns,
 			storagev1.AnnotationSnapshotSchedule+"=@every 2s", storagev1.AnnotationSnapshotKeep+"=2")
 		seen := map[string]bool{}
 		var live []storagev1.VirtualClusterSnapshot
@@ -345,12 +351,36 @@ type: kubernetes.io/service-account-token
 				t.Fatalf("src after a refused restore: %v %+v", err, got)
 			}
 		}
+		// Built for this platform's recipient, which every manifest shows,
+		// with a file the control plane would read and dial.
+		crafted := filepath.Join(dir, "crafted.snapshot")
+		writeCraftedSnapshot(t, filepath.Join(dir, snap+".snapshot"), crafted, "admin.kubeconfig")
+		out, code, err := testenv.Run(2*time.Minute, append([]string{"restore", "vcluster", "src", "--from", crafted}, at...)...)
+		if err != nil || code == 0 || !strings.Contains(out, "not a data dir Sublet wrote") || !strings.Contains(out, "admin.kubeconfig") {
+			t.Errorf("restore --from a crafted snapshot: exit %d, %v:\n%s", code, err, out)
+		}
+		if got, err := src.CoreV1().ConfigMaps("default").Get(ctx, "data", metav1.GetOptions{}); err != nil || got.UID != cm.UID {
+			t.Fatalf("src after a refused restore: %v %+v", err, got)
+		}
 		out, ok := tm.create(t, "stranger", "--from", foreign)
 		if ok || !strings.Contains(out, "another platform") {
 			t.Fatalf("a fork of a foreign snapshot: %s", out)
 		}
 		if vc := vcStatus(t, tm.ns, "stranger"); vc.Status.Phase != storagev1.PhaseFailed {
 			t.Fatalf("the refused fork is %s, want Failed", vc.Status.Phase)
+		}
+	})
+
+	step(t, "a ResourceQuota bounds how many snapshots a team keeps", func(t *testing.T) {
+		kubectl(t, host.Kubeconfig, "", "create", "quota", "snapshots", "-n", tm.ns, "--hard=count/virtualclustersnapshots.storage.loft.sh=0")
+		defer kubectl(t, host.Kubeconfig, "", "delete", "quota", "snapshots", "-n", tm.ns)
+		poll(t, time.Minute, "the quota's usage", func(ctx context.Context) (bool, error) {
+			q, err := host.Client.CoreV1().ResourceQuotas(tm.ns).Get(ctx, "snapshots", metav1.GetOptions{})
+			return err == nil && q.Status.Used != nil, nil
+		})
+		out, code, err := testenv.Run(time.Minute, append([]string{"snapshot", "vcluster", "src"}, at...)...)
+		if err != nil || code == 0 || !strings.Contains(out, "exceeded quota") {
+			t.Fatalf("a snapshot over the quota: exit %d, %v:\n%s", code, err, out)
 		}
 	})
 }
@@ -372,6 +402,38 @@ func writeForeignSnapshot(t *testing.T, path, ns string) {
 	}
 	defer f.Close()
 	if _, err := snapshot.Write(f, snapshot.Manifest{Name: "foreign", Source: snapshot.Source{Namespace: ns, Name: "src"}, Datastore: "sqlite", Created: time.Now()}, k, dir); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeCraftedSnapshot writes to path the snapshot at from, with the
+// platform's key, plus a file extra in its data dir.
+func writeCraftedSnapshot(t *testing.T, from, path, extra string) {
+	t.Helper()
+	keys, err := snapshot.LoadKeyring(context.Background(), host.Client, "sublet-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	dir := filepath.Join(t.TempDir(), "data")
+	m, err := snapshot.Extract(in, keys.Current, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://192.0.2.1:443'}}]\n"
+	if err := os.WriteFile(filepath.Join(dir, extra), []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := snapshot.Write(f, m, keys.Current, dir); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -22,21 +22,21 @@ var bootstrapHooks = []string{
 	"poststarthook/scheduling/bootstrap-system-priority-classes",
 }
 
-// bootstrappedFile, in a data dir, records that its API server once passed
+// BootstrappedFile, in a data dir, records that its API server once passed
 // every readiness check, bootstrap hooks included.
-const bootstrappedFile = "bootstrapped"
+const BootstrappedFile = "bootstrapped"
 
 // Bootstrapped reports whether the control plane of data dir dir once
 // passed every readiness check, so its default objects are stored.
 func Bootstrapped(dataDir string) bool {
-	_, err := os.Stat(filepath.Join(dataDir, bootstrappedFile))
+	_, err := os.Stat(filepath.Join(dataDir, BootstrappedFile))
 	return err == nil
 }
 
 // MarkBootstrapped records that the control plane of dataDir passed every
 // readiness check.
 func MarkBootstrapped(dataDir string) error {
-	return pki.WriteFileAtomic(filepath.Join(dataDir, bootstrappedFile), []byte("every readiness check passed once\n"), 0o600)
+	return pki.WriteFileAtomic(filepath.Join(dataDir, BootstrappedFile), []byte("every readiness check passed once\n"), 0o600)
 }
 
 // Path is the readiness check of a control plane: all of /readyz, less the
