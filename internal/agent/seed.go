@@ -70,10 +70,10 @@ func (r *reconciler) seed(ctx context.Context, vc *storagev1.VirtualCluster) (bo
 		r.recorder.Eventf(vc, nil, corev1.EventTypeWarning, reason, "Restore", "%s", msg)
 		if hasData {
 			// The cluster keeps serving what it had.
-			return true, r.annotate(ctx, vc, map[string]*string{annotationOf(q): nil})
+			return true, r.settle(ctx, vc, map[string]*string{annotationOf(q): nil})
 		}
 		r.setPhase(vc, storagev1.PhaseFailed, reason, msg+"; delete this virtual cluster and try again with another snapshot")
-		return false, r.annotate(ctx, vc, map[string]*string{storagev1.AnnotationSeedFailed: ptr.To(q.from)})
+		return false, r.settle(ctx, vc, map[string]*string{storagev1.AnnotationSeedFailed: ptr.To(q.from)})
 	}
 	msg := fmt.Sprintf("restored from %s", q.from)
 	reason = "Restored"
@@ -82,7 +82,17 @@ func (r *reconciler) seed(ctx context.Context, vc *storagev1.VirtualCluster) (bo
 	}
 	r.setCondition(vc, storagev1.ConditionRestored, true, reason, msg)
 	r.recorder.Eventf(vc, nil, corev1.EventTypeNormal, reason, "Restore", "%s", msg)
-	return true, r.annotate(ctx, vc, map[string]*string{annotationOf(q): nil, storagev1.AnnotationSeedFailed: nil})
+	return true, r.settle(ctx, vc, map[string]*string{annotationOf(q): nil, storagev1.AnnotationSeedFailed: nil})
+}
+
+// settle writes vc's status, then its annotations set: a client that sees
+// the restore-from or fork-from annotation go finds the Restored condition
+// that says how it went already written.
+func (r *reconciler) settle(ctx context.Context, vc *storagev1.VirtualCluster, set map[string]*string) error {
+	if err := r.client.Status().Update(ctx, vc); err != nil {
+		return fmt.Errorf("write the restore's condition: %w", err)
+	}
+	return r.annotate(ctx, vc, set)
 }
 
 func annotationOf(q seedRequest) string {

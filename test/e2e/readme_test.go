@@ -26,26 +26,7 @@ import (
 // that follows "In another terminal", each without its comment.
 func readmeCommands(t *testing.T, readme string) (first string, tour []string) {
 	t.Helper()
-	blocks := func(text string) [][]string {
-		var out [][]string
-		var cur []string
-		in := false
-		for _, line := range strings.Split(text, "\n") {
-			switch {
-			case !in && strings.HasPrefix(line, "```sh"):
-				in, cur = true, nil
-			case in && strings.HasPrefix(line, "```"):
-				in = false
-				out = append(out, cur)
-			case in:
-				cmd, _, _ := strings.Cut(line, "#")
-				if cmd = strings.TrimSpace(cmd); cmd != "" {
-					cur = append(cur, cmd)
-				}
-			}
-		}
-		return out
-	}
+	blocks := shBlocks
 	_, twoCommands, ok := strings.Cut(readme, "## The two commands")
 	if !ok {
 		t.Fatal(`README.md has no "## The two commands" section`)
@@ -228,6 +209,7 @@ func TestReadmeAsWritten(t *testing.T) {
 		}
 		check(cmd)
 	}
+	snapshotsAsWritten(t, string(readme), run)
 
 	// Every kubeconfig written holds inline certificates or absolute paths,
 	// so any client-go program (not only kubectl) can load it.
@@ -265,6 +247,71 @@ func TestReadmeAsWritten(t *testing.T) {
 	}
 	if n := processesWith(filepath.Join(mirror, ".sublet")); n != 0 {
 		t.Errorf("%d processes still run after Ctrl-C", n)
+	}
+}
+
+// shBlocks are the commands of each sh block of text, comments dropped.
+func shBlocks(text string) [][]string {
+	var out [][]string
+	var cur []string
+	in := false
+	for _, line := range strings.Split(text, "\n") {
+		switch {
+		case !in && strings.HasPrefix(line, "```sh"):
+			in, cur = true, nil
+		case in && strings.HasPrefix(line, "```"):
+			in = false
+			out = append(out, cur)
+		case in:
+			cmd, _, _ := strings.Cut(line, "#")
+			if cmd = strings.TrimSpace(cmd); cmd != "" {
+				cur = append(cur, cmd)
+			}
+		}
+	}
+	return out
+}
+
+// snapshotsAsWritten runs the README's snapshot block in one shell (so
+// $snap carries over), with sublet on PATH as installed, against the demo
+// cluster the tour left: the snapshot's name is its last line, restore and
+// the two forks succeed, the forks hold the demo's deployment, and the
+// list shows the snapshot. The move names a cluster this demo has not
+// connected, and must say so.
+func snapshotsAsWritten(t *testing.T, readme string, run func(cmd string) (string, error)) {
+	t.Helper()
+	_, section, ok := strings.Cut(readme, "### Snapshots, restore, fork and move")
+	if !ok {
+		t.Fatal(`README.md has no "### Snapshots, restore, fork and move" section`)
+	}
+	b := shBlocks(section)
+	if len(b) == 0 {
+		t.Fatal("README.md's snapshot section has no sh block")
+	}
+	script, move := []string{"set -e", `export PATH="$PWD/bin:$PATH"`}, ""
+	for _, cmd := range b[0] {
+		if strings.HasPrefix(cmd, "sublet move ") {
+			move = cmd
+			continue
+		}
+		script = append(script, cmd)
+	}
+	script = append(script, `echo "snapshot=$snap"`)
+	out, err := run(strings.Join(script, "\n"))
+	snap := regexp.MustCompile(`(?m)^snapshot=(demo-\d{8}-\d{6})$`).FindStringSubmatch(out)
+	if err != nil || snap == nil || !strings.Contains(out, "restored") || strings.Count(out, "is ready") < 2 || !strings.Contains(out, snap[1]) {
+		t.Fatalf("the README's snapshot block: %v\n%s", err, out)
+	}
+	for _, ctx := range []string{"sublet_local_vcluster-debug_debug", "sublet_local_vcluster-ci-2_ci-2"} {
+		if o, err := run("kubectl --context " + ctx + " get deployment web"); err != nil {
+			t.Errorf("the fork of context %s lacks the demo's deployment: %v\n%s", ctx, err, o)
+		}
+	}
+	if move == "" {
+		t.Fatal("the README's snapshot block has no move")
+	}
+	if o, err := run(`export PATH="$PWD/bin:$PATH"; ` + move); err == nil || !strings.Contains(o, `cluster "eu-2" is not connected`) {
+		t.Errorf("%s on a demo with one cluster: %v\n%s", move, err, o)
 	}
 }
 
