@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"strings"
 	"time"
 
@@ -22,6 +23,15 @@ import (
 // cluster it came from.
 const annotationMovedFrom = "storage.loft.sh/moved-from"
 
+// movingState are the source's annotations a move does not carry over:
+// its state (sleep, a move, a restore), not the user's settings.
+var movingState = map[string]bool{
+	storagev1.AnnotationRestoreFrom: true, storagev1.AnnotationForkFrom: true, storagev1.AnnotationSeedFailed: true,
+	storagev1.AnnotationMovingTo: true, storagev1.AnnotationMovingUntil: true, annotationMovedFrom: true,
+	storagev1.AnnotationSleepingSince: true, storagev1.AnnotationForceSleep: true, storagev1.AnnotationPreventWakeup: true,
+	storagev1.AnnotationLastActivity: true,
+}
+
 type moveOptions struct {
 	target  vclusterTarget
 	to, via string
@@ -34,14 +44,23 @@ func newMoveCommand() *cobra.Command {
 	vc := &cobra.Command{
 		Use:   "vcluster NAME --to-cluster OTHER [--via oci://REGISTRY/PREFIX/NAMESPACE/REPO:TAG]",
 		Short: "Move a virtual cluster to another connected cluster, same name, namespace and identity",
-		Long: `Moves virtual cluster NAME to connected cluster OTHER: a snapshot of it is written to the OCI
-location --via (a repository both clusters' agents allow, see their --snapshot-registries; default
-oci://MOVE-REGISTRY/NAMESPACE/NAME:move-TIME when the platform names one, its server's --move-registry), restored
-in OTHER under the same name and namespace with the same identity (CA, service-account key: tokens
-stay valid), and once it answers there through the platform, your kube-context of it is pointed at
-the new one (same context name) and the source is deleted. Until then the source keeps serving: a
-failure at any step deletes what was made in OTHER and leaves the source as it was.
-Objects written to the source after its snapshot are not carried over: move a quiet cluster.`,
+		Long: `Moves virtual cluster NAME to connected cluster OTHER, with its objects, its identity (CA,
+service-account key: tokens stay valid), its spec, labels and annotations:
+
+ 1. The source is held still: it is put to sleep, and while the move holds it the platform answers
+    its requests 503 with Retry-After (clients such as kubectl wait and retry) instead of waking it,
+    so nothing written to it is left behind.
+ 2. A snapshot of it is written to the OCI location --via (a repository both clusters' agents
+    allow, see their --snapshot-registries; default oci://MOVE-REGISTRY/NAMESPACE/NAME:move-TIME
+    when the platform names one, its server's --move-registry).
+ 3. It is restored in OTHER under the same name and namespace, and once it answers there through
+    the platform, your kube-context of it is pointed at the new one (same context name).
+ 4. The source is deleted.
+
+A failure at any step before the last deletes what was made in OTHER and wakes the source (if it
+was awake). A move whose CLI is stopped frees the source within 15 s, and the next move replaces
+what it left in OTHER.
+`,
 		Example: `  # Through the platform's move registry
   sublet move vcluster demo --to-cluster eu-2
 
@@ -72,21 +91,35 @@ type move struct {
 	via            string
 	src, dst       client.Client
 	srcVC, created *storagev1.VirtualCluster
+	// wasAwake, hadForceSleep: the source's state before freeze.
+	wasAwake, hadForceSleep bool
 }
 
 func runMove(cmd *cobra.Command, o *moveOptions, name string) error {
-	m, err := prepareMove(cmd.Context(), cmd.OutOrStdout(), o, name)
+	ctx := cmd.Context()
+	m, err := prepareMove(ctx, cmd.OutOrStdout(), o, name)
 	if err != nil {
 		return err
 	}
-	if err := m.copy(cmd.Context()); err != nil {
+	stopRenewing, err := m.freeze(ctx)
+	if err == nil {
+		err = m.copy(ctx)
+	}
+	if err == nil {
+		err = m.switchContext(ctx)
+	}
+	stopRenewing()
+	if err != nil {
+		// Nothing of the move stays: the source serves as before.
 		if m.created != nil {
-			// Nothing of the move stays: the source serves as before.
-			_ = m.dst.Delete(context.WithoutCancel(cmd.Context()), m.created)
+			_ = m.dst.Delete(context.WithoutCancel(ctx), m.created)
+		}
+		if terr := m.thaw(ctx); terr != nil {
+			return fmt.Errorf("%w; virtual cluster %s stays in cluster %s, but could not be woken (%v): 'sublet wakeup vcluster %s' wakes it", err, name, m.from, terr, name)
 		}
 		return fmt.Errorf("%w; virtual cluster %s keeps serving in cluster %s", err, name, m.from)
 	}
-	return m.switchOver(cmd.Context())
+	return m.deleteSource(ctx)
 }
 
 // prepareMove checks everything a move needs before it changes anything.
@@ -171,6 +204,12 @@ func (m *move) copy(ctx context.Context) error {
 	}
 	vc := storagev1.StartedFrom(m.name, m.ns, snap, storagev1.AnnotationRestoreFrom, snap.Status.Location)
 	vc.Spec = *m.srcVC.Spec.DeepCopy()
+	vc.Labels = maps.Clone(m.srcVC.Labels)
+	for k, v := range m.srcVC.Annotations {
+		if !movingState[k] {
+			vc.Annotations[k] = v
+		}
+	}
 	vc.Annotations[annotationMovedFrom] = m.from
 	if err := m.dst.Create(ctx, vc); err != nil {
 		return fmt.Errorf("make virtual cluster %s in cluster %s: %w", m.name, m.o.to, err)
@@ -204,18 +243,22 @@ func waitAnswers(ctx context.Context, c *loginConfig, cluster, ns, name string, 
 	return err
 }
 
-// switchOver points the kube-context at the moved cluster and deletes the
-// source.
-func (m *move) switchOver(ctx context.Context) error {
+// switchContext points the user's kube-context at the moved cluster.
+func (m *move) switchContext(ctx context.Context) error {
 	ctxName, had, err := moveContext(ctx, m.c, m.from, m.o.to, m.ns, m.name)
 	if err != nil {
-		return fmt.Errorf("virtual cluster %s runs in cluster %s, but its kube-context %s could not be switched (%w); the source in cluster %s is kept: delete it once done", m.name, m.o.to, ctxName, err, m.from)
-	}
-	if err := m.src.Delete(ctx, m.srcVC); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("virtual cluster %s runs in cluster %s, but the source in cluster %s could not be deleted: %w", m.name, m.o.to, m.from, err)
+		return fmt.Errorf("virtual cluster %s ran in cluster %s, but its kube-context %s could not be switched (%w), so the move is undone", m.name, m.o.to, ctxName, err)
 	}
 	if had {
 		fmt.Fprintf(m.out, "kube-context %s now reaches it in cluster %s\n", ctxName, m.o.to)
+	}
+	return nil
+}
+
+// deleteSource deletes the source, which the move holds still.
+func (m *move) deleteSource(ctx context.Context) error {
+	if err := m.src.Delete(ctx, m.srcVC); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("virtual cluster %s runs in cluster %s, but the source in cluster %s could not be deleted (%w); it serves again within %s: delete it", m.name, m.o.to, m.from, err, moveLease)
 	}
 	fmt.Fprintf(m.out, "Moved virtual cluster %s (namespace %s) from cluster %s to cluster %s\n", m.name, m.ns, m.from, m.o.to)
 	return nil

@@ -333,6 +333,9 @@ func (s *Server) proxyVirtual(w http.ResponseWriter, r *http.Request, u *User, f
 		writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("virtual cluster %s/%s does not exist in cluster %s", ns, name, clusterName))
 		return
 	}
+	if refuseMoving(w, vc, nil) {
+		return
+	}
 	target := activityTarget{cc: cc, ns: ns, name: name}
 	counts := r.Header.Get(storagev1.HeaderSleepModeIgnore) != "true"
 	if isAsleep := asleep(vc); isAsleep || starting(vc) || b == nil {
@@ -352,7 +355,12 @@ func (s *Server) proxyVirtual(w http.ResponseWriter, r *http.Request, u *User, f
 				"virtual cluster %s/%s is not ready (phase %q): %s", ns, name, vc.Status.Phase, vc.Status.Message))
 			return
 		}
-		if vc, b, err = s.activity.wake(r.Context(), target, isAsleep); err != nil {
+		woken, wb, err := s.activity.wake(r.Context(), target, isAsleep)
+		if refuseMoving(w, vc, err) {
+			return
+		}
+		vc, b = woken, wb
+		if err != nil {
 			what := "start"
 			if isAsleep {
 				what = "wake"

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -183,6 +185,11 @@ func (a *activity) wake(ctx context.Context, t activityTarget, asleep bool) (*st
 		defer tick.Stop()
 		for {
 			vc, b, err := t.cc.virtual(ctx, t.ns, t.name)
+			if vc != nil {
+				if to, ok := storagev1.MovingTo(vc, time.Now()); ok {
+					return nil, &movingError{to: to}
+				}
+			}
 			switch {
 			case err != nil:
 				return nil, err
@@ -216,6 +223,30 @@ func (a *activity) wake(ctx context.Context, t activityTarget, asleep bool) (*st
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
 	}
+}
+
+// movingError: the cluster is being moved to cluster to; it is not woken.
+type movingError struct{ to string }
+
+func (e *movingError) Error() string {
+	return "it is moving to cluster " + e.to + "; retry in a few seconds: it then answers from there"
+}
+
+// refuseMoving answers 503 with Retry-After for virtual cluster ns/name of
+// vc while a move holds it, and reports whether it did.
+func refuseMoving(w http.ResponseWriter, vc *storagev1.VirtualCluster, err error) bool {
+	var moving *movingError
+	if vc != nil {
+		if to, ok := storagev1.MovingTo(vc, time.Now()); ok {
+			moving = &movingError{to: to}
+		}
+	}
+	if moving == nil && !errors.As(err, &moving) {
+		return false
+	}
+	w.Header().Set("Retry-After", "2")
+	writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "virtual cluster "+vc.Namespace+"/"+vc.Name+": "+moving.Error())
+	return true
 }
 
 // asleep reports whether vc sleeps (or is going to sleep).

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,13 +71,16 @@ func TestMove(t *testing.T) {
 	ctxName := fmt.Sprintf("sublet_%s_%s_mover", p.cluster, tm.ns)
 	via := fmt.Sprintf("oci://%s/snaps/%s/mover:move", regHost, tm.ns)
 	move := []string{"move", "vcluster", "mover", "--cluster", p.cluster, "--space", tm.ns, "--to-cluster", "e2e-other"}
+	// The source answers through the team's kube-context (a request wakes
+	// it once no move holds it).
 	sourceServes := func(t *testing.T) {
 		t.Helper()
-		if vc := vcStatus(t, tm.ns, "mover"); vc.Status.Phase != storagev1.PhaseReady {
-			t.Fatalf("the source is %s", vc.Status.Phase)
-		}
-		if got := kubectl(t, tm.kubeconfig, "", "--context", ctxName, "get", "configmap", "data", "-o", "jsonpath={.data.k}"); got != "v" {
-			t.Fatalf("the source answers %q", got)
+		poll(t, 2*time.Minute, "the source to answer", func(context.Context) (bool, error) {
+			got, err := exec.Command("kubectl", "--kubeconfig", tm.kubeconfig, "--context", ctxName, "get", "configmap", "data", "-o", "jsonpath={.data.k}").Output()
+			return err == nil && string(got) == "v", nil
+		})
+		if vc := vcStatus(t, tm.ns, "mover"); vc.Annotations[storagev1.AnnotationMovingTo] != "" && vc.Annotations[storagev1.AnnotationForceSleep] != "" {
+			t.Fatalf("the source answers but is held: %v", vc.Annotations)
 		}
 	}
 
@@ -121,14 +125,54 @@ func TestMove(t *testing.T) {
 			}
 			return len(virtualClustersIn(t, other, tm.ns)) > 0, nil
 		})
+		// The move holds the source: its requests are answered 503 with
+		// Retry-After, and do not wake it.
+		res := src.CoreV1().RESTClient().Get().AbsPath("/api/v1/namespaces/default/configmaps/data").MaxRetries(0).Do(context.Background())
+		code := 0
+		res.StatusCode(&code)
+		if err := res.Error(); code != 503 || err == nil || !strings.Contains(err.Error(), "is moving to cluster e2e-other") {
+			t.Fatalf("a request to the held source: %d %v", code, err)
+		}
 		_ = cmd.Process.Kill()
 		<-exited
+		// The CLI's hold ends within its lease; then a request wakes it.
 		sourceServes(t)
 	})
 
 	step(t, "move", func(t *testing.T) {
+		// A team member writes all along, before, during and after the
+		// move: every write that succeeded is in the moved cluster.
+		var mu sync.Mutex
+		var written []string
+		wrote := func() int {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(written)
+		}
+		stop, stopped := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(stopped)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				name := fmt.Sprintf("during-%d", i)
+				if exec.Command("kubectl", "--kubeconfig", tm.kubeconfig, "--context", ctxName, "create", "configmap", name).Run() == nil {
+					mu.Lock()
+					written = append(written, name)
+					mu.Unlock()
+				}
+			}
+		}()
+		poll(t, time.Minute, "a write before the move", func(context.Context) (bool, error) { return wrote() > 0, nil })
 		// As typed: through the platform's move registry.
 		out := sublet(t, move...)
+		before := wrote()
+		poll(t, 2*time.Minute, "a write after the move", func(context.Context) (bool, error) { return wrote() > before, nil })
+		close(stop)
+		<-stopped
 		if !strings.Contains(out, "Moved virtual cluster mover") || !strings.Contains(out, "interrupted move") ||
 			!strings.Contains(out, "oci://"+regHost+"/snaps/"+tm.ns+"/mover:move-") {
 			t.Fatalf("move:\n%s", out)
@@ -141,6 +185,12 @@ func TestMove(t *testing.T) {
 			t.Fatalf("through kube-context %s after the move: %q", ctxName, got)
 		}
 		moved := tm.client(t)
+		t.Logf("%d configmaps written before and during the move, %d after it", before, len(written)-before)
+		for _, name := range written {
+			if _, err := moved.CoreV1().ConfigMaps("default").Get(context.Background(), name, metav1.GetOptions{}); err != nil {
+				t.Errorf("configmap %s, written during the move, is not in the moved cluster: %v", name, err)
+			}
+		}
 		if got := clusterID(t, moved); got != id {
 			t.Fatalf("cluster ID %s after the move, want %s", got, id)
 		}

@@ -140,6 +140,14 @@ const (
 	AnnotationSeedFailed = "storage.loft.sh/seed-failed"
 	// LabelScheduled marks a snapshot made by the schedule.
 	LabelScheduled = "storage.loft.sh/scheduled"
+	// AnnotationMovingTo names the connected cluster a move takes the
+	// cluster to; with AnnotationMovingUntil (RFC 3339) still ahead, the
+	// platform answers its requests 503 with Retry-After and does not wake
+	// it, so nothing is written to it after the move's snapshot. The
+	// moving CLI renews the time; once it passes (the CLI was stopped),
+	// the cluster serves and wakes as before.
+	AnnotationMovingTo    = "storage.loft.sh/moving-to"
+	AnnotationMovingUntil = "storage.loft.sh/moving-until"
 )
 
 // Condition types of a VirtualCluster set by snapshots.
@@ -185,4 +193,14 @@ func StartedFrom(name, ns string, snap *VirtualClusterSnapshot, annotation, from
 		vc.Spec.HelmRelease = &VirtualClusterHelmRelease{Values: snap.Status.SourceValues}
 	}
 	return vc
+}
+
+// MovingTo is the cluster vc is being moved to, if a move holds it at now.
+func MovingTo(vc *VirtualCluster, now time.Time) (string, bool) {
+	to := vc.Annotations[AnnotationMovingTo]
+	until, err := time.Parse(time.RFC3339, vc.Annotations[AnnotationMovingUntil])
+	if to == "" || err != nil || !now.Before(until) {
+		return "", false
+	}
+	return to, true
 }
