@@ -341,32 +341,7 @@ func (s *Server) proxyVirtual(w http.ResponseWriter, r *http.Request, u *User, f
 	if isAsleep := asleep(vc); isAsleep || starting(vc) || b == nil {
 		// Asleep: wake it and hold the request until it answers; starting
 		// (a wake under way, or a new cluster): hold it too.
-		switch {
-		case isAsleep && !counts:
-			writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, fmt.Sprintf(
-				"virtual cluster %s/%s is sleeping; a request with %s: true does not wake it", ns, name, storagev1.HeaderSleepModeIgnore))
-			return
-		case isAsleep && vc.Annotations[storagev1.AnnotationPreventWakeup] == "true":
-			writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, fmt.Sprintf(
-				"virtual cluster %s/%s is sleeping and was put to sleep with --prevent-wakeup: only 'sublet wakeup vcluster %s' wakes it", ns, name, name))
-			return
-		case !isAsleep && !starting(vc) && vc.Status.Phase != storagev1.PhaseReady:
-			writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, fmt.Sprintf(
-				"virtual cluster %s/%s is not ready (phase %q): %s", ns, name, vc.Status.Phase, vc.Status.Message))
-			return
-		}
-		woken, wb, err := s.activity.wake(r.Context(), target, isAsleep)
-		if refuseMoving(w, vc, err) {
-			return
-		}
-		vc, b = woken, wb
-		if err != nil {
-			what := "start"
-			if isAsleep {
-				what = "wake"
-			}
-			writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, fmt.Sprintf(
-				"virtual cluster %s/%s did not %s in time: %v; try again, or see 'kubectl describe virtualcluster %s -n %s' on cluster %s", ns, name, what, err, name, ns, clusterName))
+		if vc, b = s.awaken(r.Context(), w, target, vc, isAsleep, counts, clusterName); vc == nil {
 			return
 		}
 	} else if vc.Status.Phase != storagev1.PhaseReady {
@@ -380,6 +355,43 @@ func (s *Server) proxyVirtual(w http.ResponseWriter, r *http.Request, u *User, f
 	}
 	// Users who pass the gate are cluster-admin of the virtual cluster.
 	serveAs(b, w, r, path, actingUser(u, user.SystemPrivilegedGroup))
+}
+
+// awaken wakes virtual cluster vc (target) of cluster clusterName, or
+// waits while it starts, and returns it with its backend; or answers w
+// why it cannot (nil): a request that does not count does not wake it, nor
+// does one to a cluster put to sleep with --prevent-wakeup or held by a
+// move.
+func (s *Server) awaken(ctx context.Context, w http.ResponseWriter, target activityTarget, vc *storagev1.VirtualCluster, isAsleep, counts bool, clusterName string) (*storagev1.VirtualCluster, *backend) {
+	ns, name := target.ns, target.name
+	switch {
+	case isAsleep && !counts:
+		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, fmt.Sprintf(
+			"virtual cluster %s/%s is sleeping; a request with %s: true does not wake it", ns, name, storagev1.HeaderSleepModeIgnore))
+		return nil, nil
+	case isAsleep && vc.Annotations[storagev1.AnnotationPreventWakeup] == "true":
+		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, fmt.Sprintf(
+			"virtual cluster %s/%s is sleeping and was put to sleep with --prevent-wakeup: only 'sublet wakeup vcluster %s' wakes it", ns, name, name))
+		return nil, nil
+	case !isAsleep && !starting(vc) && vc.Status.Phase != storagev1.PhaseReady:
+		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, fmt.Sprintf(
+			"virtual cluster %s/%s is not ready (phase %q): %s", ns, name, vc.Status.Phase, vc.Status.Message))
+		return nil, nil
+	}
+	woken, b, err := s.activity.wake(ctx, target, isAsleep)
+	if refuseMoving(w, vc, err) {
+		return nil, nil
+	}
+	if err != nil {
+		what := "start"
+		if isAsleep {
+			what = "wake"
+		}
+		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, fmt.Sprintf(
+			"virtual cluster %s/%s did not %s in time: %v; try again, or see 'kubectl describe virtualcluster %s -n %s' on cluster %s", ns, name, what, err, name, ns, clusterName))
+		return nil, nil
+	}
+	return woken, b
 }
 
 // agentOwned reports whether secret is the one the agent publishes for vc:
