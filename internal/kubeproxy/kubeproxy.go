@@ -6,12 +6,14 @@ package kubeproxy
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"syscall"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -83,11 +85,22 @@ func (b *Backend) Serve(w http.ResponseWriter, r *http.Request, path string, que
 		},
 		Transport:     rt,
 		FlushInterval: -1,
-		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-			WriteStatus(w, http.StatusBadGateway, metav1.StatusReasonServiceUnavailable, "backend unreachable: "+err.Error())
-		},
+		ErrorHandler: writeBackendError,
 	}
 	p.ServeHTTP(w, r)
+}
+
+// writeBackendError answers a request the backend did not answer. A
+// backend that refused the connection is restarting (a restore, a wake, a
+// new address the platform has not read yet): 503 with Retry-After, which
+// client-go waits for and retries. Anything else is 502.
+func writeBackendError(w http.ResponseWriter, _ *http.Request, err error) {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		w.Header().Set("Retry-After", "1")
+		WriteStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "backend not listening (restarting?): "+err.Error()+"; retry")
+		return
+	}
+	WriteStatus(w, http.StatusBadGateway, metav1.StatusReasonServiceUnavailable, "backend unreachable: "+err.Error())
 }
 
 // MaxBody bounds the request bodies Serve reads before forwarding; the API

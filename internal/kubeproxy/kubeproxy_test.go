@@ -3,6 +3,7 @@ package kubeproxy
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -118,4 +119,49 @@ type zeros struct{}
 func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// TestBackendNotListening: a backend that refuses connections (a control
+// plane restarting on a new address) is 503 with Retry-After, which
+// client-go retries; one that hangs up stays 502.
+func TestBackendNotListening(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	// One that accepts connections and closes them at once.
+	hangup, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hangup.Close()
+	go func() {
+		for {
+			c, err := hangup.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	for _, c := range []struct {
+		host       string
+		code       int
+		retryAfter string
+	}{
+		{"https://" + addr, http.StatusServiceUnavailable, "1"},
+		{"https://" + hangup.Addr().String(), http.StatusBadGateway, ""},
+	} {
+		b, err := NewBackend(&rest.Config{Host: c.host, TLSClientConfig: rest.TLSClientConfig{Insecure: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		b.Serve(rec, httptest.NewRequest(http.MethodGet, "/api", nil), "/api", nil, nil)
+		if rec.Code != c.code || rec.Header().Get("Retry-After") != c.retryAfter {
+			t.Errorf("%s: %d, Retry-After %q; want %d, %q", c.host, rec.Code, rec.Header().Get("Retry-After"), c.code, c.retryAfter)
+		}
+	}
 }
