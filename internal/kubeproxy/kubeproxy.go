@@ -85,7 +85,7 @@ func (b *Backend) Serve(w http.ResponseWriter, r *http.Request, path string, que
 		},
 		Transport:     rt,
 		FlushInterval: -1,
-		ErrorHandler: writeBackendError,
+		ErrorHandler:  writeBackendError,
 	}
 	p.ServeHTTP(w, r)
 }
