@@ -46,44 +46,59 @@ var storedPrefix = []byte("k8s\x00")
 // they are missing; it does not replace a CA or service-account key found
 // there, so a fork must come without the source's pki directory.
 func Reidentify(ctx context.Context, dir string) (clusterID string, err error) {
+	err = EditDatastore(ctx, dir, func(ctx context.Context, c *clientv3.Client) error {
+		if clusterID, err = renewClusterID(ctx, c); err != nil {
+			return err
+		}
+		return clearServiceAccountTokens(ctx, c)
+	})
+	return clusterID, err
+}
+
+// EditDatastore starts the datastore of the data dir dir alone (no API
+// server; its lock is held meanwhile, so no control plane may run on it)
+// and calls edit with a client of it, as the API server reaches it. It
+// creates the certificates of dir/pki it needs that are missing.
+func EditDatastore(ctx context.Context, dir string, edit func(context.Context, *clientv3.Client) error) error {
 	ds, err := DatastoreOf(dir)
 	if err != nil {
-		return "", err
+		return err
 	}
 	d := dataDir{root: dir}
 	lock, err := d.lock()
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer lock.Close()
 	if err := d.checkCopiedDatastore(ds); err != nil {
-		return "", err
+		return err
 	}
 	p := d.pkiDir()
 	if err := p.Ensure([]string{"127.0.0.1", "localhost"}); err != nil {
-		return "", fmt.Errorf("certificates: %w", err)
+		return fmt.Errorf("certificates: %w", err)
 	}
 	store, err := d.datastoreAlone(ds, p)
 	if err != nil {
-		return "", err
+		return err
 	}
 	url, err := store.start(ctx)
 	if err != nil {
-		return "", fmt.Errorf("datastore (%s): %w", ds, err)
+		return fmt.Errorf("datastore (%s): %w", ds, err)
 	}
 	defer store.stop()
 	client, err := dialDatastore(p, url)
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer client.Close()
-	if clusterID, err = renewClusterID(ctx, client); err != nil {
-		return "", err
-	}
-	if err := clearServiceAccountTokens(ctx, client); err != nil {
-		return "", err
-	}
-	return clusterID, nil
+	return edit(ctx, client)
+}
+
+// CreateStored stores obj (with its kind set) under key, as the API server
+// would, unless key exists. The key of a namespaced object is
+// /registry/RESOURCE/NAMESPACE/NAME.
+func CreateStored(ctx context.Context, c *clientv3.Client, key string, obj runtime.Object) error {
+	return replaceStored(ctx, c, key, 0, 0, obj)
 }
 
 // checkCopiedDatastore fails unless the data dir holds an intact datastore

@@ -17,19 +17,24 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/controlplane"
 	"github.com/sublet-dev/sublet/internal/snapshot"
+	"github.com/sublet-dev/sublet/internal/syncer"
 	"github.com/sublet-dev/sublet/internal/testenv"
 	"github.com/sublet-dev/sublet/internal/translate"
 )
@@ -354,7 +359,12 @@ type: kubernetes.io/service-account-token
 		// Built for this platform's recipient, which every manifest shows,
 		// with a file the control plane would read and dial.
 		crafted := filepath.Join(dir, "crafted.snapshot")
-		writeCraftedSnapshot(t, filepath.Join(dir, snap+".snapshot"), crafted, "admin.kubeconfig")
+		writeCraftedSnapshot(t, filepath.Join(dir, snap+".snapshot"), crafted, func(data string) {
+			kc := "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://192.0.2.1:443'}}]\n"
+			if err := os.WriteFile(filepath.Join(data, "admin.kubeconfig"), []byte(kc), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		})
 		out, code, err := testenv.Run(2*time.Minute, append([]string{"restore", "vcluster", "src", "--from", crafted}, at...)...)
 		if err != nil || code == 0 || !strings.Contains(out, "not a data dir Sublet wrote") || !strings.Contains(out, "admin.kubeconfig") {
 			t.Errorf("restore --from a crafted snapshot: exit %d, %v:\n%s", code, err, out)
@@ -368,6 +378,35 @@ type: kubernetes.io/service-account-token
 		}
 		if vc := vcStatus(t, tm.ns, "stranger"); vc.Status.Phase != storagev1.PhaseFailed {
 			t.Fatalf("the refused fork is %s, want Failed", vc.Status.Phase)
+		}
+	})
+
+	step(t, "a privileged pod in a crafted datastore, which no admission saw, is kept off the host", func(t *testing.T) {
+		dir := filepath.Join(p.stateDir, "snapshots", tm.ns)
+		crafted := filepath.Join(dir, "privileged.snapshot")
+		writeCraftedSnapshot(t, filepath.Join(dir, snap+".snapshot"), crafted, func(data string) {
+			pod := &corev1.Pod{
+				TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+				ObjectMeta: metav1.ObjectMeta{Name: "evil", Namespace: "default", UID: uuid.NewUUID(), CreationTimestamp: metav1.Now()},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "nginx",
+					SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)}}}},
+			}
+			err := controlplane.EditDatastore(ctx, data, func(ctx context.Context, c *clientv3.Client) error {
+				return controlplane.CreateStored(ctx, c, "/registry/pods/default/evil", pod)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// What running the datastore left beside it.
+			for _, f := range []string{".lock", "db/state.db-wal", "db/state.db-shm"} {
+				_ = os.Remove(filepath.Join(data, f))
+			}
+		})
+		sublet(t, append([]string{"restore", "vcluster", "src", "--from", crafted}, at...)...)
+		waitEvent(t, src, "default", "Pod", "evil", syncer.ReasonPodSecurity, "privileged")
+		hostName := (translate.Translator{VCluster: "src", HostNamespace: tm.ns}).HostName("default", "evil")
+		if _, err := host.Client.CoreV1().Pods(tm.ns).Get(ctx, hostName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("the crafted privileged pod on the host: %v", err)
 		}
 	})
 
@@ -407,8 +446,8 @@ func writeForeignSnapshot(t *testing.T, path, ns string) {
 }
 
 // writeCraftedSnapshot writes to path the snapshot at from, with the
-// platform's key, plus a file extra in its data dir.
-func writeCraftedSnapshot(t *testing.T, from, path, extra string) {
+// platform's key, after edit changed its data dir.
+func writeCraftedSnapshot(t *testing.T, from, path string, edit func(dir string)) {
 	t.Helper()
 	keys, err := snapshot.LoadKeyring(context.Background(), host.Client, "sublet-system")
 	if err != nil {
@@ -424,10 +463,7 @@ func writeCraftedSnapshot(t *testing.T, from, path, extra string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kc := "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://192.0.2.1:443'}}]\n"
-	if err := os.WriteFile(filepath.Join(dir, extra), []byte(kc), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	edit(dir)
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
