@@ -21,13 +21,13 @@ import (
 
 // annotationMovedFrom marks a virtual cluster made by a move with the
 // cluster it came from.
-const annotationMovedFrom = "storage.loft.sh/moved-from"
+const annotationMovedFrom = storagev1.AnnotationMovedFrom
 
 // movingState are the source's annotations a move does not carry over:
 // its state (sleep, a move, a restore), not the user's settings.
 var movingState = map[string]bool{
 	storagev1.AnnotationRestoreFrom: true, storagev1.AnnotationForkFrom: true, storagev1.AnnotationSeedFailed: true,
-	storagev1.AnnotationMovingTo: true, storagev1.AnnotationMovingUntil: true, annotationMovedFrom: true,
+	storagev1.AnnotationMovingTo: true, storagev1.AnnotationMovingUntil: true, annotationMovedFrom: true, storagev1.AnnotationMovedFromUID: true,
 	storagev1.AnnotationSleepingSince: true, storagev1.AnnotationForceSleep: true, storagev1.AnnotationPreventWakeup: true,
 	storagev1.AnnotationLastActivity: true,
 }
@@ -54,7 +54,9 @@ service-account key: tokens stay valid), its spec, labels and annotations:
     allow, see their --snapshot-registries; default oci://MOVE-REGISTRY/NAMESPACE/NAME:move-TIME
     when the platform names one, its server's --move-registry).
  3. It is restored in OTHER under the same name and namespace, and once it answers there through
-    the platform, your kube-context of it is pointed at the new one (same context name).
+    the platform, the access keys scoped to the source are given to it: every kube-context of it
+    that 'sublet use vcluster' wrote, whoever's, reaches it unchanged (same name, server and key;
+    --path-form contexts name the old cluster and need 'sublet use vcluster' again).
  4. The source is deleted.
 
 A failure at any step before the last deletes what was made in OTHER and wakes the source (if it
@@ -106,6 +108,8 @@ func runMove(cmd *cobra.Command, o *moveOptions, name string) error {
 		err = m.copy(ctx)
 	}
 	if err == nil {
+		// First, so the user's own kube-context keeps its key too.
+		m.moveKeys(ctx)
 		err = m.switchContext(ctx)
 	}
 	stopRenewing()
@@ -211,6 +215,7 @@ func (m *move) copy(ctx context.Context) error {
 		}
 	}
 	vc.Annotations[annotationMovedFrom] = m.from
+	vc.Annotations[storagev1.AnnotationMovedFromUID] = string(m.srcVC.UID)
 	if err := m.dst.Create(ctx, vc); err != nil {
 		return fmt.Errorf("make virtual cluster %s in cluster %s: %w", m.name, m.o.to, err)
 	}
@@ -241,6 +246,20 @@ func waitAnswers(ctx context.Context, c *loginConfig, cluster, ns, name string, 
 		return fmt.Errorf("virtual cluster %s is ready but does not answer through the platform after %s", name, timeout)
 	}
 	return err
+}
+
+// moveKeys has the platform give the keys scoped to the source (every
+// kube-context of it that 'sublet use vcluster' wrote, whoever's) to the
+// moved cluster. The move goes on without: those kube-contexts then need
+// 'sublet use vcluster NAME --cluster OTHER' again.
+func (m *move) moveKeys(ctx context.Context) {
+	var res platformapi.MoveResult
+	req := platformapi.MoveRequest{Cluster: m.from, Namespace: m.ns, Name: m.name, ToCluster: m.o.to}
+	if err := m.c.callJSON(ctx, "POST", "/api/v1/moves", req, &res); err != nil {
+		fmt.Fprintf(m.out, "Warning: the access keys scoped to it were not given to the moved cluster (%v): other kube-contexts of it need 'sublet use vcluster %s --cluster %s'\n", err, m.name, m.o.to)
+		return
+	}
+	fmt.Fprintf(m.out, "%d access keys scoped to it (its kube-contexts) now reach it in cluster %s\n", res.Keys, m.o.to)
 }
 
 // switchContext points the user's kube-context at the moved cluster.

@@ -58,7 +58,7 @@ AccessKey objects in the management cluster hold its SHA-256). Paths:
   /kubernetes/virtualcluster/CLUSTER/NAMESPACE/NAME/... the virtual cluster's API, if the user may
                                                       get virtualclusters.storage.loft.sh in
                                                       NAMESPACE of CLUSTER; then as cluster-admin
-  /api/v1/whoami, /api/v1/info, /api/v1/clusters, /api/v1/virtualclusters
+  /api/v1/whoami, /api/v1/info, /api/v1/clusters, /api/v1/virtualclusters, /api/v1/moves
   any other path, with a key scoped to a virtual cluster
                                                       that virtual cluster's API, as by its path
 

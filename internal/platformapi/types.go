@@ -96,3 +96,19 @@ type Info struct {
 // key scoped to a virtual cluster outside that cluster's API; the details'
 // name is the virtual cluster, CLUSTER/NAMESPACE/NAME.
 const ScopedKeyKind = "VirtualCluster"
+
+// MoveRequest asks the platform (POST /api/v1/moves) to give the keys
+// scoped to virtual cluster Namespace/Name of Cluster, which a move holds,
+// to the cluster of that name the move made in ToCluster: the same secret
+// keys, good for the moved cluster alone from then on.
+type MoveRequest struct {
+	Cluster   string `json:"cluster"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	ToCluster string `json:"toCluster"`
+}
+
+// MoveResult is how many keys a MoveRequest gave to the moved cluster.
+type MoveResult struct {
+	Keys int `json:"keys"`
+}

@@ -33,6 +33,7 @@ func (s *Server) apiRoutes() {
 	s.mux.HandleFunc("GET /api/v1/accesskeys", s.authenticated(s.listAccessKeys))
 	s.mux.HandleFunc("DELETE /api/v1/accesskeys/{name}", s.authenticated(s.deleteAccessKey))
 	s.mux.HandleFunc("POST /api/v1/clusters", s.authenticated(s.connectCluster))
+	s.mux.HandleFunc("POST /api/v1/moves", s.authenticated(s.moveKeys))
 }
 
 // mayInManagement asks the management cluster whether u may verb resource

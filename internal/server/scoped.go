@@ -82,7 +82,7 @@ func platformPath(p string) bool {
 	}
 	first, _, _ := strings.Cut(rest, "/")
 	switch first {
-	case "whoami", "info", "accesskeys", "clusters", "virtualclusters":
+	case "whoami", "info", "accesskeys", "clusters", "virtualclusters", "moves":
 		return true
 	}
 	return false

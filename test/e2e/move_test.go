@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -167,6 +168,12 @@ func TestMove(t *testing.T) {
 			}
 		}()
 		poll(t, time.Minute, "a write before the move", func(context.Context) (bool, error) { return wrote() > 0, nil })
+		// A colleague's kube-context of the source, as 'sublet use
+		// vcluster' wrote it: the move does not touch it.
+		colleague := filepath.Join(t.TempDir(), "kubeconfig")
+		if data, err := os.ReadFile(tm.kubeconfig); err != nil || os.WriteFile(colleague, data, 0o600) != nil {
+			t.Fatal(err)
+		}
 		// As typed: through the platform's move registry.
 		out := sublet(t, move...)
 		before := wrote()
@@ -183,6 +190,12 @@ func TestMove(t *testing.T) {
 		})
 		if got := kubectl(t, tm.kubeconfig, "", "--context", ctxName, "get", "configmap", "data", "-o", "jsonpath={.data.k}"); got != "v" {
 			t.Fatalf("through kube-context %s after the move: %q", ctxName, got)
+		}
+		if !strings.Contains(out, "access keys scoped to it (its kube-contexts) now reach it in cluster e2e-other") {
+			t.Fatalf("the move did not give the source's keys to the moved cluster:\n%s", out)
+		}
+		if got := kubectl(t, colleague, "", "--context", ctxName, "get", "configmap", "data", "-o", "jsonpath={.data.k}"); got != "v" {
+			t.Fatalf("through the colleague's unchanged kube-context after the move: %q", got)
 		}
 		moved := tm.client(t)
 		t.Logf("%d configmaps written before and during the move, %d after it", before, len(written)-before)

@@ -148,6 +148,11 @@ const (
 	// the cluster serves and wakes as before.
 	AnnotationMovingTo    = "storage.loft.sh/moving-to"
 	AnnotationMovingUntil = "storage.loft.sh/moving-until"
+	// AnnotationMovedFrom and AnnotationMovedFromUID, on a cluster a move
+	// made, name the connected cluster it came from and the UID it had
+	// there: the platform then gives the keys scoped to that one to it.
+	AnnotationMovedFrom    = "storage.loft.sh/moved-from"
+	AnnotationMovedFromUID = "storage.loft.sh/moved-from-uid"
 )
 
 // Condition types of a VirtualCluster set by snapshots.
