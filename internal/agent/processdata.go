@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/controlplane"
 )
 
 // dataRuntime is a runtime whose clusters' data dirs the agent reads and
@@ -32,7 +33,7 @@ var _ dataRuntime = (*processRuntime)(nil)
 
 func (r *processRuntime) DataDir(vc *storagev1.VirtualCluster) (string, error) {
 	data := filepath.Join(r.dir(vc), "data")
-	if _, err := os.Stat(filepath.Join(data, markerFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(data, controlplane.MarkerFile)); err != nil {
 		return "", fmt.Errorf("virtual cluster %s/%s has no data yet (it never started)", vc.Namespace, vc.Name)
 	}
 	return data, nil

@@ -11,9 +11,6 @@ import (
 	"github.com/sublet-dev/sublet/internal/controlplane/readiness"
 )
 
-// markerFile is the data dir's marker, which says its datastore.
-const markerFile = "sublet-data-dir.json"
-
 // pkiFile is a file name of a data dir's pki/ directory.
 var pkiFile = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]*\.(crt|key|pub)$`)
 
@@ -26,7 +23,7 @@ var pkiFile = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]*\.(crt|key|pub)$`)
 // etcd's client URL): those must come from the control plane's own start,
 // never from a snapshot.
 func checkLayout(dir, datastore string) error {
-	allowed := map[string]bool{markerFile: false, readiness.BootstrappedFile: false, "pki": true}
+	allowed := map[string]bool{controlplane.MarkerFile: false, readiness.BootstrappedFile: false, "pki": true}
 	backup := etcdSnapshotFile
 	switch datastore {
 	case controlplane.DatastoreEtcd:
@@ -36,7 +33,7 @@ func checkLayout(dir, datastore string) error {
 		return fmt.Errorf("its manifest names datastore %q; Sublet writes %s or %s", datastore, controlplane.DatastoreSQLite, controlplane.DatastoreEtcd)
 	}
 	allowed[backup] = false
-	for _, need := range []string{markerFile, backup} {
+	for _, need := range []string{controlplane.MarkerFile, backup} {
 		if _, err := os.Lstat(filepath.Join(dir, need)); err != nil {
 			return fmt.Errorf("it has no %s", need)
 		}

@@ -194,7 +194,7 @@ func copyDataDir(ctx context.Context, data, stage string) (string, error) {
 	if err := backupDatastore(ctx, datastore, data, stage); err != nil {
 		return "", fmt.Errorf("back up the datastore: %w", err)
 	}
-	if err := copyFile(filepath.Join(data, markerFile), filepath.Join(stage, markerFile)); err != nil {
+	if err := copyFile(filepath.Join(data, controlplane.MarkerFile), filepath.Join(stage, controlplane.MarkerFile)); err != nil {
 		return "", err
 	}
 	// The datastore holds what bootstrapping writes (default RBAC, priority

@@ -130,8 +130,8 @@ func TestSooner(t *testing.T) {
 // the egress selector, etcd's client URL) or one in the wrong place is
 // refused.
 func TestCheckLayout(t *testing.T) {
-	sqlite := map[string]string{markerFile: "{}", "bootstrapped": "", "db/state.db": "x", "pki/ca.crt": "c", "pki/ca.key": "k", "pki/sa.pub": "p"}
-	etcd := map[string]string{markerFile: "{}", etcdSnapshotFile: "x", "pki/apiserver.crt": "c"}
+	sqlite := map[string]string{controlplane.MarkerFile: "{}", "bootstrapped": "", "db/state.db": "x", "pki/ca.crt": "c", "pki/ca.key": "k", "pki/sa.pub": "p"}
+	etcd := map[string]string{controlplane.MarkerFile: "{}", etcdSnapshotFile: "x", "pki/apiserver.crt": "c"}
 	with := func(base map[string]string, extra string) map[string]string {
 		m := maps.Clone(base)
 		m[extra] = ""
@@ -156,7 +156,7 @@ func TestCheckLayout(t *testing.T) {
 		{"a nested pki dir", controlplane.DatastoreSQLite, with(sqlite, "pki/etcd/peer.crt"), "pki/etcd"},
 		{"the other datastore's backup", controlplane.DatastoreEtcd, with(etcd, "db/state.db"), "db"},
 		{"no backup", controlplane.DatastoreSQLite, without(sqlite, "db/state.db"), "no db/state.db"},
-		{"no marker", controlplane.DatastoreEtcd, without(etcd, markerFile), "no " + markerFile},
+		{"no marker", controlplane.DatastoreEtcd, without(etcd, controlplane.MarkerFile), "no " + controlplane.MarkerFile},
 		{"an unknown datastore", "mysql", sqlite, `datastore "mysql"`},
 	} {
 		dir := t.TempDir()

@@ -15,9 +15,9 @@ import (
 	"github.com/sublet-dev/sublet/internal/pki"
 )
 
-// markerFile records what created a data dir, so a later start can tell its
-// own data from anything else.
-const markerFile = "sublet-data-dir.json"
+// MarkerFile, in a data dir, records what created it (its datastore), so a
+// later start can tell its own data from anything else.
+const MarkerFile = "sublet-data-dir.json"
 
 type marker struct {
 	Datastore string `json:"datastore"`
@@ -26,7 +26,7 @@ type marker struct {
 // recordedDatastore is the datastore a data dir was created with, or ""
 // when it has none yet (or its marker is unreadable: prepare then says why).
 func (d dataDir) recordedDatastore() string {
-	data, err := os.ReadFile(d.path(markerFile))
+	data, err := os.ReadFile(d.path(MarkerFile))
 	if err != nil {
 		return ""
 	}
@@ -76,7 +76,7 @@ func (d dataDir) prepare(datastore string) error {
 	probe.Close()
 	os.Remove(probe.Name())
 
-	data, err := os.ReadFile(d.path(markerFile))
+	data, err := os.ReadFile(d.path(MarkerFile))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		entries, err := os.ReadDir(d.root)
@@ -89,15 +89,15 @@ func (d dataDir) prepare(datastore string) error {
 			}
 		}
 		m, _ := json.Marshal(marker{Datastore: datastore})
-		if err := pki.WriteFileAtomic(d.path(markerFile), m, 0o600); err != nil {
+		if err := pki.WriteFileAtomic(d.path(MarkerFile), m, 0o600); err != nil {
 			return err
 		}
 	case err != nil:
-		return fmt.Errorf("read %s: %w", d.path(markerFile), err)
+		return fmt.Errorf("read %s: %w", d.path(MarkerFile), err)
 	default:
 		var m marker
 		if err := json.Unmarshal(data, &m); err != nil {
-			return fmt.Errorf("%s is corrupt (%v); remove the data dir to start afresh", d.path(markerFile), err)
+			return fmt.Errorf("%s is corrupt (%v); remove the data dir to start afresh", d.path(MarkerFile), err)
 		}
 		if m.Datastore != datastore {
 			// Starting again unchanged fails again: a configuration error.

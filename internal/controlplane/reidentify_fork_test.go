@@ -58,11 +58,11 @@ func testReidentifyFork(t *testing.T, ds string) {
 	}
 	srcToken := waitForToken(ctx, t, src.Client, nil)
 
-	marker, err := os.ReadFile(filepath.Join(srcDir, markerFile))
+	marker, err := os.ReadFile(filepath.Join(srcDir, MarkerFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(forkDir, markerFile), marker, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(forkDir, MarkerFile), marker, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if ds == DatastoreSQLite {

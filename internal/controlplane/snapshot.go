@@ -23,13 +23,13 @@ const backupBusyTimeoutMS = 30000
 // DatastoreOf is the datastore (DatastoreSQLite or DatastoreEtcd) the
 // control plane whose data dir is dir was created with.
 func DatastoreOf(dir string) (string, error) {
-	file := dataDir{root: dir}.path(markerFile)
+	file := dataDir{root: dir}.path(MarkerFile)
 	data, err := os.ReadFile(file)
 	if errors.Is(err, os.ErrNotExist) {
 		if _, statErr := os.Stat(dir); statErr != nil {
 			return "", fmt.Errorf("data dir %s: %w", dir, errors.Unwrap(statErr))
 		}
-		return "", fmt.Errorf("%s is not a sublet data dir: it has no %s; pass the --data-dir of a control plane", dir, markerFile)
+		return "", fmt.Errorf("%s is not a sublet data dir: it has no %s; pass the --data-dir of a control plane", dir, MarkerFile)
 	}
 	if err != nil {
 		return "", fmt.Errorf("read %s: %w", file, err)

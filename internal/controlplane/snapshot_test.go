@@ -283,7 +283,7 @@ func TestBackupDatastoreOf(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			if tc.marker != "" {
-				if err := os.WriteFile(filepath.Join(dir, markerFile), []byte(tc.marker), 0o600); err != nil {
+				if err := os.WriteFile(filepath.Join(dir, MarkerFile), []byte(tc.marker), 0o600); err != nil {
 					t.Fatal(err)
 				}
 			}
