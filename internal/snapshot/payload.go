@@ -42,37 +42,50 @@ func openSealed(plain io.Reader, m Manifest) (*payload, error) {
 }
 
 // extractPayload writes the files of the payload after its sealed manifest
-// under dir. Directories are made 0700 while files go in, and get their own
-// mode last, so that a read-only directory in the payload can still be
-// filled.
+// under dir.
 func extractPayload(p *payload, dir string) error {
-	gz, tr := p.gz, p.tr
+	dirs, err := extractEntries(p, dir)
+	if err != nil {
+		return err
+	}
+	// The tar ends before the gzip stream: reading that to its end checks
+	// gzip's checksum, refuses anything after it and, as gzip reads on to its
+	// source's end, makes age authenticate the last chunk.
+	if _, err := io.Copy(io.Discard, p.gz); err != nil {
+		return corrupt(theArchive, fmt.Errorf("payload: %w", err))
+	}
+	return chmodDirs(dirs)
+}
+
+// extractEntries writes p's remaining tar entries under dir, within p's
+// limits, and returns its directories. Directories are made 0700 while
+// files go in, and get their own mode last (chmodDirs), so that a
+// read-only directory can still be filled.
+func extractEntries(p *payload, dir string) ([]entry, error) {
 	var dirs []entry
 	for {
-		hdr, err := tr.Next()
+		hdr, err := p.tr.Next()
 		if err == io.EOF {
-			break
+			return dirs, nil
 		}
 		if err != nil {
-			return corrupt(theArchive, fmt.Errorf("payload: %w", err))
+			return nil, corrupt(theArchive, fmt.Errorf("payload: %w", err))
 		}
 		if err := p.take(hdr); err != nil {
-			return err
+			return nil, err
 		}
-		e, err := extractEntry(tr, hdr, dir)
+		e, err := extractEntry(p.tr, hdr, dir)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if hdr.Typeflag == tar.TypeDir {
 			dirs = append(dirs, e)
 		}
 	}
-	// The tar ends before the gzip stream: reading that to its end checks
-	// gzip's checksum, refuses anything after it and, as gzip reads on to its
-	// source's end, makes age authenticate the last chunk.
-	if _, err := io.Copy(io.Discard, gz); err != nil {
-		return corrupt(theArchive, fmt.Errorf("payload: %w", err))
-	}
+}
+
+// chmodDirs gives extracted directories their own modes, innermost first.
+func chmodDirs(dirs []entry) error {
 	for i := len(dirs) - 1; i >= 0; i-- {
 		if err := os.Chmod(dirs[i].path, dirs[i].mode); err != nil {
 			return fmt.Errorf("extract snapshot: %w", err)
