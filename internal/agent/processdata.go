@@ -7,27 +7,35 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/internal/controlplane"
 )
 
-// dataRuntime is a runtime whose clusters' data dirs the agent reads and
-// replaces itself, for snapshots, restores and forks: the process runtime.
-// The pod runtime's data is in a PersistentVolumeClaim the agent cannot
-// reach; it does not implement it yet.
+// dataRuntime is a runtime whose clusters' data the agent copies and
+// replaces, for snapshots, restores and forks: the process runtime in its
+// data dirs, the pod runtime through each pod's data endpoint
+// (storagev1.DataPath).
 type dataRuntime interface {
-	// DataDir is vc's control plane data dir, or an error saying it has
-	// none yet.
-	DataDir(vc *storagev1.VirtualCluster) (string, error)
-	// StageDir is an empty directory on the data dir's file system where
-	// a data dir for vc is prepared (it is removed first if left over).
-	StageDir(vc *storagev1.VirtualCluster) (string, error)
-	// ReplaceData stops vc and puts the data dir prepared at staged in
-	// place of its own, in one rename; the next Ensure starts it on it.
+	// HasData reports whether vc has data of its own (it started once).
+	HasData(ctx context.Context, vc *storagev1.VirtualCluster) bool
+	// CopyOut writes what a snapshot keeps of vc's data into the new
+	// directory stage (controlplane.CopyForSnapshot) and returns its
+	// datastore.
+	CopyOut(ctx context.Context, vc *storagev1.VirtualCluster, stage string) (string, error)
+	// StageDir is an empty directory where a data dir for vc is prepared
+	// (it is removed first if left over). It fails with errNotRunning
+	// when vc's runtime takes a new data dir only once vc runs.
+	StageDir(ctx context.Context, vc *storagev1.VirtualCluster) (string, error)
+	// ReplaceData puts the data dir prepared at staged in place of vc's
+	// own; vc runs on it after it returns (the process runtime's at the
+	// next Ensure).
 	ReplaceData(ctx context.Context, vc *storagev1.VirtualCluster, staged string) error
 }
+
+// errNotRunning: vc takes a new data dir only once it runs (the pod
+// runtime's, which receives it through its pod).
+var errNotRunning = errors.New("the virtual cluster takes its new data once it runs")
 
 var _ dataRuntime = (*processRuntime)(nil)
 
@@ -39,9 +47,22 @@ func (r *processRuntime) DataDir(vc *storagev1.VirtualCluster) (string, error) {
 	return data, nil
 }
 
+func (r *processRuntime) HasData(_ context.Context, vc *storagev1.VirtualCluster) bool {
+	_, err := r.DataDir(vc)
+	return err == nil
+}
+
+func (r *processRuntime) CopyOut(ctx context.Context, vc *storagev1.VirtualCluster, stage string) (string, error) {
+	data, err := r.DataDir(vc)
+	if err != nil {
+		return "", err
+	}
+	return controlplane.CopyForSnapshot(ctx, data, stage)
+}
+
 // StageDir is a sibling of the cluster's link under the state dir: on the
 // same file system as the data dir, also when it is a pool member's.
-func (r *processRuntime) StageDir(vc *storagev1.VirtualCluster) (string, error) {
+func (r *processRuntime) StageDir(_ context.Context, vc *storagev1.VirtualCluster) (string, error) {
 	stage := filepath.Join(r.stateDir, "vclusters", vc.Namespace, "."+vc.Name+".staged")
 	if err := os.RemoveAll(stage); err != nil {
 		return "", err
@@ -49,6 +70,8 @@ func (r *processRuntime) StageDir(vc *storagev1.VirtualCluster) (string, error) 
 	return stage, os.MkdirAll(stage, 0o700)
 }
 
+// ReplaceData stops vc and puts staged in place of its data dir, in one
+// rename; the next Ensure starts it on it.
 func (r *processRuntime) ReplaceData(_ context.Context, vc *storagev1.VirtualCluster, staged string) error {
 	r.stop(vc)
 	dir := r.dir(vc)
@@ -70,34 +93,4 @@ func (r *processRuntime) ReplaceData(_ context.Context, vc *storagev1.VirtualClu
 		return fmt.Errorf("put the new data in place: %w", err)
 	}
 	return os.RemoveAll(old)
-}
-
-// copyFile copies regular file src to dst (mode 0600).
-func copyFile(src, dst string) error {
-	data, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(dst, data, 0o600)
-}
-
-// copyTree copies the regular files of directory src (one level: a PKI
-// directory) into dst.
-func copyTree(src, dst string) error {
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dst, 0o700); err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		if err := copyFile(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -41,7 +41,7 @@ func TestReplaceData(t *testing.T) {
 	write(data, "old")
 	// What a replace that stopped after moving the old data aside left.
 	write(filepath.Join(r.dir(vc), "data.replaced"), "older")
-	stage, err := r.StageDir(vc)
+	stage, err := r.StageDir(context.Background(), vc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
@@ -62,8 +63,15 @@ func (r *reconciler) seed(ctx context.Context, vc *storagev1.VirtualCluster) (bo
 	if vc.Annotations[storagev1.AnnotationSeedFailed] == q.from {
 		return false, nil // failed before; the status says why
 	}
-	_, hasData := r.dataOf(vc)
+	// A cluster that ran only to take the snapshot's data has none of its
+	// own to keep serving.
+	hasData := r.hasData(ctx, vc) && !waitedToRun(vc)
 	reason, err := r.snaps.seed(ctx, vc, q)
+	if errors.Is(err, errNotRunning) {
+		// It starts first; report holds it out of Ready meanwhile.
+		r.setCondition(vc, storagev1.ConditionRestored, false, reasonWaitingToRun, fmt.Sprintf("the %s from %s waits for the virtual cluster to run", q.verb(), q.from))
+		return true, nil
+	}
 	if err != nil {
 		msg := fmt.Sprintf("%s from %s failed: %v", q.verb(), q.from, err)
 		r.setCondition(vc, storagev1.ConditionRestored, false, reason, msg)
@@ -102,14 +110,28 @@ func annotationOf(q seedRequest) string {
 	return storagev1.AnnotationRestoreFrom
 }
 
-// dataOf is vc's data dir, if its runtime keeps one the agent reads.
-func (r *reconciler) dataOf(vc *storagev1.VirtualCluster) (string, bool) {
+// hasData reports whether vc has data of its own, if its runtime keeps
+// data the agent reads.
+func (r *reconciler) hasData(ctx context.Context, vc *storagev1.VirtualCluster) bool {
 	dr, ok := r.runtime.(dataRuntime)
-	if !ok {
-		return "", false
-	}
-	dir, err := dr.DataDir(vc)
-	return dir, err == nil
+	return ok && dr.HasData(ctx, vc)
+}
+
+// reasonWaitingToRun: the Restored condition of a cluster that runs
+// before its runtime takes a snapshot's data (errNotRunning).
+const reasonWaitingToRun = "WaitingToRun"
+
+// waitedToRun reports whether vc started only to take a snapshot's data.
+func waitedToRun(vc *storagev1.VirtualCluster) bool {
+	c := meta.FindStatusCondition(vc.Status.Conditions, storagev1.ConditionRestored)
+	return c != nil && c.Reason == reasonWaitingToRun
+}
+
+// seedPending reports whether vc waits for a restore or fork its runtime
+// carries out only once it runs.
+func seedPending(vc *storagev1.VirtualCluster) (seedRequest, bool) {
+	q, err := seedRequested(vc)
+	return q, err == nil && q.from != "" && vc.Annotations[storagev1.AnnotationSeedFailed] != q.from
 }
 
 // seed prepares a data dir from q's snapshot and puts it in place of vc's:
@@ -117,7 +139,7 @@ func (r *reconciler) dataOf(vc *storagev1.VirtualCluster) (string, bool) {
 func (s *snapshots) seed(ctx context.Context, vc *storagev1.VirtualCluster, q seedRequest) (string, error) {
 	dr, ok := s.runtime.(dataRuntime)
 	if !ok {
-		return "RuntimeUnsupported", fmt.Errorf("the %s runtime cannot restore snapshots yet; the process runtime can", s.runtime.Name())
+		return "RuntimeUnsupported", fmt.Errorf("the %s runtime cannot restore snapshots", s.runtime.Name())
 	}
 	loc, owner, err := s.source(ctx, vc.Namespace, q.from)
 	if err != nil {
@@ -127,7 +149,7 @@ func (s *snapshots) seed(ctx context.Context, vc *storagev1.VirtualCluster, q se
 	if err != nil {
 		return "NoKey", err
 	}
-	stage, err := dr.StageDir(vc)
+	stage, err := dr.StageDir(ctx, vc)
 	if err != nil {
 		return "StageFailed", err
 	}
@@ -150,7 +172,7 @@ func (s *snapshots) seed(ctx context.Context, vc *storagev1.VirtualCluster, q se
 		return "InvalidSnapshot", fmt.Errorf("the snapshot is not a data dir Sublet wrote: %w", err)
 	}
 	if m.Datastore == controlplane.DatastoreEtcd {
-		file := filepath.Join(stage, etcdSnapshotFile)
+		file := filepath.Join(stage, controlplane.EtcdSnapshotFile)
 		if err := controlplane.RestoreEtcd(ctx, file, stage); err != nil {
 			return "InvalidSnapshot", fmt.Errorf("restore its etcd datastore: %w", err)
 		}

@@ -24,7 +24,7 @@ var pkiFile = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]*\.(crt|key|pub)$`)
 // never from a snapshot.
 func checkLayout(dir, datastore string) error {
 	allowed := map[string]bool{controlplane.MarkerFile: false, readiness.BootstrappedFile: false, "pki": true}
-	backup := etcdSnapshotFile
+	backup := controlplane.EtcdSnapshotFile
 	switch datastore {
 	case controlplane.DatastoreEtcd:
 	case controlplane.DatastoreSQLite:

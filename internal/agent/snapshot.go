@@ -21,8 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
-	"github.com/sublet-dev/sublet/internal/controlplane"
-	"github.com/sublet-dev/sublet/internal/controlplane/readiness"
 	"github.com/sublet-dev/sublet/internal/snapshot"
 )
 
@@ -109,11 +107,10 @@ func (s *snapshots) take(ctx context.Context, snap *storagev1.VirtualClusterSnap
 	}
 	dr, ok := s.runtime.(dataRuntime)
 	if !ok {
-		return "RuntimeUnsupported", fmt.Errorf("the %s runtime cannot take snapshots yet; the process runtime can", s.runtime.Name())
+		return "RuntimeUnsupported", fmt.Errorf("the %s runtime cannot take snapshots", s.runtime.Name())
 	}
-	data, err := dr.DataDir(vc)
-	if err != nil {
-		return "NoData", err
+	if !dr.HasData(ctx, vc) {
+		return "NoData", fmt.Errorf("virtual cluster %s/%s has no data yet (it never started)", vc.Namespace, vc.Name)
 	}
 	keys, err := s.keys(ctx)
 	if err != nil {
@@ -122,7 +119,7 @@ func (s *snapshots) take(ctx context.Context, snap *storagev1.VirtualClusterSnap
 	start := s.clock()
 	ctx, cancel := context.WithTimeout(ctx, operationTimeout)
 	defer cancel()
-	m, digest, size, err := s.write(ctx, vc, snap.Name, data, keys.Current, loc)
+	m, digest, size, err := s.write(ctx, vc, snap.Name, dr, keys.Current, loc)
 	if err != nil {
 		return "WriteFailed", err
 	}
@@ -138,15 +135,16 @@ func (s *snapshots) take(ctx context.Context, snap *storagev1.VirtualClusterSnap
 	return "", nil
 }
 
-// write takes the snapshot of vc's data dir data and stores it at loc.
-func (s *snapshots) write(ctx context.Context, vc *storagev1.VirtualCluster, name, data string, key *snapshot.Key, loc snapshot.Location) (snapshot.Manifest, string, int64, error) {
+// write takes the snapshot of vc's data, which dr copies out, and stores
+// it at loc.
+func (s *snapshots) write(ctx context.Context, vc *storagev1.VirtualCluster, name string, dr dataRuntime, key *snapshot.Key, loc snapshot.Location) (snapshot.Manifest, string, int64, error) {
 	tmp, err := s.tempDir()
 	if err != nil {
 		return snapshot.Manifest{}, "", 0, err
 	}
 	defer os.RemoveAll(tmp)
 	stage := filepath.Join(tmp, "data")
-	datastore, err := copyDataDir(ctx, data, stage)
+	datastore, err := dr.CopyOut(ctx, vc, stage)
 	if err != nil {
 		return snapshot.Manifest{}, "", 0, err
 	}
@@ -181,51 +179,6 @@ func (s *snapshots) write(ctx context.Context, vc *storagev1.VirtualCluster, nam
 	}
 	digest, size, err := snapshot.Store(ctx, archive, loc)
 	return m, digest, size, err
-}
-
-// copyDataDir copies what a snapshot keeps of the data dir data into
-// stage: the marker, the datastore's own consistent backup and the PKI.
-// It returns the datastore's kind.
-func copyDataDir(ctx context.Context, data, stage string) (string, error) {
-	datastore, err := controlplane.DatastoreOf(data)
-	if err != nil {
-		return "", err
-	}
-	if err := backupDatastore(ctx, datastore, data, stage); err != nil {
-		return "", fmt.Errorf("back up the datastore: %w", err)
-	}
-	if err := copyFile(filepath.Join(data, controlplane.MarkerFile), filepath.Join(stage, controlplane.MarkerFile)); err != nil {
-		return "", err
-	}
-	// The datastore holds what bootstrapping writes (default RBAC, priority
-	// classes): a restore or fork starts as a restart does, without
-	// waiting for those hooks again.
-	if readiness.Bootstrapped(data) {
-		if err := readiness.MarkBootstrapped(stage); err != nil {
-			return "", err
-		}
-	}
-	return datastore, copyTree(filepath.Join(data, "pki"), filepath.Join(stage, "pki"))
-}
-
-// etcdSnapshotFile is where a snapshot keeps an etcd datastore: etcd's own
-// snapshot (its API's, or the database of a stopped member), restored into
-// an etcd data dir when the snapshot is.
-const etcdSnapshotFile = "etcd-snapshot.db"
-
-// backupDatastore writes the datastore's own backup of data dir data into
-// stage: SQLite's online backup, or etcd's snapshot.
-func backupDatastore(ctx context.Context, datastore, data, stage string) error {
-	if datastore == controlplane.DatastoreEtcd {
-		if err := os.MkdirAll(stage, 0o700); err != nil {
-			return err
-		}
-		return controlplane.BackupEtcd(ctx, data, filepath.Join(stage, etcdSnapshotFile))
-	}
-	if err := os.MkdirAll(filepath.Join(stage, "db"), 0o700); err != nil {
-		return err
-	}
-	return controlplane.BackupSQLite(ctx, data, filepath.Join(stage, "db", "state.db"))
 }
 
 // tempDir is a new directory for one snapshot's work, under dir so its

@@ -131,7 +131,7 @@ func TestSooner(t *testing.T) {
 // refused.
 func TestCheckLayout(t *testing.T) {
 	sqlite := map[string]string{controlplane.MarkerFile: "{}", "bootstrapped": "", "db/state.db": "x", "pki/ca.crt": "c", "pki/ca.key": "k", "pki/sa.pub": "p"}
-	etcd := map[string]string{controlplane.MarkerFile: "{}", etcdSnapshotFile: "x", "pki/apiserver.crt": "c"}
+	etcd := map[string]string{controlplane.MarkerFile: "{}", controlplane.EtcdSnapshotFile: "x", "pki/apiserver.crt": "c"}
 	with := func(base map[string]string, extra string) map[string]string {
 		m := maps.Clone(base)
 		m[extra] = ""
