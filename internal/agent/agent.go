@@ -231,7 +231,7 @@ func newManager(cfg *rest.Config, o Options, log klog.Logger) (ctrl.Manager, err
 // in mgr (while this agent leads).
 func newRuntime(mgr ctrl.Manager, cfg *rest.Config, host kubernetes.Interface, o Options, log klog.Logger) (Runtime, error) {
 	if o.Runtime == "pod" {
-		return newPodRuntime(cfg, host, o.Image, log.WithName("pod"))
+		return newPodRuntime(cfg, host, o.Image, o.StateDir, log.WithName("pod"))
 	}
 	sup := newSupervisor()
 	proc := newProcessRuntime(o.StateDir, o.Binary, host, cfg, sup, log.WithName("process"))

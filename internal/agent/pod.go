@@ -33,15 +33,18 @@ type podRuntime struct {
 	host    kubernetes.Interface
 	chart   *chart.Chart
 	image   map[string]interface{}
-	log     klog.Logger
+	// stateDir holds the data dirs prepared for restores and forks
+	// before they go to their pods.
+	stateDir string
+	log      klog.Logger
 }
 
-func newPodRuntime(hostCfg *rest.Config, host kubernetes.Interface, image string, log klog.Logger) (*podRuntime, error) {
+func newPodRuntime(hostCfg *rest.Config, host kubernetes.Interface, image, stateDir string, log klog.Logger) (*podRuntime, error) {
 	c, err := charts.VCluster()
 	if err != nil {
 		return nil, fmt.Errorf("load the vcluster chart: %w", err)
 	}
-	r := &podRuntime{hostCfg: hostCfg, host: host, chart: c, log: log}
+	r := &podRuntime{hostCfg: hostCfg, host: host, chart: c, stateDir: stateDir, log: log}
 	if image != "" {
 		repo, tag := splitImage(image)
 		r.image = map[string]interface{}{"repository": repo, "tag": tag}

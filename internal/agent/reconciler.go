@@ -211,6 +211,11 @@ func (r *reconciler) report(ctx context.Context, vc *storagev1.VirtualCluster, s
 		r.setPhase(vc, storagev1.PhaseFailed, "RefusedByRuntime", msg)
 		return ctrl.Result{}, nil
 	}
+	if q, pending := seedPending(vc); state.Ready && pending && r.snaps != nil {
+		// Its runtime takes the snapshot's data now that it runs: not
+		// Ready on data that is not the snapshot's.
+		state = State{Message: fmt.Sprintf("running; the %s from %s comes next", q.verb(), q.from)}
+	}
 	if !state.Ready {
 		meta.RemoveStatusCondition(&vc.Status.Conditions, storagev1.ConditionConfigurationValid)
 		r.setCondition(vc, storagev1.ConditionRuntimeReady, false, "Deploying", state.Message)
@@ -325,7 +330,11 @@ func (r *reconciler) publishKubeconfig(ctx context.Context, vc *storagev1.Virtua
 	_, err := controllerutil.CreateOrUpdate(ctx, r.client, s, func() error {
 		s.Labels = map[string]string{storagev1.LabelManagedBy: storagev1.AgentName, storagev1.LabelVirtualCluster: vc.Name}
 		s.Type = corev1.SecretTypeOpaque
-		s.Data = map[string][]byte{"config": kubeconfig}
+		// Other keys are the runtime's (the pod's data endpoint token).
+		if s.Data == nil {
+			s.Data = map[string][]byte{}
+		}
+		s.Data["config"] = kubeconfig
 		return controllerutil.SetControllerReference(vc, s, r.client.Scheme())
 	})
 	if err != nil {

@@ -1,7 +1,11 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"syscall"
+
 	"github.com/spf13/cobra"
 	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/klog/v2"
@@ -32,15 +36,50 @@ back. Everything else (deployments, CRDs, RBAC, namespaces) stays virtual.`,
     --host-namespace vcluster-demo --data-dir ./demo`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runServer(o, o.ControlPlane, "vcluster.log", func(cp *controlplane.ControlPlane, logFile string) error {
+			if err := finishReplacement(o.ControlPlane.DataDir); err != nil {
+				return err
+			}
+			err := runServer(o, o.ControlPlane, "vcluster.log", func(cp *controlplane.ControlPlane, logFile string) error {
 				return vcluster.Run(cmd.Context(), cp, *o, klog.Background(), legacyregistry.Registerer(), func(info vcluster.Info) error {
 					printReady(cmd.OutOrStdout(), "virtual cluster "+info.Name, info.Info, logFile, o.ControlPlane.DataDir)
 					fmt.Fprintf(cmd.OutOrStdout(), "Cluster DNS: %s (UDP and TCP)\n", info.DNSAddress)
 					return nil
 				})
 			})
+			if errors.Is(err, vcluster.ErrDataReplaced) {
+				return restartSelf()
+			}
+			return err
 		},
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd
+}
+
+// finishReplacement puts a data dir the agent replaced through the data
+// endpoint in place, before anything reads the data dir.
+func finishReplacement(dataDir string) error {
+	if dataDir == "" {
+		return nil // Validate says it is required
+	}
+	done, err := controlplane.FinishReplacement(dataDir)
+	if err != nil {
+		return fmt.Errorf("put the new data dir in place (a restore or fork that was cut short; the next start tries again): %w", err)
+	}
+	if done {
+		klog.Background().Info("The data dir was replaced by a restore or fork; starting on it", "dataDir", dataDir)
+	}
+	return nil
+}
+
+// restartSelf runs this binary again with the same arguments, in place of
+// this process (same PID: a container keeps running, with no restart
+// counted), once everything stopped.
+func restartSelf() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("restart on the new data dir: %w", err)
+	}
+	klog.Flush()
+	return fmt.Errorf("restart on the new data dir: %w", syscall.Exec(exe, os.Args, os.Environ()))
 }

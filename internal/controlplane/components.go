@@ -6,9 +6,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 
 	"github.com/spf13/pflag"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	apirequest "k8s.io/apiserver/pkg/endpoints/request"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/client-go/rest"
@@ -90,6 +92,12 @@ func runAPIServer(ctx context.Context, args []string, listener net.Listener, log
 	if wrap != nil {
 		chain := config.Aggregator.GenericConfig.BuildHandlerChainFunc
 		config.Aggregator.GenericConfig.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
+			// What wrap serves under LongRunningPrefix streams data dirs:
+			// no request timeout, no in-flight limit.
+			longRunning := c.LongRunningFunc
+			c.LongRunningFunc = func(r *http.Request, ri *apirequest.RequestInfo) bool {
+				return strings.HasPrefix(r.URL.Path, LongRunningPrefix) || longRunning(r, ri)
+			}
 			return chain(wrap(h), c)
 		}
 	}
@@ -124,6 +132,10 @@ func runAPIServer(ctx context.Context, args []string, listener net.Listener, log
 	}
 	return prepared.Run(ctx)
 }
+
+// LongRunningPrefix: requests to paths under it, which a WrapAPIHandler
+// wrapper serves, are long-running for the API server's filters.
+const LongRunningPrefix = "/sublet/"
 
 // runControllerManager runs kube-controller-manager with args until ctx ends.
 func runControllerManager(ctx context.Context, args []string) error {

@@ -29,6 +29,8 @@ import (
 type apiHandlers struct {
 	redirect *proxy.Redirect
 	readOnly *readOnly
+	// data, if set, serves the data endpoint.
+	data *dataEndpoint
 }
 
 func newAPIHandlers() (apiHandlers, error) {
@@ -41,7 +43,11 @@ func newAPIHandlers() (apiHandlers, error) {
 
 // wrap is the API server handler wrapper (controlplane.WrapAPIHandler).
 func (h apiHandlers) wrap(next http.Handler) http.Handler {
-	return h.readOnly.Wrap(h.redirect.Wrap(next))
+	next = h.readOnly.Wrap(h.redirect.Wrap(next))
+	if h.data != nil {
+		next = h.data.Wrap(next)
+	}
+	return next
 }
 
 // fromHostSelectors parses --from-host-selector values (KIND=SELECTOR)

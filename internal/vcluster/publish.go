@@ -21,8 +21,9 @@ import (
 )
 
 // publishKubeconfig writes the admin kubeconfig, pointed at
-// o.KubeconfigServer, into host secret o.KubeconfigSecret.
-func publishKubeconfig(ctx context.Context, host kubernetes.Interface, o Options, info controlplane.Info) error {
+// o.KubeconfigServer, and the data endpoint's token, if any, into host
+// secret o.KubeconfigSecret.
+func publishKubeconfig(ctx context.Context, host kubernetes.Interface, o Options, info controlplane.Info, token string) error {
 	cfg, err := clientcmd.LoadFromFile(info.AdminKubeconfig)
 	if err != nil {
 		return err
@@ -39,6 +40,9 @@ func publishKubeconfig(ctx context.Context, host kubernetes.Interface, o Options
 			Labels: map[string]string{storagev1.LabelVirtualCluster: o.Name}},
 		Type: corev1.SecretTypeOpaque,
 		Data: map[string][]byte{"config": data},
+	}
+	if token != "" {
+		s.Data[storagev1.DataTokenKey] = []byte(token)
 	}
 	secrets := host.CoreV1().Secrets(o.HostNamespace)
 	_, err = secrets.Create(ctx, s, metav1.CreateOptions{})

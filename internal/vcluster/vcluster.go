@@ -295,10 +295,20 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 		log.Error(err, "warm control plane: could not lower its CPU priority")
 	}
 	metrics := syncer.NewMetrics(reg)
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
 	// Service and pod proxying reach the host copies (once the syncer runs).
 	handlers, err := newAPIHandlers()
 	if err != nil {
 		return err
+	}
+	if o.KubeconfigSecret != "" {
+		// The agent cannot reach this data dir: it copies and replaces
+		// it through the data endpoint, with the token published beside
+		// the kubeconfig.
+		if handlers.data, err = newDataEndpoint(cp.DataDir(), func() { stop(ErrDataReplaced) }, log); err != nil {
+			return err
+		}
 	}
 	cp.WrapAPIHandler(handlers.wrap)
 	guard, err := newEgressGuard(cp, o, log, reg)
@@ -341,7 +351,11 @@ func Run(ctx context.Context, cp *controlplane.ControlPlane, o Options, log klog
 	if err != nil {
 		return component.Interrupted(ctx, err)
 	}
-	return parts.Wait()
+	err = parts.Wait()
+	if errors.Is(context.Cause(ctx), ErrDataReplaced) {
+		return ErrDataReplaced
+	}
+	return err
 }
 
 // assigned waits for a warm control plane's assignment, then checks the
@@ -424,7 +438,11 @@ func (o Options) startSyncing(ctx context.Context, cp *controlplane.ControlPlane
 		NetworkPolicyIsolation: o.NetworkPolicyIsolation,
 	}
 	if o.KubeconfigSecret != "" {
-		if err := publishKubeconfig(ctx, sctx.Host, o, info); err != nil {
+		var token string
+		if handlers.data != nil {
+			token = handlers.data.token
+		}
+		if err := publishKubeconfig(ctx, sctx.Host, o, info, token); err != nil {
 			return fmt.Errorf("--kubeconfig-secret %s: %w", o.KubeconfigSecret, err)
 		}
 	}
