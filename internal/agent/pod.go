@@ -133,6 +133,10 @@ func (r *podRuntime) Sleep(ctx context.Context, vc *storagev1.VirtualCluster) (b
 	case err != nil:
 		return false, err
 	}
+	if dataOnly(rel.Config) {
+		// A snapshot or restore reads its volume; it puts it back to 0.
+		return true, nil
+	}
 	if fmt.Sprint(rel.Config["replicas"]) != "0" {
 		vals := maps.Clone(rel.Config)
 		vals["replicas"] = 0

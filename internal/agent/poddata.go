@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
+
+	"helm.sh/helm/v3/pkg/action"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -79,13 +83,11 @@ func (r *podRuntime) HasData(ctx context.Context, vc *storagev1.VirtualCluster) 
 
 // CopyOut reads the copy the pod makes of its data dir.
 func (r *podRuntime) CopyOut(ctx context.Context, vc *storagev1.VirtualCluster, stage string) (string, error) {
-	if vc.Status.Phase == storagev1.PhaseSleeping {
-		return "", fmt.Errorf("virtual cluster %s/%s is asleep: the pod runtime copies the data of its running pod; wake it and snapshot again", vc.Namespace, vc.Name)
-	}
-	e, err := r.dataEndpoint(ctx, vc)
+	e, awake, err := r.endpointOf(ctx, vc)
 	if err != nil {
 		return "", err
 	}
+	defer awake()
 	resp, err := e.do(ctx, http.MethodGet, nil, http.StatusOK)
 	if err != nil {
 		return "", fmt.Errorf("copy the data of %s/%s: %w", vc.Namespace, vc.Name, err)
@@ -113,13 +115,12 @@ func (r *podRuntime) StageDir(ctx context.Context, vc *storagev1.VirtualCluster)
 // ReplaceData sends staged to vc's pod, which restarts on it, and waits
 // until the pod published its new start (a new data endpoint token).
 func (r *podRuntime) ReplaceData(ctx context.Context, vc *storagev1.VirtualCluster, staged string) error {
-	if vc.Status.Phase == storagev1.PhaseSleeping {
-		return fmt.Errorf("virtual cluster %s/%s is asleep: the pod runtime restores into its running pod; wake it and restore again", vc.Namespace, vc.Name)
-	}
-	e, err := r.dataEndpoint(ctx, vc)
+	asleep := vc.Status.Phase == storagev1.PhaseSleeping
+	e, awake, err := r.endpointOf(ctx, vc)
 	if err != nil {
 		return err
 	}
+	defer awake()
 	if err := controlplane.TrimForReplacement(staged); err != nil {
 		return err
 	}
@@ -131,18 +132,99 @@ func (r *podRuntime) ReplaceData(ctx context.Context, vc *storagev1.VirtualClust
 		return fmt.Errorf("send the new data to the pod of %s/%s: %w", vc.Namespace, vc.Name, err)
 	}
 	resp.Body.Close()
+	if asleep {
+		r.log.Info("sent a new data dir to the sleeping cluster's volume; it starts on it when it wakes", "virtualcluster", klog.KObj(vc))
+		return nil
+	}
 	r.log.Info("sent a new data dir to the pod; waiting for it to restart on it", "virtualcluster", klog.KObj(vc))
+	ctx, cancel := context.WithTimeout(ctx, restartTimeout)
+	defer cancel()
+	if _, err := r.nextEndpoint(ctx, vc, e.token); err != nil {
+		return fmt.Errorf("the pod of %s/%s took the new data but did not start on it: %w", vc.Namespace, vc.Name, err)
+	}
+	return nil
+}
+
+// nextEndpoint waits, at most restartTimeout, until vc's pod publishes a
+// data endpoint token other than old: a new start.
+func (r *podRuntime) nextEndpoint(ctx context.Context, vc *storagev1.VirtualCluster, old string) (dataEndpoint, error) {
 	ctx, cancel := context.WithTimeout(ctx, restartTimeout)
 	defer cancel()
 	for {
 		next, err := r.dataEndpoint(ctx, vc)
-		if err == nil && next.token != e.token {
-			return nil
+		if err == nil && next.token != old {
+			return next, nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("the pod of %s/%s took the new data but did not start on it within %s: see its logs", vc.Namespace, vc.Name, restartTimeout)
+			return dataEndpoint{}, fmt.Errorf("no new start of its pod within %s: see its logs", restartTimeout)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// endpointOf is vc's data endpoint. A sleeping cluster has no pod: its
+// release runs one that serves the data endpoint alone (--data-only) until
+// the func returned is called, which puts it back to sleep.
+func (r *podRuntime) endpointOf(ctx context.Context, vc *storagev1.VirtualCluster) (dataEndpoint, func(), error) {
+	e, err := r.dataEndpoint(ctx, vc)
+	if err != nil || vc.Status.Phase != storagev1.PhaseSleeping {
+		return e, func() {}, err
+	}
+	if err := r.setDataOnly(ctx, vc, true); err != nil {
+		return e, func() {}, err
+	}
+	asleep := func() {
+		// Also when ctx ended: the pod must not stay up.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := r.setDataOnly(ctx, vc, false); err != nil {
+			r.log.Error(err, "put the sleeping cluster's data-only pod back to sleep", "virtualcluster", klog.KObj(vc))
+		}
+	}
+	next, err := r.nextEndpoint(ctx, vc, e.token)
+	if err != nil {
+		asleep()
+		return e, func() {}, fmt.Errorf("start a pod that serves the sleeping cluster's data: %w", err)
+	}
+	return next, asleep, nil
+}
+
+// setDataOnly runs vc's release as one pod serving its data alone (on),
+// or puts a release doing so back to 0 replicas (off; a release that no
+// longer does, woken meanwhile, is left alone).
+func (r *podRuntime) setDataOnly(ctx context.Context, vc *storagev1.VirtualCluster, on bool) error {
+	cfg, err := r.helm(vc.Namespace)
+	if err != nil {
+		return err
+	}
+	rel, err := action.NewGet(cfg).Run(vc.Name)
+	if err != nil {
+		return err
+	}
+	if dataOnly(rel.Config) == on {
+		return nil
+	}
+	vals := maps.Clone(rel.Config)
+	args, _ := vals["args"].([]interface{})
+	if on {
+		vals["replicas"], vals["args"] = 1, append(slices.Clone(args), dataOnlyFlag)
+	} else {
+		vals["replicas"], vals["args"] = 0, slices.DeleteFunc(slices.Clone(args), func(a interface{}) bool { return a == dataOnlyFlag })
+	}
+	upgrade := action.NewUpgrade(cfg)
+	upgrade.Namespace, upgrade.Timeout, upgrade.MaxHistory = vc.Namespace, time.Minute, 5
+	if _, err := upgrade.RunWithContext(ctx, vc.Name, r.chart, vals); err != nil {
+		return fmt.Errorf("upgrade the vcluster release (data only: %v): %w", on, err)
+	}
+	return nil
+}
+
+// dataOnlyFlag makes a release's pod serve its data alone.
+const dataOnlyFlag = "--data-only"
+
+// dataOnly reports whether release values vals run the data-only pod.
+func dataOnly(vals map[string]interface{}) bool {
+	args, _ := vals["args"].([]interface{})
+	return slices.Contains(args, interface{}(dataOnlyFlag))
 }

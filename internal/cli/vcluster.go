@@ -39,6 +39,9 @@ back. Everything else (deployments, CRDs, RBAC, namespaces) stays virtual.`,
 			if err := finishReplacement(o.ControlPlane.DataDir); err != nil {
 				return err
 			}
+			if o.DataOnly {
+				return vcluster.RunDataOnly(cmd.Context(), *o, klog.Background())
+			}
 			err := runServer(o, o.ControlPlane, "vcluster.log", func(cp *controlplane.ControlPlane, logFile string) error {
 				return vcluster.Run(cmd.Context(), cp, *o, klog.Background(), legacyregistry.Registerer(), func(info vcluster.Info) error {
 					printReady(cmd.OutOrStdout(), "virtual cluster "+info.Name, info.Info, logFile, o.ControlPlane.DataDir)

@@ -87,6 +87,8 @@ type Options struct {
 	// no virtual cluster of its own and waits for this file to name one
 	// (see assign.go). Needs ServiceCIDR.
 	AwaitAssignment string
+	// DataOnly: serve the data endpoint alone (RunDataOnly).
+	DataOnly bool
 }
 
 // NewOptions returns defaults.
@@ -123,6 +125,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.CustomResources, "custom-resources", o.CustomResources, "Custom resources to sync, as a JSON list of rows {crd: PLURAL.GROUP, fromHost: bool, references: [{path, kind, returned, optional}]} (the values' sync.toHost/fromHost.customResources, which the agent turns into this flag): a to-host kind's objects get host copies with the references translated; a from-host kind (cluster-scoped) is copied in read-only. The syncer installs each CRD from the host.")
 	pathflag.Var(fs, &o.AwaitAssignment, "await-assignment", o.AwaitAssignment, "Start the control plane with no virtual cluster and wait until this file names one (a warm pool member; the agent writes it).")
 	_ = fs.MarkHidden("await-assignment")
+	fs.BoolVar(&o.DataOnly, "data-only", o.DataOnly, "Serve only the data endpoint on --listen, for the agent to snapshot or restore a sleeping pod-runtime cluster without waking it: no control plane, no syncer. Needs --kubeconfig-secret, where it publishes its token.")
 	if f := fs.Lookup("service-cidr"); f != nil {
 		f.Usage = "IP range for service ClusterIPs; default: the host's, detected, so a service has the same ClusterIP on both sides."
 	}

@@ -489,7 +489,8 @@ func (p chartPod) volumeMounts(t *testing.T, dir, data string, uid, gid uint32) 
 			src := filepath.Join(p.secretVolume(t, dir, vols[i]), filepath.Clean("/"+vm.SubPath))
 			out = append(out, specs.Mount{Destination: vm.MountPath, Type: "bind", Source: src, Options: append(opts, "rbind", "ro")})
 		case claim:
-			if err := os.Mkdir(data, 0o755); err != nil {
+			// A claim's volume outlives its pod: a later pod gets it back.
+			if err := os.MkdirAll(data, 0o755); err != nil {
 				t.Fatal(err)
 			}
 			if err := os.Chown(data, int(uid), int(gid)); err != nil {

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
+	"github.com/sublet-dev/sublet/internal/sleepmode"
 	"github.com/sublet-dev/sublet/internal/testenv"
 )
 
@@ -31,12 +32,15 @@ import (
 // runs each under runc as TestImageUnderRunc does, with one change: a
 // --kubeconfig-server this machine reaches (the Service's name resolves
 // only inside a cluster). The chart fixes the pod's ports, so one pod runs
-// at a time. It checks that the data endpoint refuses the cluster's own
-// admin; that a snapshot of the running pod is taken; that a restore puts
-// the snapshot's objects back in the same container (the runtime restarts
+// at a time, and a later pod of a StatefulSet gets the same volume back.
+// It checks that the data endpoint refuses the cluster's own admin; that a
+// snapshot of the running pod is taken; that a restore puts the
+// snapshot's objects back in the same container (the runtime restarts
 // itself on the new data, which replaces the contents of its volume's
-// mount point); and that a fork's new cluster is not Ready before it holds
-// the snapshot's data, under a new identity.
+// mount point); that asleep, a snapshot and a restore are made by a pod
+// that serves the data alone and goes away again, the cluster staying
+// asleep and waking on the restored data; and that a fork's new cluster
+// is not Ready before it holds the snapshot's data, under a new identity.
 func TestSnapshotsPodRuntime(t *testing.T) {
 	needHost(t)
 	bin, err := testenv.Binary()
@@ -66,7 +70,7 @@ func TestSnapshotsPodRuntime(t *testing.T) {
 	ctx := context.Background()
 
 	apply("VirtualCluster", "pv", "spec: {}\n")
-	first := runVClusterPod(t, runc, rootfs, cf.Config, ns, "pv", ip)
+	first := runVClusterPod(t, runc, rootfs, cf.Config, ns, "pv", ip, "first", "")
 	waitVCPhase(t, ns, "pv", storagev1.PhaseReady, 3*time.Minute)
 	vc := first.client(t)
 	keep, err := vc.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "keep"}, Data: map[string]string{"k": "v"}}, metav1.CreateOptions{})
@@ -121,10 +125,66 @@ func TestSnapshotsPodRuntime(t *testing.T) {
 		}
 	})
 
-	step(t, "fork into a new pod", func(t *testing.T) {
+	// Asleep, the cluster's release runs a pod that serves its volume's data
+	// alone while the agent snapshots or restores it, then goes back to 0.
+	step(t, "snapshot and restore of the sleeping cluster, without waking it", func(t *testing.T) {
+		if _, err := vc.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "before-sleep"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		kubectl(t, host.Kubeconfig, "", "annotate", "virtualcluster", "pv", "-n", ns, storagev1.AnnotationForceSleep+"=true")
+		waitReplicas(t, ns, "pv", 0)
 		first.c.stop(t, 30*time.Second)
-		apply("VirtualCluster", "pf", "  annotations: {storage.loft.sh/fork-from: pv-1}\nspec: {}\n")
-		second := runVClusterPod(t, runc, rootfs, cf.Config, ns, "pf", ip)
+		waitVCPhase(t, ns, "pv", storagev1.PhaseSleeping, 2*time.Minute)
+
+		apply("VirtualClusterSnapshot", "pv-asleep", "spec: {virtualCluster: pv}\n")
+		waitReplicas(t, ns, "pv", 1)
+		serving := runVClusterPod(t, runc, rootfs, cf.Config, ns, "pv", ip, "data-1", first.data)
+		if s := waitSnapshotCompleted(t, ns, "pv-asleep"); !s.Status.SourceSleeping || s.Status.Size == 0 {
+			t.Fatalf("snapshot of the sleeping cluster: %+v", s.Status)
+		}
+		if code := serving.dataRequest(t, "not-the-token"); code != http.StatusForbidden {
+			t.Errorf("GET %s of the data-only pod as the cluster's admin without its token: %d, want 403", storagev1.DataPath, code)
+		}
+		waitReplicas(t, ns, "pv", 0)
+		serving.c.stop(t, 30*time.Second)
+
+		kubectl(t, host.Kubeconfig, "", "annotate", "virtualcluster", "pv", "-n", ns, storagev1.AnnotationRestoreFrom+"=pv-1")
+		waitReplicas(t, ns, "pv", 1)
+		serving = runVClusterPod(t, runc, rootfs, cf.Config, ns, "pv", ip, "data-2", first.data)
+		poll(t, 2*time.Minute, "the restore of the sleeping cluster", func(context.Context) (bool, error) {
+			v := vcStatus(t, ns, "pv")
+			c := meta.FindStatusCondition(v.Status.Conditions, storagev1.ConditionRestored)
+			if c != nil && c.Status == metav1.ConditionFalse && c.Reason != "WaitingToRun" {
+				return false, fmt.Errorf("%s: %s", c.Reason, c.Message)
+			}
+			_, restoring := v.Annotations[storagev1.AnnotationRestoreFrom]
+			return !restoring && c != nil && c.Status == metav1.ConditionTrue, nil
+		})
+		waitReplicas(t, ns, "pv", 0)
+		serving.c.stop(t, 30*time.Second)
+		if phase := vcStatus(t, ns, "pv").Status.Phase; phase != storagev1.PhaseSleeping {
+			t.Fatalf("after a snapshot and a restore while asleep, the cluster is %s, want still Sleeping", phase)
+		}
+
+		// Woken, it runs on the restored data.
+		kubectl(t, host.Kubeconfig, "", "patch", "virtualcluster", "pv", "-n", ns, "--type=merge",
+			"-p", string(sleepmode.AnnotationsPatch(sleepmode.WakeupAnnotations(time.Now()))))
+		waitReplicas(t, ns, "pv", 1)
+		woken := runVClusterPod(t, runc, rootfs, cf.Config, ns, "pv", ip, "woken", first.data)
+		waitVCPhase(t, ns, "pv", storagev1.PhaseReady, 2*time.Minute)
+		vc = woken.client(t)
+		if got, err := vc.CoreV1().ConfigMaps("default").Get(ctx, "keep", metav1.GetOptions{}); err != nil || got.UID != keep.UID {
+			t.Fatalf("woken after a restore while asleep, configmap keep: %v %+v; want UID %s", err, got, keep.UID)
+		}
+		if _, err := vc.CoreV1().ConfigMaps("default").Get(ctx, "before-sleep", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("woken after a restore while asleep, configmap before-sleep (made after the snapshot): %v, want NotFound", err)
+		}
+		woken.c.stop(t, 30*time.Second)
+	})
+
+	step(t, "fork into a new pod", func(t *testing.T) {
+		apply("VirtualCluster", "pf", "  annotations: {storage.loft.sh/fork-from: pv-asleep}\nspec: {}\n")
+		second := runVClusterPod(t, runc, rootfs, cf.Config, ns, "pf", ip, "fork", "")
 		forked := waitSeeded(t, ns, "pf", "Forked")
 		if forked.Status.Phase != storagev1.PhaseReady {
 			t.Fatalf("the fork: phase %s (%s)", forked.Status.Phase, forked.Status.Message)
@@ -136,6 +196,10 @@ func TestSnapshotsPodRuntime(t *testing.T) {
 		fork := second.client(t)
 		if cm, err := fork.CoreV1().ConfigMaps("default").Get(ctx, "keep", metav1.GetOptions{}); err != nil || cm.Data["k"] != "v" {
 			t.Fatalf("the fork's configmap keep: %v %+v", err, cm)
+		}
+		// The snapshot taken asleep holds what the cluster had when it fell asleep.
+		if _, err := fork.CoreV1().ConfigMaps("default").Get(ctx, "before-sleep", metav1.GetOptions{}); err != nil {
+			t.Fatalf("the fork of the snapshot taken asleep, configmap before-sleep: %v", err)
 		}
 		if clusterID(t, fork) == id {
 			t.Fatal("the fork kept the source's cluster ID")
@@ -150,10 +214,11 @@ type vclusterPod struct {
 	server string // its API server, as this machine reaches it
 }
 
-// runVClusterPod runs pod 0 of StatefulSet ns/name, once the agent made
-// it, under runc in a container of the image's root file system rootfs,
-// and waits for its readiness probe.
-func runVClusterPod(t *testing.T, runc runcCLI, rootfs string, cfg v1.Config, ns, name, ip string) vclusterPod {
+// runVClusterPod runs pod 0 of StatefulSet ns/name, as the agent made it,
+// under runc in container ID id of the image's root file system rootfs,
+// with its claim's volume data (a new one if ""), and waits for its
+// readiness probe.
+func runVClusterPod(t *testing.T, runc runcCLI, rootfs string, cfg v1.Config, ns, name, ip, id, data string) vclusterPod {
 	t.Helper()
 	var sts *appsv1.StatefulSet
 	poll(t, 90*time.Second, "the release's StatefulSet "+name, func(ctx context.Context) (bool, error) {
@@ -170,12 +235,14 @@ func runVClusterPod(t *testing.T, runc runcCLI, rootfs string, cfg v1.Config, ns
 	pod.refusePortsInUse(t)
 	dir := t.TempDir()
 	bundle := filepath.Join(dir, "bundle")
-	data := filepath.Join(dir, "data")
+	if data == "" {
+		data = filepath.Join(dir, "data")
+	}
 	if err := os.Mkdir(bundle, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	writeJSON(t, filepath.Join(bundle, "config.json"), pod.ociSpec(t, cfg, rootfs, dir, data))
-	c := runc.start(t, "sublet-e2e-"+name+"-"+strconv.Itoa(os.Getpid()), bundle)
+	c := runc.start(t, "sublet-e2e-"+id+"-"+strconv.Itoa(os.Getpid()), bundle)
 	waitReady(t, pod.probeURL(t), c.exited, c.output)
 	return vclusterPod{c: c, data: data, server: server}
 }
@@ -276,4 +343,14 @@ func firstEvent(t *testing.T, ns, name, reason string) time.Time {
 		return !first.IsZero(), nil
 	})
 	return first
+}
+
+// waitReplicas waits until the agent set StatefulSet ns/name to n
+// replicas: the test, as the kubelet, then starts or stops its pod.
+func waitReplicas(t *testing.T, ns, name string, n int32) {
+	t.Helper()
+	poll(t, 2*time.Minute, fmt.Sprintf("StatefulSet %s at %d replicas", name, n), func(ctx context.Context) (bool, error) {
+		s, err := host.Client.AppsV1().StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
+		return err == nil && s.Spec.Replicas != nil && *s.Spec.Replicas == n, nil
+	})
 }
