@@ -184,6 +184,22 @@ func buildImage(t *testing.T, bin, archive string) (v1.Image, int64) {
 	return img, fi.Size()
 }
 
+// imageRootFS builds the image of bin as `make image` does and unpacks its
+// root file system, which every container of the test may share
+// read-only; it returns the root and the image's config file.
+func imageRootFS(t *testing.T, bin string) (string, *v1.ConfigFile) {
+	t.Helper()
+	dir := t.TempDir()
+	img, _ := buildImage(t, bin, filepath.Join(dir, "sublet-image.tar"))
+	rootfs := filepath.Join(dir, "rootfs")
+	unpackRootFS(t, img, rootfs)
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rootfs, cf
+}
+
 // unpackRootFS writes the image's flattened file system to dir with its
 // modes and owners.
 func unpackRootFS(t *testing.T, img v1.Image, dir string) {

@@ -50,16 +50,10 @@ func TestPlatformUnderRunc(t *testing.T) {
 		p.refusePortsInUse(t)
 	}
 
-	dir := t.TempDir()
-	img, _ := buildImage(t, bin, filepath.Join(dir, "sublet-image.tar"))
 	// One read-only root for both containers, as a runtime shares an
 	// image's layers.
-	rootfs := filepath.Join(dir, "rootfs")
-	unpackRootFS(t, img, rootfs)
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
+	rootfs, cf := imageRootFS(t, bin)
+	dir := t.TempDir()
 	start := func(p chartPod) *container {
 		bundle := filepath.Join(dir, p.name)
 		if err := os.Mkdir(bundle, 0o755); err != nil {

@@ -49,14 +49,7 @@ func TestSnapshotsPodRuntime(t *testing.T) {
 	}
 	runc := needRunc(t, bin)
 	ip := nodeIP(t)
-	dir := t.TempDir()
-	img, _ := buildImage(t, bin, filepath.Join(dir, "sublet-image.tar"))
-	rootfs := filepath.Join(dir, "rootfs")
-	unpackRootFS(t, img, rootfs)
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
+	rootfs, cf := imageRootFS(t, bin)
 	stateDir := t.TempDir()
 	startAgent(t, stateDir, "--runtime", "pod", "--image", "registry.local:5000/sublet:e2e")
 	ns := createNamespace(t, host.Client, "snap-pod")
