@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 
 	"github.com/spf13/pflag"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
@@ -25,6 +24,8 @@ import (
 	cmoptions "k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
 	schedulerapp "k8s.io/kubernetes/cmd/kube-scheduler/app"
 	scheduleroptions "k8s.io/kubernetes/cmd/kube-scheduler/app/options"
+
+	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 )
 
 func init() {
@@ -92,11 +93,12 @@ func runAPIServer(ctx context.Context, args []string, listener net.Listener, log
 	if wrap != nil {
 		chain := config.Aggregator.GenericConfig.BuildHandlerChainFunc
 		config.Aggregator.GenericConfig.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
-			// What wrap serves under LongRunningPrefix streams data dirs:
-			// no request timeout, no in-flight limit.
+			// What wrap serves at the data endpoint streams data dirs: no
+			// request timeout, no in-flight limit. Only that path: a
+			// tenant's requests elsewhere keep both.
 			longRunning := c.LongRunningFunc
 			c.LongRunningFunc = func(r *http.Request, ri *apirequest.RequestInfo) bool {
-				return strings.HasPrefix(r.URL.Path, LongRunningPrefix) || longRunning(r, ri)
+				return r.URL.Path == storagev1.DataPath || longRunning(r, ri)
 			}
 			return chain(wrap(h), c)
 		}
@@ -132,10 +134,6 @@ func runAPIServer(ctx context.Context, args []string, listener net.Listener, log
 	}
 	return prepared.Run(ctx)
 }
-
-// LongRunningPrefix: requests to paths under it, which a WrapAPIHandler
-// wrapper serves, are long-running for the API server's filters.
-const LongRunningPrefix = "/sublet/"
 
 // runControllerManager runs kube-controller-manager with args until ctx ends.
 func runControllerManager(ctx context.Context, args []string) error {
