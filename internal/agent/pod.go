@@ -37,6 +37,8 @@ type podRuntime struct {
 	// before they go to their pods.
 	stateDir string
 	log      klog.Logger
+	// data: the clusters whose data the agent reads or replaces now.
+	data dataLocks
 }
 
 func newPodRuntime(hostCfg *rest.Config, host kubernetes.Interface, image, stateDir string, log klog.Logger) (*podRuntime, error) {
@@ -133,9 +135,16 @@ func (r *podRuntime) Sleep(ctx context.Context, vc *storagev1.VirtualCluster) (b
 	case err != nil:
 		return false, err
 	}
-	if dataOnly(rel.Config) {
+	if dataOnly(rel.Config) && r.dataBusy(vc) {
 		// A snapshot or restore reads its volume; it puts it back to 0.
+		// One left by an agent that stopped is put back below.
 		return true, nil
+	}
+	if dataOnly(rel.Config) {
+		if err := r.setDataOnly(ctx, vc, false); err != nil {
+			return false, err
+		}
+		return false, nil
 	}
 	if fmt.Sprint(rel.Config["replicas"]) != "0" {
 		vals := maps.Clone(rel.Config)

@@ -10,6 +10,7 @@ import (
 
 	storagev1 "github.com/sublet-dev/sublet/api/storage/v1"
 	"github.com/sublet-dev/sublet/internal/controlplane"
+	"github.com/sublet-dev/sublet/internal/snapshot"
 )
 
 // dataRuntime is a runtime whose clusters' data the agent copies and
@@ -20,9 +21,9 @@ type dataRuntime interface {
 	// HasData reports whether vc has data of its own (it started once).
 	HasData(ctx context.Context, vc *storagev1.VirtualCluster) bool
 	// CopyOut writes what a snapshot keeps of vc's data into the new
-	// directory stage (controlplane.CopyForSnapshot) and returns its
-	// datastore.
-	CopyOut(ctx context.Context, vc *storagev1.VirtualCluster, stage string) (string, error)
+	// directory stage (controlplane.CopyForSnapshot), bringing in at most
+	// lim, and returns its datastore.
+	CopyOut(ctx context.Context, vc *storagev1.VirtualCluster, stage string, lim snapshot.Limits) (string, error)
 	// StageDir is an empty directory where a data dir for vc is prepared
 	// (it is removed first if left over). It fails with errNotRunning
 	// when vc's runtime takes a new data dir only once vc runs.
@@ -52,7 +53,8 @@ func (r *processRuntime) HasData(_ context.Context, vc *storagev1.VirtualCluster
 	return err == nil
 }
 
-func (r *processRuntime) CopyOut(ctx context.Context, vc *storagev1.VirtualCluster, stage string) (string, error) {
+// CopyOut copies the data dir; its size is checked after (it is local).
+func (r *processRuntime) CopyOut(ctx context.Context, vc *storagev1.VirtualCluster, stage string, _ snapshot.Limits) (string, error) {
 	data, err := r.DataDir(vc)
 	if err != nil {
 		return "", err

@@ -5,14 +5,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 
 	"github.com/sublet-dev/sublet/internal/controlplane"
 	"github.com/sublet-dev/sublet/internal/controlplane/readiness"
 )
-
-// pkiFile is a file name of a data dir's pki/ directory.
-var pkiFile = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]*\.(crt|key|pub)$`)
 
 // checkLayout refuses a data dir unpacked from a snapshot that holds
 // anything copyDataDir does not write: the marker, the bootstrapped
@@ -48,7 +44,7 @@ func checkLayout(dir, datastore string) error {
 		}
 		isDir, known := allowed[rel]
 		if !known && filepath.Dir(rel) == "pki" {
-			isDir, known = false, pkiFile.MatchString(d.Name())
+			isDir, known = false, controlplane.PKIFileName.MatchString(d.Name())
 		}
 		if !known || isDir != d.IsDir() {
 			return fmt.Errorf("it holds %s, which no snapshot of a %s data dir has", rel, datastore)

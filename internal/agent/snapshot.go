@@ -144,7 +144,7 @@ func (s *snapshots) write(ctx context.Context, vc *storagev1.VirtualCluster, nam
 	}
 	defer os.RemoveAll(tmp)
 	stage := filepath.Join(tmp, "data")
-	datastore, err := dr.CopyOut(ctx, vc, stage)
+	datastore, err := dr.CopyOut(ctx, vc, stage, s.limits)
 	if err != nil {
 		return snapshot.Manifest{}, "", 0, err
 	}

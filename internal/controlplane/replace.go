@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 
 	"github.com/sublet-dev/sublet/internal/controlplane/readiness"
@@ -54,6 +55,27 @@ func TrimForReplacement(dir string) error {
 	return nil
 }
 
+// PKIFileName matches the file names of a data dir's pki/ directory.
+var PKIFileName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]*\.(crt|key|pub)$`)
+
+// checkPKI fails unless dir's pki/, if any, holds only certificates and
+// keys.
+func checkPKI(dir string) error {
+	entries, err := os.ReadDir(filepath.Join(dir, "pki"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !PKIFileName.MatchString(e.Name()) {
+			return fmt.Errorf("the new data dir holds pki/%s; a restored data dir's pki/ holds only certificates and keys", e.Name())
+		}
+	}
+	return nil
+}
+
 // ReplacementStage is an empty directory inside data dir data to write a
 // replacement into; one left over from before is removed first.
 func ReplacementStage(data string) (string, error) {
@@ -79,6 +101,9 @@ func CommitReplacement(data string) error {
 	}
 	if _, err := DatastoreOf(stage); err != nil {
 		return fmt.Errorf("the new data dir: %w", err)
+	}
+	if err := checkPKI(stage); err != nil {
+		return err
 	}
 	if err := os.RemoveAll(filepath.Join(data, replaceDir)); err != nil {
 		return err

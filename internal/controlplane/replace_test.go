@@ -88,6 +88,11 @@ func TestReplacement(t *testing.T) {
 		if err := CommitReplacement(data); err == nil {
 			t.Fatal("a replacement holding admin.kubeconfig was committed")
 		}
+		data = stage(t)
+		writeTree(t, filepath.Join(data, replaceTmp), map[string]string{"pki/admin.kubeconfig": "evil"})
+		if err := CommitReplacement(data); err == nil {
+			t.Fatal("a replacement holding pki/admin.kubeconfig was committed")
+		}
 	})
 }
 
