@@ -111,7 +111,7 @@ func CommitReplacement(data string) error {
 	if err := os.Rename(stage, filepath.Join(data, replaceDir)); err != nil {
 		return err
 	}
-	return syncPath(data)
+	return syncDir(data)
 }
 
 // FinishReplacement puts data's committed replacement, if any, in place of
@@ -132,7 +132,7 @@ func FinishReplacement(data string) (bool, error) {
 		if err := os.WriteFile(moving, nil, 0o600); err != nil {
 			return false, err
 		}
-		if err := syncPath(data); err != nil {
+		if err := syncDir(data); err != nil {
 			return false, err
 		}
 	}
@@ -152,7 +152,7 @@ func FinishReplacement(data string) (bool, error) {
 			return false, fmt.Errorf("put the new data in place: %w", err)
 		}
 	}
-	if err := syncPath(data); err != nil {
+	if err := syncDir(data); err != nil {
 		return false, err
 	}
 	if err := os.RemoveAll(src); err != nil {
@@ -177,14 +177,4 @@ func removeReplaced(data string) error {
 		}
 	}
 	return nil
-}
-
-// syncPath flushes directory dir's entries to disk.
-func syncPath(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
