@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"helm.sh/helm/v3/pkg/action"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
@@ -68,25 +70,22 @@ func (e dataEndpoint) do(ctx context.Context, method string, body func() (io.Rea
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(reachTimeout)
-	for {
-		resp, err := e.send(ctx, client, method, body)
-		if err == nil {
-			if resp.StatusCode != want {
-				defer resp.Body.Close()
-				msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-				return nil, fmt.Errorf("its pod answered %s: %s", resp.Status, strings.TrimSpace(string(msg)))
-			}
-			return resp, nil
-		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			return nil, fmt.Errorf("reach its pod: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
+	var resp *http.Response
+	var last error
+	// Each request on ctx: a body streams past the polling's deadline.
+	err = wait.PollUntilContextTimeout(ctx, time.Second, reachTimeout, true, func(context.Context) (bool, error) {
+		resp, last = e.send(ctx, client, method, body)
+		return last == nil, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reach its pod: %w", cmp.Or(last, err))
 	}
+	if resp.StatusCode != want {
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return nil, fmt.Errorf("its pod answered %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return resp, nil
 }
 
 func (e dataEndpoint) send(ctx context.Context, client *http.Client, method string, body func() (io.ReadCloser, error)) (*http.Response, error) {
@@ -111,11 +110,20 @@ func (e dataEndpoint) send(ctx context.Context, client *http.Client, method stri
 	return client.Do(req)
 }
 
-// HasData: the pod published its kubeconfig Secret, so it ran; an error
-// other than NotFound does not say it did not.
-func (r *podRuntime) HasData(ctx context.Context, vc *storagev1.VirtualCluster) bool {
+// published reports whether vc's pod published its kubeconfig Secret:
+// it ran.
+func (r *podRuntime) published(ctx context.Context, vc *storagev1.VirtualCluster) (bool, error) {
 	_, err := r.host.CoreV1().Secrets(vc.Namespace).Get(ctx, kubeconfigSecret(vc), metav1.GetOptions{})
-	return !apierrors.IsNotFound(err)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// HasData: an error reading the Secret does not say the pod never ran.
+func (r *podRuntime) HasData(ctx context.Context, vc *storagev1.VirtualCluster) bool {
+	ok, err := r.published(ctx, vc)
+	return ok || err != nil
 }
 
 // CopyOut reads the copy the pod makes of its data dir, within lim.
@@ -141,12 +149,12 @@ func (r *podRuntime) CopyOut(ctx context.Context, vc *storagev1.VirtualCluster, 
 // StageDir is under the agent's state dir; a cluster whose pod has not
 // run yet has no pod to send it to.
 func (r *podRuntime) StageDir(ctx context.Context, vc *storagev1.VirtualCluster) (string, error) {
-	_, err := r.host.CoreV1().Secrets(vc.Namespace).Get(ctx, kubeconfigSecret(vc), metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return "", errNotRunning
-	}
+	ok, err := r.published(ctx, vc)
 	if err != nil {
 		return "", err
+	}
+	if !ok {
+		return "", errNotRunning
 	}
 	stage := filepath.Join(r.stateDir, "staged", vc.Namespace, vc.Name)
 	if err := os.RemoveAll(stage); err != nil {
@@ -209,19 +217,16 @@ func writeTreeFile(path, dir string) error {
 // nextEndpoint waits, at most restartTimeout, until vc's pod publishes a
 // data endpoint token other than old: a new start.
 func (r *podRuntime) nextEndpoint(ctx context.Context, vc *storagev1.VirtualCluster, old string) (dataEndpoint, error) {
-	ctx, cancel := context.WithTimeout(ctx, restartTimeout)
-	defer cancel()
-	for {
-		next, err := r.dataEndpoint(ctx, vc)
-		if err == nil && next.token != old {
-			return next, nil
-		}
-		select {
-		case <-ctx.Done():
-			return dataEndpoint{}, fmt.Errorf("no new start of its pod within %s: see its logs", restartTimeout)
-		case <-time.After(500 * time.Millisecond):
-		}
+	var next dataEndpoint
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, restartTimeout, true, func(ctx context.Context) (bool, error) {
+		e, err := r.dataEndpoint(ctx, vc)
+		next = e
+		return err == nil && e.token != old, nil
+	})
+	if err != nil {
+		return dataEndpoint{}, fmt.Errorf("no new start of its pod within %s: see its logs", restartTimeout)
 	}
+	return next, nil
 }
 
 // endpointOf is vc's data endpoint. A release at 0 replicas (a sleeping
